@@ -1,0 +1,126 @@
+//! The `kafka` and `replies` sections: where requests come from and where outcomes go.
+//!
+//! Invariant: the four tier topics, the default reply topic and the dead-letter topic are six
+//! distinct names (validation enforces it), so no outcome can be read back as a request.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::tier::Tier;
+
+/// Delivery guarantee of replies relative to input offsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivery {
+    /// Offsets are committed after the outcome is delivered; a crash may duplicate replies.
+    #[default]
+    AtLeastOnce,
+    /// Replies and input offsets are committed in one Kafka transaction per batch.
+    ExactlyOnce,
+}
+
+/// One request topic per priority tier.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TierTopics {
+    pub critical: String,
+    pub high: String,
+    pub normal: String,
+    pub low: String,
+}
+
+impl Default for TierTopics {
+    fn default() -> Self {
+        Self {
+            critical: "inference.requests.critical".into(),
+            high: "inference.requests.high".into(),
+            normal: "inference.requests.normal".into(),
+            low: "inference.requests.low".into(),
+        }
+    }
+}
+
+impl TierTopics {
+    pub fn topic(&self, tier: Tier) -> &str {
+        match tier {
+            Tier::Critical => &self.critical,
+            Tier::High => &self.high,
+            Tier::Normal => &self.normal,
+            Tier::Low => &self.low,
+        }
+    }
+
+    /// The tier whose topic is `topic`.
+    pub fn tier_of(&self, topic: &str) -> Option<Tier> {
+        Tier::ALL.into_iter().find(|&t| self.topic(t) == topic)
+    }
+}
+
+/// The `kafka` configuration section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, comma-separated `host:port`.
+    pub brokers: String,
+    /// Consumer group; every kbatch instance with this id is one replica.
+    pub group_id: String,
+    /// Kafka client id of this instance's clients.
+    pub client_id: String,
+    /// Request topics per tier.
+    pub topics: TierTopics,
+    /// At-least-once (default) or exactly-once delivery.
+    pub delivery: Delivery,
+    /// Consumer session timeout (ms).
+    pub session_timeout_ms: u32,
+    /// Longest a fetch waits for data (ms); low values cut latency at idle.
+    pub fetch_wait_max_ms: u32,
+    /// Milliseconds between offset commits of delivered prefixes.
+    pub commit_interval_ms: u64,
+    /// Extra librdkafka properties passed to every client unchanged (TLS, SASL, tuning).
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            brokers: "localhost:9092".into(),
+            group_id: "kbatch".into(),
+            client_id: "kbatch".into(),
+            topics: TierTopics::default(),
+            delivery: Delivery::AtLeastOnce,
+            session_timeout_ms: 10_000,
+            fetch_wait_max_ms: 10,
+            commit_interval_ms: 1000,
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+/// The `replies` configuration section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RepliesConfig {
+    /// Reply topic for requests that name none.
+    pub default_topic: String,
+    /// Topic for records that cannot be decoded.
+    pub dead_letter_topic: String,
+    /// Honour a request's own `reply_topic`; when false every reply goes to `default_topic`.
+    pub allow_request_reply_topic: bool,
+    /// Kafka header carrying the caller's correlation id, copied from request to reply.
+    pub correlation_header: String,
+    /// Producer linger (ms): small batches of replies without adding visible latency.
+    pub linger_ms: u32,
+}
+
+impl Default for RepliesConfig {
+    fn default() -> Self {
+        Self {
+            default_topic: "inference.replies".into(),
+            dead_letter_topic: "inference.dlq".into(),
+            allow_request_reply_topic: true,
+            correlation_header: "correlation-id".into(),
+            linger_ms: 1,
+        }
+    }
+}

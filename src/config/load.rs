@@ -1,0 +1,205 @@
+//! Assembling the configuration from its layers with figment, and remembering which layer set
+//! each value so validation errors can say where a bad value came from.
+//!
+//! Invariant: layers merge in this order, later wins: defaults, file, profile, `KBATCH_*`
+//! variables, the seeds' variables, `--set` overrides.
+
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Format, Serialized, Toml, Yaml};
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
+
+use super::{validate, Config, ConfigError, SECTIONS};
+
+/// The bundled profiles (seed 000 §3), in `<config dir>/profiles/<name>.yaml`.
+pub const PROFILES: [&str; 3] = ["market_hours", "off_hours", "stress_test"];
+
+/// Where to read configuration from.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Config file (YAML or TOML). When unset, `config/default.yaml` is read if it exists.
+    pub file: Option<PathBuf>,
+    /// Profile to apply on top of the file.
+    pub profile: Option<String>,
+    /// Directory holding `profiles/`; defaults to the config file's directory, else `config/`.
+    pub config_dir: Option<PathBuf>,
+    /// `key.path=value` overrides, applied last.
+    pub overrides: Vec<String>,
+    /// Environment to read instead of the process's (tests; embedding).
+    pub env: Option<Vec<(String, String)>>,
+}
+
+/// A validated configuration and the figment that produced it (for provenance).
+pub struct Loaded {
+    pub config: Config,
+    pub figment: Figment,
+    /// Files that were read, in merge order.
+    pub files: Vec<PathBuf>,
+}
+
+/// Loads, merges and validates the configuration.
+pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
+    let (figment, files) = assemble(opts)?;
+    let config: Config = figment.extract()?;
+    let issues = validate(&config, Some(&figment));
+    if !issues.is_empty() {
+        return Err(ConfigError::Invalid(issues));
+    }
+    Ok(Loaded { config, figment, files })
+}
+
+fn assemble(opts: &LoadOptions) -> Result<(Figment, Vec<PathBuf>), ConfigError> {
+    let mut figment = Figment::from(Serialized::defaults(Config::default()));
+    let mut files = Vec::new();
+    let default_file = PathBuf::from("config/default.yaml");
+    let file = match &opts.file {
+        Some(f) if !f.exists() => return Err(ConfigError::MissingFile(f.clone())),
+        Some(f) => Some(f.clone()),
+        None => default_file.exists().then_some(default_file),
+    };
+    if let Some(f) = &file {
+        figment = merge_file(figment, f);
+        files.push(f.clone());
+    }
+    if let Some(name) = &opts.profile {
+        let dir = opts.config_dir.clone().unwrap_or_else(|| match &file {
+            Some(f) => f.parent().map(Path::to_path_buf).unwrap_or_default(),
+            None => PathBuf::from("config"),
+        });
+        let path = dir.join("profiles").join(format!("{name}.yaml"));
+        if !path.exists() {
+            return Err(ConfigError::UnknownProfile { name: name.clone(), path, known: PROFILES.join(", ") });
+        }
+        figment = merge_file(figment, &path);
+        files.push(path);
+    }
+    let vars: Vec<(String, String)> = match &opts.env {
+        Some(vars) => vars.clone(),
+        None => std::env::vars().collect(),
+    };
+    figment = figment
+        .merge(KeyValues::kbatch_env(&vars))
+        .merge(SeedEnv::from_vars(&vars))
+        .merge(KeyValues::overrides(&opts.overrides)?);
+    Ok((figment, files))
+}
+
+fn merge_file(figment: Figment, path: &Path) -> Figment {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("toml") => figment.merge(Toml::file_exact(path)),
+        _ => figment.merge(Yaml::file_exact(path)),
+    }
+}
+
+/// The environment variables the seeds' deployments already set, mapped onto our keys.
+pub struct SeedEnv {
+    vars: Vec<(&'static str, String)>,
+}
+
+/// A layer of dotted keys and values, with a name for error messages: the `KBATCH_*` variables
+/// or the `--set` overrides.
+pub struct KeyValues {
+    name: &'static str,
+    render: fn(&[&str]) -> String,
+    entries: Vec<(Vec<String>, Value)>,
+}
+
+impl KeyValues {
+    /// `KBATCH_<SECTION>__<KEY>[__<KEY>...]=value`; variables outside the known sections (such
+    /// as `KBATCH_CONFIG`) are not configuration keys and are left alone.
+    pub fn kbatch_env(vars: &[(String, String)]) -> Self {
+        let entries = vars
+            .iter()
+            .filter_map(|(name, value)| {
+                let path: Vec<String> = name.strip_prefix("KBATCH_")?.split("__").map(str::to_lowercase).collect();
+                SECTIONS.contains(&path[0].as_str()).then(|| (path, value.parse().expect("infallible")))
+            })
+            .collect();
+        Self { name: "environment variable", render: |keys| format!("KBATCH_{}", keys.join("__").to_uppercase()), entries }
+    }
+
+    /// `section.key=value` pairs from the command line.
+    pub fn overrides(pairs: &[String]) -> Result<Self, ConfigError> {
+        let entries = pairs
+            .iter()
+            .map(|o| {
+                let (key, value) = o.split_once('=').filter(|(k, _)| !k.trim().is_empty()).ok_or_else(|| ConfigError::BadOverride(o.clone()))?;
+                Ok((key.trim().split('.').map(str::to_string).collect(), value.parse().expect("infallible")))
+            })
+            .collect::<Result<_, ConfigError>>()?;
+        Ok(Self { name: "command line", render: |keys| format!("--set {}", keys.join(".")), entries })
+    }
+}
+
+impl Provider for KeyValues {
+    fn metadata(&self) -> Metadata {
+        let render = self.render;
+        Metadata::named(self.name).interpolater(move |_, keys| render(keys))
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let mut dict = Dict::new();
+        for (path, value) in &self.entries {
+            let (last, parents) = path.split_last().expect("path is non-empty");
+            let mut node = &mut dict;
+            for key in parents {
+                let entry = node.entry(key.clone()).or_insert_with(|| Value::from(Dict::new()));
+                let Value::Dict(_, child) = entry else {
+                    return Err(figment::Error::from(format!("`{key}` is set both as a value and as a section")));
+                };
+                node = child;
+            }
+            node.insert(last.clone(), value.clone());
+        }
+        Ok(Profile::Default.collect(dict))
+    }
+}
+
+const SEED_VARS: [&str; 5] = ["MAX_BATCH_SIZE", "BATCH_TIMEOUT_MS", "MODEL_REGISTRY_PATH", "DEVICE", "LOG_LEVEL"];
+
+impl SeedEnv {
+    pub fn from_vars(vars: &[(String, String)]) -> Self {
+        let known = |name: &str| SEED_VARS.iter().copied().find(|k| *k == name);
+        Self { vars: vars.iter().filter_map(|(k, v)| Some((known(k)?, v.clone()))).collect() }
+    }
+}
+
+impl Provider for SeedEnv {
+    fn metadata(&self) -> Metadata {
+        Metadata::named("seed environment variable")
+            .interpolater(|_, keys| match keys.join(".").as_str() {
+                "batch_processing.max_batch_size" => "MAX_BATCH_SIZE".into(),
+                "batch_processing.batch_timeout_seconds" => "BATCH_TIMEOUT_MS".into(),
+                "model.registry_path" => "MODEL_REGISTRY_PATH".into(),
+                "model.device" => "DEVICE".into(),
+                "logging.level" => "LOG_LEVEL".into(),
+                other => other.to_string(),
+            })
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let mut dict = Dict::new();
+        for (var, raw) in &self.vars {
+            let ((section, key), value): ((&str, &str), Value) = match *var {
+                "MAX_BATCH_SIZE" => (("batch_processing", "max_batch_size"), raw.parse().expect("infallible")),
+                "BATCH_TIMEOUT_MS" => {
+                    let ms: f64 = raw
+                        .trim()
+                        .parse()
+                        .map_err(|_| figment::Error::from(format!("BATCH_TIMEOUT_MS={raw:?} is not a number of milliseconds")))?;
+                    (("batch_processing", "batch_timeout_seconds"), Value::from(ms / 1000.0))
+                }
+                "MODEL_REGISTRY_PATH" => (("model", "registry_path"), Value::from(raw.clone())),
+                "DEVICE" => (("model", "device"), Value::from(raw.trim().to_lowercase())),
+                "LOG_LEVEL" => (("logging", "level"), Value::from(raw.trim().to_lowercase())),
+                _ => continue,
+            };
+            let entry = dict.entry(section.into()).or_insert_with(|| Value::from(Dict::new()));
+            if let Value::Dict(_, section) = entry {
+                section.insert(key.into(), value);
+            }
+        }
+        Ok(Profile::Default.collect(dict))
+    }
+}

@@ -1,0 +1,212 @@
+//! The seed's batching sections (seed 000 §2): basic, adaptive, priority, resource and
+//! monitoring parameters, with the seed's names, units and defaults.
+//!
+//! Invariant: field names and units are the seed's (seconds as floats), so a seed YAML file
+//! section can be pasted in unchanged; `Duration` accessors convert at the edge.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::tier::Tier;
+
+fn secs(s: f64) -> Duration {
+    Duration::try_from_secs_f64(s).unwrap_or(Duration::ZERO)
+}
+
+/// Seed 000 §2.1, plus the queue bound of seed 001.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchProcessing {
+    /// Most requests in one batch (1..=1024).
+    pub max_batch_size: usize,
+    /// Fewest requests that form a batch before `max_wait_time_seconds` runs out.
+    pub min_batch_size: usize,
+    /// Longest wait for more requests before running a partial batch (0..=1 s).
+    pub max_wait_time_seconds: f64,
+    /// Absolute bound on batch formation, whatever the tier waits say (0..=10 s).
+    pub batch_timeout_seconds: f64,
+    /// Most requests queued across all tiers; past it consumption pauses.
+    pub max_queue_size: usize,
+}
+
+impl Default for BatchProcessing {
+    fn default() -> Self {
+        Self { max_batch_size: 32, min_batch_size: 1, max_wait_time_seconds: 0.01, batch_timeout_seconds: 0.05, max_queue_size: 1000 }
+    }
+}
+
+impl BatchProcessing {
+    pub fn max_wait(&self) -> Duration {
+        secs(self.max_wait_time_seconds)
+    }
+    pub fn batch_timeout(&self) -> Duration {
+        secs(self.batch_timeout_seconds)
+    }
+}
+
+/// Seed 000 §2.2.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdaptiveBatching {
+    /// Let the controller pick the target batch size from measured latency and throughput.
+    pub enable_adaptive_batching: bool,
+    /// Multiplicative step of each adjustment (> 0).
+    pub adaptive_scaling_factor: f64,
+    /// GPU utilization above which the target shrinks (0..=1).
+    pub gpu_utilization_threshold_high: f64,
+    /// GPU utilization below which the target may grow (0..=1, <= high).
+    pub gpu_utilization_threshold_low: f64,
+    /// Memory utilization above which the target shrinks (0..=1).
+    pub memory_utilization_threshold: f64,
+    /// Requests between two adjustments (> 0).
+    pub adaptive_adjustment_interval: u64,
+}
+
+impl Default for AdaptiveBatching {
+    fn default() -> Self {
+        Self {
+            enable_adaptive_batching: true,
+            adaptive_scaling_factor: 1.5,
+            gpu_utilization_threshold_high: 0.8,
+            gpu_utilization_threshold_low: 0.3,
+            memory_utilization_threshold: 0.8,
+            adaptive_adjustment_interval: 100,
+        }
+    }
+}
+
+/// Seed 000 §2.3, extended with the `critical` tier the Kafka design adds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PriorityQueueing {
+    /// Serve higher tiers first; when false every tier is one FIFO with `normal`'s wait.
+    pub enable_priority_queueing: bool,
+    /// Wait for more requests when the oldest queued request is critical (seconds).
+    pub critical_priority_wait_time: f64,
+    /// Wait when the oldest queued request is high priority (seconds).
+    pub high_priority_wait_time: f64,
+    /// Wait for normal priority (seconds).
+    pub normal_priority_wait_time: f64,
+    /// Wait for low priority (seconds).
+    pub low_priority_wait_time: f64,
+    /// Queued requests of a lower tier that earn it a boost over higher tiers (anti-starvation).
+    pub priority_boost_threshold: usize,
+}
+
+impl Default for PriorityQueueing {
+    fn default() -> Self {
+        Self {
+            enable_priority_queueing: true,
+            critical_priority_wait_time: 0.002,
+            high_priority_wait_time: 0.005,
+            normal_priority_wait_time: 0.01,
+            low_priority_wait_time: 0.02,
+            priority_boost_threshold: 10,
+        }
+    }
+}
+
+impl PriorityQueueing {
+    /// The configured wait of `tier`, in seconds.
+    pub fn wait_seconds(&self, tier: Tier) -> f64 {
+        match tier {
+            Tier::Critical => self.critical_priority_wait_time,
+            Tier::High => self.high_priority_wait_time,
+            Tier::Normal => self.normal_priority_wait_time,
+            Tier::Low => self.low_priority_wait_time,
+        }
+    }
+
+    pub fn wait(&self, tier: Tier) -> Duration {
+        secs(self.wait_seconds(tier))
+    }
+}
+
+/// Seed 000 §2.4.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResourceManagement {
+    /// Use GPU-specific session options when the device is CUDA.
+    pub enable_gpu_optimization: bool,
+    /// Full graph optimization of the ONNX model at load (the seed's TorchScript compilation).
+    pub enable_model_compilation: bool,
+    /// Periodically release cached device memory.
+    pub enable_memory_cleanup: bool,
+    /// Seconds between memory clean-ups (> 0).
+    pub cleanup_interval_seconds: u64,
+    /// Pin inference threads to cores.
+    pub cpu_affinity_enabled: bool,
+    /// Threads for inference work (1..=64).
+    pub thread_pool_size: usize,
+}
+
+impl Default for ResourceManagement {
+    fn default() -> Self {
+        Self {
+            enable_gpu_optimization: true,
+            enable_model_compilation: true,
+            enable_memory_cleanup: true,
+            cleanup_interval_seconds: 30,
+            cpu_affinity_enabled: false,
+            thread_pool_size: 4,
+        }
+    }
+}
+
+/// Seed 000 §2.5.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PerformanceMonitoring {
+    /// Collect performance metrics.
+    pub enable_performance_tracking: bool,
+    /// Requests between two performance log lines (> 0).
+    pub log_interval_requests: u64,
+    /// Seconds between metric collections (> 0).
+    pub metrics_collection_interval: f64,
+    /// Seconds between health checks (> 0).
+    pub health_check_interval: u64,
+    /// End-to-end latency that raises an alert (ms, > 0).
+    pub alert_threshold_latency_ms: f64,
+    /// Error rate that raises an alert (0..=1).
+    pub alert_threshold_error_rate: f64,
+    /// Port of the HTTP server for `/metrics`, `/healthz` and `/ready`.
+    pub metrics_port: u16,
+}
+
+impl Default for PerformanceMonitoring {
+    fn default() -> Self {
+        Self {
+            enable_performance_tracking: true,
+            log_interval_requests: 1000,
+            metrics_collection_interval: 5.0,
+            health_check_interval: 30,
+            alert_threshold_latency_ms: 100.0,
+            alert_threshold_error_rate: 0.01,
+            metrics_port: 9090,
+        }
+    }
+}
+
+/// Log output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Logging {
+    /// A tracing filter directive: `info`, `debug`, `kbatch=debug,rdkafka=warn`, ... (the seeds' `LOG_LEVEL`).
+    pub level: String,
+    /// `text` for people, `json` for log pipelines.
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Default for Logging {
+    fn default() -> Self {
+        Self { level: "info".into(), format: LogFormat::Text }
+    }
+}

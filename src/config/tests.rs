@@ -1,0 +1,192 @@
+//! Config tests: seed defaults, bundled profiles, every layer's precedence, and errors that name
+//! the field and where its value came from.
+
+use std::path::PathBuf;
+
+use figment::providers::Serialized;
+use figment::Figment;
+
+use super::load::SeedEnv;
+use super::*;
+use crate::tier::Tier;
+
+fn repo(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn opts(profile: Option<&str>) -> LoadOptions {
+    LoadOptions { file: Some(repo("config/default.yaml")), profile: profile.map(str::to_string), ..LoadOptions::default() }
+}
+
+fn issues(err: ConfigError) -> Vec<Issue> {
+    match err {
+        ConfigError::Invalid(i) => i,
+        other => panic!("expected validation issues, got {other}"),
+    }
+}
+
+#[test]
+fn built_in_defaults_are_the_seeds_and_valid() {
+    let c = Config::default();
+    assert_eq!(c.batch_processing.max_batch_size, 32);
+    assert_eq!(c.batch_processing.max_wait_time_seconds, 0.01);
+    assert_eq!(c.batch_processing.batch_timeout_seconds, 0.05);
+    assert_eq!(c.adaptive_batching.adaptive_scaling_factor, 1.5);
+    assert_eq!(c.adaptive_batching.adaptive_adjustment_interval, 100);
+    assert_eq!(c.priority_queueing.wait_seconds(Tier::Low), 0.02);
+    assert_eq!(c.priority_queueing.priority_boost_threshold, 10);
+    assert_eq!(c.resource_management.thread_pool_size, 4);
+    assert_eq!(c.performance_monitoring.alert_threshold_error_rate, 0.01);
+    assert_eq!(validate(&c, None), vec![]);
+}
+
+#[test]
+fn the_default_file_says_what_the_built_in_defaults_say() {
+    let loaded = load(&opts(None)).unwrap();
+    assert_eq!(loaded.config, Config::default());
+}
+
+#[test]
+fn bundled_profiles_load_with_the_seed_values() {
+    let m = load(&opts(Some("market_hours"))).unwrap().config;
+    assert_eq!((m.batch_processing.max_batch_size, m.batch_processing.batch_timeout_seconds), (64, 0.02));
+    assert_eq!(m.priority_queueing.priority_boost_threshold, 5);
+    assert_eq!(m.resource_management.thread_pool_size, 8);
+    let o = load(&opts(Some("off_hours"))).unwrap().config;
+    assert_eq!((o.batch_processing.max_batch_size, o.adaptive_batching.adaptive_scaling_factor), (128, 2.0));
+    assert_eq!(o.performance_monitoring.alert_threshold_latency_ms, 200.0);
+    let s = load(&opts(Some("stress_test"))).unwrap().config;
+    assert_eq!((s.batch_processing.max_batch_size, s.batch_processing.min_batch_size), (256, 32));
+    assert!(!s.adaptive_batching.enable_adaptive_batching);
+    assert!(!s.priority_queueing.enable_priority_queueing);
+    // A profile only replaces what it names.
+    assert_eq!(s.kafka, KafkaConfig::default());
+    for p in PROFILES {
+        assert!(repo(&format!("config/profiles/{p}.yaml")).exists(), "{p}");
+    }
+}
+
+#[test]
+fn unknown_profile_is_an_error_listing_the_known_ones() {
+    let err = load(&opts(Some("weekend"))).err().unwrap();
+    assert!(matches!(&err, ConfigError::UnknownProfile { name, .. } if name == "weekend"));
+    assert!(err.to_string().contains("market_hours"), "{err}");
+}
+
+#[test]
+fn out_of_range_values_name_the_field_and_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.yaml");
+    std::fs::write(&file, "batch_processing:\n  max_batch_size: 2048\nperformance_monitoring:\n  alert_threshold_error_rate: 1.5\n").unwrap();
+    let err = load(&LoadOptions { file: Some(file.clone()), ..LoadOptions::default() }).err().unwrap();
+    let text = err.to_string();
+    let found = issues(err);
+    let fields: Vec<&str> = found.iter().map(|i| i.field.as_str()).collect();
+    assert_eq!(fields, ["batch_processing.max_batch_size", "batch_processing.max_queue_size", "performance_monitoring.alert_threshold_error_rate"], "{text}");
+    assert!(found[0].source.as_deref().unwrap().contains("bad.yaml"), "{text}");
+    assert_eq!(found[1].source.as_deref(), Some("built-in default"), "{text}");
+    assert!(text.contains("between 0 and 1, got 1.5"), "{text}");
+}
+
+#[test]
+fn unknown_keys_and_wrong_types_are_rejected_with_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("typo.yaml");
+    std::fs::write(&file, "batch_processing:\n  max_batch_sise: 8\n").unwrap();
+    let err = load(&LoadOptions { file: Some(file.clone()), ..LoadOptions::default() }).err().unwrap().to_string();
+    assert!(err.contains("max_batch_sise") && err.contains("typo.yaml"), "{err}");
+    std::fs::write(&file, "kafka:\n  session_timeout_ms: soon\n").unwrap();
+    let err = load(&LoadOptions { file: Some(file.clone()), ..LoadOptions::default() }).err().unwrap().to_string();
+    assert!(err.contains("session_timeout_ms") && err.contains("typo.yaml"), "{err}");
+}
+
+#[test]
+fn cross_field_rules() {
+    let mut c = Config::default();
+    c.batch_processing.min_batch_size = 64;
+    c.priority_queueing.high_priority_wait_time = 0.03;
+    c.priority_queueing.low_priority_wait_time = 0.2;
+    c.replies.default_topic = c.kafka.topics.low.clone();
+    c.adaptive_batching.gpu_utilization_threshold_low = 0.9;
+    c.batch_processing.max_wait_time_seconds = 0.06;
+    let fields: Vec<String> = validate(&c, None).into_iter().map(|i| i.field).collect();
+    for expected in [
+        "batch_processing.min_batch_size",
+        "batch_processing.batch_timeout_seconds",
+        "priority_queueing.normal_priority_wait_time",
+        "priority_queueing.low_priority_wait_time",
+        "replies.default_topic",
+        "adaptive_batching.gpu_utilization_threshold_low",
+    ] {
+        assert!(fields.iter().any(|f| f == expected), "missing {expected} in {fields:?}");
+    }
+}
+
+#[test]
+fn nan_is_never_in_range() {
+    let mut c = Config::default();
+    c.adaptive_batching.memory_utilization_threshold = f64::NAN;
+    assert_eq!(validate(&c, None)[0].field, "adaptive_batching.memory_utilization_threshold");
+}
+
+#[test]
+fn seed_environment_variables_map_onto_keys_with_units() {
+    let env = SeedEnv::from_vars(&vars(&[
+        ("MAX_BATCH_SIZE", "64"),
+        ("BATCH_TIMEOUT_MS", "20"),
+        ("MODEL_REGISTRY_PATH", "/srv/models"),
+        ("DEVICE", "CUDA"),
+        ("LOG_LEVEL", "DEBUG"),
+        ("PATH", "/usr/bin"),
+    ]));
+    let c: Config = Figment::from(Serialized::defaults(Config::default())).merge(env).extract().unwrap();
+    assert_eq!(c.batch_processing.max_batch_size, 64);
+    assert_eq!(c.batch_processing.batch_timeout_seconds, 0.02);
+    assert_eq!(c.model.registry_path, PathBuf::from("/srv/models"));
+    assert_eq!(c.model.device, Device::Cuda);
+    assert_eq!(c.logging.level, "debug");
+    let bad = SeedEnv::from_vars(&vars(&[("BATCH_TIMEOUT_MS", "soon")]));
+    let err = Figment::from(Serialized::defaults(Config::default())).merge(bad).extract::<Config>().unwrap_err();
+    assert!(err.to_string().contains("BATCH_TIMEOUT_MS"), "{err}");
+}
+
+fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+#[test]
+fn layers_apply_in_order_and_errors_name_the_variable() {
+    let mut o = opts(Some("market_hours"));
+    o.overrides = vec!["priority_queueing.priority_boost_threshold=7".into()];
+    o.env = Some(vars(&[
+        ("KBATCH_KAFKA__BROKERS", "kafka-1:9092,kafka-2:9092"),
+        ("KBATCH_KAFKA__TOPICS__LOW", "requests.bulk"),
+        ("KBATCH_CONFIG", "not a section, ignored"),
+        ("MAX_BATCH_SIZE", "48"),
+    ]));
+    let c = load(&o).unwrap().config;
+    assert_eq!(c.kafka.brokers, "kafka-1:9092,kafka-2:9092");
+    assert_eq!(c.kafka.topics.low, "requests.bulk");
+    assert_eq!(c.batch_processing.max_batch_size, 48, "seed env beats the profile's 64");
+    assert_eq!(c.batch_processing.batch_timeout_seconds, 0.02, "profile beats the file");
+    assert_eq!(c.priority_queueing.priority_boost_threshold, 7, "--set beats everything");
+
+    o.env = Some(vars(&[("KBATCH_RESOURCE_MANAGEMENT__THREAD_POOL_SIZE", "100")]));
+    let found = issues(load(&o).err().unwrap());
+    assert_eq!(found[0].field, "resource_management.thread_pool_size");
+    assert!(found[0].source.as_deref().unwrap().contains("KBATCH_RESOURCE_MANAGEMENT__THREAD_POOL_SIZE"), "{:?}", found[0]);
+    o.overrides = vec!["kafka.session_timeout_ms=5".into()];
+    let found = issues(load(&o).err().unwrap());
+    assert_eq!(found.last().unwrap().source.as_deref(), Some("command line --set kafka.session_timeout_ms"));
+    o.overrides.clear();
+    o.env = Some(vars(&[("MAX_BATCH_SIZE", "0")]));
+    let found = issues(load(&o).err().unwrap());
+    assert!(found[0].source.as_deref().unwrap().contains("MAX_BATCH_SIZE"), "{:?}", found[0]);
+}
+
+#[test]
+fn bad_override_syntax_is_an_error() {
+    let mut o = opts(None);
+    o.overrides = vec!["no-equals-sign".into()];
+    assert!(matches!(load(&o), Err(ConfigError::BadOverride(_))));
+}

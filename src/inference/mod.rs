@@ -1,0 +1,1 @@
+//! Inference backends (placeholder until the backend lands).

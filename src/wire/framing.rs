@@ -1,0 +1,104 @@
+//! Record framing: which of Confluent, Avro single-object or JSON a value uses, and the schema
+//! identity it claims. The bundled schemas in `schemas/` are the only writer schemas we read.
+//!
+//! Invariant: a body is handed to the Avro reader only after its schema id or fingerprint has
+//! been checked against the schema that reader implements.
+
+use std::sync::LazyLock;
+
+use apache_avro::rabin::Rabin;
+use apache_avro::Schema;
+
+use super::error::WireError;
+pub use crate::config::Framing;
+
+pub const REQUEST_SCHEMA: &str = include_str!("../../schemas/request.avsc");
+pub const REPLY_SCHEMA: &str = include_str!("../../schemas/reply.avsc");
+pub const DEAD_LETTER_SCHEMA: &str = include_str!("../../schemas/dead_letter.avsc");
+
+const CONFLUENT_MAGIC: u8 = 0x00;
+const SINGLE_OBJECT_MAGIC: [u8; 2] = [0xc3, 0x01];
+
+/// CRC-64-AVRO (Rabin) fingerprints of the bundled schemas' canonical forms.
+pub struct Fingerprints {
+    pub request: u64,
+    pub reply: u64,
+    pub dead_letter: u64,
+}
+
+/// The bundled schemas are compile-time constants checked by tests, so parsing cannot fail at
+/// run time unless the binary itself is broken.
+pub static FINGERPRINTS: LazyLock<Fingerprints> = LazyLock::new(|| Fingerprints {
+    request: fingerprint(REQUEST_SCHEMA),
+    reply: fingerprint(REPLY_SCHEMA),
+    dead_letter: fingerprint(DEAD_LETTER_SCHEMA),
+});
+
+fn fingerprint(schema: &str) -> u64 {
+    let schema = Schema::parse_str(schema).expect("bundled schema is valid Avro");
+    let fp = schema.fingerprint::<Rabin>();
+    u64::from_le_bytes(fp.bytes[..8].try_into().expect("Rabin fingerprint is 8 bytes"))
+}
+
+/// Which schema a frame must carry.
+pub struct Expect<'a> {
+    pub schema: &'static str,
+    pub confluent_ids: &'a [u32],
+    pub fingerprint: u64,
+}
+
+/// The payload of a frame.
+pub enum Body<'a> {
+    Avro(&'a [u8]),
+    Json(&'a [u8]),
+}
+
+/// Strips and checks the framing header.
+pub fn split<'a>(value: &'a [u8], expect: &Expect<'_>) -> Result<Body<'a>, WireError> {
+    match value {
+        [] => Err(WireError::Empty),
+        [CONFLUENT_MAGIC, rest @ ..] => {
+            let Some((id, body)) = rest.split_first_chunk::<4>() else {
+                return Err(WireError::Truncated { field: "confluent header" });
+            };
+            let id = u32::from_be_bytes(*id);
+            if !expect.confluent_ids.contains(&id) {
+                return Err(WireError::UnknownSchemaId { id, accepted: expect.confluent_ids.to_vec() });
+            }
+            Ok(Body::Avro(body))
+        }
+        [0xc3, 0x01, rest @ ..] => {
+            let Some((fp, body)) = rest.split_first_chunk::<8>() else {
+                return Err(WireError::Truncated { field: "single-object header" });
+            };
+            let fingerprint = u64::from_le_bytes(*fp);
+            if fingerprint != expect.fingerprint {
+                return Err(WireError::UnknownFingerprint {
+                    fingerprint,
+                    expected: expect.fingerprint,
+                    schema: expect.schema,
+                });
+            }
+            Ok(Body::Avro(body))
+        }
+        _ => match value.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'{') => Ok(Body::Json(value)),
+            _ => Err(WireError::UnknownFraming { first_byte: value[0] }),
+        },
+    }
+}
+
+/// Writes the header for `framing` (nothing for JSON).
+pub fn write_header(framing: Framing, confluent_id: u32, fingerprint: u64, out: &mut Vec<u8>) {
+    match framing {
+        Framing::Confluent => {
+            out.push(CONFLUENT_MAGIC);
+            out.extend_from_slice(&confluent_id.to_be_bytes());
+        }
+        Framing::SingleObject => {
+            out.extend_from_slice(&SINGLE_OBJECT_MAGIC);
+            out.extend_from_slice(&fingerprint.to_le_bytes());
+        }
+        Framing::Json => {}
+    }
+}
