@@ -2,7 +2,9 @@
 //! The figure to watch is ns per decoded request: decoding must not allocate per float.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use kbatch::wire::{validate, Framing, Reply, Request, Status, Tier, Timings, WireCodec, WireConfig};
+use kbatch::wire::{
+    validate, Framing, Reply, Request, Status, Tier, Timings, WireCodec, WireConfig,
+};
 
 fn request() -> Request {
     Request {
@@ -27,7 +29,9 @@ fn decode(c: &mut Criterion) {
     for framing in [Framing::Confluent, Framing::SingleObject, Framing::Json] {
         let mut buf = Vec::new();
         codec.encode_request(&request(), framing, &mut buf);
-        group.bench_function(format!("{framing:?}"), |b| b.iter(|| codec.decode_request(black_box(&buf)).unwrap()));
+        group.bench_function(format!("{framing:?}"), |b| {
+            b.iter(|| codec.decode_request(black_box(&buf)).unwrap())
+        });
     }
     let mut buf = Vec::new();
     codec.encode_request(&request(), Framing::Confluent, &mut buf);
@@ -52,7 +56,12 @@ fn encode(c: &mut Criterion) {
         output_shape: vec![3],
         outputs: vec![0.1, 0.2, 0.7],
         tier: Tier::Normal,
-        timings: Timings { queue_wait_us: 1000, batch_size: 32, inference_us: 2000, end_to_end_us: 4000 },
+        timings: Timings {
+            queue_wait_us: 1000,
+            batch_size: 32,
+            inference_us: 2000,
+            end_to_end_us: 4000,
+        },
         completed_at_ms: 1_700_000_000_004,
     };
     let mut buf = Vec::with_capacity(256);

@@ -43,6 +43,8 @@ as_root() {
 }
 
 mkdir -p "$KDIR/bin"
+# sun_path holds 108 bytes; a deep checkout would otherwise fail later with a cryptic bind error.
+((${#SOCK} < 100)) || die "socket path $SOCK is too long for a unix socket; set KBATCH_DIR shorter"
 
 # ---------------------------------------------------------------------------------------------
 step "podman + runc (apt)"

@@ -4,6 +4,6 @@
 //! `inference` (ONNX Runtime backends).
 
 pub mod config;
-pub mod tier;
 pub mod inference;
+pub mod tier;
 pub mod wire;

@@ -7,7 +7,11 @@ use clap::{Args, Parser, Subcommand};
 use kbatch::config::{load, LoadOptions};
 
 #[derive(Parser)]
-#[command(name = "kbatch", version, about = "Kafka-native dynamic-batching inference on ONNX Runtime")]
+#[command(
+    name = "kbatch",
+    version,
+    about = "Kafka-native dynamic-batching inference on ONNX Runtime"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -34,7 +38,12 @@ struct ConfigArgs {
 
 impl ConfigArgs {
     fn options(&self) -> LoadOptions {
-        LoadOptions { file: self.config.clone(), profile: self.profile.clone(), overrides: self.overrides.clone(), ..LoadOptions::default() }
+        LoadOptions {
+            file: self.config.clone(),
+            profile: self.profile.clone(),
+            overrides: self.overrides.clone(),
+            ..LoadOptions::default()
+        }
     }
 }
 
@@ -47,8 +56,19 @@ fn main() -> ExitCode {
 fn validate_config(args: &ConfigArgs) -> ExitCode {
     match load(&args.options()) {
         Ok(loaded) => {
-            let files: Vec<String> = loaded.files.iter().map(|f| f.display().to_string()).collect();
-            println!("# effective configuration (files: {})", if files.is_empty() { "none".into() } else { files.join(", ") });
+            let files: Vec<String> = loaded
+                .files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect();
+            println!(
+                "# effective configuration (files: {})",
+                if files.is_empty() {
+                    "none".into()
+                } else {
+                    files.join(", ")
+                }
+            );
             match serde_yaml::to_string(&loaded.config) {
                 Ok(yaml) => print!("{yaml}"),
                 Err(e) => {

@@ -46,7 +46,11 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
     if !issues.is_empty() {
         return Err(ConfigError::Invalid(issues));
     }
-    Ok(Loaded { config, figment, files })
+    Ok(Loaded {
+        config,
+        figment,
+        files,
+    })
 }
 
 fn assemble(opts: &LoadOptions) -> Result<(Figment, Vec<PathBuf>), ConfigError> {
@@ -69,7 +73,11 @@ fn assemble(opts: &LoadOptions) -> Result<(Figment, Vec<PathBuf>), ConfigError> 
         });
         let path = dir.join("profiles").join(format!("{name}.yaml"));
         if !path.exists() {
-            return Err(ConfigError::UnknownProfile { name: name.clone(), path, known: PROFILES.join(", ") });
+            return Err(ConfigError::UnknownProfile {
+                name: name.clone(),
+                path,
+                known: PROFILES.join(", "),
+            });
         }
         figment = merge_file(figment, &path);
         files.push(path);
@@ -112,11 +120,21 @@ impl KeyValues {
         let entries = vars
             .iter()
             .filter_map(|(name, value)| {
-                let path: Vec<String> = name.strip_prefix("KBATCH_")?.split("__").map(str::to_lowercase).collect();
-                SECTIONS.contains(&path[0].as_str()).then(|| (path, value.parse().expect("infallible")))
+                let path: Vec<String> = name
+                    .strip_prefix("KBATCH_")?
+                    .split("__")
+                    .map(str::to_lowercase)
+                    .collect();
+                SECTIONS
+                    .contains(&path[0].as_str())
+                    .then(|| (path, value.parse().expect("infallible")))
             })
             .collect();
-        Self { name: "environment variable", render: |keys| format!("KBATCH_{}", keys.join("__").to_uppercase()), entries }
+        Self {
+            name: "environment variable",
+            render: |keys| format!("KBATCH_{}", keys.join("__").to_uppercase()),
+            entries,
+        }
     }
 
     /// `section.key=value` pairs from the command line.
@@ -124,11 +142,21 @@ impl KeyValues {
         let entries = pairs
             .iter()
             .map(|o| {
-                let (key, value) = o.split_once('=').filter(|(k, _)| !k.trim().is_empty()).ok_or_else(|| ConfigError::BadOverride(o.clone()))?;
-                Ok((key.trim().split('.').map(str::to_string).collect(), value.parse().expect("infallible")))
+                let (key, value) = o
+                    .split_once('=')
+                    .filter(|(k, _)| !k.trim().is_empty())
+                    .ok_or_else(|| ConfigError::BadOverride(o.clone()))?;
+                Ok((
+                    key.trim().split('.').map(str::to_string).collect(),
+                    value.parse().expect("infallible"),
+                ))
             })
             .collect::<Result<_, ConfigError>>()?;
-        Ok(Self { name: "command line", render: |keys| format!("--set {}", keys.join(".")), entries })
+        Ok(Self {
+            name: "command line",
+            render: |keys| format!("--set {}", keys.join(".")),
+            entries,
+        })
     }
 }
 
@@ -144,9 +172,13 @@ impl Provider for KeyValues {
             let (last, parents) = path.split_last().expect("path is non-empty");
             let mut node = &mut dict;
             for key in parents {
-                let entry = node.entry(key.clone()).or_insert_with(|| Value::from(Dict::new()));
+                let entry = node
+                    .entry(key.clone())
+                    .or_insert_with(|| Value::from(Dict::new()));
                 let Value::Dict(_, child) = entry else {
-                    return Err(figment::Error::from(format!("`{key}` is set both as a value and as a section")));
+                    return Err(figment::Error::from(format!(
+                        "`{key}` is set both as a value and as a section"
+                    )));
                 };
                 node = child;
             }
@@ -156,46 +188,67 @@ impl Provider for KeyValues {
     }
 }
 
-const SEED_VARS: [&str; 5] = ["MAX_BATCH_SIZE", "BATCH_TIMEOUT_MS", "MODEL_REGISTRY_PATH", "DEVICE", "LOG_LEVEL"];
+const SEED_VARS: [&str; 5] = [
+    "MAX_BATCH_SIZE",
+    "BATCH_TIMEOUT_MS",
+    "MODEL_REGISTRY_PATH",
+    "DEVICE",
+    "LOG_LEVEL",
+];
 
 impl SeedEnv {
     pub fn from_vars(vars: &[(String, String)]) -> Self {
         let known = |name: &str| SEED_VARS.iter().copied().find(|k| *k == name);
-        Self { vars: vars.iter().filter_map(|(k, v)| Some((known(k)?, v.clone()))).collect() }
+        Self {
+            vars: vars
+                .iter()
+                .filter_map(|(k, v)| Some((known(k)?, v.clone())))
+                .collect(),
+        }
     }
 }
 
 impl Provider for SeedEnv {
     fn metadata(&self) -> Metadata {
-        Metadata::named("seed environment variable")
-            .interpolater(|_, keys| match keys.join(".").as_str() {
+        Metadata::named("seed environment variable").interpolater(|_, keys| {
+            match keys.join(".").as_str() {
                 "batch_processing.max_batch_size" => "MAX_BATCH_SIZE".into(),
                 "batch_processing.batch_timeout_seconds" => "BATCH_TIMEOUT_MS".into(),
                 "model.registry_path" => "MODEL_REGISTRY_PATH".into(),
                 "model.device" => "DEVICE".into(),
                 "logging.level" => "LOG_LEVEL".into(),
                 other => other.to_string(),
-            })
+            }
+        })
     }
 
     fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
         let mut dict = Dict::new();
         for (var, raw) in &self.vars {
             let ((section, key), value): ((&str, &str), Value) = match *var {
-                "MAX_BATCH_SIZE" => (("batch_processing", "max_batch_size"), raw.parse().expect("infallible")),
+                "MAX_BATCH_SIZE" => (
+                    ("batch_processing", "max_batch_size"),
+                    raw.parse().expect("infallible"),
+                ),
                 "BATCH_TIMEOUT_MS" => {
-                    let ms: f64 = raw
-                        .trim()
-                        .parse()
-                        .map_err(|_| figment::Error::from(format!("BATCH_TIMEOUT_MS={raw:?} is not a number of milliseconds")))?;
-                    (("batch_processing", "batch_timeout_seconds"), Value::from(ms / 1000.0))
+                    let ms: f64 = raw.trim().parse().map_err(|_| {
+                        figment::Error::from(format!(
+                            "BATCH_TIMEOUT_MS={raw:?} is not a number of milliseconds"
+                        ))
+                    })?;
+                    (
+                        ("batch_processing", "batch_timeout_seconds"),
+                        Value::from(ms / 1000.0),
+                    )
                 }
                 "MODEL_REGISTRY_PATH" => (("model", "registry_path"), Value::from(raw.clone())),
                 "DEVICE" => (("model", "device"), Value::from(raw.trim().to_lowercase())),
                 "LOG_LEVEL" => (("logging", "level"), Value::from(raw.trim().to_lowercase())),
                 _ => continue,
             };
-            let entry = dict.entry(section.into()).or_insert_with(|| Value::from(Dict::new()));
+            let entry = dict
+                .entry(section.into())
+                .or_insert_with(|| Value::from(Dict::new()));
             if let Value::Dict(_, section) = entry {
                 section.insert(key.into(), value);
             }

@@ -61,7 +61,11 @@ pub enum ConfigError {
     #[error("configuration file {0} does not exist")]
     MissingFile(std::path::PathBuf),
     #[error("unknown profile `{name}` (looked for {path}); known profiles: {known}")]
-    UnknownProfile { name: String, path: std::path::PathBuf, known: String },
+    UnknownProfile {
+        name: String,
+        path: std::path::PathBuf,
+        known: String,
+    },
     #[error("invalid override `{0}`: expected key.path=value")]
     BadOverride(String),
     #[error("{0}")]

@@ -32,7 +32,13 @@ pub struct BatchProcessing {
 
 impl Default for BatchProcessing {
     fn default() -> Self {
-        Self { max_batch_size: 32, min_batch_size: 1, max_wait_time_seconds: 0.01, batch_timeout_seconds: 0.05, max_queue_size: 1000 }
+        Self {
+            max_batch_size: 32,
+            min_batch_size: 1,
+            max_wait_time_seconds: 0.01,
+            batch_timeout_seconds: 0.05,
+            max_queue_size: 1000,
+        }
     }
 }
 
@@ -207,6 +213,9 @@ pub enum LogFormat {
 
 impl Default for Logging {
     fn default() -> Self {
-        Self { level: "info".into(), format: LogFormat::Text }
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
     }
 }

@@ -15,7 +15,11 @@ fn repo(path: &str) -> PathBuf {
 }
 
 fn opts(profile: Option<&str>) -> LoadOptions {
-    LoadOptions { file: Some(repo("config/default.yaml")), profile: profile.map(str::to_string), ..LoadOptions::default() }
+    LoadOptions {
+        file: Some(repo("config/default.yaml")),
+        profile: profile.map(str::to_string),
+        ..LoadOptions::default()
+    }
 }
 
 fn issues(err: ConfigError) -> Vec<Issue> {
@@ -49,14 +53,32 @@ fn the_default_file_says_what_the_built_in_defaults_say() {
 #[test]
 fn bundled_profiles_load_with_the_seed_values() {
     let m = load(&opts(Some("market_hours"))).unwrap().config;
-    assert_eq!((m.batch_processing.max_batch_size, m.batch_processing.batch_timeout_seconds), (64, 0.02));
+    assert_eq!(
+        (
+            m.batch_processing.max_batch_size,
+            m.batch_processing.batch_timeout_seconds
+        ),
+        (64, 0.02)
+    );
     assert_eq!(m.priority_queueing.priority_boost_threshold, 5);
     assert_eq!(m.resource_management.thread_pool_size, 8);
     let o = load(&opts(Some("off_hours"))).unwrap().config;
-    assert_eq!((o.batch_processing.max_batch_size, o.adaptive_batching.adaptive_scaling_factor), (128, 2.0));
+    assert_eq!(
+        (
+            o.batch_processing.max_batch_size,
+            o.adaptive_batching.adaptive_scaling_factor
+        ),
+        (128, 2.0)
+    );
     assert_eq!(o.performance_monitoring.alert_threshold_latency_ms, 200.0);
     let s = load(&opts(Some("stress_test"))).unwrap().config;
-    assert_eq!((s.batch_processing.max_batch_size, s.batch_processing.min_batch_size), (256, 32));
+    assert_eq!(
+        (
+            s.batch_processing.max_batch_size,
+            s.batch_processing.min_batch_size
+        ),
+        (256, 32)
+    );
     assert!(!s.adaptive_batching.enable_adaptive_batching);
     assert!(!s.priority_queueing.enable_priority_queueing);
     // A profile only replaces what it names.
@@ -78,13 +100,33 @@ fn out_of_range_values_name_the_field_and_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bad.yaml");
     std::fs::write(&file, "batch_processing:\n  max_batch_size: 2048\nperformance_monitoring:\n  alert_threshold_error_rate: 1.5\n").unwrap();
-    let err = load(&LoadOptions { file: Some(file.clone()), ..LoadOptions::default() }).err().unwrap();
+    let err = load(&LoadOptions {
+        file: Some(file.clone()),
+        ..LoadOptions::default()
+    })
+    .err()
+    .unwrap();
     let text = err.to_string();
     let found = issues(err);
     let fields: Vec<&str> = found.iter().map(|i| i.field.as_str()).collect();
-    assert_eq!(fields, ["batch_processing.max_batch_size", "batch_processing.max_queue_size", "performance_monitoring.alert_threshold_error_rate"], "{text}");
-    assert!(found[0].source.as_deref().unwrap().contains("bad.yaml"), "{text}");
-    assert_eq!(found[1].source.as_deref(), Some("built-in default"), "{text}");
+    assert_eq!(
+        fields,
+        [
+            "batch_processing.max_batch_size",
+            "batch_processing.max_queue_size",
+            "performance_monitoring.alert_threshold_error_rate"
+        ],
+        "{text}"
+    );
+    assert!(
+        found[0].source.as_deref().unwrap().contains("bad.yaml"),
+        "{text}"
+    );
+    assert_eq!(
+        found[1].source.as_deref(),
+        Some("built-in default"),
+        "{text}"
+    );
     assert!(text.contains("between 0 and 1, got 1.5"), "{text}");
 }
 
@@ -93,11 +135,29 @@ fn unknown_keys_and_wrong_types_are_rejected_with_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("typo.yaml");
     std::fs::write(&file, "batch_processing:\n  max_batch_sise: 8\n").unwrap();
-    let err = load(&LoadOptions { file: Some(file.clone()), ..LoadOptions::default() }).err().unwrap().to_string();
-    assert!(err.contains("max_batch_sise") && err.contains("typo.yaml"), "{err}");
+    let err = load(&LoadOptions {
+        file: Some(file.clone()),
+        ..LoadOptions::default()
+    })
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        err.contains("max_batch_sise") && err.contains("typo.yaml"),
+        "{err}"
+    );
     std::fs::write(&file, "kafka:\n  session_timeout_ms: soon\n").unwrap();
-    let err = load(&LoadOptions { file: Some(file.clone()), ..LoadOptions::default() }).err().unwrap().to_string();
-    assert!(err.contains("session_timeout_ms") && err.contains("typo.yaml"), "{err}");
+    let err = load(&LoadOptions {
+        file: Some(file.clone()),
+        ..LoadOptions::default()
+    })
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        err.contains("session_timeout_ms") && err.contains("typo.yaml"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -118,7 +178,10 @@ fn cross_field_rules() {
         "replies.default_topic",
         "adaptive_batching.gpu_utilization_threshold_low",
     ] {
-        assert!(fields.iter().any(|f| f == expected), "missing {expected} in {fields:?}");
+        assert!(
+            fields.iter().any(|f| f == expected),
+            "missing {expected} in {fields:?}"
+        );
     }
 }
 
@@ -126,7 +189,10 @@ fn cross_field_rules() {
 fn nan_is_never_in_range() {
     let mut c = Config::default();
     c.adaptive_batching.memory_utilization_threshold = f64::NAN;
-    assert_eq!(validate(&c, None)[0].field, "adaptive_batching.memory_utilization_threshold");
+    assert_eq!(
+        validate(&c, None)[0].field,
+        "adaptive_batching.memory_utilization_threshold"
+    );
 }
 
 #[test]
@@ -139,19 +205,28 @@ fn seed_environment_variables_map_onto_keys_with_units() {
         ("LOG_LEVEL", "DEBUG"),
         ("PATH", "/usr/bin"),
     ]));
-    let c: Config = Figment::from(Serialized::defaults(Config::default())).merge(env).extract().unwrap();
+    let c: Config = Figment::from(Serialized::defaults(Config::default()))
+        .merge(env)
+        .extract()
+        .unwrap();
     assert_eq!(c.batch_processing.max_batch_size, 64);
     assert_eq!(c.batch_processing.batch_timeout_seconds, 0.02);
     assert_eq!(c.model.registry_path, PathBuf::from("/srv/models"));
     assert_eq!(c.model.device, Device::Cuda);
     assert_eq!(c.logging.level, "debug");
     let bad = SeedEnv::from_vars(&vars(&[("BATCH_TIMEOUT_MS", "soon")]));
-    let err = Figment::from(Serialized::defaults(Config::default())).merge(bad).extract::<Config>().unwrap_err();
+    let err = Figment::from(Serialized::defaults(Config::default()))
+        .merge(bad)
+        .extract::<Config>()
+        .unwrap_err();
     assert!(err.to_string().contains("BATCH_TIMEOUT_MS"), "{err}");
 }
 
 fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 #[test]
@@ -167,21 +242,52 @@ fn layers_apply_in_order_and_errors_name_the_variable() {
     let c = load(&o).unwrap().config;
     assert_eq!(c.kafka.brokers, "kafka-1:9092,kafka-2:9092");
     assert_eq!(c.kafka.topics.low, "requests.bulk");
-    assert_eq!(c.batch_processing.max_batch_size, 48, "seed env beats the profile's 64");
-    assert_eq!(c.batch_processing.batch_timeout_seconds, 0.02, "profile beats the file");
-    assert_eq!(c.priority_queueing.priority_boost_threshold, 7, "--set beats everything");
+    assert_eq!(
+        c.batch_processing.max_batch_size, 48,
+        "seed env beats the profile's 64"
+    );
+    assert_eq!(
+        c.batch_processing.batch_timeout_seconds, 0.02,
+        "profile beats the file"
+    );
+    assert_eq!(
+        c.priority_queueing.priority_boost_threshold, 7,
+        "--set beats everything"
+    );
 
-    o.env = Some(vars(&[("KBATCH_RESOURCE_MANAGEMENT__THREAD_POOL_SIZE", "100")]));
+    o.env = Some(vars(&[(
+        "KBATCH_RESOURCE_MANAGEMENT__THREAD_POOL_SIZE",
+        "100",
+    )]));
     let found = issues(load(&o).err().unwrap());
     assert_eq!(found[0].field, "resource_management.thread_pool_size");
-    assert!(found[0].source.as_deref().unwrap().contains("KBATCH_RESOURCE_MANAGEMENT__THREAD_POOL_SIZE"), "{:?}", found[0]);
+    assert!(
+        found[0]
+            .source
+            .as_deref()
+            .unwrap()
+            .contains("KBATCH_RESOURCE_MANAGEMENT__THREAD_POOL_SIZE"),
+        "{:?}",
+        found[0]
+    );
     o.overrides = vec!["kafka.session_timeout_ms=5".into()];
     let found = issues(load(&o).err().unwrap());
-    assert_eq!(found.last().unwrap().source.as_deref(), Some("command line --set kafka.session_timeout_ms"));
+    assert_eq!(
+        found.last().unwrap().source.as_deref(),
+        Some("command line --set kafka.session_timeout_ms")
+    );
     o.overrides.clear();
     o.env = Some(vars(&[("MAX_BATCH_SIZE", "0")]));
     let found = issues(load(&o).err().unwrap());
-    assert!(found[0].source.as_deref().unwrap().contains("MAX_BATCH_SIZE"), "{:?}", found[0]);
+    assert!(
+        found[0]
+            .source
+            .as_deref()
+            .unwrap()
+            .contains("MAX_BATCH_SIZE"),
+        "{:?}",
+        found[0]
+    );
 }
 
 #[test]

@@ -37,16 +37,24 @@ impl Rules<'_> {
     fn check(&mut self, ok: bool, field: &str, message: impl FnOnce() -> String) {
         if !ok {
             let source = self.figment.and_then(|f| provenance(f, field));
-            self.issues.push(Issue { field: field.to_string(), message: message(), source });
+            self.issues.push(Issue {
+                field: field.to_string(),
+                message: message(),
+                source,
+            });
         }
     }
 
     fn range(&mut self, field: &str, v: f64, lo: f64, hi: f64) {
-        self.check((lo..=hi).contains(&v), field, || format!("must be between {lo} and {hi}, got {v}"));
+        self.check((lo..=hi).contains(&v), field, || {
+            format!("must be between {lo} and {hi}, got {v}")
+        });
     }
 
     fn positive(&mut self, field: &str, v: f64) {
-        self.check(v > 0.0 && v.is_finite(), field, || format!("must be positive, got {v}"));
+        self.check(v > 0.0 && v.is_finite(), field, || {
+            format!("must be positive, got {v}")
+        });
     }
 
     fn non_empty(&mut self, field: &str, v: &str) {
@@ -60,13 +68,20 @@ fn provenance(figment: &Figment, field: &str) -> Option<String> {
     match &md.source {
         Some(figment::Source::Code(_)) => Some("built-in default".into()),
         Some(src) => Some(format!("{} {src}", md.name)),
-        None => Some(format!("{} {}", md.name, md.interpolate(&Profile::Default, &keys))),
+        None => Some(format!(
+            "{} {}",
+            md.name,
+            md.interpolate(&Profile::Default, &keys)
+        )),
     }
 }
 
 /// Checks every rule; an empty list means the configuration is valid.
 pub fn validate(c: &Config, figment: Option<&Figment>) -> Vec<Issue> {
-    let mut r = Rules { issues: Vec::new(), figment };
+    let mut r = Rules {
+        issues: Vec::new(),
+        figment,
+    };
     batching(&mut r, c);
     adaptive_and_priority(&mut r, c);
     resources_and_monitoring(&mut r, c);
@@ -76,33 +91,99 @@ pub fn validate(c: &Config, figment: Option<&Figment>) -> Vec<Issue> {
 
 fn batching(r: &mut Rules<'_>, c: &Config) {
     let b = &c.batch_processing;
-    r.check((1..=1024).contains(&b.max_batch_size), "batch_processing.max_batch_size", || {
-        format!("must be between 1 and 1024, got {}", b.max_batch_size)
-    });
-    r.check(b.min_batch_size >= 1, "batch_processing.min_batch_size", || "must be positive".into());
-    r.check(b.min_batch_size <= b.max_batch_size, "batch_processing.min_batch_size", || {
-        format!("must be <= max_batch_size ({}), got {}", b.max_batch_size, b.min_batch_size)
-    });
-    r.range("batch_processing.max_wait_time_seconds", b.max_wait_time_seconds, 0.0, 1.0);
-    r.range("batch_processing.batch_timeout_seconds", b.batch_timeout_seconds, 0.0, 10.0);
-    r.check(b.batch_timeout_seconds >= b.max_wait_time_seconds, "batch_processing.batch_timeout_seconds", || {
-        format!("must be >= max_wait_time_seconds ({}), got {}", b.max_wait_time_seconds, b.batch_timeout_seconds)
-    });
-    r.check(b.max_queue_size >= b.max_batch_size, "batch_processing.max_queue_size", || {
-        format!("must be >= max_batch_size ({}) or no full batch can form, got {}", b.max_batch_size, b.max_queue_size)
-    });
+    r.check(
+        (1..=1024).contains(&b.max_batch_size),
+        "batch_processing.max_batch_size",
+        || format!("must be between 1 and 1024, got {}", b.max_batch_size),
+    );
+    r.check(
+        b.min_batch_size >= 1,
+        "batch_processing.min_batch_size",
+        || "must be positive".into(),
+    );
+    r.check(
+        b.min_batch_size <= b.max_batch_size,
+        "batch_processing.min_batch_size",
+        || {
+            format!(
+                "must be <= max_batch_size ({}), got {}",
+                b.max_batch_size, b.min_batch_size
+            )
+        },
+    );
+    r.range(
+        "batch_processing.max_wait_time_seconds",
+        b.max_wait_time_seconds,
+        0.0,
+        1.0,
+    );
+    r.range(
+        "batch_processing.batch_timeout_seconds",
+        b.batch_timeout_seconds,
+        0.0,
+        10.0,
+    );
+    r.check(
+        b.batch_timeout_seconds >= b.max_wait_time_seconds,
+        "batch_processing.batch_timeout_seconds",
+        || {
+            format!(
+                "must be >= max_wait_time_seconds ({}), got {}",
+                b.max_wait_time_seconds, b.batch_timeout_seconds
+            )
+        },
+    );
+    r.check(
+        b.max_queue_size >= b.max_batch_size,
+        "batch_processing.max_queue_size",
+        || {
+            format!(
+                "must be >= max_batch_size ({}) or no full batch can form, got {}",
+                b.max_batch_size, b.max_queue_size
+            )
+        },
+    );
 }
 
 fn adaptive_and_priority(r: &mut Rules<'_>, c: &Config) {
     let a = &c.adaptive_batching;
-    r.positive("adaptive_batching.adaptive_scaling_factor", a.adaptive_scaling_factor);
-    r.range("adaptive_batching.gpu_utilization_threshold_high", a.gpu_utilization_threshold_high, 0.0, 1.0);
-    r.range("adaptive_batching.gpu_utilization_threshold_low", a.gpu_utilization_threshold_low, 0.0, 1.0);
-    r.check(a.gpu_utilization_threshold_low <= a.gpu_utilization_threshold_high, "adaptive_batching.gpu_utilization_threshold_low", || {
-        format!("must be <= gpu_utilization_threshold_high ({})", a.gpu_utilization_threshold_high)
-    });
-    r.range("adaptive_batching.memory_utilization_threshold", a.memory_utilization_threshold, 0.0, 1.0);
-    r.check(a.adaptive_adjustment_interval > 0, "adaptive_batching.adaptive_adjustment_interval", || "must be positive".into());
+    r.positive(
+        "adaptive_batching.adaptive_scaling_factor",
+        a.adaptive_scaling_factor,
+    );
+    r.range(
+        "adaptive_batching.gpu_utilization_threshold_high",
+        a.gpu_utilization_threshold_high,
+        0.0,
+        1.0,
+    );
+    r.range(
+        "adaptive_batching.gpu_utilization_threshold_low",
+        a.gpu_utilization_threshold_low,
+        0.0,
+        1.0,
+    );
+    r.check(
+        a.gpu_utilization_threshold_low <= a.gpu_utilization_threshold_high,
+        "adaptive_batching.gpu_utilization_threshold_low",
+        || {
+            format!(
+                "must be <= gpu_utilization_threshold_high ({})",
+                a.gpu_utilization_threshold_high
+            )
+        },
+    );
+    r.range(
+        "adaptive_batching.memory_utilization_threshold",
+        a.memory_utilization_threshold,
+        0.0,
+        1.0,
+    );
+    r.check(
+        a.adaptive_adjustment_interval > 0,
+        "adaptive_batching.adaptive_adjustment_interval",
+        || "must be positive".into(),
+    );
 
     let p = &c.priority_queueing;
     let timeout = c.batch_processing.batch_timeout_seconds;
@@ -111,7 +192,9 @@ fn adaptive_and_priority(r: &mut Rules<'_>, c: &Config) {
         let field = format!("priority_queueing.{tier}_priority_wait_time");
         let wait = p.wait_seconds(tier);
         r.range(&field, wait, 0.0, 1.0);
-        r.check(wait <= timeout, &field, || format!("must be <= batch_processing.batch_timeout_seconds ({timeout}), got {wait}"));
+        r.check(wait <= timeout, &field, || {
+            format!("must be <= batch_processing.batch_timeout_seconds ({timeout}), got {wait}")
+        });
         if let Some((higher, hw)) = previous {
             // A higher tier that waits longer than a lower one would make priority slower.
             r.check(!p.enable_priority_queueing || hw <= wait, &field, || {
@@ -120,36 +203,84 @@ fn adaptive_and_priority(r: &mut Rules<'_>, c: &Config) {
         }
         previous = Some((tier, wait));
     }
-    r.check(p.priority_boost_threshold > 0, "priority_queueing.priority_boost_threshold", || "must be positive".into());
+    r.check(
+        p.priority_boost_threshold > 0,
+        "priority_queueing.priority_boost_threshold",
+        || "must be positive".into(),
+    );
 }
 
 fn resources_and_monitoring(r: &mut Rules<'_>, c: &Config) {
     let res = &c.resource_management;
-    r.check((1..=64).contains(&res.thread_pool_size), "resource_management.thread_pool_size", || {
-        format!("must be between 1 and 64, got {}", res.thread_pool_size)
-    });
-    r.check(res.cleanup_interval_seconds > 0, "resource_management.cleanup_interval_seconds", || "must be positive".into());
+    r.check(
+        (1..=64).contains(&res.thread_pool_size),
+        "resource_management.thread_pool_size",
+        || format!("must be between 1 and 64, got {}", res.thread_pool_size),
+    );
+    r.check(
+        res.cleanup_interval_seconds > 0,
+        "resource_management.cleanup_interval_seconds",
+        || "must be positive".into(),
+    );
     let m = &c.performance_monitoring;
-    r.check(m.log_interval_requests > 0, "performance_monitoring.log_interval_requests", || "must be positive".into());
-    r.positive("performance_monitoring.metrics_collection_interval", m.metrics_collection_interval);
-    r.check(m.health_check_interval > 0, "performance_monitoring.health_check_interval", || "must be positive".into());
-    r.positive("performance_monitoring.alert_threshold_latency_ms", m.alert_threshold_latency_ms);
-    r.range("performance_monitoring.alert_threshold_error_rate", m.alert_threshold_error_rate, 0.0, 1.0);
+    r.check(
+        m.log_interval_requests > 0,
+        "performance_monitoring.log_interval_requests",
+        || "must be positive".into(),
+    );
+    r.positive(
+        "performance_monitoring.metrics_collection_interval",
+        m.metrics_collection_interval,
+    );
+    r.check(
+        m.health_check_interval > 0,
+        "performance_monitoring.health_check_interval",
+        || "must be positive".into(),
+    );
+    r.positive(
+        "performance_monitoring.alert_threshold_latency_ms",
+        m.alert_threshold_latency_ms,
+    );
+    r.range(
+        "performance_monitoring.alert_threshold_error_rate",
+        m.alert_threshold_error_rate,
+        0.0,
+        1.0,
+    );
     let level_ok = tracing_subscriber::EnvFilter::try_new(&c.logging.level).is_ok();
-    r.check(level_ok, "logging.level", || format!("`{}` is not a log level or tracing filter directive", c.logging.level));
+    r.check(level_ok, "logging.level", || {
+        format!(
+            "`{}` is not a log level or tracing filter directive",
+            c.logging.level
+        )
+    });
     let md = &c.model;
     r.non_empty("model.name", &md.name);
     r.non_empty("model.file", &md.file);
-    r.check(!md.input_shape.is_empty() && md.input_shape.iter().all(|&d| d > 0), "model.input_shape", || {
-        format!("must have positive dimensions, got {:?}", md.input_shape)
+    r.check(
+        !md.input_shape.is_empty() && md.input_shape.iter().all(|&d| d > 0),
+        "model.input_shape",
+        || format!("must have positive dimensions, got {:?}", md.input_shape),
+    );
+    r.check(md.output_size > 0, "model.output_size", || {
+        "must be positive".into()
     });
-    r.check(md.output_size > 0, "model.output_size", || "must be positive".into());
-    r.check((1..=64).contains(&md.intra_op_threads), "model.intra_op_threads", || {
-        format!("must be between 1 and 64, got {}", md.intra_op_threads)
-    });
-    r.check(md.input_len() <= c.wire.max_tensor_elements, "model.input_shape", || {
-        format!("needs {} values per request, more than wire.max_tensor_elements ({})", md.input_len(), c.wire.max_tensor_elements)
-    });
+    r.check(
+        (1..=64).contains(&md.intra_op_threads),
+        "model.intra_op_threads",
+        || format!("must be between 1 and 64, got {}", md.intra_op_threads),
+    );
+    r.check(
+        md.input_len() <= c.wire.max_tensor_elements,
+        "model.input_shape",
+        || {
+            format!(
+                "needs {} values per request, more than wire.max_tensor_elements ({})",
+                md.input_len(),
+                c.wire.max_tensor_elements
+            )
+        },
+    );
 }
 
 fn kafka_and_wire(r: &mut Rules<'_>, c: &Config) {
@@ -161,30 +292,75 @@ fn kafka_and_wire(r: &mut Rules<'_>, c: &Config) {
         .iter()
         .map(|&t| (format!("kafka.topics.{t}"), k.topics.topic(t)))
         .chain([
-            ("replies.default_topic".to_string(), c.replies.default_topic.as_str()),
-            ("replies.dead_letter_topic".to_string(), c.replies.dead_letter_topic.as_str()),
+            (
+                "replies.default_topic".to_string(),
+                c.replies.default_topic.as_str(),
+            ),
+            (
+                "replies.dead_letter_topic".to_string(),
+                c.replies.dead_letter_topic.as_str(),
+            ),
         ]);
     for (field, name) in names {
         r.non_empty(&field, name);
         if let Some((other, _)) = seen.iter().find(|(_, n)| *n == name) {
             let other = other.clone();
-            r.check(false, &field, || format!("`{name}` is also {other}: request, reply and dead-letter topics must differ"));
+            r.check(false, &field, || {
+                format!(
+                    "`{name}` is also {other}: request, reply and dead-letter topics must differ"
+                )
+            });
         }
         seen.push((field, name));
     }
-    r.check(k.session_timeout_ms >= 1000, "kafka.session_timeout_ms", || "must be >= 1000".into());
-    r.check(k.commit_interval_ms > 0, "kafka.commit_interval_ms", || "must be positive".into());
-    for owned in ["enable.auto.commit", "enable.auto.offset.store", "group.id", "isolation.level", "transactional.id"] {
-        r.check(!k.properties.contains_key(owned), "kafka.properties", || {
-            format!("`{owned}` must not be set here: kbatch sets it itself (delivery = {:?})", k.delivery)
-        });
+    r.check(
+        k.session_timeout_ms >= 1000,
+        "kafka.session_timeout_ms",
+        || "must be >= 1000".into(),
+    );
+    r.check(k.commit_interval_ms > 0, "kafka.commit_interval_ms", || {
+        "must be positive".into()
+    });
+    for owned in [
+        "enable.auto.commit",
+        "enable.auto.offset.store",
+        "group.id",
+        "isolation.level",
+        "transactional.id",
+    ] {
+        r.check(
+            !k.properties.contains_key(owned),
+            "kafka.properties",
+            || {
+                format!(
+                    "`{owned}` must not be set here: kbatch sets it itself (delivery = {:?})",
+                    k.delivery
+                )
+            },
+        );
     }
     let w = &c.wire;
-    r.check(!w.request_schema_ids.is_empty(), "wire.request_schema_ids", || "must list at least one id".into());
-    r.check(!w.request_schema_ids.contains(&w.reply_schema_id), "wire.reply_schema_id", || "must differ from the request schema ids".into());
-    r.check(w.reply_schema_id != w.dead_letter_schema_id, "wire.dead_letter_schema_id", || "must differ from wire.reply_schema_id".into());
-    r.check(w.max_request_bytes >= 64, "wire.max_request_bytes", || "must be >= 64".into());
-    r.check(w.max_string_bytes >= super::super::wire::MAX_REQUEST_ID_BYTES, "wire.max_string_bytes", || {
-        "must be >= 128 (the longest request_id)".into()
+    r.check(
+        !w.request_schema_ids.is_empty(),
+        "wire.request_schema_ids",
+        || "must list at least one id".into(),
+    );
+    r.check(
+        !w.request_schema_ids.contains(&w.reply_schema_id),
+        "wire.reply_schema_id",
+        || "must differ from the request schema ids".into(),
+    );
+    r.check(
+        w.reply_schema_id != w.dead_letter_schema_id,
+        "wire.dead_letter_schema_id",
+        || "must differ from wire.reply_schema_id".into(),
+    );
+    r.check(w.max_request_bytes >= 64, "wire.max_request_bytes", || {
+        "must be >= 64".into()
     });
+    r.check(
+        w.max_string_bytes >= super::super::wire::MAX_REQUEST_ID_BYTES,
+        "wire.max_string_bytes",
+        || "must be >= 128 (the longest request_id)".into(),
+    );
 }

@@ -19,7 +19,11 @@ use super::InferenceError;
 
 /// File name ONNX Runtime's shared library has on this platform (`libonnxruntime.so` on Linux).
 pub fn library_file_name() -> String {
-    format!("{}onnxruntime{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX)
+    format!(
+        "{}onnxruntime{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    )
 }
 
 /// Where to look for the library, in order.
@@ -52,7 +56,12 @@ pub fn search_plan(
     let vendor = Path::new("vendor").join("onnxruntime");
     let mut dirs = vec![cwd.join(&vendor)];
     // Four levels cover target/<profile>/deps/<test binary> up to the repository root.
-    for dir in exe.and_then(Path::parent).into_iter().flat_map(Path::ancestors).take(4) {
+    for dir in exe
+        .and_then(Path::parent)
+        .into_iter()
+        .flat_map(Path::ancestors)
+        .take(4)
+    {
         dirs.push(dir.to_path_buf());
         dirs.push(dir.join(&vendor));
     }
@@ -74,7 +83,10 @@ pub fn locate(plan: &SearchPlan) -> Result<PathBuf, InferenceError> {
                     return Ok(found);
                 }
             }
-            let searched = dirs.iter().map(|d| d.join(format!("{file_name}*"))).collect();
+            let searched = dirs
+                .iter()
+                .map(|d| d.join(format!("{file_name}*")))
+                .collect();
             Err(InferenceError::LibraryNotFound { searched })
         }
     }
@@ -135,8 +147,13 @@ pub fn load(configured: Option<&Path>) -> Result<Runtime, InferenceError> {
 
 fn load_from(path: &Path) -> Result<Runtime, InferenceError> {
     // A panic elsewhere while holding the lock leaves the state consistent; keep using it.
-    let mut guard = LOADED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let load_error = |message: String| InferenceError::LibraryLoad { path: path.to_path_buf(), message };
+    let mut guard = LOADED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let load_error = |message: String| InferenceError::LibraryLoad {
+        path: path.to_path_buf(),
+        message,
+    };
 
     let loaded = match guard.as_mut() {
         Some(loaded) if loaded.path != path => {
@@ -150,22 +167,31 @@ fn load_from(path: &Path) -> Result<Runtime, InferenceError> {
             // On failure ort keeps no state, so nothing is recorded and a retry may succeed.
             ort::init_from(path).map_err(|e| load_error(e.to_string()))?;
             tracing::info!(path = %path.display(), "loaded ONNX Runtime");
-            guard.insert(Loaded { path: path.to_path_buf(), environment: None })
+            guard.insert(Loaded {
+                path: path.to_path_buf(),
+                environment: None,
+            })
         }
     };
 
     if loaded.environment.is_none() {
         // ort allows one environment per process; building it under the lock keeps that true.
-        let environment = ort::init_from(path)
-            .map_err(|e| load_error(e.to_string()))?
+        // The library is loaded by now, so the plain builder binds to it.
+        let environment = ort::init()
             .with_name("kbatch")
             .with_telemetry(false)
             .build()
             .map_err(|e| load_error(format!("cannot create environment: {e}")))?;
         loaded.environment = Some(environment);
     }
-    let environment = loaded.environment.clone().expect("environment was just set");
-    Ok(Runtime { library_path: path.to_path_buf(), environment })
+    let environment = loaded
+        .environment
+        .clone()
+        .expect("environment was just set");
+    Ok(Runtime {
+        library_path: path.to_path_buf(),
+        environment,
+    })
 }
 
 #[cfg(test)]
@@ -187,7 +213,10 @@ mod tests {
             Path::new("/work"),
             Some(Path::new("/bin/kbatch")),
         );
-        assert_eq!(plan, SearchPlan::Explicit("/opt/ort/libonnxruntime.so".into()));
+        assert_eq!(
+            plan,
+            SearchPlan::Explicit("/opt/ort/libonnxruntime.so".into())
+        );
     }
 
     #[test]
@@ -200,7 +229,12 @@ mod tests {
 
     #[test]
     fn directory_search_is_vendor_then_executable_ancestors() {
-        let plan = search_plan(None, None, Path::new("/w"), Some(Path::new("/r/target/debug/deps/t")));
+        let plan = search_plan(
+            None,
+            None,
+            Path::new("/w"),
+            Some(Path::new("/r/target/debug/deps/t")),
+        );
         let expected: Vec<PathBuf> = [
             "/w/vendor/onnxruntime",
             "/r/target/debug/deps",
@@ -222,7 +256,12 @@ mod tests {
     fn missing_explicit_library_is_a_typed_error() {
         let missing = PathBuf::from("/nonexistent/kbatch/libonnxruntime.so");
         let err = locate(&SearchPlan::Explicit(missing.clone())).unwrap_err();
-        assert_eq!(err, InferenceError::LibraryNotFound { searched: vec![missing] });
+        assert_eq!(
+            err,
+            InferenceError::LibraryNotFound {
+                searched: vec![missing]
+            }
+        );
     }
 
     #[test]
@@ -234,7 +273,9 @@ mod tests {
             InferenceError::LibraryNotFound { searched } => {
                 assert_eq!(searched.len(), 2);
                 assert!(searched[1].starts_with(b.path()));
-                assert!(searched[1].to_string_lossy().ends_with("libonnxruntime.so*"));
+                assert!(searched[1]
+                    .to_string_lossy()
+                    .ends_with("libonnxruntime.so*"));
             }
             other => panic!("unexpected {other:?}"),
         }
@@ -262,7 +303,10 @@ mod tests {
     #[test]
     fn bad_library_path_is_a_typed_error_not_a_panic() {
         let missing = Path::new("/nonexistent/kbatch/libonnxruntime.so");
-        assert!(matches!(load(Some(missing)), Err(InferenceError::LibraryNotFound { .. })));
+        assert!(matches!(
+            load(Some(missing)),
+            Err(InferenceError::LibraryNotFound { .. })
+        ));
     }
 
     #[test]
@@ -272,6 +316,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let fake = dir.path().join("libonnxruntime.so");
         fs::write(&fake, b"definitely not an ELF file").unwrap();
-        assert!(matches!(load(Some(&fake)), Err(InferenceError::LibraryLoad { .. })));
+        assert!(matches!(
+            load(Some(&fake)),
+            Err(InferenceError::LibraryLoad { .. })
+        ));
     }
 }

@@ -61,7 +61,11 @@ impl<'a> Reader<'a> {
         let n = self.long(field)?;
         let n = usize::try_from(n).map_err(|_| malformed(field, "negative length"))?;
         if n > limit {
-            return Err(WireError::TooLarge { what: field, size: n, limit });
+            return Err(WireError::TooLarge {
+                what: field,
+                size: n,
+                limit,
+            });
         }
         Ok(n)
     }
@@ -119,10 +123,15 @@ impl<'a> Reader<'a> {
                 count as u64
             };
             let count = usize::try_from(count).map_err(|_| malformed(field, "array too long"))?;
-            total = total
-                .checked_add(count)
-                .filter(|&t| t <= limit)
-                .ok_or(WireError::TooLarge { what: field, size: total.saturating_add(count), limit })?;
+            total =
+                total
+                    .checked_add(count)
+                    .filter(|&t| t <= limit)
+                    .ok_or(WireError::TooLarge {
+                        what: field,
+                        size: total.saturating_add(count),
+                        limit,
+                    })?;
             // Each item takes at least one byte (or item_size), so a count beyond what remains
             // is a lie we can reject before reserving memory for it.
             if count.saturating_mul(item_size.max(1)) > self.remaining() {
@@ -142,7 +151,10 @@ impl<'a> Reader<'a> {
         self.array_blocks(field, 4, limit, |r, count| {
             let raw = r.take(count * 4, field)?;
             out.reserve(count);
-            out.extend(raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])));
+            out.extend(
+                raw.chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+            );
             Ok(())
         })
     }
@@ -255,7 +267,18 @@ mod tests {
 
     #[test]
     fn zigzag_varints_round_trip_at_the_edges() {
-        for v in [0, 1, -1, 63, -64, 64, 300, i32::MAX as i64, i64::MAX, i64::MIN] {
+        for v in [
+            0,
+            1,
+            -1,
+            63,
+            -64,
+            64,
+            300,
+            i32::MAX as i64,
+            i64::MAX,
+            i64::MIN,
+        ] {
             assert_eq!(roundtrip_long(v), v);
         }
     }
@@ -263,7 +286,13 @@ mod tests {
     #[test]
     fn known_avro_encodings() {
         // From the Avro spec: 0 -> 00, -1 -> 01, 1 -> 02, -64 -> 7f, 64 -> 80 01.
-        for (v, bytes) in [(0, vec![0u8]), (-1, vec![1]), (1, vec![2]), (-64, vec![0x7f]), (64, vec![0x80, 1])] {
+        for (v, bytes) in [
+            (0, vec![0u8]),
+            (-1, vec![1]),
+            (1, vec![2]),
+            (-64, vec![0x7f]),
+            (64, vec![0x80, 1]),
+        ] {
             let mut buf = Vec::new();
             Writer { out: &mut buf }.long(v);
             assert_eq!(buf, bytes, "encoding of {v}");
@@ -273,7 +302,10 @@ mod tests {
     #[test]
     fn overlong_varint_is_rejected() {
         let buf = [0xffu8; 11];
-        assert!(matches!(Reader::new(&buf).long("x"), Err(WireError::Malformed { .. })));
+        assert!(matches!(
+            Reader::new(&buf).long("x"),
+            Err(WireError::Malformed { .. })
+        ));
     }
 
     #[test]
@@ -281,8 +313,13 @@ mod tests {
         let mut buf = Vec::new();
         Writer { out: &mut buf }.long(1 << 40);
         let mut out = Vec::new();
-        let err = Reader::new(&buf).float_array_into("data", usize::MAX, &mut out).unwrap_err();
-        assert!(matches!(err, WireError::Truncated { field: "data" }), "{err:?}");
+        let err = Reader::new(&buf)
+            .float_array_into("data", usize::MAX, &mut out)
+            .unwrap_err();
+        assert!(
+            matches!(err, WireError::Truncated { field: "data" }),
+            "{err:?}"
+        );
         assert_eq!(out.capacity(), 0);
     }
 
@@ -298,7 +335,9 @@ mod tests {
         w.out.extend_from_slice(&3.0f32.to_le_bytes());
         w.long(0);
         let mut out = Vec::new();
-        let n = Reader::new(&buf).float_array_into("data", 10, &mut out).unwrap();
+        let n = Reader::new(&buf)
+            .float_array_into("data", 10, &mut out)
+            .unwrap();
         assert_eq!(n, 3);
         assert_eq!(out, vec![1.5, -2.0, 3.0]);
     }
@@ -307,7 +346,19 @@ mod tests {
     fn array_over_limit_is_too_large() {
         let mut buf = Vec::new();
         Writer { out: &mut buf }.float_array(&[0.0; 5]);
-        let err = Reader::new(&buf).float_array_into("data", 4, &mut Vec::new()).unwrap_err();
-        assert!(matches!(err, WireError::TooLarge { size: 5, limit: 4, .. }), "{err:?}");
+        let err = Reader::new(&buf)
+            .float_array_into("data", 4, &mut Vec::new())
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                WireError::TooLarge {
+                    size: 5,
+                    limit: 4,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
     }
 }

@@ -60,13 +60,19 @@ impl DeadLetter {
         let source_topic = r.string("source_topic", max_bytes)?;
         let source_partition = r.int("source_partition")?;
         let source_offset = r.long("source_offset")?;
-        let key = opt(&mut r, "key", |r| r.bytes("key", max_bytes).map(<[u8]>::to_vec))?;
-        let value = opt(&mut r, "value", |r| r.bytes("value", max_bytes).map(<[u8]>::to_vec))?;
+        let key = opt(&mut r, "key", |r| {
+            r.bytes("key", max_bytes).map(<[u8]>::to_vec)
+        })?;
+        let value = opt(&mut r, "value", |r| {
+            r.bytes("value", max_bytes).map(<[u8]>::to_vec)
+        })?;
         let mut headers = Vec::new();
         r.array_blocks("headers", 2, max_bytes, |r, count| {
             for _ in 0..count {
                 let key = r.string("headers.key", max_bytes)?;
-                let value = opt(r, "headers.value", |r| r.bytes("headers.value", max_bytes).map(<[u8]>::to_vec))?;
+                let value = opt(r, "headers.value", |r| {
+                    r.bytes("headers.value", max_bytes).map(<[u8]>::to_vec)
+                })?;
                 headers.push(Header { key, value });
             }
             Ok(())
@@ -76,7 +82,18 @@ impl DeadLetter {
         let failed_at_ms = r.long("failed_at_ms")?;
         let processor = r.string("processor", max_bytes)?;
         r.finish()?;
-        Ok(Self { source_topic, source_partition, source_offset, key, value, headers, error_kind, error, failed_at_ms, processor })
+        Ok(Self {
+            source_topic,
+            source_partition,
+            source_offset,
+            key,
+            value,
+            headers,
+            error_kind,
+            error,
+            failed_at_ms,
+            processor,
+        })
     }
 }
 

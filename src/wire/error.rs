@@ -11,16 +11,29 @@ pub enum WireError {
     Empty,
     #[error("unknown framing: first byte 0x{first_byte:02x} is neither Confluent (0x00), Avro single-object (0xc3 0x01) nor JSON ('{{')")]
     UnknownFraming { first_byte: u8 },
-    #[error("Confluent schema id {id} is not an accepted request schema id (accepted: {accepted:?})")]
+    #[error(
+        "Confluent schema id {id} is not an accepted request schema id (accepted: {accepted:?})"
+    )]
     UnknownSchemaId { id: u32, accepted: Vec<u32> },
     #[error("Avro single-object fingerprint {fingerprint:016x} does not match schema {schema} ({expected:016x})")]
-    UnknownFingerprint { fingerprint: u64, expected: u64, schema: &'static str },
+    UnknownFingerprint {
+        fingerprint: u64,
+        expected: u64,
+        schema: &'static str,
+    },
     #[error("record truncated while reading `{field}`")]
     Truncated { field: &'static str },
     #[error("malformed `{field}`: {reason}")]
-    Malformed { field: &'static str, reason: &'static str },
+    Malformed {
+        field: &'static str,
+        reason: &'static str,
+    },
     #[error("`{what}` too large: {size} > limit {limit}")]
-    TooLarge { what: &'static str, size: usize, limit: usize },
+    TooLarge {
+        what: &'static str,
+        size: usize,
+        limit: usize,
+    },
     #[error("{count} trailing bytes after the record")]
     TrailingBytes { count: usize },
     #[error("invalid JSON request: {0}")]
@@ -29,7 +42,10 @@ pub enum WireError {
     #[error("invalid request_id: {0}")]
     InvalidRequestId(&'static str),
     #[error("invalid shape {shape:?}: {reason}")]
-    InvalidShape { shape: Vec<i32>, reason: &'static str },
+    InvalidShape {
+        shape: Vec<i32>,
+        reason: &'static str,
+    },
     #[error("shape {got:?} does not match the model's input shape {expected:?}")]
     ShapeMismatch { expected: Vec<usize>, got: Vec<i32> },
     #[error("data has {got} values but shape needs {expected}")]

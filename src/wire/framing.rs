@@ -37,7 +37,11 @@ pub static FINGERPRINTS: LazyLock<Fingerprints> = LazyLock::new(|| Fingerprints 
 fn fingerprint(schema: &str) -> u64 {
     let schema = Schema::parse_str(schema).expect("bundled schema is valid Avro");
     let fp = schema.fingerprint::<Rabin>();
-    u64::from_le_bytes(fp.bytes[..8].try_into().expect("Rabin fingerprint is 8 bytes"))
+    u64::from_le_bytes(
+        fp.bytes[..8]
+            .try_into()
+            .expect("Rabin fingerprint is 8 bytes"),
+    )
 }
 
 /// Which schema a frame must carry.
@@ -59,17 +63,24 @@ pub fn split<'a>(value: &'a [u8], expect: &Expect<'_>) -> Result<Body<'a>, WireE
         [] => Err(WireError::Empty),
         [CONFLUENT_MAGIC, rest @ ..] => {
             let Some((id, body)) = rest.split_first_chunk::<4>() else {
-                return Err(WireError::Truncated { field: "confluent header" });
+                return Err(WireError::Truncated {
+                    field: "confluent header",
+                });
             };
             let id = u32::from_be_bytes(*id);
             if !expect.confluent_ids.contains(&id) {
-                return Err(WireError::UnknownSchemaId { id, accepted: expect.confluent_ids.to_vec() });
+                return Err(WireError::UnknownSchemaId {
+                    id,
+                    accepted: expect.confluent_ids.to_vec(),
+                });
             }
             Ok(Body::Avro(body))
         }
         [0xc3, 0x01, rest @ ..] => {
             let Some((fp, body)) = rest.split_first_chunk::<8>() else {
-                return Err(WireError::Truncated { field: "single-object header" });
+                return Err(WireError::Truncated {
+                    field: "single-object header",
+                });
             };
             let fingerprint = u64::from_le_bytes(*fp);
             if fingerprint != expect.fingerprint {
@@ -83,7 +94,9 @@ pub fn split<'a>(value: &'a [u8], expect: &Expect<'_>) -> Result<Body<'a>, WireE
         }
         _ => match value.iter().find(|b| !b.is_ascii_whitespace()) {
             Some(b'{') => Ok(Body::Json(value)),
-            _ => Err(WireError::UnknownFraming { first_byte: value[0] }),
+            _ => Err(WireError::UnknownFraming {
+                first_byte: value[0],
+            }),
         },
     }
 }

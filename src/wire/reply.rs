@@ -118,6 +118,17 @@ impl Reply {
         };
         let completed_at_ms = r.long("completed_at_ms")?;
         r.finish()?;
-        Ok(Self { request_id, status, error, model_name, model_version, output_shape, outputs, tier, timings, completed_at_ms })
+        Ok(Self {
+            request_id,
+            status,
+            error,
+            model_name,
+            model_version,
+            output_shape,
+            outputs,
+            tier,
+            timings,
+            completed_at_ms,
+        })
     }
 }

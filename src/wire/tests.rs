@@ -37,7 +37,12 @@ fn reply() -> Reply {
         output_shape: vec![3],
         outputs: vec![0.2, 0.3, 0.5],
         tier: Tier::High,
-        timings: Timings { queue_wait_us: 1200, batch_size: 32, inference_us: 2400, end_to_end_us: 5000 },
+        timings: Timings {
+            queue_wait_us: 1200,
+            batch_size: 32,
+            inference_us: 2400,
+            end_to_end_us: 5000,
+        },
         completed_at_ms: 1_700_000_000_200,
     }
 }
@@ -49,16 +54,45 @@ fn request_as_avro_value(r: &Request) -> Value {
     };
     Value::Record(vec![
         ("request_id".into(), Value::String(r.request_id.clone())),
-        ("created_at_ms".into(), Value::TimestampMillis(r.created_at_ms)),
-        ("deadline_ms".into(), opt(r.deadline_ms.map(Value::TimestampMillis))),
+        (
+            "created_at_ms".into(),
+            Value::TimestampMillis(r.created_at_ms),
+        ),
+        (
+            "deadline_ms".into(),
+            opt(r.deadline_ms.map(Value::TimestampMillis)),
+        ),
         ("timeout_ms".into(), opt(r.timeout_ms.map(Value::Int))),
-        ("model_name".into(), opt(r.model_name.clone().map(Value::String))),
-        ("model_version".into(), opt(r.model_version.clone().map(Value::String))),
-        ("priority".into(), opt(r.priority.map(|p| Value::Enum(p.index() as u32, format!("{p:?}").to_uppercase())))),
-        ("reply_topic".into(), opt(r.reply_topic.clone().map(Value::String))),
-        ("client_id".into(), opt(r.client_id.clone().map(Value::String))),
-        ("shape".into(), Value::Array(r.shape.iter().map(|&d| Value::Int(d)).collect())),
-        ("data".into(), Value::Array(r.data.iter().map(|&f| Value::Float(f)).collect())),
+        (
+            "model_name".into(),
+            opt(r.model_name.clone().map(Value::String)),
+        ),
+        (
+            "model_version".into(),
+            opt(r.model_version.clone().map(Value::String)),
+        ),
+        (
+            "priority".into(),
+            opt(r
+                .priority
+                .map(|p| Value::Enum(p.index() as u32, format!("{p:?}").to_uppercase()))),
+        ),
+        (
+            "reply_topic".into(),
+            opt(r.reply_topic.clone().map(Value::String)),
+        ),
+        (
+            "client_id".into(),
+            opt(r.client_id.clone().map(Value::String)),
+        ),
+        (
+            "shape".into(),
+            Value::Array(r.shape.iter().map(|&d| Value::Int(d)).collect()),
+        ),
+        (
+            "data".into(),
+            Value::Array(r.data.iter().map(|&f| Value::Float(f)).collect()),
+        ),
     ])
 }
 
@@ -68,7 +102,11 @@ fn request_round_trips_in_every_framing() {
     for framing in [Framing::Confluent, Framing::SingleObject, Framing::Json] {
         let mut buf = Vec::new();
         c.encode_request(&request(1024), framing, &mut buf);
-        assert_eq!(c.decode_request(&buf).unwrap(), request(1024), "{framing:?}");
+        assert_eq!(
+            c.decode_request(&buf).unwrap(),
+            request(1024),
+            "{framing:?}"
+        );
     }
 }
 
@@ -80,14 +118,26 @@ fn reply_and_dead_letter_round_trip_in_every_framing() {
         source_offset: 99,
         key: Some(b"k".to_vec()),
         value: Some(vec![0xde, 0xad]),
-        headers: vec![Header { key: "correlation-id".into(), value: Some(b"c1".to_vec()) }, Header { key: "empty".into(), value: None }],
+        headers: vec![
+            Header {
+                key: "correlation-id".into(),
+                value: Some(b"c1".to_vec()),
+            },
+            Header {
+                key: "empty".into(),
+                value: None,
+            },
+        ],
         error_kind: "truncated".into(),
         error: "record truncated".into(),
         failed_at_ms: 5,
         processor: "kbatch-1".into(),
     };
     for framing in [Framing::Confluent, Framing::SingleObject, Framing::Json] {
-        let c = WireCodec::new(&WireConfig { reply_format: framing, ..WireConfig::default() });
+        let c = WireCodec::new(&WireConfig {
+            reply_format: framing,
+            ..WireConfig::default()
+        });
         let mut buf = Vec::new();
         c.encode_reply(&reply(), &mut buf);
         assert_eq!(c.decode_reply(&buf).unwrap(), reply(), "{framing:?}");
@@ -115,7 +165,11 @@ fn reads_what_the_reference_avro_implementation_writes() {
 
 #[test]
 fn the_reference_avro_implementation_reads_what_we_write() {
-    let req = Request { priority: None, deadline_ms: None, ..request(10) };
+    let req = Request {
+        priority: None,
+        deadline_ms: None,
+        ..request(10)
+    };
     let mut buf = Vec::new();
     codec().encode_request(&req, Framing::Confluent, &mut buf);
     let schema = Schema::parse_str(REQUEST_SCHEMA).unwrap();
@@ -123,12 +177,25 @@ fn the_reference_avro_implementation_reads_what_we_write() {
     assert_eq!(value, request_as_avro_value(&req));
 
     let mut buf = Vec::new();
-    WireCodec::new(&WireConfig { reply_format: Framing::Confluent, ..WireConfig::default() }).encode_reply(&reply(), &mut buf);
+    WireCodec::new(&WireConfig {
+        reply_format: Framing::Confluent,
+        ..WireConfig::default()
+    })
+    .encode_reply(&reply(), &mut buf);
     let schema = Schema::parse_str(REPLY_SCHEMA).unwrap();
-    let Value::Record(fields) = from_avro_datum(&schema, &mut &buf[5..], None).unwrap() else { panic!("not a record") };
+    let Value::Record(fields) = from_avro_datum(&schema, &mut &buf[5..], None).unwrap() else {
+        panic!("not a record")
+    };
     assert_eq!(fields[0].1, Value::String("req-42".into()));
     assert_eq!(fields[1].1, Value::Enum(0, "OK".into()));
-    assert_eq!(fields[6].1, Value::Array(vec![Value::Float(0.2), Value::Float(0.3), Value::Float(0.5)]));
+    assert_eq!(
+        fields[6].1,
+        Value::Array(vec![
+            Value::Float(0.2),
+            Value::Float(0.3),
+            Value::Float(0.5)
+        ])
+    );
 }
 
 #[test]
@@ -147,17 +214,26 @@ fn wrong_schema_id_and_wrong_fingerprint_are_typed_errors() {
     let mut buf = Vec::new();
     c.encode_request(&request(4), Framing::Confluent, &mut buf);
     buf[4] = 7;
-    assert!(matches!(c.decode_request(&buf), Err(WireError::UnknownSchemaId { id: 7, .. })));
+    assert!(matches!(
+        c.decode_request(&buf),
+        Err(WireError::UnknownSchemaId { id: 7, .. })
+    ));
 
     let mut buf = Vec::new();
     c.encode_request(&request(4), Framing::SingleObject, &mut buf);
     buf[2] ^= 0xff;
-    assert!(matches!(c.decode_request(&buf), Err(WireError::UnknownFingerprint { .. })));
+    assert!(matches!(
+        c.decode_request(&buf),
+        Err(WireError::UnknownFingerprint { .. })
+    ));
 
     // A reply is not a request, even in a well-formed frame.
     let mut buf = Vec::new();
     c.encode_reply(&reply(), &mut buf);
-    assert!(matches!(c.decode_request(&buf), Err(WireError::UnknownFingerprint { .. })));
+    assert!(matches!(
+        c.decode_request(&buf),
+        Err(WireError::UnknownFingerprint { .. })
+    ));
 }
 
 #[test]
@@ -175,28 +251,67 @@ fn every_truncation_of_a_valid_request_is_an_error() {
 
 #[test]
 fn empty_trailing_oversized_and_unknown_framing() {
-    let c = WireCodec::new(&WireConfig { max_request_bytes: 100, ..WireConfig::default() });
+    let c = WireCodec::new(&WireConfig {
+        max_request_bytes: 100,
+        ..WireConfig::default()
+    });
     assert_eq!(c.decode_request(&[]), Err(WireError::Empty));
-    assert!(matches!(c.decode_request(b"hello"), Err(WireError::UnknownFraming { first_byte: b'h' })));
+    assert!(matches!(
+        c.decode_request(b"hello"),
+        Err(WireError::UnknownFraming { first_byte: b'h' })
+    ));
     let mut buf = Vec::new();
     c.encode_request(&request(2), Framing::Confluent, &mut buf);
     buf.push(0);
-    assert_eq!(c.decode_request(&buf), Err(WireError::TrailingBytes { count: 1 }));
+    assert_eq!(
+        c.decode_request(&buf),
+        Err(WireError::TrailingBytes { count: 1 })
+    );
     let mut big = Vec::new();
     c.encode_request(&request(64), Framing::Confluent, &mut big);
-    assert!(matches!(c.decode_request(&big), Err(WireError::TooLarge { what: "record", .. })));
+    assert!(matches!(
+        c.decode_request(&big),
+        Err(WireError::TooLarge { what: "record", .. })
+    ));
 }
 
 #[test]
 fn tensor_and_string_limits_hold_in_avro_and_json() {
-    let c = WireCodec::new(&WireConfig { max_tensor_elements: 16, max_string_bytes: 8, ..WireConfig::default() });
+    let c = WireCodec::new(&WireConfig {
+        max_tensor_elements: 16,
+        max_string_bytes: 8,
+        ..WireConfig::default()
+    });
     for framing in [Framing::Confluent, Framing::Json] {
         let mut buf = Vec::new();
-        c.encode_request(&Request { request_id: "r".into(), reply_topic: None, client_id: None, model_name: None, ..request(17) }, framing, &mut buf);
-        assert!(matches!(c.decode_request(&buf), Err(WireError::TooLarge { .. })), "{framing:?}");
+        c.encode_request(
+            &Request {
+                request_id: "r".into(),
+                reply_topic: None,
+                client_id: None,
+                model_name: None,
+                ..request(17)
+            },
+            framing,
+            &mut buf,
+        );
+        assert!(
+            matches!(c.decode_request(&buf), Err(WireError::TooLarge { .. })),
+            "{framing:?}"
+        );
         buf.clear();
-        c.encode_request(&Request { request_id: "123456789".into(), ..request(4) }, framing, &mut buf);
-        assert!(matches!(c.decode_request(&buf), Err(WireError::TooLarge { .. })), "{framing:?}");
+        c.encode_request(
+            &Request {
+                request_id: "123456789".into(),
+                ..request(4)
+            },
+            framing,
+            &mut buf,
+        );
+        assert!(
+            matches!(c.decode_request(&buf), Err(WireError::TooLarge { .. })),
+            "{framing:?}"
+        );
     }
 }
 
@@ -206,21 +321,64 @@ fn validation_rejects_bad_tensors_with_the_reason() {
     assert_eq!(validate(&request(1024), &shape), Ok(()));
     let mut r = request(1024);
     r.data[17] = f32::NAN;
-    assert!(matches!(validate(&r, &shape), Err(WireError::NonFinite { index: 17, .. })));
+    assert!(matches!(
+        validate(&r, &shape),
+        Err(WireError::NonFinite { index: 17, .. })
+    ));
     r.data[17] = f32::NEG_INFINITY;
-    assert!(matches!(validate(&r, &shape), Err(WireError::NonFinite { index: 17, .. })));
-    assert!(matches!(validate(&request(1023), &shape), Err(WireError::DataLength { expected: 1024, got: 1023 })));
-    let r = Request { shape: vec![16, 64], ..request(1024) };
-    assert!(matches!(validate(&r, &shape), Err(WireError::ShapeMismatch { .. })));
-    let r = Request { shape: vec![64, -16], ..request(1024) };
-    assert!(matches!(validate(&r, &shape), Err(WireError::InvalidShape { .. })));
-    let r = Request { shape: vec![], ..request(0) };
-    assert!(matches!(validate(&r, &shape), Err(WireError::InvalidShape { .. })));
-    let r = Request { request_id: String::new(), ..request(1024) };
-    assert!(matches!(validate(&r, &shape), Err(WireError::InvalidRequestId(_))));
-    let r = Request { timeout_ms: Some(-1), ..request(1024) };
+    assert!(matches!(
+        validate(&r, &shape),
+        Err(WireError::NonFinite { index: 17, .. })
+    ));
+    assert!(matches!(
+        validate(&request(1023), &shape),
+        Err(WireError::DataLength {
+            expected: 1024,
+            got: 1023
+        })
+    ));
+    let r = Request {
+        shape: vec![16, 64],
+        ..request(1024)
+    };
+    assert!(matches!(
+        validate(&r, &shape),
+        Err(WireError::ShapeMismatch { .. })
+    ));
+    let r = Request {
+        shape: vec![64, -16],
+        ..request(1024)
+    };
+    assert!(matches!(
+        validate(&r, &shape),
+        Err(WireError::InvalidShape { .. })
+    ));
+    let r = Request {
+        shape: vec![],
+        ..request(0)
+    };
+    assert!(matches!(
+        validate(&r, &shape),
+        Err(WireError::InvalidShape { .. })
+    ));
+    let r = Request {
+        request_id: String::new(),
+        ..request(1024)
+    };
+    assert!(matches!(
+        validate(&r, &shape),
+        Err(WireError::InvalidRequestId(_))
+    ));
+    let r = Request {
+        timeout_ms: Some(-1),
+        ..request(1024)
+    };
     assert_eq!(validate(&r, &shape), Err(WireError::NegativeTimeout(-1)));
-    assert!(WireError::NonFinite { index: 0, value: f32::NAN }.is_validation());
+    assert!(WireError::NonFinite {
+        index: 0,
+        value: f32::NAN
+    }
+    .is_validation());
     assert!(!WireError::Truncated { field: "data" }.is_validation());
 }
 
@@ -228,9 +386,16 @@ fn validation_rejects_bad_tensors_with_the_reason() {
 fn effective_deadline_is_the_earlier_bound() {
     let r = request(0);
     assert_eq!(r.effective_deadline_ms(), Some(1_700_000_000_373));
-    let r = Request { timeout_ms: None, ..request(0) };
+    let r = Request {
+        timeout_ms: None,
+        ..request(0)
+    };
     assert_eq!(r.effective_deadline_ms(), Some(1_700_000_000_623));
-    let r = Request { timeout_ms: None, deadline_ms: None, ..request(0) };
+    let r = Request {
+        timeout_ms: None,
+        deadline_ms: None,
+        ..request(0)
+    };
     assert_eq!(r.effective_deadline_ms(), None);
 }
 
