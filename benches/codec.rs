@@ -1,7 +1,9 @@
 //! Request decode and reply encode cost for the bundled model's request size ([64, 16] floats).
 //! The figure to watch is ns per decoded request: decoding must not allocate per float.
 
-use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use kbatch::wire::{
     validate, Framing, Reply, Request, Status, Tier, Timings, WireCodec, WireConfig,
 };
@@ -35,6 +37,11 @@ fn decode(c: &mut Criterion) {
     }
     let mut buf = Vec::new();
     codec.encode_request(&request(), Framing::Confluent, &mut buf);
+    // Peer: the generic apache-avro reader, which builds one `Value` per float.
+    let schema = apache_avro::Schema::parse_str(kbatch::wire::REQUEST_SCHEMA).unwrap();
+    group.bench_function("apache-avro generic Value (peer)", |b| {
+        b.iter(|| apache_avro::from_avro_datum(&schema, &mut &black_box(&buf)[5..], None).unwrap())
+    });
     group.bench_function("Confluent+validate", |b| {
         b.iter(|| {
             let r = codec.decode_request(black_box(&buf)).unwrap();
