@@ -50,20 +50,11 @@ impl WireCodec {
                 limit: self.cfg.max_request_bytes,
             });
         }
-        let expect = Expect {
-            schema: "InferenceRequest",
-            confluent_ids: &self.cfg.request_schema_ids,
-            fingerprint: FINGERPRINTS.request,
-        };
-        match split(value, &expect)? {
-            Body::Avro(body) => Request::decode_avro(body, &self.cfg),
-            Body::Json(body) => {
-                let req: Request =
-                    serde_json::from_slice(body).map_err(|e| WireError::Json(e.to_string()))?;
-                self.check_json_limits(&req)?;
-                Ok(req)
-            }
+        let req: Request = self.decode(value, &self.cfg.request_schema_ids)?;
+        if matches!(value.first(), Some(b) if *b != 0x00 && *b != 0xc3) {
+            self.check_json_limits(&req)?;
         }
+        Ok(req)
     }
 
     /// JSON is parsed by serde before we can look at sizes; the record-size limit already bounds
@@ -99,75 +90,102 @@ impl WireCodec {
             .first()
             .copied()
             .unwrap_or_default();
-        write_header(framing, id, FINGERPRINTS.request, out);
-        match framing {
-            Framing::Json => {
-                serde_json::to_writer(out, req).expect("a request always serializes to JSON")
-            }
-            _ => req.encode_avro(out),
-        }
+        encode(req, framing, id, out);
     }
 
     /// Appends `reply` in the configured reply framing to `out`.
     pub fn encode_reply(&self, reply: &Reply, out: &mut Vec<u8>) {
-        let framing = self.cfg.reply_format;
-        write_header(framing, self.cfg.reply_schema_id, FINGERPRINTS.reply, out);
-        match framing {
-            Framing::Json => {
-                serde_json::to_writer(out, reply).expect("a reply always serializes to JSON")
-            }
-            _ => reply.encode_avro(out),
-        }
+        encode(reply, self.cfg.reply_format, self.cfg.reply_schema_id, out);
     }
 
     /// Decodes a reply in any framing (used by callers and the load generator).
     pub fn decode_reply(&self, value: &[u8]) -> Result<Reply, WireError> {
-        let ids = [self.cfg.reply_schema_id];
-        let expect = Expect {
-            schema: "InferenceReply",
-            confluent_ids: &ids,
-            fingerprint: FINGERPRINTS.reply,
-        };
-        match split(value, &expect)? {
-            Body::Avro(body) => Reply::decode_avro(body, &self.cfg),
-            Body::Json(body) => {
-                serde_json::from_slice(body).map_err(|e| WireError::Json(e.to_string()))
-            }
-        }
+        self.decode(value, &[self.cfg.reply_schema_id])
     }
 
     /// Appends `dl` in the configured reply framing to `out`.
     pub fn encode_dead_letter(&self, dl: &DeadLetter, out: &mut Vec<u8>) {
-        let framing = self.cfg.reply_format;
-        write_header(
-            framing,
+        encode(
+            dl,
+            self.cfg.reply_format,
             self.cfg.dead_letter_schema_id,
-            FINGERPRINTS.dead_letter,
             out,
         );
-        match framing {
-            Framing::Json => {
-                serde_json::to_writer(out, dl).expect("a dead letter always serializes to JSON")
-            }
-            _ => dl.encode_avro(out),
-        }
     }
 
     /// Decodes a dead letter in any framing.
     pub fn decode_dead_letter(&self, value: &[u8]) -> Result<DeadLetter, WireError> {
-        let ids = [self.cfg.dead_letter_schema_id];
+        self.decode(value, &[self.cfg.dead_letter_schema_id])
+    }
+
+    fn decode<R: Record>(&self, value: &[u8], confluent_ids: &[u32]) -> Result<R, WireError> {
         let expect = Expect {
-            schema: "DeadLetter",
-            confluent_ids: &ids,
-            fingerprint: FINGERPRINTS.dead_letter,
+            schema: R::NAME,
+            confluent_ids,
+            fingerprint: R::fingerprint(),
         };
-        // A dead letter wraps a whole record plus headers, so allow it a margin over the record limit.
-        let max = self.cfg.max_request_bytes.saturating_mul(2);
         match split(value, &expect)? {
-            Body::Avro(body) => DeadLetter::decode_avro(body, max),
+            Body::Avro(body) => R::decode_avro(body, &self.cfg),
             Body::Json(body) => {
                 serde_json::from_slice(body).map_err(|e| WireError::Json(e.to_string()))
             }
         }
+    }
+}
+
+fn encode<R: Record>(record: &R, framing: Framing, confluent_id: u32, out: &mut Vec<u8>) {
+    write_header(framing, confluent_id, R::fingerprint(), out);
+    match framing {
+        // Our records hold only strings, numbers and byte vectors: JSON cannot fail on them.
+        Framing::Json => serde_json::to_writer(out, record).expect("record serializes to JSON"),
+        _ => record.encode_avro(out),
+    }
+}
+
+/// One of the three bundled record types.
+trait Record: serde::Serialize + serde::de::DeserializeOwned {
+    const NAME: &'static str;
+    fn fingerprint() -> u64;
+    fn encode_avro(&self, out: &mut Vec<u8>);
+    fn decode_avro(body: &[u8], limits: &WireConfig) -> Result<Self, WireError>;
+}
+
+impl Record for Request {
+    const NAME: &'static str = "InferenceRequest";
+    fn fingerprint() -> u64 {
+        FINGERPRINTS.request
+    }
+    fn encode_avro(&self, out: &mut Vec<u8>) {
+        Request::encode_avro(self, out)
+    }
+    fn decode_avro(body: &[u8], limits: &WireConfig) -> Result<Self, WireError> {
+        Request::decode_avro(body, limits)
+    }
+}
+
+impl Record for Reply {
+    const NAME: &'static str = "InferenceReply";
+    fn fingerprint() -> u64 {
+        FINGERPRINTS.reply
+    }
+    fn encode_avro(&self, out: &mut Vec<u8>) {
+        Reply::encode_avro(self, out)
+    }
+    fn decode_avro(body: &[u8], limits: &WireConfig) -> Result<Self, WireError> {
+        Reply::decode_avro(body, limits)
+    }
+}
+
+impl Record for DeadLetter {
+    const NAME: &'static str = "DeadLetter";
+    fn fingerprint() -> u64 {
+        FINGERPRINTS.dead_letter
+    }
+    fn encode_avro(&self, out: &mut Vec<u8>) {
+        DeadLetter::encode_avro(self, out)
+    }
+    /// A dead letter wraps a whole record plus headers: allow it twice the record limit.
+    fn decode_avro(body: &[u8], limits: &WireConfig) -> Result<Self, WireError> {
+        DeadLetter::decode_avro(body, limits.max_request_bytes.saturating_mul(2))
     }
 }
