@@ -3,15 +3,13 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use kbatch::config::{load, LoadOptions};
+use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(
-    name = "kbatch",
-    version,
-    about = "Kafka-native dynamic-batching inference on ONNX Runtime"
-)]
+#[command(name = "kbatch", version, about = "Kafka-native dynamic-batching inference on ONNX Runtime")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -19,6 +17,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Serve the configured model: consume the tier topics, batch, infer, reply.
+    Serve(ConfigArgs),
     /// Load, merge and validate the configuration; print it (YAML) or every error with its source.
     ValidateConfig(ConfigArgs),
 }
@@ -38,37 +38,63 @@ struct ConfigArgs {
 
 impl ConfigArgs {
     fn options(&self) -> LoadOptions {
-        LoadOptions {
-            file: self.config.clone(),
-            profile: self.profile.clone(),
-            overrides: self.overrides.clone(),
-            ..LoadOptions::default()
-        }
+        LoadOptions { file: self.config.clone(), profile: self.profile.clone(), overrides: self.overrides.clone(), ..LoadOptions::default() }
     }
 }
 
 fn main() -> ExitCode {
-    match Cli::parse().command {
-        Command::ValidateConfig(args) => validate_config(&args),
+    let result = match Cli::parse().command {
+        Command::ValidateConfig(args) => return validate_config(&args),
+        Command::Serve(args) => runtime().and_then(|rt| rt.block_on(serve(args))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the tokio runtime")
+}
+
+async fn serve(args: ConfigArgs) -> anyhow::Result<()> {
+    let loaded = load(&args.options())?;
+    kbatch::telemetry::init_tracing(&loaded.config.logging);
+    let cancel = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(cancel.clone()));
+    let report = kbatch::app::serve(loaded.config, cancel).await?;
+    tracing::info!(?report, "stopped");
+    Ok(())
+}
+
+/// SIGTERM or Ctrl-C starts a graceful drain; a second one is left to the default handler.
+async fn cancel_on_signal(cancel: CancellationToken) {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await
+            }
+        }
+    };
+    tokio::select! {
+        _ = term => tracing::info!("SIGTERM: draining"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupt: draining"),
+    }
+    cancel.cancel();
 }
 
 fn validate_config(args: &ConfigArgs) -> ExitCode {
     match load(&args.options()) {
         Ok(loaded) => {
-            let files: Vec<String> = loaded
-                .files
-                .iter()
-                .map(|f| f.display().to_string())
-                .collect();
-            println!(
-                "# effective configuration (files: {})",
-                if files.is_empty() {
-                    "none".into()
-                } else {
-                    files.join(", ")
-                }
-            );
+            let files: Vec<String> = loaded.files.iter().map(|f| f.display().to_string()).collect();
+            println!("# effective configuration (files: {})", if files.is_empty() { "none".into() } else { files.join(", ") });
             match serde_yaml::to_string(&loaded.config) {
                 Ok(yaml) => print!("{yaml}"),
                 Err(e) => {

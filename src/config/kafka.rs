@@ -77,6 +77,11 @@ pub struct KafkaConfig {
     pub fetch_wait_max_ms: u32,
     /// Milliseconds between offset commits of delivered prefixes.
     pub commit_interval_ms: u64,
+    /// Longest a revoke waits for in-flight work of the revoked partitions to be delivered
+    /// before it commits what is done and gives the partitions up (ms).
+    pub revoke_drain_timeout_ms: u64,
+    /// Longest a graceful shutdown (SIGTERM) drains queued and in-flight work (ms).
+    pub shutdown_timeout_ms: u64,
     /// Extra librdkafka properties passed to every client unchanged (TLS, SASL, tuning).
     pub properties: BTreeMap<String, String>,
 }
@@ -92,6 +97,8 @@ impl Default for KafkaConfig {
             session_timeout_ms: 10_000,
             fetch_wait_max_ms: 10,
             commit_interval_ms: 1000,
+            revoke_drain_timeout_ms: 3000,
+            shutdown_timeout_ms: 10_000,
             properties: BTreeMap::new(),
         }
     }

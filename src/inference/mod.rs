@@ -10,11 +10,13 @@ mod backend_tests;
 mod error;
 mod ort_backend;
 pub mod runtime;
+mod worker;
 
 use std::path::PathBuf;
 
 pub use self::error::InferenceError;
 pub use self::ort_backend::OrtBackend;
+pub use self::worker::{spawn_workers, WorkerReport};
 use crate::config::{Device, ModelConfig};
 
 /// What a loaded model looks like, as the rest of the service needs to know it.

@@ -1,0 +1,62 @@
+//! The batching rules, taken from the configuration once so the hot path reads plain fields.
+//!
+//! Invariant: `tier_capacity * queues >= max_batch_size`, so a full batch can always form.
+
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::tier::Tier;
+
+/// What the batcher needs to know to form batches.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchPolicy {
+    pub max_batch_size: usize,
+    /// Fewer than this many queued requests wait for `batch_timeout` instead of the tier wait.
+    pub min_batch_size: usize,
+    /// How long a partial batch waits for more requests, keyed by the tier of the oldest request
+    /// in each queue (with priority queueing off, every entry is `max_wait_time_seconds`).
+    pub tier_wait: [Duration; 4],
+    /// Absolute bound from the first queued request to its batch being closed.
+    pub batch_timeout: Duration,
+    /// Serve higher tiers first; off means one FIFO for all tiers.
+    pub priority: bool,
+    /// Most requests queued per tier (per queue when priority is off).
+    pub tier_capacity: usize,
+    /// A lower tier with this many queued requests gets a share of every batch.
+    pub boost_threshold: usize,
+    /// Slots of every batch reserved for each boosted tier.
+    pub boost_quota: usize,
+    /// A tier whose oldest request waited this long is boosted whatever its length (aging), so
+    /// no admitted request starves under a sustained flood of higher tiers.
+    pub aging_limit: Duration,
+}
+
+impl BatchPolicy {
+    pub fn from_config(cfg: &Config) -> Self {
+        let b = &cfg.batch_processing;
+        let p = &cfg.priority_queueing;
+        let tier_wait = if p.enable_priority_queueing { Tier::ALL.map(|t| p.wait(t)) } else { [b.max_wait(); 4] };
+        let queues = if p.enable_priority_queueing { Tier::ALL.len() } else { 1 };
+        Self {
+            max_batch_size: b.max_batch_size,
+            min_batch_size: b.min_batch_size.min(b.max_batch_size),
+            tier_wait,
+            batch_timeout: b.batch_timeout(),
+            priority: p.enable_priority_queueing,
+            // The queue bound is split evenly so a flood in one tier never takes another's room.
+            tier_capacity: b.max_queue_size.div_ceil(queues).max(b.max_batch_size),
+            boost_threshold: p.priority_boost_threshold.max(1),
+            boost_quota: (b.max_batch_size / 4).max(1),
+            aging_limit: b.batch_timeout(),
+        }
+    }
+
+    /// Queue index of a tier: its own with priorities, the single shared one without.
+    pub fn queue_of(&self, tier: Tier) -> usize {
+        if self.priority {
+            tier.index()
+        } else {
+            0
+        }
+    }
+}

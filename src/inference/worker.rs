@@ -1,0 +1,131 @@
+//! Inference workers: each owns one backend (one ONNX Runtime session) on a dedicated OS thread,
+//! takes batches from the batcher, and turns every request of a batch into one outcome.
+//!
+//! Invariants: a batch is never empty when it reaches `Backend::infer` (the batcher never forms
+//! one and `check_input` rejects one); a failed batch fails only its own requests (MODEL_ERROR
+//! for each), the worker keeps serving; the batch's permit is released only after its outcomes
+//! are handed on, so "worker idle" really means idle.
+
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use tokio::sync::{mpsc, Semaphore};
+
+use super::{Backend, InferenceError, ModelInfo};
+use crate::batcher::WorkerPool;
+use crate::pipeline::{micros, now_ms, Admitted, Batch, Outcome};
+use crate::wire::{Reply, Status, Timings};
+
+/// What one worker did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct WorkerReport {
+    pub batches: u64,
+    pub requests: u64,
+    pub failed_batches: u64,
+    pub inference_us: u64,
+}
+
+/// Starts one thread per backend. Returns the pool the batcher feeds and the threads' handles;
+/// the threads end when the pool's last sender is dropped and the queue is empty.
+pub fn spawn_workers(
+    backends: Vec<Box<dyn Backend>>,
+    outcomes: mpsc::Sender<Outcome>,
+) -> std::io::Result<(WorkerPool, Vec<JoinHandle<WorkerReport>>)> {
+    let n = backends.len();
+    // Capacity n: permits already bound what is in flight; the channel never holds more.
+    let (tx, rx) = mpsc::channel::<Batch>(n.max(1));
+    let rx = Arc::new(Mutex::new(rx));
+    let mut handles = Vec::with_capacity(n);
+    for (i, backend) in backends.into_iter().enumerate() {
+        let rx = Arc::clone(&rx);
+        let outcomes = outcomes.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("kbatch-infer-{i}"))
+            .spawn(move || worker_loop(backend, &rx, &outcomes))?;
+        handles.push(handle);
+    }
+    Ok((WorkerPool { idle: Arc::new(Semaphore::new(n)), batches: tx }, handles))
+}
+
+fn worker_loop(mut backend: Box<dyn Backend>, rx: &Mutex<mpsc::Receiver<Batch>>, outcomes: &mpsc::Sender<Outcome>) -> WorkerReport {
+    let mut report = WorkerReport::default();
+    let mut input = Vec::new();
+    let mut output = Vec::new();
+    loop {
+        // Holding the lock while blocked is fine: the other idle workers would only wait for
+        // the same next batch.
+        let batch = match rx.lock() {
+            Ok(mut guard) => guard.blocking_recv(),
+            Err(poisoned) => poisoned.into_inner().blocking_recv(),
+        };
+        let Some(mut batch) = batch else { break };
+        let permit = batch.permit.take();
+        let started = tokio::time::Instant::now();
+        let result = run_batch(backend.as_mut(), &batch.requests, &mut input, &mut output);
+        let inference_us = micros(started.elapsed());
+        report.batches += 1;
+        report.requests += batch.requests.len() as u64;
+        report.inference_us += inference_us as u64;
+        if result.is_err() {
+            report.failed_batches += 1;
+        }
+        let info = backend.info();
+        let size = batch.requests.len() as i32;
+        for (i, a) in batch.requests.drain(..).enumerate() {
+            let outcome = match &result {
+                Ok(()) => {
+                    let row = &output[i * info.output_size..(i + 1) * info.output_size];
+                    ok_reply(a, info, row, (started, size, inference_us))
+                }
+                Err(e) => model_error(a, info, e, (size, inference_us)),
+            };
+            if outcomes.blocking_send(outcome).is_err() {
+                tracing::error!("replier is gone; an outcome was not sent");
+            }
+        }
+        drop(permit);
+    }
+    report
+}
+
+/// Copies the batch's rows into one contiguous input buffer (reused across batches) and runs it.
+fn run_batch(backend: &mut dyn Backend, requests: &[Admitted], input: &mut Vec<f32>, output: &mut Vec<f32>) -> Result<(), InferenceError> {
+    input.clear();
+    for a in requests {
+        input.extend_from_slice(&a.request.data);
+    }
+    backend.infer(input, requests.len(), output)
+}
+
+/// `run` is (when the batch started, its size, its inference time in µs).
+fn ok_reply(a: Admitted, info: &ModelInfo, outputs: &[f32], run: (tokio::time::Instant, i32, i64)) -> Outcome {
+    let (started, batch_size, inference_us) = run;
+    let now = now_ms();
+    let timings = Timings {
+        queue_wait_us: micros(started.saturating_duration_since(a.admitted_at)),
+        batch_size,
+        inference_us,
+        end_to_end_us: (now - a.record_timestamp_ms).max(0) * 1000,
+    };
+    let reply = Reply {
+        request_id: a.request.request_id,
+        status: Status::Ok,
+        error: None,
+        model_name: info.name.clone(),
+        model_version: info.version.clone(),
+        output_shape: vec![info.output_size as i32],
+        outputs: outputs.to_vec(),
+        tier: a.tier,
+        timings,
+        completed_at_ms: now,
+    };
+    Outcome::Reply { reply: Box::new(reply), reply_to: a.reply_to, origin: a.origin }
+}
+
+fn model_error(a: Admitted, info: &ModelInfo, e: &InferenceError, run: (i32, i64)) -> Outcome {
+    let mut outcome = Outcome::error(a, Status::ModelError, e.to_string(), (&info.name, &info.version), now_ms());
+    if let Outcome::Reply { reply, .. } = &mut outcome {
+        (reply.timings.batch_size, reply.timings.inference_us) = run;
+    }
+    outcome
+}

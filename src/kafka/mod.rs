@@ -1,0 +1,1 @@
+//! Kafka I/O: consumer (admission, pausing, rebalance), replier, offset tracking.

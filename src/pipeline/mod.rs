@@ -1,0 +1,17 @@
+//! What flows between the stages of the serving pipeline:
+//!
+//! ```text
+//! consumer ──Admitted (per-tier channel)──► batcher ──Batch──► inference workers
+//!    │                                         │                     │
+//!    └──────────────── Outcome ────────────────┴──────── Outcome ────┴──► replier ──► Kafka
+//!                                                                          │ delivered
+//!                                                                          ▼
+//!                                                          offset tracker (commit prefix)
+//! ```
+//!
+//! Invariant: every record the consumer takes from Kafka becomes exactly one `Outcome` carrying
+//! its `Origin`, and only a delivered outcome marks its origin done in the offset tracker.
+
+mod outcome;
+
+pub use outcome::{micros, now_ms, Admitted, Batch, Origin, Outcome, ReplyTo};

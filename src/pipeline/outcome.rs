@@ -1,0 +1,110 @@
+//! The records exchanged between stages.
+//!
+//! Invariant: an `Admitted` request has passed `wire::validate` against the loaded model's input
+//! shape, so its `data` can be copied into a batch row as is.
+
+use tokio::time::Instant;
+
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::tier::Tier;
+use crate::wire::{DeadLetter, Reply, Request, Status, Timings};
+
+/// Where a record came from. `topic_tier` names the topic (one per tier); `epoch` is the
+/// assignment epoch of its partition, so work finished after a revoke is never committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Origin {
+    pub topic_tier: Tier,
+    pub partition: i32,
+    pub offset: i64,
+    pub epoch: u64,
+}
+
+/// Where and how the reply to a request goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyTo {
+    pub topic: String,
+    /// The request record's key, reused as the reply's key.
+    pub key: Option<Vec<u8>>,
+    /// Value of the request's correlation header, copied to the reply.
+    pub correlation_id: Option<Vec<u8>>,
+    /// W3C `traceparent` header, copied to the reply when present.
+    pub traceparent: Option<Vec<u8>>,
+}
+
+/// A decoded, validated request waiting for a batch.
+#[derive(Debug)]
+pub struct Admitted {
+    pub request: Request,
+    /// Tier it is served at: the topic's, or lower if the request asked.
+    pub tier: Tier,
+    pub origin: Origin,
+    pub reply_to: ReplyTo,
+    /// Kafka timestamp of the request record (ms since the epoch): the start of end-to-end time.
+    pub record_timestamp_ms: i64,
+    /// When the consumer admitted it: the start of queue wait.
+    pub admitted_at: Instant,
+    /// Absolute deadline translated to this process's clock, if the request has one.
+    /// (tokio's `Instant`, so tests can pause time.)
+    pub deadline: Option<Instant>,
+}
+
+/// Requests selected to run together. Holding `permit` means an inference worker is free for it.
+pub struct Batch {
+    pub requests: Vec<Admitted>,
+    /// Why the batcher closed this batch (metric label): `full`, `wait`, `timeout`, `drain`, ...
+    pub flush_reason: &'static str,
+    pub formed_at: Instant,
+    pub permit: Option<OwnedSemaphorePermit>,
+}
+
+/// The single outcome of one consumed record.
+#[derive(Debug)]
+pub enum Outcome {
+    Reply { reply: Box<Reply>, reply_to: ReplyTo, origin: Origin },
+    DeadLetter { letter: Box<DeadLetter>, key: Option<Vec<u8>>, origin: Origin },
+}
+
+impl Outcome {
+    pub fn origin(&self) -> Origin {
+        match self {
+            Outcome::Reply { origin, .. } | Outcome::DeadLetter { origin, .. } => *origin,
+        }
+    }
+
+    /// An error reply (anything but OK) for an admitted request that will never run.
+    pub fn error(a: Admitted, status: Status, error: String, model: (&str, &str), now_ms: i64) -> Outcome {
+        let timings = Timings {
+            queue_wait_us: micros(a.admitted_at.elapsed()),
+            batch_size: 0,
+            inference_us: 0,
+            end_to_end_us: (now_ms - a.record_timestamp_ms).max(0) * 1000,
+        };
+        let reply = Reply {
+            request_id: a.request.request_id,
+            status,
+            error: Some(error),
+            model_name: model.0.to_string(),
+            model_version: model.1.to_string(),
+            output_shape: Vec::new(),
+            outputs: Vec::new(),
+            tier: a.tier,
+            timings,
+            completed_at_ms: now_ms,
+        };
+        Outcome::Reply { reply: Box::new(reply), reply_to: a.reply_to, origin: a.origin }
+    }
+}
+
+/// Microseconds of a duration, saturating.
+pub fn micros(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// Wall-clock now in ms since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
