@@ -1,18 +1,128 @@
-//! Wiring of the serving pipeline (being assembled: the Kafka stage is not in the tree yet).
+//! Wiring of the serving pipeline and its ordered shutdown.
+//!
+//! Shutdown runs front to back through channel closure, so nothing accepted is dropped: the
+//! cancel token stops the consumer taking records; it drops its senders; the batcher flushes what
+//! is queued and drops the worker queue; the workers finish their batches and drop their outcome
+//! senders; the replier delivers the last outcomes and ends; the consumer, which waited for the
+//! tracker to report every taken record delivered (bounded by `kafka.shutdown_timeout_ms`),
+//! commits and returns.
 
+use std::sync::Arc;
+
+use thiserror::Error;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::batcher::{run_batcher, BatchPolicy, BatcherReport};
 use crate::config::Config;
+use crate::inference::{load_backend, spawn_workers, Backend, InferenceError, WorkerReport};
+use crate::kafka::{
+    run_consumer, run_replier, ConsumerInputs, ConsumerReport, KafkaError, ReplierReport,
+    SharedTracker,
+};
+use crate::pipeline::Admitted;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Error)]
 pub enum AppError {
-    #[error("the serving pipeline is not assembled in this build yet")]
-    NotAssembled,
+    #[error("cannot load the model: {0}")]
+    Inference(#[from] InferenceError),
+    #[error(transparent)]
+    Kafka(#[from] KafkaError),
+    #[error("cannot start inference threads: {0}")]
+    Threads(#[from] std::io::Error),
+    #[error("a pipeline task failed: {0}")]
+    Task(String),
 }
 
+/// What each stage did during one `serve` run.
 #[derive(Debug)]
-pub struct ServeReport;
+pub struct ServeReport {
+    pub consumer: ConsumerReport,
+    pub batcher: BatcherReport,
+    pub workers: Vec<WorkerReport>,
+    pub replier: ReplierReport,
+}
 
-pub async fn serve(_config: Config, _cancel: CancellationToken) -> Result<ServeReport, AppError> {
-    Err(AppError::NotAssembled)
+/// Number of ONNX Runtime sessions (one worker thread each): the seeds' `thread_pool_size` is
+/// the inference thread budget, shared out as `intra_op_threads` per session.
+pub fn sessions(cfg: &Config) -> usize {
+    (cfg.resource_management.thread_pool_size / cfg.model.intra_op_threads.max(1)).max(1)
+}
+
+/// Serves until `cancel` fires (then drains) or a stage fails.
+pub async fn serve(config: Config, cancel: CancellationToken) -> Result<ServeReport, AppError> {
+    let cfg = Arc::new(config);
+    let backends = load_backends(&cfg).await?;
+    let info = backends[0].info().clone();
+    tracing::info!(sessions = backends.len(), device = ?info.device, model = %info.name, "model ready");
+
+    let tracker = SharedTracker::default();
+    let max_batch = cfg.batch_processing.max_batch_size;
+    // Room for a few batches of outcomes; the replier keeps thousands of deliveries in flight.
+    let (outcome_tx, outcome_rx) = mpsc::channel(4 * max_batch.max(256));
+    let (tier_txs, tier_rxs): (Vec<_>, Vec<_>) = (0..4)
+        .map(|_| mpsc::channel::<Admitted>(max_batch.max(64)))
+        .unzip();
+
+    let replier = tokio::spawn(run_replier(cfg.clone(), outcome_rx, tracker.clone()));
+    let (pool, workers) = spawn_workers(backends, outcome_tx.clone())?;
+    let model = (info.name.clone(), info.version.clone());
+    let batcher = tokio::spawn(run_batcher(
+        BatchPolicy::from_config(&cfg),
+        array(tier_rxs),
+        pool,
+        outcome_tx.clone(),
+        model,
+    ));
+    let inputs = ConsumerInputs {
+        tiers: array(tier_txs),
+        outcomes: outcome_tx,
+    };
+    let consumer = tokio::spawn(run_consumer(
+        cfg.clone(),
+        info,
+        inputs,
+        tracker,
+        cancel.clone(),
+    ));
+
+    // Any stage ending early stops intake, so the others drain instead of waiting forever.
+    let guard = cancel.clone().drop_guard();
+    let consumer = consumer.await.map_err(|e| AppError::Task(e.to_string()))?;
+    drop(guard);
+    let batcher = batcher.await.map_err(|e| AppError::Task(e.to_string()))?;
+    let workers = tokio::task::spawn_blocking(move || {
+        workers
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    })
+    .await
+    .map_err(|e| AppError::Task(e.to_string()))?;
+    let replier = replier.await.map_err(|e| AppError::Task(e.to_string()))?;
+    Ok(ServeReport {
+        consumer: consumer?,
+        batcher,
+        workers,
+        replier: replier?,
+    })
+}
+
+async fn load_backends(cfg: &Arc<Config>) -> Result<Vec<Box<dyn Backend>>, AppError> {
+    let n = sessions(cfg);
+    let cfg = Arc::clone(cfg);
+    // Session creation and warm-up take a while; keep them off the async workers.
+    tokio::task::spawn_blocking(move || {
+        (0..n)
+            .map(|_| load_backend(&cfg.model))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await
+    .map_err(|e| AppError::Task(e.to_string()))?
+    .map_err(AppError::from)
+}
+
+fn array<T>(v: Vec<T>) -> [T; 4] {
+    v.try_into()
+        .unwrap_or_else(|v: Vec<T>| panic!("expected 4 tiers, got {}", v.len()))
 }

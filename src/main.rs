@@ -9,7 +9,11 @@ use kbatch::config::{load, LoadOptions};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(name = "kbatch", version, about = "Kafka-native dynamic-batching inference on ONNX Runtime")]
+#[command(
+    name = "kbatch",
+    version,
+    about = "Kafka-native dynamic-batching inference on ONNX Runtime"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -38,7 +42,12 @@ struct ConfigArgs {
 
 impl ConfigArgs {
     fn options(&self) -> LoadOptions {
-        LoadOptions { file: self.config.clone(), profile: self.profile.clone(), overrides: self.overrides.clone(), ..LoadOptions::default() }
+        LoadOptions {
+            file: self.config.clone(),
+            profile: self.profile.clone(),
+            overrides: self.overrides.clone(),
+            ..LoadOptions::default()
+        }
     }
 }
 
@@ -57,7 +66,10 @@ fn main() -> ExitCode {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the tokio runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")
 }
 
 async fn serve(args: ConfigArgs) -> anyhow::Result<()> {
@@ -93,8 +105,19 @@ async fn cancel_on_signal(cancel: CancellationToken) {
 fn validate_config(args: &ConfigArgs) -> ExitCode {
     match load(&args.options()) {
         Ok(loaded) => {
-            let files: Vec<String> = loaded.files.iter().map(|f| f.display().to_string()).collect();
-            println!("# effective configuration (files: {})", if files.is_empty() { "none".into() } else { files.join(", ") });
+            let files: Vec<String> = loaded
+                .files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect();
+            println!(
+                "# effective configuration (files: {})",
+                if files.is_empty() {
+                    "none".into()
+                } else {
+                    files.join(", ")
+                }
+            );
             match serde_yaml::to_string(&loaded.config) {
                 Ok(yaml) => print!("{yaml}"),
                 Err(e) => {

@@ -35,8 +35,16 @@ impl BatchPolicy {
     pub fn from_config(cfg: &Config) -> Self {
         let b = &cfg.batch_processing;
         let p = &cfg.priority_queueing;
-        let tier_wait = if p.enable_priority_queueing { Tier::ALL.map(|t| p.wait(t)) } else { [b.max_wait(); 4] };
-        let queues = if p.enable_priority_queueing { Tier::ALL.len() } else { 1 };
+        let tier_wait = if p.enable_priority_queueing {
+            Tier::ALL.map(|t| p.wait(t))
+        } else {
+            [b.max_wait(); 4]
+        };
+        let queues = if p.enable_priority_queueing {
+            Tier::ALL.len()
+        } else {
+            1
+        };
         Self {
             max_batch_size: b.max_batch_size,
             min_batch_size: b.min_batch_size.min(b.max_batch_size),

@@ -36,7 +36,11 @@ pub struct State {
 
 impl State {
     pub fn new(policy: BatchPolicy) -> Self {
-        Self { policy, queues: Default::default(), len: 0 }
+        Self {
+            policy,
+            queues: Default::default(),
+            len: 0,
+        }
     }
 
     pub fn policy(&self) -> &BatchPolicy {
@@ -75,7 +79,11 @@ impl State {
     }
 
     fn oldest(&self) -> Option<Instant> {
-        self.queues.iter().filter_map(|q| q.front()).map(|a| a.admitted_at).min()
+        self.queues
+            .iter()
+            .filter_map(|q| q.front())
+            .map(|a| a.admitted_at)
+            .min()
     }
 
     /// The earliest instant at which a batch is due, or `None` when nothing is queued.
@@ -142,13 +150,17 @@ impl State {
     fn boosted(&self, q: usize, now: Instant) -> bool {
         let queue = &self.queues[q];
         let higher_waiting = self.queues[..q].iter().any(|h| !h.is_empty());
-        let aged = queue.front().is_some_and(|f| now.saturating_duration_since(f.admitted_at) >= self.policy.aging_limit);
+        let aged = queue.front().is_some_and(|f| {
+            now.saturating_duration_since(f.admitted_at) >= self.policy.aging_limit
+        });
         higher_waiting && (queue.len() >= self.policy.boost_threshold || aged)
     }
 
     fn take(&mut self, q: usize, mut room: usize, now: Instant, sel: &mut Selection) {
         while room > 0 {
-            let Some(a) = self.queues[q].pop_front() else { break };
+            let Some(a) = self.queues[q].pop_front() else {
+                break;
+            };
             self.len -= 1;
             if a.deadline.is_some_and(|d| d <= now) {
                 sel.expired.push(a);

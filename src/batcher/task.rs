@@ -59,7 +59,11 @@ pub async fn run_batcher(
         if draining && state.is_empty() {
             break;
         }
-        let due = if draining { (!state.is_empty()).then_some(reason::DRAIN) } else { state.ready(Instant::now()) };
+        let due = if draining {
+            (!state.is_empty()).then_some(reason::DRAIN)
+        } else {
+            state.ready(Instant::now())
+        };
         let wake = state.flush_at();
         let room = Tier::ALL.map(|t| open[t.index()] && state.has_room(t));
         let [c, h, n, l] = &mut tiers;
@@ -100,10 +104,20 @@ fn admit(a: Option<Admitted>, state: &mut State, open: &mut bool) {
     }
 }
 
-async fn answer_expired(expired: Vec<Admitted>, outcomes: &mpsc::Sender<Outcome>, model: &(String, String)) {
+async fn answer_expired(
+    expired: Vec<Admitted>,
+    outcomes: &mpsc::Sender<Outcome>,
+    model: &(String, String),
+) {
     for a in expired {
         let msg = "deadline passed before the request could run".to_string();
-        let outcome = Outcome::error(a, Status::DeadlineExceeded, msg, (&model.0, &model.1), now_ms());
+        let outcome = Outcome::error(
+            a,
+            Status::DeadlineExceeded,
+            msg,
+            (&model.0, &model.1),
+            now_ms(),
+        );
         if outcomes.send(outcome).await.is_err() {
             tracing::error!("replier is gone; a DEADLINE_EXCEEDED reply was not sent");
         }

@@ -42,8 +42,18 @@ fn entry(id: u64, tier: Tier, at: Instant) -> Admitted {
             data: vec![0.0],
         },
         tier,
-        origin: Origin { topic_tier: tier, partition: 0, offset: id as i64, epoch: 1 },
-        reply_to: ReplyTo { topic: "replies".into(), key: None, correlation_id: None, traceparent: None },
+        origin: Origin {
+            topic_tier: tier,
+            partition: 0,
+            offset: id as i64,
+            epoch: 1,
+        },
+        reply_to: ReplyTo {
+            topic: "replies".into(),
+            key: None,
+            correlation_id: None,
+            traceparent: None,
+        },
         record_timestamp_ms: 0,
         admitted_at: at,
         deadline: None,
@@ -51,7 +61,10 @@ fn entry(id: u64, tier: Tier, at: Instant) -> Admitted {
 }
 
 fn ids(batch: &[Admitted]) -> Vec<&str> {
-    batch.iter().map(|a| a.request.request_id.as_str()).collect()
+    batch
+        .iter()
+        .map(|a| a.request.request_id.as_str())
+        .collect()
 }
 
 #[test]
@@ -91,16 +104,25 @@ fn a_partial_batch_waits_for_its_tier_wait() {
 
 #[test]
 fn below_min_batch_size_only_the_absolute_timeout_flushes() {
-    let mut s = State::new(BatchPolicy { min_batch_size: 3, ..policy() });
+    let mut s = State::new(BatchPolicy {
+        min_batch_size: 3,
+        ..policy()
+    });
     let t0 = Instant::now();
     s.push(entry(1, Tier::Critical, t0));
     assert_eq!(s.ready(t0 + Duration::from_millis(10)), None);
-    assert_eq!(s.ready(t0 + Duration::from_millis(50)), Some(reason::TIMEOUT));
+    assert_eq!(
+        s.ready(t0 + Duration::from_millis(50)),
+        Some(reason::TIMEOUT)
+    );
 }
 
 #[test]
 fn strict_priority_orders_the_batch() {
-    let mut s = State::new(BatchPolicy { boost_threshold: 100, ..policy() });
+    let mut s = State::new(BatchPolicy {
+        boost_threshold: 100,
+        ..policy()
+    });
     let t0 = Instant::now();
     s.push(entry(1, Tier::Low, t0));
     s.push(entry(2, Tier::Normal, t0));
@@ -123,7 +145,11 @@ fn a_long_lower_tier_queue_is_boosted_into_every_batch() {
     }
     let batch = s.next_batch(t0).batch;
     assert_eq!(batch.len(), 4);
-    assert_eq!(batch.iter().filter(|a| a.tier == Tier::Low).count(), 1, "low gets its quota");
+    assert_eq!(
+        batch.iter().filter(|a| a.tier == Tier::Low).count(),
+        1,
+        "low gets its quota"
+    );
 }
 
 #[test]
@@ -165,7 +191,10 @@ fn capacity_is_per_tier() {
 
 #[test]
 fn without_priority_queueing_all_tiers_share_one_fifo() {
-    let mut s = State::new(BatchPolicy { priority: false, ..policy() });
+    let mut s = State::new(BatchPolicy {
+        priority: false,
+        ..policy()
+    });
     let t0 = Instant::now();
     s.push(entry(1, Tier::Low, t0));
     s.push(entry(2, Tier::Critical, t0));
@@ -184,10 +213,24 @@ fn start(policy: BatchPolicy, workers: usize) -> Harness {
     let (txs, rxs): (Vec<_>, Vec<_>) = (0..4).map(|_| mpsc::channel(16)).unzip();
     let (btx, brx) = mpsc::channel(workers);
     let (otx, orx) = mpsc::channel(64);
-    let pool = WorkerPool { idle: Arc::new(Semaphore::new(workers)), batches: btx };
+    let pool = WorkerPool {
+        idle: Arc::new(Semaphore::new(workers)),
+        batches: btx,
+    };
     let rxs: [mpsc::Receiver<Admitted>; 4] = rxs.try_into().unwrap_or_else(|_| unreachable!());
-    let task = tokio::spawn(run_batcher(policy, rxs, pool, otx, ("m".into(), "1".into())));
-    Harness { tiers: txs.try_into().unwrap_or_else(|_| unreachable!()), batches: brx, outcomes: orx, task }
+    let task = tokio::spawn(run_batcher(
+        policy,
+        rxs,
+        pool,
+        otx,
+        ("m".into(), "1".into()),
+    ));
+    Harness {
+        tiers: txs.try_into().unwrap_or_else(|_| unreachable!()),
+        batches: brx,
+        outcomes: orx,
+        task,
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -210,29 +253,57 @@ async fn next_batch_grows_while_the_worker_is_busy() {
     assert_eq!(first.requests.len(), 1);
     // The only worker is busy (its permit lives in `first`): arrivals accumulate.
     for i in 2..=6 {
-        h.tiers[0].send(entry(i, Tier::Critical, Instant::now())).await.unwrap();
+        h.tiers[0]
+            .send(entry(i, Tier::Critical, Instant::now()))
+            .await
+            .unwrap();
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(h.batches.try_recv().is_err(), "no batch without a free worker");
+    assert!(
+        h.batches.try_recv().is_err(),
+        "no batch without a free worker"
+    );
     drop(first);
     let second = h.batches.recv().await.unwrap();
-    assert_eq!((second.requests.len(), second.flush_reason), (4, reason::FULL));
+    assert_eq!(
+        (second.requests.len(), second.flush_reason),
+        (4, reason::FULL)
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn closing_the_inputs_drains_everything_then_ends() {
-    let mut h = start(BatchPolicy { max_batch_size: 8, min_batch_size: 8, batch_timeout: Duration::from_secs(5), ..policy() }, 2);
+    let mut h = start(
+        BatchPolicy {
+            max_batch_size: 8,
+            min_batch_size: 8,
+            batch_timeout: Duration::from_secs(5),
+            ..policy()
+        },
+        2,
+    );
     for i in 0..3 {
-        h.tiers[3].send(entry(i, Tier::Low, Instant::now())).await.unwrap();
+        h.tiers[3]
+            .send(entry(i, Tier::Low, Instant::now()))
+            .await
+            .unwrap();
     }
     let mut late = entry(9, Tier::High, Instant::now());
     late.deadline = Some(Instant::now());
     h.tiers[1].send(late).await.unwrap();
     drop(h.tiers);
     let batch = h.batches.recv().await.unwrap();
-    assert_eq!((batch.requests.len(), batch.flush_reason), (3, reason::DRAIN));
-    let Some(Outcome::Reply { reply, .. }) = h.outcomes.recv().await else { panic!("no expiry reply") };
-    assert_eq!((reply.request_id.as_str(), reply.status), ("r9", Status::DeadlineExceeded));
+    assert_eq!(
+        (batch.requests.len(), batch.flush_reason),
+        (3, reason::DRAIN)
+    );
+    let Some(Outcome::Reply { reply, .. }) = h.outcomes.recv().await else {
+        panic!("no expiry reply")
+    };
+    assert_eq!(
+        (reply.request_id.as_str(), reply.status),
+        ("r9", Status::DeadlineExceeded)
+    );
     drop(batch);
     let report = h.task.await.unwrap();
     assert_eq!((report.batches, report.requests, report.expired), (1, 3, 1));

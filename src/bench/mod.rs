@@ -1,1 +1,268 @@
-//! Load generator (in progress).
+//! The load generator behind `kbatch bench` (and the traffic of `kbatch demo`).
+//!
+//! ```text
+//! plan (seeded: tier and kind per request) ─► producer (paced on an absolute schedule)
+//!        │                                        │ send instant per request ─► SendLog
+//!        ▼                                        ▼
+//!   tier topics ──► kbatch ──► reply topic ──► collector (Matcher: id → send instant → histograms)
+//!                                                  └─► LiveStats every second, BenchReport at the end
+//! ```
+//!
+//! Invariant: every request id a run sends is `<run id>-<sequence>`, so a reply maps back to its
+//! send instant and tier without a shared map, and replies of other runs (or of older runs on a
+//! shared reply topic) are counted as unknown instead of being mistaken for ours.
+
+mod admin;
+mod args;
+mod collector;
+mod pacing;
+mod producer;
+mod report;
+mod workload;
+
+use std::time::{Duration, Instant};
+
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+use thiserror::Error;
+use tokio_util::sync::CancellationToken;
+
+pub use admin::{all_topics, ensure_named_topics, ensure_topics};
+pub use args::{new_run_id, parse_framing, plan_size, BenchArgs, ConfigSource, CreateTopicsArgs};
+pub use collector::{Collector, LiveStats, Match, Matcher, Tally, TierLive};
+pub use pacing::{parse_duration, Pacer};
+pub use producer::{warm_up, SendLog, Sent};
+pub use report::{BatchSummary, BenchReport, LatencySummary, Throughput};
+pub use workload::{IdKind, Kind, Plan, RecordFactory, RequestIds, TierMix, MODEL_SHAPE};
+
+use crate::config::{Framing, TierTopics, WireConfig};
+
+/// Errors of the load generator's library parts (the CLI edge wraps them in `anyhow`).
+#[derive(Debug, Error)]
+pub enum BenchError {
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    #[error("configuration: {0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("creating a Kafka {what} for {brokers}: {source}")]
+    Client {
+        what: &'static str,
+        brokers: String,
+        source: KafkaError,
+    },
+    #[error("Kafka {op} failed: {source}")]
+    Kafka {
+        op: &'static str,
+        source: KafkaError,
+    },
+    #[error("creating topic {topic} failed: {code:?}")]
+    CreateTopic {
+        topic: String,
+        code: RDKafkaErrorCode,
+    },
+    #[error(
+        "topic {topic} was not ready with {partitions} partitions, each with a leader, after \
+         {waited:?} (is the broker at {brokers} reachable?)"
+    )]
+    TopicNotReady {
+        topic: String,
+        partitions: i32,
+        waited: Duration,
+        brokers: String,
+    },
+    #[error(
+        "no reply to a warm-up request within {0:?}: is `kbatch serve` running on these topics?"
+    )]
+    WarmUpTimedOut(Duration),
+    #[error("internal task failed: {0}")]
+    Task(String),
+}
+
+/// Everything one load run needs, independent of where the values came from (CLI, demo).
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    /// Bootstrap servers.
+    pub brokers: String,
+    /// Extra librdkafka properties for every client (TLS, SASL), from `kafka.properties`.
+    pub properties: Vec<(String, String)>,
+    /// Request topic per tier.
+    pub topics: TierTopics,
+    /// Topic the collector reads; set as every request's `reply_topic`.
+    pub reply_topic: String,
+    /// Read the reply topic from offset 0 (a topic made for this run) instead of from its
+    /// current end (a shared topic holding older replies).
+    pub reply_from_start: bool,
+    /// Decode limits and schema ids.
+    pub wire: WireConfig,
+    /// Framing of the requests.
+    pub framing: Framing,
+    /// Header that carries the correlation id (the request id is sent in it).
+    pub correlation_header: String,
+    /// Requests to send.
+    pub total: u64,
+    /// Requests per second; 0 sends everything as fast as possible (backlog / drain test).
+    pub rate: f64,
+    /// Tier weights.
+    pub mix: TierMix,
+    /// Share of records that are invalid (half undecodable, half with a wrong shape).
+    pub bad_fraction: f64,
+    /// `timeout_ms` written into each request.
+    pub timeout_ms: Option<i32>,
+    /// Seed of the plan and of the tensor data.
+    pub seed: u64,
+    /// Longest wait for outstanding replies after the last send.
+    pub wait: Duration,
+    /// Run id: the prefix of every request id.
+    pub run_id: String,
+}
+
+impl RunSpec {
+    /// The request-id scheme of this run.
+    pub fn ids(&self) -> RequestIds {
+        RequestIds::new(&self.run_id)
+    }
+}
+
+/// Runs one load: produces the plan on its schedule, collects replies until every expected one
+/// arrived, `spec.wait` passed after the last send, or `cancel` fired (which also stops sending),
+/// calling `live` about once a second. Returns the final report.
+pub async fn execute(
+    spec: &RunSpec,
+    cancel: CancellationToken,
+    mut live: Option<&mut (dyn FnMut(&LiveStats) + Send)>,
+) -> Result<BenchReport, BenchError> {
+    let plan = std::sync::Arc::new(Plan::new(
+        spec.total,
+        &spec.mix,
+        spec.bad_fraction,
+        spec.seed,
+    ));
+    let log = std::sync::Arc::new(SendLog::new(spec.total as usize, Instant::now()));
+    let matcher = Matcher::new(spec.ids(), plan.clone(), log.clone());
+    let collector = Collector::start(spec, matcher).await?;
+
+    let stop_sending = cancel.child_token();
+    let mut sender = tokio::spawn(producer::produce(
+        spec.clone(),
+        plan.clone(),
+        log.clone(),
+        stop_sending.clone(),
+    ));
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+
+    // Phase 1: sending (and collecting at the same time).
+    let sent = loop {
+        tokio::select! {
+            r = &mut sender => break r.map_err(|e| BenchError::Task(e.to_string()))??,
+            _ = ticker.tick() => {
+                if let Some(f) = live.as_deref_mut() {
+                    f(&collector.snapshot());
+                }
+            }
+        }
+    };
+    // Phase 2: waiting for the outstanding replies.
+    let expected = plan.expected_replies(&log);
+    let deadline = tokio::time::Instant::now() + spec.wait;
+    let mut poll = tokio::time::interval(Duration::from_millis(20));
+    loop {
+        if collector.answered() >= expected || cancel.is_cancelled() {
+            break;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => break,
+            _ = cancel.cancelled() => break,
+            _ = poll.tick() => {}
+            _ = ticker.tick() => {
+                if let Some(f) = live.as_deref_mut() {
+                    f(&collector.snapshot());
+                }
+            }
+        }
+    }
+    let tally = collector.stop().await?;
+    Ok(BenchReport::build(spec, &plan, &log, &sent, &tally))
+}
+
+/// `kbatch bench`: loads the configuration, creates topics, runs the load and prints the report
+/// (text on stdout, JSON to `--json`).
+pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
+    use anyhow::Context as _;
+    let loaded = crate::config::load(&args.load_options())?;
+    let cfg = loaded.config;
+    let spec = args.run_spec(&cfg)?;
+    if args.create_topics {
+        ensure_topics(&spec.brokers, &cfg, args.partitions)
+            .await
+            .context("creating the request, reply and dead-letter topics")?;
+    }
+    ensure_named_topics(
+        &spec.brokers,
+        &spec.properties,
+        std::slice::from_ref(&spec.reply_topic),
+        args.partitions,
+    )
+    .await
+    .with_context(|| format!("creating the reply topic {}", spec.reply_topic))?;
+    eprintln!("{}", spec.describe());
+    if args.warmup {
+        let took = warm_up(&spec, Duration::from_secs(args.wait_secs.max(30))).await?;
+        eprintln!("warm-up: first reply after {:.2} s", took.as_secs_f64());
+    }
+
+    let cancel = CancellationToken::new();
+    let on_signal = cancel.clone();
+    let signal = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("interrupted: stopping the load, collecting what arrived");
+            on_signal.cancel();
+        }
+    });
+    let mut progress = |s: &LiveStats| eprintln!("{s}");
+    let live: Option<&mut (dyn FnMut(&LiveStats) + Send)> = if args.quiet {
+        None
+    } else {
+        Some(&mut progress)
+    };
+    let report = execute(&spec, cancel, live).await;
+    signal.abort();
+    let report = report?;
+    println!("{}", report.render_text());
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, json + "\n")
+            .with_context(|| format!("writing the JSON report to {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(report)
+}
+
+/// `kbatch create-topics`: the four tier topics, the default reply topic and the DLQ.
+pub async fn create_topics(args: CreateTopicsArgs) -> anyhow::Result<()> {
+    let mut cfg = crate::config::load(&args.load_options())?.config;
+    if let Some(b) = &args.brokers {
+        cfg.kafka.brokers = b.clone();
+    }
+    ensure_topics(&cfg.kafka.brokers, &cfg, args.partitions).await?;
+    for t in all_topics(&cfg) {
+        println!("{t} ({} partitions)", args.partitions);
+    }
+    Ok(())
+}
+
+impl RunSpec {
+    /// One line saying what the run will do.
+    pub fn describe(&self) -> String {
+        let rate = if self.rate > 0.0 {
+            format!("at {}/s", self.rate)
+        } else {
+            "as a backlog (as fast as possible)".to_owned()
+        };
+        format!(
+            "kbatch bench: {} requests {rate}, tiers {}, framing {:?}, brokers {}, reply topic {}, run {}",
+            self.total, self.mix, self.framing, self.brokers, self.reply_topic, self.run_id
+        )
+    }
+}

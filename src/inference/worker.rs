@@ -44,10 +44,20 @@ pub fn spawn_workers(
             .spawn(move || worker_loop(backend, &rx, &outcomes))?;
         handles.push(handle);
     }
-    Ok((WorkerPool { idle: Arc::new(Semaphore::new(n)), batches: tx }, handles))
+    Ok((
+        WorkerPool {
+            idle: Arc::new(Semaphore::new(n)),
+            batches: tx,
+        },
+        handles,
+    ))
 }
 
-fn worker_loop(mut backend: Box<dyn Backend>, rx: &Mutex<mpsc::Receiver<Batch>>, outcomes: &mpsc::Sender<Outcome>) -> WorkerReport {
+fn worker_loop(
+    mut backend: Box<dyn Backend>,
+    rx: &Mutex<mpsc::Receiver<Batch>>,
+    outcomes: &mpsc::Sender<Outcome>,
+) -> WorkerReport {
     let mut report = WorkerReport::default();
     let mut input = Vec::new();
     let mut output = Vec::new();
@@ -89,7 +99,12 @@ fn worker_loop(mut backend: Box<dyn Backend>, rx: &Mutex<mpsc::Receiver<Batch>>,
 }
 
 /// Copies the batch's rows into one contiguous input buffer (reused across batches) and runs it.
-fn run_batch(backend: &mut dyn Backend, requests: &[Admitted], input: &mut Vec<f32>, output: &mut Vec<f32>) -> Result<(), InferenceError> {
+fn run_batch(
+    backend: &mut dyn Backend,
+    requests: &[Admitted],
+    input: &mut Vec<f32>,
+    output: &mut Vec<f32>,
+) -> Result<(), InferenceError> {
     input.clear();
     for a in requests {
         input.extend_from_slice(&a.request.data);
@@ -98,7 +113,12 @@ fn run_batch(backend: &mut dyn Backend, requests: &[Admitted], input: &mut Vec<f
 }
 
 /// `run` is (when the batch started, its size, its inference time in µs).
-fn ok_reply(a: Admitted, info: &ModelInfo, outputs: &[f32], run: (tokio::time::Instant, i32, i64)) -> Outcome {
+fn ok_reply(
+    a: Admitted,
+    info: &ModelInfo,
+    outputs: &[f32],
+    run: (tokio::time::Instant, i32, i64),
+) -> Outcome {
     let (started, batch_size, inference_us) = run;
     let now = now_ms();
     let timings = Timings {
@@ -119,11 +139,21 @@ fn ok_reply(a: Admitted, info: &ModelInfo, outputs: &[f32], run: (tokio::time::I
         timings,
         completed_at_ms: now,
     };
-    Outcome::Reply { reply: Box::new(reply), reply_to: a.reply_to, origin: a.origin }
+    Outcome::Reply {
+        reply: Box::new(reply),
+        reply_to: a.reply_to,
+        origin: a.origin,
+    }
 }
 
 fn model_error(a: Admitted, info: &ModelInfo, e: &InferenceError, run: (i32, i64)) -> Outcome {
-    let mut outcome = Outcome::error(a, Status::ModelError, e.to_string(), (&info.name, &info.version), now_ms());
+    let mut outcome = Outcome::error(
+        a,
+        Status::ModelError,
+        e.to_string(),
+        (&info.name, &info.version),
+        now_ms(),
+    );
     if let Outcome::Reply { reply, .. } = &mut outcome {
         (reply.timings.batch_size, reply.timings.inference_us) = run;
     }

@@ -1,1 +1,32 @@
-//! Kafka I/O: consumer (admission, pausing, rebalance), replier, offset tracking.
+//! Kafka I/O: the request consumer (admission, backpressure by pausing, rebalance handling),
+//! the reply producer, and the offset tracker that ties them together.
+//!
+//! Invariant: an input offset is committed only once every record before it in its partition
+//! has an acknowledged outcome (reply or dead letter) — at-least-once. The consumer tracks each
+//! record before handing it on, the replier marks it done after the broker acknowledged its
+//! outcome, and commits carry only the tracker's contiguous done prefix of assigned partitions.
+//!
+//! ```text
+//! run_consumer ──Admitted──► tier channels ──► (batcher, inference) ──┐
+//!      │ └──────────── Outcome (DLQ, INVALID_INPUT, UNKNOWN_MODEL) ───┴─► run_replier ─► Kafka
+//!      │ track / commit                                        done ◄──┘
+//!      └────────────────────────► SharedTracker ◄─────────────────────
+//! ```
+
+mod admission;
+mod client;
+mod consumer;
+mod context;
+mod error;
+mod intake;
+mod offsets;
+mod replier;
+mod shared;
+
+pub use admission::{deadline_instant, Admission, Decision, RecordParts};
+pub use client::{consumer_config, producer_config};
+pub use consumer::{run_consumer, ConsumerInputs, ConsumerReport};
+pub use error::KafkaError;
+pub use offsets::{OffsetTracker, PartitionKey};
+pub use replier::{run_replier, ReplierReport, MAX_IN_FLIGHT};
+pub use shared::SharedTracker;

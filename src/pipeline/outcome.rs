@@ -61,8 +61,16 @@ pub struct Batch {
 /// The single outcome of one consumed record.
 #[derive(Debug)]
 pub enum Outcome {
-    Reply { reply: Box<Reply>, reply_to: ReplyTo, origin: Origin },
-    DeadLetter { letter: Box<DeadLetter>, key: Option<Vec<u8>>, origin: Origin },
+    Reply {
+        reply: Box<Reply>,
+        reply_to: ReplyTo,
+        origin: Origin,
+    },
+    DeadLetter {
+        letter: Box<DeadLetter>,
+        key: Option<Vec<u8>>,
+        origin: Origin,
+    },
 }
 
 impl Outcome {
@@ -73,7 +81,13 @@ impl Outcome {
     }
 
     /// An error reply (anything but OK) for an admitted request that will never run.
-    pub fn error(a: Admitted, status: Status, error: String, model: (&str, &str), now_ms: i64) -> Outcome {
+    pub fn error(
+        a: Admitted,
+        status: Status,
+        error: String,
+        model: (&str, &str),
+        now_ms: i64,
+    ) -> Outcome {
         let timings = Timings {
             queue_wait_us: micros(a.admitted_at.elapsed()),
             batch_size: 0,
@@ -92,7 +106,11 @@ impl Outcome {
             timings,
             completed_at_ms: now_ms,
         };
-        Outcome::Reply { reply: Box::new(reply), reply_to: a.reply_to, origin: a.origin }
+        Outcome::Reply {
+            reply: Box::new(reply),
+            reply_to: a.reply_to,
+            origin: a.origin,
+        }
     }
 }
 

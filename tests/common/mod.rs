@@ -11,6 +11,7 @@
 
 pub mod broker;
 pub mod kafka;
+pub mod pipeline;
 
 use std::future::Future;
 use std::time::Duration;

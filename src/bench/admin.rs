@@ -1,0 +1,214 @@
+//! Topic creation for `kbatch create-topics`, the bench and the demo.
+//!
+//! Invariant: when `ensure_*` returns Ok, every named topic is in the broker's metadata with
+//! every partition led, so a producer started right after never sees UNKNOWN_TOPIC_OR_PART.
+//! Topics that already exist are left as they are (their partition count is not changed).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::metadata::Metadata;
+use rdkafka::types::RDKafkaErrorCode;
+
+use super::BenchError;
+use crate::config::Config;
+use crate::tier::Tier;
+
+/// How long topics may take to appear with leaders.
+const READY_LIMIT: Duration = Duration::from_secs(30);
+
+/// The four tier topics, the default reply topic and the dead-letter topic of `cfg`.
+pub fn all_topics(cfg: &Config) -> Vec<String> {
+    let mut out: Vec<String> = Tier::ALL
+        .iter()
+        .map(|&t| cfg.kafka.topics.topic(t).to_owned())
+        .collect();
+    out.push(cfg.replies.default_topic.clone());
+    out.push(cfg.replies.dead_letter_topic.clone());
+    out
+}
+
+/// Creates the four tier topics, the reply topic and the DLQ of `cfg` with `partitions`
+/// partitions each (replication 1) on `brokers`, unless they exist, and waits until every
+/// partition has a leader.
+pub async fn ensure_topics(brokers: &str, cfg: &Config, partitions: i32) -> Result<(), BenchError> {
+    let props: Vec<(String, String)> = cfg
+        .kafka
+        .properties
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    ensure_named_topics(brokers, &props, &all_topics(cfg), partitions).await
+}
+
+/// Creates each of `topics` that does not exist yet with `partitions` partitions (replication
+/// 1) and waits until all of them have every partition led. `properties` are extra librdkafka
+/// settings (TLS, SASL).
+pub async fn ensure_named_topics(
+    brokers: &str,
+    properties: &[(String, String)],
+    topics: &[String],
+    partitions: i32,
+) -> Result<(), BenchError> {
+    if partitions < 1 {
+        return Err(BenchError::InvalidArgument(format!(
+            "partitions must be at least 1, got {partitions}"
+        )));
+    }
+    let config = client_config(brokers, properties);
+    let existing = topic_states(&config, brokers, Duration::from_secs(10)).await?;
+    let missing: Vec<&String> = topics
+        .iter()
+        .filter(|t| !existing.contains_key(t.as_str()))
+        .collect();
+    if !missing.is_empty() {
+        let admin: AdminClient<DefaultClientContext> =
+            config.create().map_err(|source| BenchError::Client {
+                what: "admin client",
+                brokers: brokers.to_owned(),
+                source,
+            })?;
+        let new: Vec<NewTopic<'_>> = missing
+            .iter()
+            .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
+            .collect();
+        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        let results =
+            admin
+                .create_topics(&new, &opts)
+                .await
+                .map_err(|source| BenchError::Kafka {
+                    op: "CreateTopics",
+                    source,
+                })?;
+        for r in results {
+            match r {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, code)) => return Err(BenchError::CreateTopic { topic, code }),
+            }
+        }
+    }
+    // Wait for every topic: those just created with exactly `partitions`, the others as they are.
+    let want: Vec<(String, Option<i32>)> = topics
+        .iter()
+        .map(|t| {
+            let created = missing.contains(&t);
+            (t.clone(), created.then_some(partitions))
+        })
+        .collect();
+    let started = Instant::now();
+    loop {
+        let states = topic_states(&config, brokers, Duration::from_secs(5)).await?;
+        let not_ready = want.iter().find(|(t, n)| match states.get(t.as_str()) {
+            Some(s) => !s.ready(*n),
+            None => true,
+        });
+        let Some((topic, n)) = not_ready else {
+            return Ok(());
+        };
+        if started.elapsed() > READY_LIMIT {
+            return Err(BenchError::TopicNotReady {
+                topic: topic.clone(),
+                partitions: n.unwrap_or(1),
+                waited: READY_LIMIT,
+                brokers: brokers.to_owned(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// What metadata says about one topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct TopicState {
+    partitions: usize,
+    all_led: bool,
+}
+
+impl TopicState {
+    fn ready(&self, want: Option<i32>) -> bool {
+        self.all_led && self.partitions > 0 && want.is_none_or(|n| self.partitions == n as usize)
+    }
+}
+
+pub(super) fn client_config(brokers: &str, properties: &[(String, String)]) -> ClientConfig {
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", brokers)
+        .set("socket.timeout.ms", "10000")
+        .set("topic.metadata.refresh.interval.ms", "1000");
+    for (k, v) in properties {
+        cfg.set(k, v);
+    }
+    cfg
+}
+
+/// Topics in the cluster's metadata (all topics: asking for one by name could auto-create it).
+async fn topic_states(
+    config: &ClientConfig,
+    brokers: &str,
+    timeout: Duration,
+) -> Result<HashMap<String, TopicState>, BenchError> {
+    let probe: BaseConsumer = config.create().map_err(|source| BenchError::Client {
+        what: "metadata client",
+        brokers: brokers.to_owned(),
+        source,
+    })?;
+    // fetch_metadata blocks its thread.
+    let md = tokio::task::spawn_blocking(move || probe.fetch_metadata(None, timeout))
+        .await
+        .map_err(|e| BenchError::Task(e.to_string()))?
+        .map_err(|source| BenchError::Kafka {
+            op: "metadata",
+            source,
+        })?;
+    Ok(states(&md))
+}
+
+fn states(md: &Metadata) -> HashMap<String, TopicState> {
+    md.topics()
+        .iter()
+        .filter(|t| t.error().is_none())
+        .map(|t| {
+            let state = TopicState {
+                partitions: t.partitions().len(),
+                all_led: t.partitions().iter().all(|p| p.leader() >= 0),
+            };
+            (t.name().to_owned(), state)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_topics_lists_the_six_configured_names() {
+        let cfg = Config::default();
+        let t = all_topics(&cfg);
+        assert_eq!(t.len(), 6);
+        assert_eq!(t[0], cfg.kafka.topics.critical);
+        assert_eq!(t[4], cfg.replies.default_topic);
+        assert_eq!(t[5], cfg.replies.dead_letter_topic);
+    }
+
+    #[test]
+    fn a_created_topic_is_ready_only_with_the_requested_partitions() {
+        let s = TopicState {
+            partitions: 4,
+            all_led: true,
+        };
+        assert!(s.ready(Some(4)));
+        assert!(!s.ready(Some(3)));
+        assert!(s.ready(None));
+        let unled = TopicState {
+            partitions: 4,
+            all_led: false,
+        };
+        assert!(!unled.ready(None));
+    }
+}

@@ -1,0 +1,293 @@
+//! Command-line arguments of `kbatch bench` and `kbatch create-topics`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::pacing::parse_duration;
+use super::{BenchError, RunSpec, TierMix};
+use crate::config::{Config, Framing, LoadOptions};
+
+/// Requests sent when neither `--count` nor `--duration` says how many.
+const DEFAULT_DURATION: Duration = Duration::from_secs(10);
+/// Backlog size when `--backlog` is given without `--count`.
+const DEFAULT_BACKLOG: u64 = 10_000;
+
+/// Where the configuration comes from (shared by the bench, the demo and create-topics).
+#[derive(Debug, Clone, Default, Args)]
+pub struct ConfigSource {
+    /// Configuration file (YAML or TOML); default `config/default.yaml` when it exists.
+    #[arg(long, short, env = "KBATCH_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Profile from `<config dir>/profiles/`: market_hours, off_hours, stress_test.
+    #[arg(long, short, env = "KBATCH_PROFILE")]
+    pub profile: Option<String>,
+    /// Override one configuration key, e.g. `--set kafka.topics.low=my.low` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+}
+
+impl ConfigSource {
+    pub fn load_options(&self) -> LoadOptions {
+        LoadOptions {
+            file: self.config.clone(),
+            profile: self.profile.clone(),
+            overrides: self.overrides.clone(),
+            ..LoadOptions::default()
+        }
+    }
+}
+
+/// `kbatch bench`: sends requests to the tier topics at a fixed rate (or as a backlog) and
+/// measures the replies.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub source: ConfigSource,
+    /// Bootstrap servers; default `kafka.brokers` from the configuration
+    /// (`KBATCH_KAFKA__BROKERS`).
+    #[arg(long)]
+    pub brokers: Option<String>,
+    /// Requests to send (default: rate × duration; 10,000 with --backlog).
+    #[arg(long, short = 'n')]
+    pub count: Option<u64>,
+    /// Requests per second; 0 sends everything as fast as possible (same as --backlog).
+    #[arg(long, short, default_value_t = 1000.0)]
+    pub rate: f64,
+    /// Produce every request first, as fast as possible, then wait for the replies (drain test).
+    #[arg(long)]
+    pub backlog: bool,
+    /// How long to send at --rate (e.g. 30s, 2m); with --count, whichever ends first.
+    #[arg(long, short, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Tier weights critical,high,normal,low.
+    #[arg(long, default_value = "10,20,40,30")]
+    pub tier_mix: TierMix,
+    /// Reply topic set in every request; default a new topic per run,
+    /// `inference.replies.bench-<run id>`. With a shared topic, other runs' replies count as unknown.
+    #[arg(long)]
+    pub reply_topic: Option<String>,
+    /// `timeout_ms` written into every request (the server answers DEADLINE_EXCEEDED past it).
+    #[arg(long)]
+    pub timeout_ms: Option<i32>,
+    /// Share of records that are bad: half undecodable (dead-lettered, no reply), half with a
+    /// wrong shape (answered INVALID_INPUT).
+    #[arg(long, default_value_t = 0.0)]
+    pub bad_fraction: f64,
+    /// Request framing: confluent, single-object or json.
+    #[arg(long, default_value = "confluent", value_parser = parse_framing)]
+    pub framing: Framing,
+    /// Seed of the tier/kind plan and of the tensor data.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Longest wait for outstanding replies after the last send (seconds).
+    #[arg(long, default_value_t = 30)]
+    pub wait_secs: u64,
+    /// Write the report as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Create the tier, reply and dead-letter topics first (--partitions each).
+    #[arg(long)]
+    pub create_topics: bool,
+    /// Partitions of topics this command creates.
+    #[arg(long, default_value_t = 4)]
+    pub partitions: i32,
+    /// Send probe requests until one is answered before the timed run.
+    #[arg(long)]
+    pub warmup: bool,
+    /// No per-second progress lines.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+impl BenchArgs {
+    pub fn load_options(&self) -> LoadOptions {
+        self.source.load_options()
+    }
+
+    /// The run these arguments describe, with defaults from `cfg`.
+    pub fn run_spec(&self, cfg: &Config) -> Result<RunSpec, BenchError> {
+        let invalid = |m: String| Err(BenchError::InvalidArgument(m));
+        if !(0.0..=1.0).contains(&self.bad_fraction) {
+            return invalid(format!(
+                "--bad-fraction must be in 0..=1, got {}",
+                self.bad_fraction
+            ));
+        }
+        if !self.rate.is_finite() || self.rate < 0.0 {
+            return invalid(format!("--rate must be ≥ 0, got {}", self.rate));
+        }
+        if self.timeout_ms.is_some_and(|t| t < 0) {
+            return invalid("--timeout-ms must be ≥ 0".into());
+        }
+        let rate = if self.backlog { 0.0 } else { self.rate };
+        let total = plan_size(rate, self.count, self.duration)?;
+        let run_id = new_run_id();
+        let (reply_topic, reply_from_start) = match &self.reply_topic {
+            Some(t) => (t.clone(), false),
+            None => (format!("inference.replies.bench-{run_id}"), true),
+        };
+        Ok(RunSpec {
+            brokers: self
+                .brokers
+                .clone()
+                .unwrap_or_else(|| cfg.kafka.brokers.clone()),
+            properties: cfg
+                .kafka
+                .properties
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            topics: cfg.kafka.topics.clone(),
+            reply_topic,
+            reply_from_start,
+            wire: cfg.wire.clone(),
+            framing: self.framing,
+            correlation_header: cfg.replies.correlation_header.clone(),
+            total,
+            rate,
+            mix: self.tier_mix,
+            bad_fraction: self.bad_fraction,
+            timeout_ms: self.timeout_ms,
+            seed: self.seed,
+            wait: Duration::from_secs(self.wait_secs),
+            run_id,
+        })
+    }
+}
+
+/// How many requests a run sends: `--count`, else rate × duration (10 s by default); with both,
+/// whichever is smaller. An unpaced run needs a count.
+pub fn plan_size(
+    rate: f64,
+    count: Option<u64>,
+    duration: Option<Duration>,
+) -> Result<u64, BenchError> {
+    let by_time = |d: Duration| (rate * d.as_secs_f64()).round() as u64;
+    let n = match (rate > 0.0, count, duration) {
+        (false, Some(n), _) => n,
+        (false, None, _) => DEFAULT_BACKLOG,
+        (true, Some(n), Some(d)) => n.min(by_time(d)),
+        (true, Some(n), None) => n,
+        (true, None, d) => by_time(d.unwrap_or(DEFAULT_DURATION)),
+    };
+    if n == 0 {
+        return Err(BenchError::InvalidArgument(
+            "the run would send no requests: raise --count, --rate or --duration".into(),
+        ));
+    }
+    Ok(n)
+}
+
+/// A short random id (8 hex digits) naming one run.
+pub fn new_run_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..8].to_owned()
+}
+
+/// `confluent`, `single-object` (or `single_object`), `json`.
+pub fn parse_framing(s: &str) -> Result<Framing, String> {
+    match s.to_ascii_lowercase().replace('-', "_").as_str() {
+        "confluent" => Ok(Framing::Confluent),
+        "single_object" => Ok(Framing::SingleObject),
+        "json" => Ok(Framing::Json),
+        _ => Err(format!(
+            "framing `{s}`: expected confluent, single-object or json"
+        )),
+    }
+}
+
+/// `kbatch create-topics`: the four tier topics, the default reply topic and the dead-letter
+/// topic of the configuration.
+#[derive(Debug, Clone, Args)]
+pub struct CreateTopicsArgs {
+    #[command(flatten)]
+    pub source: ConfigSource,
+    /// Bootstrap servers; default `kafka.brokers` from the configuration.
+    #[arg(long)]
+    pub brokers: Option<String>,
+    /// Partitions per topic (existing topics are left as they are).
+    #[arg(long, default_value_t = 4)]
+    pub partitions: i32,
+}
+
+impl CreateTopicsArgs {
+    pub fn load_options(&self) -> LoadOptions {
+        self.source.load_options()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    fn parse(args: &[&str]) -> BenchArgs {
+        Cli::try_parse_from(std::iter::once("bench").chain(args.iter().copied()))
+            .unwrap()
+            .bench
+    }
+
+    #[test]
+    fn plan_size_follows_count_rate_and_duration() {
+        let secs = |s| Some(Duration::from_secs(s));
+        assert_eq!(plan_size(100.0, None, None).unwrap(), 1000);
+        assert_eq!(plan_size(100.0, None, secs(3)).unwrap(), 300);
+        assert_eq!(plan_size(100.0, Some(50), secs(3)).unwrap(), 50);
+        assert_eq!(plan_size(100.0, Some(500), secs(3)).unwrap(), 300);
+        assert_eq!(plan_size(0.0, Some(7), secs(3)).unwrap(), 7);
+        assert_eq!(plan_size(0.0, None, None).unwrap(), DEFAULT_BACKLOG);
+        assert!(plan_size(0.1, None, secs(1)).is_err());
+    }
+
+    #[test]
+    fn arguments_build_a_run_spec_with_config_defaults() {
+        let cfg = Config::default();
+        let a = parse(&["--rate", "200", "--duration", "2s", "--tier-mix", "1,1,1,1"]);
+        let s = a.run_spec(&cfg).unwrap();
+        assert_eq!((s.total, s.rate), (400, 200.0));
+        assert_eq!(s.brokers, cfg.kafka.brokers);
+        assert_eq!(s.framing, Framing::Confluent);
+        assert_eq!(
+            s.reply_topic,
+            format!("inference.replies.bench-{}", s.run_id)
+        );
+        assert!(s.reply_from_start);
+        assert_eq!(s.run_id.len(), 8);
+
+        let b = parse(&[
+            "--backlog",
+            "-n",
+            "5000",
+            "--brokers",
+            "k:1",
+            "--reply-topic",
+            "shared",
+            "--framing",
+            "single-object",
+        ]);
+        let s = b.run_spec(&cfg).unwrap();
+        assert_eq!((s.total, s.rate), (5000, 0.0));
+        assert_eq!(s.brokers, "k:1");
+        assert_eq!(s.reply_topic, "shared");
+        assert!(!s.reply_from_start, "a shared topic is read from its end");
+        assert_eq!(s.framing, Framing::SingleObject);
+    }
+
+    #[test]
+    fn bad_arguments_are_rejected() {
+        let cfg = Config::default();
+        assert!(parse(&["--bad-fraction", "1.5"]).run_spec(&cfg).is_err());
+        assert!(parse(&["--timeout-ms=-1"]).run_spec(&cfg).is_err());
+        assert!(Cli::try_parse_from(["bench", "--tier-mix", "1,2"]).is_err());
+        assert!(Cli::try_parse_from(["bench", "--framing", "xml"]).is_err());
+        assert!(Cli::try_parse_from(["bench", "--duration", "soon"]).is_err());
+    }
+}

@@ -1,0 +1,348 @@
+//! The sending side of a run: paced production of the plan, and the send log replies are
+//! matched against.
+//!
+//! Invariant: a request's send instant is in the [`SendLog`] before the record is handed to
+//! librdkafka, so no reply can arrive for a request whose send time is unknown; a record whose
+//! delivery failed is marked failed and is not expected to be answered.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::admin::client_config;
+use super::collector::{reply_consumer, ReplyStart};
+use super::workload::{IdKind, Kind, Plan, RecordFactory};
+use super::{BenchError, Pacer, RunSpec};
+use crate::tier::Tier;
+use crate::wire::WireCodec;
+
+const UNSENT: u64 = 0;
+const FAILED: u64 = u64::MAX;
+
+/// Send instant of every request of a run, lock-free (one atomic per request).
+#[derive(Debug)]
+pub struct SendLog {
+    base: Instant,
+    /// 0: not sent; `u64::MAX`: delivery failed; else nanoseconds since `base`, plus one.
+    slots: Box<[AtomicU64]>,
+    /// Requests handed to the producer so far (progress for live reports).
+    progress: AtomicU64,
+}
+
+impl SendLog {
+    pub fn new(len: usize, base: Instant) -> Self {
+        Self {
+            base,
+            slots: (0..len).map(|_| AtomicU64::new(UNSENT)).collect(),
+            progress: AtomicU64::new(0),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    pub fn mark_sent(&self, seq: u64, at: Instant) {
+        let nanos = at.saturating_duration_since(self.base).as_nanos();
+        let v = u64::try_from(nanos).unwrap_or(FAILED - 2).min(FAILED - 2) + 1;
+        if let Some(s) = self.slots.get(seq as usize) {
+            s.store(v, Ordering::Release);
+        }
+    }
+
+    pub fn mark_failed(&self, seq: u64) {
+        if let Some(s) = self.slots.get(seq as usize) {
+            s.store(FAILED, Ordering::Release);
+        }
+    }
+
+    pub fn clear(&self, seq: u64) {
+        if let Some(s) = self.slots.get(seq as usize) {
+            s.store(UNSENT, Ordering::Release);
+        }
+    }
+
+    /// When request `seq` was sent; `None` if it was not, or its delivery failed.
+    pub fn sent_at(&self, seq: u64) -> Option<Instant> {
+        match self.slots.get(seq as usize)?.load(Ordering::Acquire) {
+            UNSENT | FAILED => None,
+            v => Some(self.base + Duration::from_nanos(v - 1)),
+        }
+    }
+
+    pub fn sent_ok(&self, seq: u64) -> bool {
+        self.sent_at(seq).is_some()
+    }
+
+    pub fn progress(&self) -> u64 {
+        self.progress.load(Ordering::Relaxed)
+    }
+
+    fn set_progress(&self, n: u64) {
+        self.progress.store(n, Ordering::Relaxed);
+    }
+}
+
+/// What the sending side did.
+#[derive(Debug, Clone, Default)]
+pub struct Sent {
+    /// Records handed to the producer (or failed at once).
+    pub attempted: u64,
+    /// Records the broker acknowledged.
+    pub delivered: u64,
+    /// Records that failed to enqueue or deliver.
+    pub failed: u64,
+    pub first_error: Option<String>,
+    pub first_send: Option<Instant>,
+    pub last_send: Option<Instant>,
+    /// Largest lateness of a send behind its scheduled time (the generator could not keep up
+    /// when this is large).
+    pub max_lag: Duration,
+    /// Sending stopped before the plan was done (cancelled).
+    pub stopped_early: bool,
+}
+
+pub(super) fn producer_config(spec: &RunSpec) -> ClientConfig {
+    let mut cfg = client_config(&spec.brokers, &spec.properties);
+    cfg.set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "2000000")
+        .set("queue.buffering.max.kbytes", "2097152")
+        .set("batch.num.messages", "10000")
+        .set("message.timeout.ms", "30000");
+    cfg
+}
+
+fn create_producer(spec: &RunSpec) -> Result<FutureProducer, BenchError> {
+    producer_config(spec)
+        .create()
+        .map_err(|source| BenchError::Client {
+            what: "producer",
+            brokers: spec.brokers.clone(),
+            source,
+        })
+}
+
+/// Produces the plan on its schedule until done or `stop` fires; returns once every delivery
+/// report is in.
+pub(super) async fn produce(
+    spec: RunSpec,
+    plan: Arc<Plan>,
+    log: Arc<SendLog>,
+    stop: CancellationToken,
+) -> Result<Sent, BenchError> {
+    let producer = create_producer(&spec)?;
+    let mut factory = RecordFactory::new(
+        WireCodec::new(&spec.wire),
+        spec.framing,
+        spec.seed,
+        &spec.reply_topic,
+        spec.timeout_ms,
+    );
+    let ids = spec.ids();
+    let pacer = Pacer::new(spec.rate, plan.len().min(log.len() as u64));
+    let (tx, rx) = mpsc::unbounded_channel();
+    let deliveries = tokio::spawn(await_deliveries(rx, log.clone()));
+
+    let mut sent = Sent::default();
+    let (mut id, mut buf) = (String::new(), Vec::with_capacity(8 * 1024));
+    let start = Instant::now();
+    let mut next = 0u64;
+    'schedule: while next < pacer.total() {
+        let due = pacer.due_by(start.elapsed());
+        while next < due {
+            let seq = next;
+            let lag = start.elapsed().saturating_sub(pacer.due_at(seq));
+            sent.max_lag = sent.max_lag.max(lag);
+            ids.write(seq, &mut id);
+            factory.encode(seq, plan.kind(seq), &id, now_ms(), &mut buf);
+            let topic = spec.topics.topic(plan.tier(seq));
+            loop {
+                let headers = OwnedHeaders::new_with_capacity(1).insert(Header {
+                    key: spec.correlation_header.as_str(),
+                    value: Some(id.as_bytes()),
+                });
+                let record = FutureRecord::to(topic)
+                    .key(id.as_bytes())
+                    .payload(&buf)
+                    .headers(headers);
+                let at = Instant::now();
+                log.mark_sent(seq, at);
+                match producer.send_result(record) {
+                    Ok(fut) => {
+                        sent.first_send.get_or_insert(at);
+                        sent.last_send = Some(at);
+                        // The receiver only goes away if its task panicked; then the join
+                        // below reports it.
+                        let _ = tx.send((seq, fut));
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                        // librdkafka's queue is full: wait for deliveries to free room.
+                        log.clear(seq);
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_millis(1)) => {}
+                            _ = stop.cancelled() => {
+                                sent.stopped_early = true;
+                                break 'schedule;
+                            }
+                        }
+                    }
+                    Err((e, _)) => {
+                        log.mark_failed(seq);
+                        sent.failed += 1;
+                        sent.first_error.get_or_insert_with(|| e.to_string());
+                        break;
+                    }
+                }
+            }
+            next += 1;
+            sent.attempted = next;
+            if next % 256 == 0 {
+                log.set_progress(next);
+                // Unpaced runs would otherwise hold this worker for the whole backlog.
+                tokio::task::yield_now().await;
+                if stop.is_cancelled() {
+                    sent.stopped_early = next < pacer.total();
+                    break 'schedule;
+                }
+            }
+        }
+        log.set_progress(next);
+        if next >= pacer.total() {
+            break;
+        }
+        let at = tokio::time::Instant::from_std(start + pacer.due_at(next));
+        tokio::select! {
+            _ = tokio::time::sleep_until(at) => {}
+            _ = stop.cancelled() => {
+                sent.stopped_early = true;
+                break;
+            }
+        }
+    }
+    log.set_progress(next);
+    drop(tx);
+    let (delivered, failed, error) = deliveries
+        .await
+        .map_err(|e| BenchError::Task(e.to_string()))?;
+    sent.delivered = delivered;
+    sent.failed += failed;
+    if sent.first_error.is_none() {
+        sent.first_error = error;
+    }
+    Ok(sent)
+}
+
+/// Awaits delivery reports in send order; marks failed requests in the log.
+async fn await_deliveries(
+    mut rx: mpsc::UnboundedReceiver<(u64, DeliveryFuture)>,
+    log: Arc<SendLog>,
+) -> (u64, u64, Option<String>) {
+    let (mut ok, mut failed, mut first_error) = (0, 0, None);
+    while let Some((seq, fut)) = rx.recv().await {
+        let error = match fut.await {
+            Ok(Ok(_)) => None,
+            Ok(Err((e, _))) => Some(e.to_string()),
+            Err(_) => Some("producer dropped the delivery report".to_owned()),
+        };
+        match error {
+            None => ok += 1,
+            Some(e) => {
+                log.mark_failed(seq);
+                failed += 1;
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    (ok, failed, first_error)
+}
+
+/// Sends a probe request (critical tier) once a second until one is answered; returns how long
+/// the first answer took. Used before timed runs so a consumer-group join or model load is not
+/// measured as request latency. Probe replies are ignored by the run's collector.
+pub async fn warm_up(spec: &RunSpec, limit: Duration) -> Result<Duration, BenchError> {
+    let producer = create_producer(spec)?;
+    let consumer = reply_consumer(spec, ReplyStart::End).await?;
+    let codec = WireCodec::new(&spec.wire);
+    let mut factory = RecordFactory::new(
+        codec.clone(),
+        spec.framing,
+        spec.seed,
+        &spec.reply_topic,
+        None,
+    );
+    let ids = spec.ids();
+    let topic = spec.topics.topic(Tier::Critical);
+    let start = Instant::now();
+    let mut probe = tokio::time::interval(Duration::from_secs(1));
+    let mut n = 0;
+    let mut buf = Vec::new();
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => return Err(BenchError::WarmUpTimedOut(limit)),
+            _ = probe.tick() => {
+                let id = ids.warm_up(n);
+                n += 1;
+                factory.encode(0, Kind::Valid, &id, now_ms(), &mut buf);
+                let record = FutureRecord::to(topic).key(id.as_bytes()).payload(&buf);
+                producer
+                    .send_result(record)
+                    .map_err(|(source, _)| BenchError::Kafka { op: "produce", source })?;
+            }
+            m = consumer.recv() => {
+                use rdkafka::Message as _;
+                let Ok(m) = m else { continue };
+                let Some(reply) = m.payload().and_then(|p| codec.decode_reply(p).ok()) else { continue };
+                if ids.classify(&reply.request_id) == IdKind::WarmUp {
+                    return Ok(start.elapsed());
+                }
+            }
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub(super) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn send_log_keeps_instants_and_failures() {
+        let base = Instant::now();
+        let log = SendLog::new(4, base);
+        assert_eq!(log.sent_at(0), None);
+        log.mark_sent(0, base);
+        log.mark_sent(1, base + Duration::from_micros(1500));
+        log.mark_sent(2, base + Duration::from_millis(3));
+        log.mark_failed(2);
+        assert_eq!(log.sent_at(0), Some(base));
+        assert_eq!(log.sent_at(1), Some(base + Duration::from_micros(1500)));
+        assert!(!log.sent_ok(2));
+        assert!(!log.sent_ok(3));
+        // Out of range is "never sent", not a panic.
+        assert_eq!(log.sent_at(99), None);
+        log.mark_sent(99, base);
+        log.clear(1);
+        assert!(!log.sent_ok(1));
+    }
+}

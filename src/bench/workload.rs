@@ -1,0 +1,414 @@
+//! What a run sends: the seeded plan (tier and kind of every request), the request-id scheme and
+//! the encoded records.
+//!
+//! Invariant: the plan and the tensor data are a pure function of the seed, so two runs with the
+//! same arguments send the same requests in the same order to the same topics.
+
+use std::fmt;
+use std::str::FromStr;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::SendLog;
+use crate::config::Framing;
+use crate::tier::Tier;
+use crate::wire::{Request, WireCodec};
+
+/// One request's tensor shape for the bundled model (no batch dimension).
+pub const MODEL_SHAPE: [i32; 2] = [64, 16];
+const ELEMENTS: usize = (MODEL_SHAPE[0] * MODEL_SHAPE[1]) as usize;
+/// Distinct tensors per run; requests cycle through them (generating 1,024 fresh values per
+/// request would cost more than encoding it).
+const DISTINCT_INPUTS: usize = 256;
+
+/// Relative weights of the four tiers, highest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TierMix {
+    weights: [u32; 4],
+}
+
+impl TierMix {
+    /// Weights for critical, high, normal, low; at least one must be positive.
+    pub fn new(weights: [u32; 4]) -> Result<Self, String> {
+        if weights.iter().all(|&w| w == 0) {
+            return Err("tier mix: at least one weight must be positive".into());
+        }
+        Ok(Self { weights })
+    }
+
+    pub fn weights(&self) -> [u32; 4] {
+        self.weights
+    }
+
+    /// The tier for a uniform draw `u` in [0, 1): tier i takes a share `w_i / sum(w)` of the range.
+    pub fn sample(&self, u: f64) -> Tier {
+        let total: u64 = self.weights.iter().map(|&w| u64::from(w)).sum();
+        let mut point = u.clamp(0.0, 1.0) * total as f64;
+        for (tier, &w) in Tier::ALL.iter().zip(&self.weights) {
+            if point < f64::from(w) {
+                return *tier;
+            }
+            point -= f64::from(w);
+        }
+        // u == 1.0 or rounding at the top: the last tier with any weight.
+        Tier::ALL
+            .iter()
+            .zip(&self.weights)
+            .rev()
+            .find(|(_, &w)| w > 0)
+            .map(|(t, _)| *t)
+            .unwrap_or(Tier::Low)
+    }
+}
+
+impl Default for TierMix {
+    fn default() -> Self {
+        Self {
+            weights: [10, 20, 40, 30],
+        }
+    }
+}
+
+impl FromStr for TierMix {
+    type Err = String;
+
+    /// `critical,high,normal,low` weights, e.g. `10,20,40,30`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = s.split([',', '/']).map(str::trim).collect();
+        if parts.len() != 4 {
+            return Err(format!(
+                "tier mix `{s}`: expected four weights critical,high,normal,low (e.g. 10,20,40,30)"
+            ));
+        }
+        let mut weights = [0u32; 4];
+        for (w, p) in weights.iter_mut().zip(&parts) {
+            *w = p
+                .parse()
+                .map_err(|_| format!("tier mix `{s}`: `{p}` is not a non-negative integer"))?;
+        }
+        Self::new(weights)
+    }
+}
+
+impl fmt::Display for TierMix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let [c, h, n, l] = self.weights;
+        write!(f, "{c}/{h}/{n}/{l}")
+    }
+}
+
+/// What kind of record a sequence number is sent as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// A well-formed request: expects an OK reply (or DEADLINE_EXCEEDED, OVERLOADED, ...).
+    Valid,
+    /// Decodes but fails validation (wrong shape): expects an INVALID_INPUT reply.
+    Invalid,
+    /// Cannot be decoded: goes to the dead-letter topic, no reply.
+    Undecodable,
+}
+
+/// The seeded tier and kind of every request of a run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Low two bits: tier index; bits 2-3: kind.
+    entries: Vec<u8>,
+}
+
+impl Plan {
+    pub fn new(total: u64, mix: &TierMix, bad_fraction: f64, seed: u64) -> Self {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let entries = (0..total)
+            .map(|_| {
+                let tier = mix.sample(rng.random::<f64>());
+                let kind = if bad_fraction > 0.0 && rng.random::<f64>() < bad_fraction {
+                    if rng.random::<bool>() {
+                        Kind::Undecodable
+                    } else {
+                        Kind::Invalid
+                    }
+                } else {
+                    Kind::Valid
+                };
+                tier as u8 | (kind_code(kind) << 2)
+            })
+            .collect();
+        Self { entries }
+    }
+
+    pub fn len(&self) -> u64 {
+        self.entries.len() as u64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Tier of request `seq` (panics past the end: callers check with [`Plan::len`]).
+    pub fn tier(&self, seq: u64) -> Tier {
+        Tier::ALL[usize::from(self.entries[seq as usize] & 0b11)]
+    }
+
+    pub fn kind(&self, seq: u64) -> Kind {
+        match self.entries[seq as usize] >> 2 {
+            0 => Kind::Valid,
+            1 => Kind::Invalid,
+            _ => Kind::Undecodable,
+        }
+    }
+
+    /// Requests of each tier, highest first.
+    pub fn per_tier(&self) -> [u64; 4] {
+        let mut out = [0; 4];
+        for seq in 0..self.len() {
+            out[self.tier(seq).index()] += 1;
+        }
+        out
+    }
+
+    /// Records successfully sent that should get a reply (every kind but `Undecodable`).
+    pub fn expected_replies(&self, log: &SendLog) -> u64 {
+        (0..self.len().min(log.len() as u64))
+            .filter(|&s| self.kind(s) != Kind::Undecodable && log.sent_ok(s))
+            .count() as u64
+    }
+
+    /// Successfully sent records of `kind`.
+    pub fn sent_of_kind(&self, log: &SendLog, kind: Kind) -> u64 {
+        (0..self.len().min(log.len() as u64))
+            .filter(|&s| self.kind(s) == kind && log.sent_ok(s))
+            .count() as u64
+    }
+}
+
+fn kind_code(kind: Kind) -> u8 {
+    match kind {
+        Kind::Valid => 0,
+        Kind::Invalid => 1,
+        Kind::Undecodable => 2,
+    }
+}
+
+/// Request ids of one run: `<run>-<seq>`; warm-up probes are `<run>-w<n>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestIds {
+    prefix: String,
+}
+
+/// What a reply's request id says about where it came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdKind {
+    Seq(u64),
+    WarmUp,
+    Foreign,
+}
+
+impl RequestIds {
+    pub fn new(run_id: &str) -> Self {
+        Self {
+            prefix: format!("{run_id}-"),
+        }
+    }
+
+    /// Writes the id of request `seq` into `out` (cleared first; reuses its allocation).
+    pub fn write(&self, seq: u64, out: &mut String) {
+        use fmt::Write as _;
+        out.clear();
+        out.push_str(&self.prefix);
+        let _ = write!(out, "{seq}");
+    }
+
+    pub fn id(&self, seq: u64) -> String {
+        let mut s = String::new();
+        self.write(seq, &mut s);
+        s
+    }
+
+    pub fn warm_up(&self, n: u64) -> String {
+        format!("{}w{n}", self.prefix)
+    }
+
+    pub fn classify(&self, id: &str) -> IdKind {
+        match id.strip_prefix(&self.prefix) {
+            Some(rest) if rest.starts_with('w') => IdKind::WarmUp,
+            // Only canonical decimals ("7", not "07" or "+7") are ours.
+            Some(rest) => match rest.parse::<u64>() {
+                Ok(seq) if rest == seq.to_string() => IdKind::Seq(seq),
+                _ => IdKind::Foreign,
+            },
+            None => IdKind::Foreign,
+        }
+    }
+}
+
+/// Encodes the records of a run: seeded tensors, one reusable request per tensor.
+pub struct RecordFactory {
+    codec: WireCodec,
+    framing: Framing,
+    templates: Vec<Request>,
+}
+
+impl RecordFactory {
+    pub fn new(
+        codec: WireCodec,
+        framing: Framing,
+        seed: u64,
+        reply_topic: &str,
+        timeout_ms: Option<i32>,
+    ) -> Self {
+        // A different stream from the plan's, so changing the mix does not change the data.
+        let mut rng = StdRng::seed_from_u64(seed ^ 0x6b62_6174_6368_2d64);
+        let templates = (0..DISTINCT_INPUTS)
+            .map(|_| Request {
+                request_id: String::new(),
+                created_at_ms: 0,
+                deadline_ms: None,
+                timeout_ms,
+                model_name: None,
+                model_version: None,
+                priority: None,
+                reply_topic: Some(reply_topic.to_owned()),
+                client_id: Some("kbatch-bench".to_owned()),
+                shape: MODEL_SHAPE.to_vec(),
+                data: (0..ELEMENTS)
+                    .map(|_| rng.random_range(-1.0f32..1.0))
+                    .collect(),
+            })
+            .collect();
+        Self {
+            codec,
+            framing,
+            templates,
+        }
+    }
+
+    /// Writes record `seq` of `kind` with request id `id` into `out` (cleared first).
+    pub fn encode(&mut self, seq: u64, kind: Kind, id: &str, now_ms: i64, out: &mut Vec<u8>) {
+        out.clear();
+        if kind == Kind::Undecodable {
+            // No framing starts with 0xFF: the consumer dead-letters it as unknown_framing.
+            out.push(0xff);
+            out.extend_from_slice(b"kbatch-bench undecodable record ");
+            out.extend_from_slice(id.as_bytes());
+            return;
+        }
+        let n = self.templates.len();
+        let req = &mut self.templates[seq as usize % n];
+        req.request_id.clear();
+        req.request_id.push_str(id);
+        req.created_at_ms = now_ms;
+        if kind == Kind::Invalid {
+            // 64 × 15 ≠ 1,024 values: decodes, then fails validation.
+            req.shape[1] = MODEL_SHAPE[1] - 1;
+        }
+        self.codec.encode_request(req, self.framing, out);
+        req.shape[1] = MODEL_SHAPE[1];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::WireConfig;
+    use crate::wire::validate;
+
+    const SHAPE: [usize; 2] = [64, 16];
+
+    #[test]
+    fn tier_mix_parses_four_weights_and_rejects_the_rest() {
+        let m: TierMix = "10,20,40,30".parse().unwrap();
+        assert_eq!(m.weights(), [10, 20, 40, 30]);
+        assert_eq!(m.to_string(), "10/20/40/30");
+        assert_eq!(
+            "1/0/0/0".parse::<TierMix>().unwrap().weights(),
+            [1, 0, 0, 0]
+        );
+        assert!("10,20,40".parse::<TierMix>().is_err());
+        assert!("0,0,0,0".parse::<TierMix>().is_err());
+        assert!("a,1,1,1".parse::<TierMix>().is_err());
+        assert!("-1,1,1,1".parse::<TierMix>().is_err());
+    }
+
+    #[test]
+    fn tier_mix_sampling_follows_the_cumulative_weights() {
+        let m = TierMix::new([10, 20, 40, 30]).unwrap();
+        assert_eq!(m.sample(0.0), Tier::Critical);
+        assert_eq!(m.sample(0.0999), Tier::Critical);
+        assert_eq!(m.sample(0.1), Tier::High);
+        assert_eq!(m.sample(0.2999), Tier::High);
+        assert_eq!(m.sample(0.3), Tier::Normal);
+        assert_eq!(m.sample(0.6999), Tier::Normal);
+        assert_eq!(m.sample(0.7), Tier::Low);
+        assert_eq!(m.sample(1.0), Tier::Low);
+        // A zero weight is never drawn, even at the edges.
+        let m = TierMix::new([0, 5, 5, 0]).unwrap();
+        assert_eq!(m.sample(0.0), Tier::High);
+        assert_eq!(m.sample(1.0), Tier::Normal);
+    }
+
+    #[test]
+    fn plan_is_seeded_and_matches_the_mix() {
+        let mix = TierMix::default();
+        let a = Plan::new(20_000, &mix, 0.0, 7);
+        let b = Plan::new(20_000, &mix, 0.0, 7);
+        let c = Plan::new(20_000, &mix, 0.0, 8);
+        let tiers = |p: &Plan| (0..p.len()).map(|s| p.tier(s)).collect::<Vec<_>>();
+        assert_eq!(tiers(&a), tiers(&b));
+        assert_ne!(tiers(&a), tiers(&c));
+        let per = a.per_tier();
+        for (got, want) in per.iter().zip([0.1, 0.2, 0.4, 0.3]) {
+            let share = *got as f64 / 20_000.0;
+            assert!((share - want).abs() < 0.02, "share {share} vs {want}");
+        }
+        assert!((0..a.len()).all(|s| a.kind(s) == Kind::Valid));
+    }
+
+    #[test]
+    fn plan_bad_fraction_splits_into_invalid_and_undecodable() {
+        let p = Plan::new(10_000, &TierMix::default(), 0.2, 1);
+        let count = |k| (0..p.len()).filter(|&s| p.kind(s) == k).count() as f64;
+        assert!((count(Kind::Invalid) / 10_000.0 - 0.1).abs() < 0.02);
+        assert!((count(Kind::Undecodable) / 10_000.0 - 0.1).abs() < 0.02);
+    }
+
+    #[test]
+    fn request_ids_round_trip_and_reject_other_runs() {
+        let ids = RequestIds::new("b1a2b3c4");
+        assert_eq!(ids.id(42), "b1a2b3c4-42");
+        assert_eq!(ids.classify("b1a2b3c4-42"), IdKind::Seq(42));
+        assert_eq!(ids.classify(&ids.warm_up(3)), IdKind::WarmUp);
+        assert_eq!(ids.classify("b1a2b3c4-042"), IdKind::Foreign);
+        assert_eq!(ids.classify("b1a2b3c4-"), IdKind::Foreign);
+        assert_eq!(ids.classify("ffffffff-42"), IdKind::Foreign);
+        assert_eq!(ids.classify("b1a2b3c4-4x"), IdKind::Foreign);
+    }
+
+    #[test]
+    fn factory_encodes_valid_invalid_and_undecodable_records() {
+        let wire = WireConfig::default();
+        let codec = WireCodec::new(&wire);
+        let mut f =
+            RecordFactory::new(codec.clone(), Framing::Confluent, 3, "replies.x", Some(250));
+        let mut buf = Vec::new();
+        f.encode(5, Kind::Valid, "r-5", 1234, &mut buf);
+        assert_eq!(buf[0], 0x00, "Confluent magic byte");
+        let req = codec.decode_request(&buf).unwrap();
+        assert_eq!(req.request_id, "r-5");
+        assert_eq!(req.created_at_ms, 1234);
+        assert_eq!(req.timeout_ms, Some(250));
+        assert_eq!(req.reply_topic.as_deref(), Some("replies.x"));
+        assert_eq!(req.shape, MODEL_SHAPE.to_vec());
+        assert!(validate(&req, &SHAPE).is_ok());
+
+        f.encode(5, Kind::Invalid, "r-6", 1234, &mut buf);
+        let bad = codec.decode_request(&buf).unwrap();
+        assert!(validate(&bad, &SHAPE).is_err());
+        // The template is restored after an invalid record.
+        f.encode(5, Kind::Valid, "r-7", 1234, &mut buf);
+        assert!(validate(&codec.decode_request(&buf).unwrap(), &SHAPE).is_ok());
+
+        f.encode(5, Kind::Undecodable, "r-8", 1234, &mut buf);
+        assert!(codec.decode_request(&buf).is_err());
+    }
+}

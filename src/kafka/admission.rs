@@ -1,0 +1,231 @@
+//! What becomes of one consumed record: admitted to a tier queue, answered at once with an error
+//! reply, or dead-lettered. A pure function of the record's parts, the configuration and the
+//! loaded model, so every branch is testable without Kafka.
+//!
+//! Invariant: every record yields exactly one `Decision`, and every `Decision` carries the
+//! record's `Origin`; only `Admit` requests have passed `wire::validate` for the loaded model.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::config::Config;
+use crate::inference::ModelInfo;
+use crate::pipeline::{Admitted, Origin, Outcome, ReplyTo};
+use crate::tier::Tier;
+use crate::wire::{validate, DeadLetter, Header, Request, Status, WireCodec, WireError};
+
+/// The parts of a Kafka record admission looks at, borrowed from the consumed message.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordParts<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    /// Headers in record order, as (name, value).
+    pub headers: &'a [(&'a str, Option<&'a [u8]>)],
+    /// Record timestamp (ms since the epoch), if the record has one.
+    pub timestamp_ms: Option<i64>,
+}
+
+/// The single fate of one record.
+#[derive(Debug)]
+pub enum Decision {
+    /// A valid request for the loaded model: goes to the queue of `Admitted::tier`.
+    Admit(Admitted),
+    /// Not readable as a request: an `Outcome::DeadLetter`.
+    DeadLetter(Outcome),
+    /// A readable request with invalid content: an `INVALID_INPUT` reply.
+    Invalid(Outcome),
+    /// A request for another model or version: an `UNKNOWN_MODEL` reply.
+    UnknownModel(Outcome),
+}
+
+/// Admission rules built once from the configuration and the loaded model.
+#[derive(Debug, Clone)]
+pub struct Admission {
+    codec: WireCodec,
+    model_name: String,
+    model_version: String,
+    input_shape: Vec<usize>,
+    default_reply_topic: String,
+    allow_request_reply_topic: bool,
+    /// Topics a reply must never go to: the four request topics and the DLQ. A reply written
+    /// there would be read back as a request (and dead-lettered) or pollute the DLQ.
+    reserved_topics: Vec<String>,
+    correlation_header: String,
+    processor: String,
+}
+
+impl Admission {
+    pub fn new(cfg: &Config, model: &ModelInfo) -> Self {
+        let mut reserved: Vec<String> = Tier::ALL
+            .iter()
+            .map(|&t| cfg.kafka.topics.topic(t).to_owned())
+            .collect();
+        reserved.push(cfg.replies.dead_letter_topic.clone());
+        Self {
+            codec: WireCodec::new(&cfg.wire),
+            model_name: model.name.clone(),
+            model_version: model.version.clone(),
+            input_shape: model.input_shape.clone(),
+            default_reply_topic: cfg.replies.default_topic.clone(),
+            allow_request_reply_topic: cfg.replies.allow_request_reply_topic,
+            reserved_topics: reserved,
+            correlation_header: cfg.replies.correlation_header.clone(),
+            processor: cfg.kafka.client_id.clone(),
+        }
+    }
+
+    /// Decides the fate of `rec`, read from the topic of `origin.topic_tier`. `now` and `now_ms`
+    /// are the same moment on the monotonic and the wall clock.
+    pub fn decide(
+        &self,
+        rec: &RecordParts<'_>,
+        origin: Origin,
+        now: Instant,
+        now_ms: i64,
+    ) -> Decision {
+        let request = match self.codec.decode_request(rec.value.unwrap_or_default()) {
+            Ok(r) => r,
+            Err(e) => return Decision::DeadLetter(self.dead_letter(rec, origin, &e, now_ms)),
+        };
+        let model_error = self.model_mismatch(&request);
+        let validation = validate(&request, &self.input_shape);
+        let admitted = self.admitted(rec, origin, request, now, now_ms);
+        let model = (self.model_name.as_str(), self.model_version.as_str());
+        // The model is checked first: a request for another model is validated against that
+        // model's shape, so a shape error here would only hide the real problem.
+        if let Some(msg) = model_error {
+            let o = Outcome::error(admitted, Status::UnknownModel, msg, model, now_ms);
+            return Decision::UnknownModel(o);
+        }
+        match validation {
+            Ok(()) => Decision::Admit(admitted),
+            Err(e) => {
+                let o =
+                    Outcome::error(admitted, Status::InvalidInput, e.to_string(), model, now_ms);
+                Decision::Invalid(o)
+            }
+        }
+    }
+
+    fn model_mismatch(&self, req: &Request) -> Option<String> {
+        if let Some(name) = req.model_name.as_deref().filter(|n| *n != self.model_name) {
+            return Some(format!(
+                "model {name:?} is not served here (serving {:?})",
+                self.model_name
+            ));
+        }
+        let version = req
+            .model_version
+            .as_deref()
+            .filter(|v| *v != self.model_version)?;
+        Some(format!(
+            "model {:?} version {version:?} is not served here (serving {:?})",
+            self.model_name, self.model_version
+        ))
+    }
+
+    fn admitted(
+        &self,
+        rec: &RecordParts<'_>,
+        origin: Origin,
+        request: Request,
+        now: Instant,
+        now_ms: i64,
+    ) -> Admitted {
+        let reply_to = ReplyTo {
+            topic: self.reply_topic(&request).to_owned(),
+            key: rec.key.map(<[u8]>::to_vec),
+            correlation_id: header(rec, &self.correlation_header),
+            traceparent: header(rec, "traceparent"),
+        };
+        Admitted {
+            tier: origin.topic_tier.demoted_to(request.priority),
+            deadline: request
+                .effective_deadline_ms()
+                .map(|d| deadline_instant(d, now, now_ms)),
+            request,
+            origin,
+            reply_to,
+            record_timestamp_ms: rec.timestamp_ms.unwrap_or(now_ms),
+            admitted_at: now,
+        }
+    }
+
+    /// The request's own reply topic when allowed and harmless, else the default.
+    pub fn reply_topic<'a>(&'a self, req: &'a Request) -> &'a str {
+        match req.reply_topic.as_deref() {
+            Some(t)
+                if self.allow_request_reply_topic
+                    && !t.is_empty()
+                    && !self.reserved_topics.iter().any(|r| r == t) =>
+            {
+                t
+            }
+            _ => &self.default_reply_topic,
+        }
+    }
+
+    fn dead_letter(
+        &self,
+        rec: &RecordParts<'_>,
+        origin: Origin,
+        err: &WireError,
+        now_ms: i64,
+    ) -> Outcome {
+        let headers = rec
+            .headers
+            .iter()
+            .map(|(k, v)| Header {
+                key: (*k).to_owned(),
+                value: v.map(<[u8]>::to_vec),
+            })
+            .collect();
+        let letter = DeadLetter {
+            source_topic: rec.topic.to_owned(),
+            source_partition: rec.partition,
+            source_offset: rec.offset,
+            key: rec.key.map(<[u8]>::to_vec),
+            value: rec.value.map(<[u8]>::to_vec),
+            headers,
+            error_kind: err.kind().to_owned(),
+            error: err.to_string(),
+            failed_at_ms: now_ms,
+            processor: self.processor.clone(),
+        };
+        Outcome::DeadLetter {
+            letter: Box::new(letter),
+            key: rec.key.map(<[u8]>::to_vec),
+            origin,
+        }
+    }
+}
+
+/// Value of the first header named `name`.
+fn header(rec: &RecordParts<'_>, name: &str) -> Option<Vec<u8>> {
+    rec.headers
+        .iter()
+        .find(|(k, _)| *k == name)
+        .and_then(|(_, v)| v.map(<[u8]>::to_vec))
+}
+
+/// The wall-clock deadline `deadline_ms` on the monotonic clock, given that `now` (monotonic)
+/// and `now_ms` (wall) are the same moment. A deadline already past maps to a moment in the
+/// past (or `now` if the clock cannot go that far back), so the batcher sees it as expired.
+pub fn deadline_instant(deadline_ms: i64, now: Instant, now_ms: i64) -> Instant {
+    let delta = deadline_ms.saturating_sub(now_ms);
+    let magnitude = Duration::from_millis(delta.unsigned_abs());
+    if delta >= 0 {
+        now.checked_add(magnitude)
+            .unwrap_or(now + Duration::from_secs(86_400 * 365))
+    } else {
+        now.checked_sub(magnitude).unwrap_or(now)
+    }
+}
+
+#[cfg(test)]
+#[path = "admission_tests.rs"]
+mod tests;

@@ -1,0 +1,270 @@
+//! Unit tests of admission: every branch of `Admission::decide` without Kafka.
+
+use std::path::PathBuf;
+
+use tokio::time::Instant;
+
+use super::*;
+use crate::config::{Device, Framing};
+
+const NOW_MS: i64 = 1_700_000_000_000;
+
+fn model() -> ModelInfo {
+    ModelInfo {
+        name: "cnn_lstm".into(),
+        version: "1".into(),
+        input_name: "input".into(),
+        output_name: "output".into(),
+        input_shape: vec![2, 3],
+        output_size: 3,
+        device: Device::Cpu,
+        library_path: PathBuf::new(),
+    }
+}
+
+fn request() -> Request {
+    Request {
+        request_id: "r-1".into(),
+        created_at_ms: NOW_MS - 5,
+        deadline_ms: None,
+        timeout_ms: None,
+        model_name: None,
+        model_version: None,
+        priority: None,
+        reply_topic: None,
+        client_id: None,
+        shape: vec![2, 3],
+        data: vec![0.5; 6],
+    }
+}
+
+fn encode(req: &Request) -> Vec<u8> {
+    let mut out = Vec::new();
+    WireCodec::new(&Config::default().wire).encode_request(req, Framing::SingleObject, &mut out);
+    out
+}
+
+fn origin(tier: Tier) -> Origin {
+    Origin {
+        topic_tier: tier,
+        partition: 1,
+        offset: 42,
+        epoch: 7,
+    }
+}
+
+/// Runs admission on a record holding `value`, read from the topic of `tier`.
+fn decide_with(cfg: &Config, tier: Tier, value: &[u8]) -> Decision {
+    let headers: [(&str, Option<&[u8]>); 3] = [
+        ("correlation-id", Some(b"corr-9")),
+        ("traceparent", Some(b"00-abc-def-01")),
+        ("other", None),
+    ];
+    let rec = RecordParts {
+        topic: cfg.kafka.topics.topic(tier),
+        partition: 1,
+        offset: 42,
+        key: Some(b"key-1"),
+        value: Some(value),
+        headers: &headers,
+        timestamp_ms: Some(NOW_MS - 20),
+    };
+    Admission::new(cfg, &model()).decide(&rec, origin(tier), Instant::now(), NOW_MS)
+}
+
+fn decide(tier: Tier, req: &Request) -> Decision {
+    decide_with(&Config::default(), tier, &encode(req))
+}
+
+fn reply_of(d: Decision) -> (Status, Box<crate::wire::Reply>, ReplyTo, Origin) {
+    match d {
+        Decision::Invalid(Outcome::Reply {
+            reply,
+            reply_to,
+            origin,
+        })
+        | Decision::UnknownModel(Outcome::Reply {
+            reply,
+            reply_to,
+            origin,
+        }) => (reply.status, reply, reply_to, origin),
+        other => panic!("expected an error reply, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_valid_request_is_admitted_with_its_routing() {
+    let Decision::Admit(a) = decide(Tier::High, &request()) else {
+        panic!("not admitted")
+    };
+    assert_eq!(a.tier, Tier::High);
+    assert_eq!(a.origin, origin(Tier::High));
+    assert_eq!(a.reply_to.topic, "inference.replies");
+    assert_eq!(a.reply_to.key.as_deref(), Some(&b"key-1"[..]));
+    assert_eq!(a.reply_to.correlation_id.as_deref(), Some(&b"corr-9"[..]));
+    assert_eq!(
+        a.reply_to.traceparent.as_deref(),
+        Some(&b"00-abc-def-01"[..])
+    );
+    assert_eq!(a.record_timestamp_ms, NOW_MS - 20);
+    assert_eq!(a.deadline, None);
+}
+
+#[test]
+fn priority_only_demotes() {
+    let mut req = request();
+    req.priority = Some(Tier::Low);
+    let Decision::Admit(a) = decide(Tier::High, &req) else {
+        panic!()
+    };
+    assert_eq!(a.tier, Tier::Low);
+    req.priority = Some(Tier::Critical);
+    let Decision::Admit(a) = decide(Tier::Normal, &req) else {
+        panic!()
+    };
+    assert_eq!(a.tier, Tier::Normal, "a request cannot raise its tier");
+    assert_eq!(a.origin.topic_tier, Tier::Normal);
+}
+
+#[test]
+fn reply_topic_follows_the_request_only_when_allowed_and_safe() {
+    let mut req = request();
+    req.reply_topic = Some("caller.replies".into());
+    let Decision::Admit(a) = decide(Tier::Low, &req) else {
+        panic!()
+    };
+    assert_eq!(a.reply_to.topic, "caller.replies");
+
+    req.reply_topic = Some("inference.requests.critical".into());
+    let Decision::Admit(a) = decide(Tier::Low, &req) else {
+        panic!()
+    };
+    assert_eq!(
+        a.reply_to.topic, "inference.replies",
+        "never reply into a request topic"
+    );
+
+    let mut cfg = Config::default();
+    cfg.replies.allow_request_reply_topic = false;
+    req.reply_topic = Some("caller.replies".into());
+    let Decision::Admit(a) = decide_with(&cfg, Tier::Low, &encode(&req)) else {
+        panic!()
+    };
+    assert_eq!(a.reply_to.topic, "inference.replies");
+}
+
+#[test]
+fn undecodable_records_are_dead_lettered_byte_for_byte() {
+    let value = b"\x07garbage";
+    let Decision::DeadLetter(Outcome::DeadLetter {
+        letter,
+        key,
+        origin: o,
+    }) = decide_with(&Config::default(), Tier::Critical, value)
+    else {
+        panic!("not dead-lettered")
+    };
+    assert_eq!(o, origin(Tier::Critical));
+    assert_eq!(key.as_deref(), Some(&b"key-1"[..]));
+    assert_eq!(letter.error_kind, "unknown_framing");
+    assert_eq!(letter.value.as_deref(), Some(&value[..]));
+    assert_eq!(letter.source_topic, "inference.requests.critical");
+    assert_eq!((letter.source_partition, letter.source_offset), (1, 42));
+    assert_eq!(letter.processor, "kbatch");
+    assert_eq!(letter.failed_at_ms, NOW_MS);
+    assert_eq!(letter.headers.len(), 3);
+    assert_eq!(
+        letter.headers[2],
+        Header {
+            key: "other".into(),
+            value: None
+        }
+    );
+}
+
+#[test]
+fn invalid_content_gets_an_invalid_input_reply() {
+    let mut req = request();
+    req.data[3] = f32::NAN;
+    let (status, reply, reply_to, o) = reply_of(decide(Tier::Normal, &req));
+    assert_eq!(status, Status::InvalidInput);
+    assert_eq!(reply.request_id, "r-1");
+    assert!(reply.error.as_deref().unwrap().contains("finite"));
+    assert_eq!(reply_to.correlation_id.as_deref(), Some(&b"corr-9"[..]));
+    assert_eq!(o, origin(Tier::Normal));
+
+    let mut req = request();
+    req.shape = vec![3, 2];
+    req.data = vec![0.0; 6];
+    assert_eq!(reply_of(decide(Tier::Normal, &req)).0, Status::InvalidInput);
+}
+
+#[test]
+fn another_model_or_version_gets_unknown_model() {
+    let mut req = request();
+    req.model_name = Some("other".into());
+    req.shape = vec![9]; // its shape is the other model's business
+    req.data = vec![0.0; 9];
+    assert_eq!(reply_of(decide(Tier::High, &req)).0, Status::UnknownModel);
+
+    let mut req = request();
+    req.model_name = Some("cnn_lstm".into());
+    req.model_version = Some("2".into());
+    let (status, reply, ..) = reply_of(decide(Tier::High, &req));
+    assert_eq!(status, Status::UnknownModel);
+    assert_eq!(
+        (reply.model_name.as_str(), reply.model_version.as_str()),
+        ("cnn_lstm", "1")
+    );
+
+    let mut req = request();
+    req.model_name = Some("cnn_lstm".into());
+    req.model_version = Some("1".into());
+    assert!(matches!(decide(Tier::High, &req), Decision::Admit(_)));
+}
+
+#[test]
+fn deadlines_are_translated_to_the_monotonic_clock() {
+    let now = Instant::now();
+    assert_eq!(
+        deadline_instant(NOW_MS + 250, now, NOW_MS),
+        now + Duration::from_millis(250)
+    );
+    let past = deadline_instant(NOW_MS - 100, now, NOW_MS);
+    assert!(past <= now, "a past deadline stays in the past");
+
+    let mut req = request();
+    req.timeout_ms = Some(50); // created 5 ms ago: 45 ms left
+    req.deadline_ms = Some(NOW_MS + 1000);
+    let before = Instant::now();
+    let Decision::Admit(a) = decide(Tier::High, &req) else {
+        panic!()
+    };
+    let left = a.deadline.unwrap().duration_since(before);
+    // `before` precedes the `now` used inside: at least 45 ms, plus however long decide took.
+    assert!(
+        left >= Duration::from_millis(45) && left < Duration::from_millis(500),
+        "{left:?}"
+    );
+}
+
+#[test]
+fn missing_timestamp_falls_back_to_now() {
+    let value = encode(&request());
+    let rec = RecordParts {
+        topic: "inference.requests.low",
+        partition: 0,
+        offset: 0,
+        key: None,
+        value: Some(&value),
+        headers: &[],
+        timestamp_ms: None,
+    };
+    let adm = Admission::new(&Config::default(), &model());
+    let Decision::Admit(a) = adm.decide(&rec, origin(Tier::Low), Instant::now(), NOW_MS) else {
+        panic!()
+    };
+    assert_eq!(a.record_timestamp_ms, NOW_MS);
+    assert_eq!(a.reply_to.key, None);
+    assert_eq!(a.reply_to.correlation_id, None);
+}

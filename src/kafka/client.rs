@@ -1,0 +1,71 @@
+//! librdkafka client settings built from the `kafka` and `replies` sections.
+//!
+//! Invariant: the settings kbatch's delivery guarantee depends on (manual commits, no automatic
+//! offset store, acks=all) are set after `kafka.properties`, so a pass-through property can tune
+//! a client but never weaken the guarantee (config validation also rejects such keys).
+
+use rdkafka::config::ClientConfig;
+
+use crate::config::Config;
+
+/// Settings common to the consumer and the producer.
+fn base(cfg: &Config) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.kafka.brokers)
+        .set("client.id", &cfg.kafka.client_id);
+    for (k, v) in &cfg.kafka.properties {
+        c.set(k, v);
+    }
+    c
+}
+
+/// The request consumer: offsets are committed by kbatch only, for delivered prefixes.
+pub fn consumer_config(cfg: &Config) -> ClientConfig {
+    let k = &cfg.kafka;
+    let mut c = base(cfg);
+    c.set("group.id", &k.group_id)
+        .set("session.timeout.ms", k.session_timeout_ms.to_string())
+        .set("fetch.wait.max.ms", k.fetch_wait_max_ms.to_string())
+        // A new group starts at the oldest request: every request gets an outcome.
+        .set("auto.offset.reset", "earliest")
+        // Committing is the offset tracker's decision (contiguous delivered prefix only).
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false");
+    c
+}
+
+/// The reply producer: every outcome acknowledged by all in-sync replicas, idempotent so the
+/// producer's own retries can neither duplicate nor reorder replies.
+pub fn producer_config(cfg: &Config) -> ClientConfig {
+    let mut c = base(cfg);
+    c.set("linger.ms", cfg.replies.linger_ms.to_string())
+        .set("enable.idempotence", "true")
+        .set("acks", "all");
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guarantee_settings_win_over_pass_through_properties() {
+        let mut cfg = Config::default();
+        cfg.kafka
+            .properties
+            .insert("enable.auto.commit".into(), "true".into());
+        cfg.kafka.properties.insert("acks".into(), "1".into());
+        cfg.kafka
+            .properties
+            .insert("socket.timeout.ms".into(), "1234".into());
+        let c = consumer_config(&cfg);
+        assert_eq!(c.get("enable.auto.commit"), Some("false"));
+        assert_eq!(c.get("enable.auto.offset.store"), Some("false"));
+        assert_eq!(c.get("socket.timeout.ms"), Some("1234"));
+        assert_eq!(c.get("group.id"), Some("kbatch"));
+        let p = producer_config(&cfg);
+        assert_eq!(p.get("acks"), Some("all"));
+        assert_eq!(p.get("enable.idempotence"), Some("true"));
+        assert_eq!(p.get("linger.ms"), Some("1"));
+    }
+}

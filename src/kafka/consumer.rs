@@ -1,0 +1,360 @@
+//! The request consumer: reads the four tier topics, admits each record and hands it on, and
+//! commits the delivered prefix of every partition.
+//!
+//! Invariant: every record taken from an assigned partition is tracked before it is handed on,
+//! and ends as exactly one of: an `Admitted` in its tier channel, an `Outcome` to the replier,
+//! or abandoned (stashed or unsendable at revoke/shutdown), which keeps its offset from ever
+//! being committed. Commits carry only the tracker's contiguous delivered prefix.
+//!
+//! One dedicated thread polls a `BaseConsumer`: librdkafka runs the rebalance callback inside
+//! `poll`, and that callback blocks while revoked partitions drain, which must not stall a tokio
+//! worker. When a tier channel is full the record is stashed and its source topic paused; the
+//! loop keeps polling (1 ms timeouts) so the other topics flow with low latency while the stash
+//! is retried, rather than blocking on `Sender::reserve` for one tier.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use tokio::runtime::Handle;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::mpsc::Sender;
+use tokio_util::sync::CancellationToken;
+
+use super::admission::{Admission, Decision, RecordParts};
+use super::client::consumer_config;
+use super::context::{assigned_of, commit, set_paused, KbatchContext};
+use super::intake::{Intake, Offer};
+use super::{KafkaError, SharedTracker};
+use crate::config::Config;
+use crate::inference::ModelInfo;
+use crate::pipeline::{now_ms, Admitted, Origin, Outcome};
+use crate::tier::Tier;
+
+/// Poll timeout while nothing is stashed: bounds how late cancellation and commits are noticed.
+const IDLE_POLL: Duration = Duration::from_millis(100);
+/// Poll timeout under backpressure: how often the stash and paused topics are retried.
+const STASH_POLL: Duration = Duration::from_millis(1);
+
+/// Where the consumer sends its work.
+pub struct ConsumerInputs {
+    /// `tiers[i]` receives requests served at `Tier::ALL[i]`.
+    pub tiers: [Sender<Admitted>; 4],
+    /// Immediate outcomes: dead letters, INVALID_INPUT and UNKNOWN_MODEL replies.
+    pub outcomes: Sender<Outcome>,
+}
+
+/// What the consumer did, returned when it stops.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConsumerReport {
+    /// Records polled from Kafka.
+    pub consumed: u64,
+    /// Requests sent (or stashed for) a tier channel.
+    pub admitted: u64,
+    pub dead_lettered: u64,
+    /// Answered INVALID_INPUT.
+    pub invalid: u64,
+    /// Answered UNKNOWN_MODEL.
+    pub unknown_model: u64,
+    /// Records of partitions not (or no longer) assigned, skipped untracked.
+    pub skipped: u64,
+    /// Times a topic was paused because a tier channel was full.
+    pub paused: u64,
+    /// Records given up without an outcome (stashed at revoke/shutdown); never committed past.
+    pub abandoned: u64,
+    /// Records still pending when the shutdown drain timed out.
+    pub pending_at_exit: u64,
+}
+
+/// Consumes the tier topics until `cancel`, then drains and commits. See the module docs.
+pub async fn run_consumer(
+    cfg: Arc<Config>,
+    model: ModelInfo,
+    inputs: ConsumerInputs,
+    tracker: SharedTracker,
+    cancel: CancellationToken,
+) -> Result<ConsumerReport, KafkaError> {
+    let k = &cfg.kafka;
+    let intake = Intake::new(inputs.tiers);
+    let drain = Duration::from_millis(k.revoke_drain_timeout_ms);
+    let context = KbatchContext::new(k.topics.clone(), tracker, intake, drain);
+    let consumer: BaseConsumer<KbatchContext> = consumer_config(&cfg)
+        .create_with_context(context)
+        .map_err(|source| KafkaError::Create {
+            what: "consumer",
+            source,
+        })?;
+    let topics: Vec<&str> = Tier::ALL.iter().map(|&t| k.topics.topic(t)).collect();
+    consumer
+        .subscribe(&topics)
+        .map_err(|source| KafkaError::Subscribe {
+            topics: topics.iter().map(|t| t.to_string()).collect(),
+            source,
+        })?;
+    let admission = Admission::new(&cfg, &model);
+    let rt = Handle::current();
+    let outcomes = Some(inputs.outcomes);
+    let thread = tokio::task::spawn_blocking(move || {
+        let poll_loop = PollLoop {
+            consumer: &consumer,
+            cfg: &cfg,
+            admission,
+            outcomes,
+            rt,
+            cancel,
+            report: ConsumerReport::default(),
+        };
+        let result = poll_loop.run();
+        // Closing runs the final revoke callback; every partition list is plain data by now.
+        drop(consumer);
+        result
+    });
+    thread
+        .await
+        .map_err(|e| KafkaError::Thread(e.to_string()))?
+}
+
+struct PollLoop<'a> {
+    consumer: &'a BaseConsumer<KbatchContext>,
+    cfg: &'a Config,
+    admission: Admission,
+    outcomes: Option<Sender<Outcome>>,
+    rt: Handle,
+    cancel: CancellationToken,
+    report: ConsumerReport,
+}
+
+impl<'a> PollLoop<'a> {
+    /// The context, borrowed from the consumer rather than from `self`, so `self` stays free.
+    fn ctx(&self) -> &'a KbatchContext {
+        self.consumer.context()
+    }
+
+    /// The loop, then the shutdown sequence (also after a failure, so what was delivered is
+    /// committed either way).
+    fn run(mut self) -> Result<ConsumerReport, KafkaError> {
+        let failure = self.consume().err();
+        if let Some(e) = &failure {
+            tracing::error!(error = %e, "consumer stopping after a failure");
+        }
+        let committed = self.shutdown();
+        match (failure, committed) {
+            (Some(e), _) | (None, Err(e)) => Err(e),
+            (None, Ok(())) => Ok(self.report),
+        }
+    }
+
+    fn consume(&mut self) -> Result<(), KafkaError> {
+        let interval = Duration::from_millis(self.cfg.kafka.commit_interval_ms);
+        let mut next_commit = Instant::now() + interval;
+        while !self.cancel.is_cancelled() {
+            let backpressure = self.flush_stash()?;
+            match self
+                .consumer
+                .poll(if backpressure { STASH_POLL } else { IDLE_POLL })
+            {
+                Some(Ok(msg)) => self.handle(&msg)?,
+                Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
+                None => {}
+            }
+            if Instant::now() >= next_commit {
+                let offsets = self.ctx().tracker.committable();
+                if let Err(e) = commit(
+                    self.consumer,
+                    &self.ctx().topics,
+                    &offsets,
+                    CommitMode::Async,
+                ) {
+                    tracing::warn!(error = %e, "enqueueing an offset commit failed");
+                }
+                next_commit = Instant::now() + interval;
+            }
+        }
+        Ok(())
+    }
+
+    /// Retries the stash and resumes topics with room again; returns whether backpressure is
+    /// still on (records stashed or a topic paused), so the caller polls briefly and comes back.
+    fn flush_stash(&mut self) -> Result<bool, KafkaError> {
+        let result = {
+            let mut intake = self.ctx().intake();
+            if !intake.needs_attention() {
+                return Ok(false);
+            }
+            intake.flush()
+        };
+        result.map_err(|_| KafkaError::ChannelClosed("tier"))?;
+        self.apply_pauses();
+        Ok(self.ctx().intake().needs_attention())
+    }
+
+    /// Pauses topics that started stashing and resumes those whose stash emptied.
+    fn apply_pauses(&mut self) {
+        let (pause, resume) = {
+            let mut intake = self.ctx().intake();
+            (intake.to_pause(), intake.to_resume())
+        };
+        let topics = &self.ctx().topics;
+        if !pause.is_empty() {
+            self.report.paused += pause.len() as u64;
+            tracing::debug!(topics = ?pause, "tier channel full: pausing");
+            set_paused(
+                self.consumer,
+                topics,
+                &assigned_of(self.consumer, topics, &pause),
+                true,
+            );
+        }
+        if !resume.is_empty() {
+            tracing::debug!(topics = ?resume, "stash flushed: resuming");
+            set_paused(
+                self.consumer,
+                topics,
+                &assigned_of(self.consumer, topics, &resume),
+                false,
+            );
+        }
+    }
+
+    fn handle(&mut self, msg: &BorrowedMessage<'_>) -> Result<(), KafkaError> {
+        self.report.consumed += 1;
+        let ctx = self.consumer.context();
+        let Some(tier) = ctx.topics.tier_of(msg.topic()) else {
+            self.report.skipped += 1;
+            return Ok(());
+        };
+        let (partition, offset) = (msg.partition(), msg.offset());
+        let Some(epoch) = ctx.tracker.track(tier, partition, offset) else {
+            self.report.skipped += 1;
+            return Ok(());
+        };
+        let origin = Origin {
+            topic_tier: tier,
+            partition,
+            offset,
+            epoch,
+        };
+        let headers: Vec<(&str, Option<&[u8]>)> = msg
+            .headers()
+            .map(|hs| hs.iter().map(|h| (h.key, h.value)).collect())
+            .unwrap_or_default();
+        let parts = RecordParts {
+            topic: msg.topic(),
+            partition,
+            offset,
+            key: msg.key(),
+            value: msg.payload(),
+            headers: &headers,
+            timestamp_ms: msg.timestamp().to_millis(),
+        };
+        match self
+            .admission
+            .decide(&parts, origin, tokio::time::Instant::now(), now_ms())
+        {
+            Decision::Admit(a) => self.admit(a),
+            Decision::DeadLetter(o) => {
+                self.report.dead_lettered += 1;
+                self.send_outcome(o)
+            }
+            Decision::Invalid(o) => {
+                self.report.invalid += 1;
+                self.send_outcome(o)
+            }
+            Decision::UnknownModel(o) => {
+                self.report.unknown_model += 1;
+                self.send_outcome(o)
+            }
+        }
+    }
+
+    fn admit(&mut self, a: Admitted) -> Result<(), KafkaError> {
+        self.report.admitted += 1;
+        let offer = self.ctx().intake().offer(a);
+        match offer {
+            Offer::Sent => Ok(()),
+            Offer::Stashed => {
+                self.apply_pauses();
+                Ok(())
+            }
+            Offer::Closed(a) => {
+                self.abandon(&a.origin);
+                Err(KafkaError::ChannelClosed("tier"))
+            }
+        }
+    }
+
+    /// Sends an immediate outcome; when the replier is behind, waits for room (the replier
+    /// never waits on the consumer, so this cannot deadlock), but not past cancellation.
+    fn send_outcome(&mut self, o: Outcome) -> Result<(), KafkaError> {
+        let origin = o.origin();
+        let Some(tx) = &self.outcomes else {
+            self.abandon(&origin);
+            return Err(KafkaError::ChannelClosed("outcome"));
+        };
+        let o = match tx.try_send(o) {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Full(o)) => o,
+            Err(TrySendError::Closed(_)) => {
+                self.abandon(&origin);
+                return Err(KafkaError::ChannelClosed("outcome"));
+            }
+        };
+        let cancel = self.cancel.clone();
+        let sent = self.rt.block_on(async {
+            tokio::select! {
+                r = tx.send(o) => r.map_err(|_| KafkaError::ChannelClosed("outcome")).map(|()| true),
+                () = cancel.cancelled() => Ok(false),
+            }
+        });
+        if !matches!(sent, Ok(true)) {
+            self.abandon(&origin);
+        }
+        sent.map(|_| ())
+    }
+
+    fn abandon(&mut self, origin: &Origin) {
+        self.report.abandoned += 1;
+        self.ctx().tracker.abandon(origin);
+    }
+
+    /// Stops intake, lets the pipeline drain, commits. Returns the final commit's result.
+    fn shutdown(&mut self) -> Result<(), KafkaError> {
+        let dropped = self.ctx().intake().close();
+        for origin in &dropped {
+            self.abandon(origin);
+        }
+        // Dropping the senders is how the batcher and replier learn that no more work comes.
+        self.outcomes = None;
+        let topics = &self.ctx().topics;
+        set_paused(
+            self.consumer,
+            topics,
+            &assigned_of(self.consumer, topics, &Tier::ALL),
+            true,
+        );
+        let deadline = Instant::now() + Duration::from_millis(self.cfg.kafka.shutdown_timeout_ms);
+        let tracker = &self.ctx().tracker;
+        // Keep polling while waiting so rebalance callbacks are served. Records polled now are
+        // not tracked, so they stay after the commit point and are read again by the next owner.
+        while tracker.total_pending() > 0 && Instant::now() < deadline {
+            let _ = self.consumer.poll(Duration::from_millis(20));
+        }
+        self.report.pending_at_exit = tracker.total_pending() as u64;
+        if self.report.pending_at_exit > 0 {
+            tracing::warn!(
+                pending = self.report.pending_at_exit,
+                "shutdown drain timed out; undelivered records will be re-read"
+            );
+        }
+        let result = commit(
+            self.consumer,
+            topics,
+            &tracker.positions(),
+            CommitMode::Sync,
+        )
+        .map_err(KafkaError::Commit);
+        self.ctx().set_closing();
+        result
+    }
+}

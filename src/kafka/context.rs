@@ -1,0 +1,210 @@
+//! The consumer's librdkafka context: rebalance handling, plus small helpers for committing and
+//! pausing in terms of (tier, partition).
+//!
+//! Invariant: a partition is given up only after its in-flight records were delivered or
+//! `revoke_drain_timeout_ms` passed, and after its delivered prefix was committed synchronously;
+//! its stashed (never admitted) records are abandoned first, so they are never committed past.
+//! Work finished after the revoke carries a stale epoch and is ignored by the tracker.
+//!
+//! The callbacks run on the consumer's polling thread (inside `BaseConsumer::poll`), which is
+//! a dedicated thread, so blocking here for the drain blocks no async task.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaResult;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use super::intake::Intake;
+use super::offsets::PartitionKey;
+use super::shared::SharedTracker;
+use crate::config::TierTopics;
+use crate::tier::Tier;
+
+/// State shared between the polling loop and the rebalance callbacks.
+pub struct KbatchContext {
+    pub(crate) tracker: SharedTracker,
+    pub(crate) topics: TierTopics,
+    intake: Mutex<Intake>,
+    drain_timeout: Duration,
+    /// Set once the final commit is done: the revoke librdkafka runs while closing the
+    /// consumer then has nothing to wait for.
+    closing: AtomicBool,
+}
+
+impl KbatchContext {
+    pub fn new(
+        topics: TierTopics,
+        tracker: SharedTracker,
+        intake: Intake,
+        drain_timeout: Duration,
+    ) -> Self {
+        Self {
+            tracker,
+            topics,
+            intake: Mutex::new(intake),
+            drain_timeout,
+            closing: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn intake(&self) -> MutexGuard<'_, Intake> {
+        // Intake operations leave it consistent at every step; a poisoned lock is still usable.
+        self.intake.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn set_closing(&self) {
+        self.closing.store(true, Ordering::Release);
+    }
+
+    fn on_assign(&self, assigned: &[PartitionKey]) {
+        for &(tier, partition) in assigned {
+            self.tracker.assign(tier, partition);
+        }
+        tracing::info!(partitions = ?assigned, "partitions assigned");
+    }
+
+    fn on_revoke(&self, consumer: &BaseConsumer<Self>, revoked: &[PartitionKey]) {
+        let dropped = self.intake().drop_partitions(revoked);
+        for origin in &dropped {
+            self.tracker.abandon(origin);
+        }
+        let wait = if self.closing.load(Ordering::Acquire) {
+            Duration::ZERO
+        } else {
+            self.drain_timeout
+        };
+        if !self.tracker.wait_until_drained(revoked, wait) {
+            let pending: usize = revoked
+                .iter()
+                .map(|&(t, p)| self.tracker.pending(t, p))
+                .sum();
+            tracing::warn!(pending, timeout = ?wait, "revoke: in-flight records not delivered in time; they will be re-read by the next owner");
+        }
+        let finals: Vec<(Tier, i32, i64)> = revoked
+            .iter()
+            .filter_map(|&(t, p)| self.tracker.revoke(t, p).map(|o| (t, p, o)))
+            .collect();
+        if !finals.is_empty() && !consumer.assignment_lost() {
+            if let Err(e) = commit(consumer, &self.topics, &finals, CommitMode::Sync) {
+                tracing::warn!(error = %e, "revoke: committing delivered offsets failed");
+            }
+        }
+        tracing::info!(partitions = ?revoked, stashed_dropped = dropped.len(), "partitions revoked");
+    }
+}
+
+impl ClientContext for KbatchContext {}
+
+impl ConsumerContext for KbatchContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => self.on_assign(&partitions(&self.topics, tpl)),
+            Rebalance::Revoke(tpl) => self.on_revoke(consumer, &partitions(&self.topics, tpl)),
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+        }
+    }
+
+    /// Newly assigned partitions of a paused topic are paused too; the others are resumed
+    /// explicitly, so no pause state left from an earlier assignment can stall them.
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Assign(tpl) = rebalance else {
+            return;
+        };
+        let assigned = partitions(&self.topics, tpl);
+        let (paused, running): (Vec<PartitionKey>, Vec<PartitionKey>) = {
+            let intake = self.intake();
+            assigned.iter().partition(|(t, _)| intake.is_paused(*t))
+        };
+        set_paused(consumer, &self.topics, &paused, true);
+        set_paused(consumer, &self.topics, &running, false);
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        if let Err(e) = result {
+            // The next commit (periodic, revoke or shutdown) carries the same or later offsets.
+            tracing::warn!(error = %e, "offset commit failed");
+        }
+    }
+}
+
+/// The (tier, partition) pairs of a partition list, as plain data; partitions of topics that
+/// are not tier topics are left out.
+pub fn partitions(topics: &TierTopics, tpl: &TopicPartitionList) -> Vec<PartitionKey> {
+    tpl.elements()
+        .iter()
+        .filter_map(|e| Some((topics.tier_of(e.topic())?, e.partition())))
+        .collect()
+}
+
+/// A partition list holding `offsets` as commit offsets.
+fn offsets_list(topics: &TierTopics, offsets: &[(Tier, i32, i64)]) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::with_capacity(offsets.len());
+    for &(tier, partition, offset) in offsets {
+        // Only fails for offsets librdkafka cannot represent; ours are plain non-negative ones.
+        if let Err(e) =
+            tpl.add_partition_offset(topics.topic(tier), partition, Offset::Offset(offset))
+        {
+            tracing::warn!(%tier, partition, offset, error = %e, "skipping unrepresentable offset");
+        }
+    }
+    tpl
+}
+
+/// Commits `offsets` (Kafka commit offsets: the next record to read).
+pub fn commit<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topics: &TierTopics,
+    offsets: &[(Tier, i32, i64)],
+    mode: CommitMode,
+) -> KafkaResult<()> {
+    if offsets.is_empty() {
+        return Ok(());
+    }
+    consumer.commit(&offsets_list(topics, offsets), mode)
+}
+
+/// Pauses (or resumes) `parts`; failures are logged (a partition revoked meanwhile cannot be
+/// paused, and needs not be).
+pub fn set_paused<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topics: &TierTopics,
+    parts: &[PartitionKey],
+    pause: bool,
+) {
+    if parts.is_empty() {
+        return;
+    }
+    let mut tpl = TopicPartitionList::with_capacity(parts.len());
+    for &(tier, partition) in parts {
+        tpl.add_partition(topics.topic(tier), partition);
+    }
+    let result = if pause {
+        consumer.pause(&tpl)
+    } else {
+        consumer.resume(&tpl)
+    };
+    if let Err(e) = result {
+        tracing::warn!(error = %e, pause, partitions = ?parts, "pause/resume failed");
+    }
+}
+
+/// The currently assigned partitions of the topics of `tiers`, as plain data.
+pub fn assigned_of<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topics: &TierTopics,
+    tiers: &[Tier],
+) -> Vec<PartitionKey> {
+    match consumer.assignment() {
+        Ok(tpl) => partitions(topics, &tpl)
+            .into_iter()
+            .filter(|(t, _)| tiers.contains(t))
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the assignment failed");
+            Vec::new()
+        }
+    }
+}

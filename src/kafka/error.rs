@@ -1,0 +1,38 @@
+//! The Kafka layer's one error type.
+//!
+//! Invariant: every variant names the operation that failed, so a log line says what kbatch was
+//! doing, not only what librdkafka returned. Per-record problems (undecodable input, a failed
+//! delivery) are never errors here: they are outcomes or report counters.
+
+use thiserror::Error;
+
+/// Why the consumer or replier stopped.
+#[derive(Debug, Error)]
+pub enum KafkaError {
+    /// A librdkafka client could not be created from the configuration.
+    #[error("creating the Kafka {what}: {source}")]
+    Create {
+        what: &'static str,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    /// Subscribing to the request topics failed.
+    #[error("subscribing to {topics:?}: {source}")]
+    Subscribe {
+        topics: Vec<String>,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    /// The final synchronous offset commit failed.
+    #[error("committing offsets: {0}")]
+    Commit(#[source] rdkafka::error::KafkaError),
+    /// The producer could not flush its queue on shutdown.
+    #[error("flushing the reply producer: {0}")]
+    Flush(#[source] rdkafka::error::KafkaError),
+    /// The consumer's polling thread panicked or could not be joined.
+    #[error("the consumer thread failed: {0}")]
+    Thread(String),
+    /// A downstream stage dropped its receiver while the consumer was still running.
+    #[error("the {0} channel closed before shutdown")]
+    ChannelClosed(&'static str),
+}

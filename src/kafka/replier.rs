@@ -1,0 +1,320 @@
+//! The reply producer: writes every outcome to its topic and, once Kafka has acknowledged it,
+//! marks its origin done in the offset tracker.
+//!
+//! Invariant: `tracker.done` is called only for an outcome whose record was acknowledged
+//! (acks=all). An outcome that cannot be delivered after bounded retries stays pending, so its
+//! input offset is never committed past: at-least-once, the record is re-read by whoever owns the
+//! partition next.
+//!
+//! Many deliveries are in flight at once (up to `MAX_IN_FLIGHT`); at the bound the replier stops
+//! reading its channel, which backs up into the batcher and the consumer.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use rdkafka::error::KafkaError as RdError;
+use rdkafka::message::{Header as KHeader, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+use tokio::sync::mpsc::Receiver;
+
+use super::client::producer_config;
+use super::{KafkaError, SharedTracker};
+use crate::config::Config;
+use crate::pipeline::{Origin, Outcome};
+use crate::wire::{Status, WireCodec};
+
+/// Deliveries awaiting an acknowledgement before the replier stops taking outcomes.
+pub const MAX_IN_FLIGHT: usize = 10_000;
+/// Attempts per outcome (librdkafka already retries transient errors inside each attempt,
+/// up to `message.timeout.ms`).
+const MAX_ATTEMPTS: u32 = 3;
+const RETRY_BACKOFF: Duration = Duration::from_millis(200);
+/// Wait before re-enqueueing when librdkafka's local queue is full.
+const QUEUE_FULL_WAIT: Duration = Duration::from_millis(5);
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the replier delivered, returned when it stops.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplierReport {
+    /// Delivered replies, indexed by `Status as usize` (see [`ReplierReport::replies_with`]).
+    pub replies: [u64; 8],
+    pub dead_letters: u64,
+    /// Outcomes given up after `MAX_ATTEMPTS` (or a permanent error); their offsets stay pending.
+    pub delivery_failures: u64,
+    /// Re-sends after a failed delivery.
+    pub retries: u64,
+}
+
+impl ReplierReport {
+    pub fn replies_with(&self, status: Status) -> u64 {
+        self.replies[status as usize]
+    }
+
+    pub fn total_replies(&self) -> u64 {
+        self.replies.iter().sum()
+    }
+}
+
+/// What was sent, for counting and retrying.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Reply(Status),
+    DeadLetter,
+}
+
+/// One finished delivery attempt.
+struct Attempt {
+    origin: Origin,
+    kind: Kind,
+    attempt: u32,
+    /// The failed message is handed back by librdkafka, ready to re-send.
+    result: Result<(), (RdError, Option<OwnedMessage>)>,
+}
+
+type InFlight = Pin<Box<dyn Future<Output = Attempt> + Send>>;
+
+/// Delivers outcomes until `outcomes` is closed and every delivery has finished.
+pub async fn run_replier(
+    cfg: Arc<Config>,
+    mut outcomes: Receiver<Outcome>,
+    tracker: SharedTracker,
+) -> Result<ReplierReport, KafkaError> {
+    let producer: FutureProducer =
+        producer_config(&cfg)
+            .create()
+            .map_err(|source| KafkaError::Create {
+                what: "producer",
+                source,
+            })?;
+    let mut enc = Encoder {
+        codec: WireCodec::new(&cfg.wire),
+        cfg: cfg.clone(),
+        buf: Vec::with_capacity(8 * 1024),
+    };
+    let mut in_flight: FuturesUnordered<InFlight> = FuturesUnordered::new();
+    let mut report = ReplierReport::default();
+    let mut open = true;
+    loop {
+        let (busy, room) = (!in_flight.is_empty(), in_flight.len() < MAX_IN_FLIGHT);
+        tokio::select! {
+            // Acknowledgements first: they free room and move commit points.
+            biased;
+            Some(a) = in_flight.next(), if busy => {
+                if let Some(retry) = settle(a, &producer, &tracker, &mut report) {
+                    in_flight.push(retry);
+                }
+            }
+            next = outcomes.recv(), if open && room => match next {
+                Some(o) => {
+                    // Awaited before `push` borrows `in_flight` (a borrow across the await
+                    // would require the futures to be `Sync`).
+                    let delivery = enc.send(&producer, o).await;
+                    in_flight.push(delivery);
+                }
+                None => open = false,
+            },
+            else => break,
+        }
+    }
+    let flusher = producer.clone();
+    tokio::task::spawn_blocking(move || flusher.flush(FLUSH_TIMEOUT))
+        .await
+        .map_err(|e| KafkaError::Thread(e.to_string()))?
+        .map_err(KafkaError::Flush)?;
+    tracing::info!(?report, "replier finished");
+    Ok(report)
+}
+
+/// Accounts for a finished attempt; returns the retry to run, if any.
+fn settle(
+    a: Attempt,
+    producer: &FutureProducer,
+    tracker: &SharedTracker,
+    report: &mut ReplierReport,
+) -> Option<InFlight> {
+    match a.result {
+        Ok(()) => {
+            match a.kind {
+                Kind::Reply(s) => report.replies[s as usize] += 1,
+                Kind::DeadLetter => report.dead_letters += 1,
+            }
+            tracker.done(&a.origin);
+            None
+        }
+        Err((e, Some(msg))) if a.attempt < MAX_ATTEMPTS && !is_permanent(&e) => {
+            report.retries += 1;
+            tracing::warn!(error = %e, attempt = a.attempt, origin = ?a.origin, "delivery failed; retrying");
+            Some(Box::pin(resend(
+                producer.clone(),
+                msg,
+                a.origin,
+                a.kind,
+                a.attempt + 1,
+            )))
+        }
+        Err((e, _)) => {
+            report.delivery_failures += 1;
+            tracing::error!(error = %e, attempts = a.attempt, origin = ?a.origin,
+                "outcome not delivered; its offset stays uncommitted and will be re-read");
+            None
+        }
+    }
+}
+
+/// Errors no retry can fix: the record or the topic itself is refused.
+fn is_permanent(e: &RdError) -> bool {
+    use RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            C::MessageSizeTooLarge
+                | C::InvalidMessage
+                | C::InvalidMessageSize
+                | C::MessageBatchTooLarge
+                | C::InvalidRecord
+                | C::InvalidTopic
+                | C::TopicAuthorizationFailed
+                | C::ClusterAuthorizationFailed
+                | C::UnsupportedForMessageFormat
+                | C::InvalidArgument
+        )
+    )
+}
+
+/// Turns outcomes into Kafka records, reusing one encode buffer.
+struct Encoder {
+    codec: WireCodec,
+    cfg: Arc<Config>,
+    buf: Vec<u8>,
+}
+
+impl Encoder {
+    /// Encodes and enqueues `o`; returns the future of its first delivery attempt.
+    async fn send(&mut self, producer: &FutureProducer, o: Outcome) -> InFlight {
+        let instance = self.cfg.kafka.client_id.as_bytes();
+        self.buf.clear();
+        let (origin, kind, topic, key, headers) = match &o {
+            Outcome::Reply {
+                reply,
+                reply_to,
+                origin,
+            } => {
+                self.codec.encode_reply(reply, &mut self.buf);
+                let mut h = OwnedHeaders::new_with_capacity(5)
+                    .insert(header("request-id", reply.request_id.as_bytes()));
+                if let Some(c) = &reply_to.correlation_id {
+                    h = h.insert(header(&self.cfg.replies.correlation_header, c));
+                }
+                if let Some(t) = &reply_to.traceparent {
+                    h = h.insert(header("traceparent", t));
+                }
+                h = h.insert(header("kbatch-status", reply.status.as_str().as_bytes()));
+                (
+                    *origin,
+                    Kind::Reply(reply.status),
+                    reply_to.topic.as_str(),
+                    reply_to.key.as_deref(),
+                    h,
+                )
+            }
+            Outcome::DeadLetter {
+                letter,
+                key,
+                origin,
+            } => {
+                self.codec.encode_dead_letter(letter, &mut self.buf);
+                let h = OwnedHeaders::new_with_capacity(2)
+                    .insert(header("kbatch-error-kind", letter.error_kind.as_bytes()));
+                (
+                    *origin,
+                    Kind::DeadLetter,
+                    self.cfg.replies.dead_letter_topic.as_str(),
+                    key.as_deref(),
+                    h,
+                )
+            }
+        };
+        let mut record = FutureRecord::to(topic)
+            .payload(&self.buf[..])
+            .headers(headers.insert(header("kbatch-instance", instance)));
+        if let Some(k) = key {
+            record = record.key(k);
+        }
+        Box::pin(attempt(enqueue(producer, record).await, origin, kind, 1))
+    }
+}
+
+fn header<'a>(key: &'a str, value: &'a [u8]) -> KHeader<'a, &'a [u8]> {
+    KHeader {
+        key,
+        value: Some(value),
+    }
+}
+
+/// Enqueues `record`, waiting while librdkafka's local queue is full. An immediate refusal
+/// (anything else) is returned as a failed delivery without a message to re-send.
+async fn enqueue(
+    producer: &FutureProducer,
+    mut record: FutureRecord<'_, [u8], [u8]>,
+) -> Result<rdkafka::producer::DeliveryFuture, RdError> {
+    loop {
+        match producer.send_result(record) {
+            Ok(delivery) => return Ok(delivery),
+            Err((RdError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                record = back;
+                tokio::time::sleep(QUEUE_FULL_WAIT).await;
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
+}
+
+/// Waits for the acknowledgement of an enqueued record.
+async fn attempt(
+    enqueued: Result<rdkafka::producer::DeliveryFuture, RdError>,
+    origin: Origin,
+    kind: Kind,
+    attempt: u32,
+) -> Attempt {
+    let result = match enqueued {
+        Err(e) => Err((e, None)),
+        Ok(delivery) => match delivery.await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err((e, msg))) => Err((e, Some(msg))),
+            // Only when the producer is dropped, which the replier never does while waiting.
+            Err(_canceled) => Err((RdError::Canceled, None)),
+        },
+    };
+    Attempt {
+        origin,
+        kind,
+        attempt,
+        result,
+    }
+}
+
+/// Re-sends a message librdkafka handed back after a failed delivery.
+async fn resend(
+    producer: FutureProducer,
+    mut msg: OwnedMessage,
+    origin: Origin,
+    kind: Kind,
+    n: u32,
+) -> Attempt {
+    tokio::time::sleep(RETRY_BACKOFF * 2u32.pow(n - 2)).await;
+    let headers = msg
+        .detach_headers()
+        .unwrap_or_else(|| OwnedHeaders::new_with_capacity(0));
+    let mut record = FutureRecord::to(msg.topic())
+        .payload(msg.payload().unwrap_or_default())
+        .headers(headers);
+    if let Some(k) = msg.key() {
+        record = record.key(k);
+    }
+    let enqueued = enqueue(&producer, record).await;
+    attempt(enqueued, origin, kind, n).await
+}

@@ -1,0 +1,203 @@
+//! The offset tracker shared between the consumer thread (track, assign, revoke, commit), the
+//! replier task (done) and the app (shutdown drain).
+//!
+//! Invariant: every change that can make a partition drained (a done that empties it, an
+//! abandon, a revoke) wakes both kinds of waiters: the blocking one (a librdkafka rebalance
+//! callback on the consumer thread, through the `Condvar`) and the async ones (tokio, through
+//! `Notify`). The lock is held only for the tracker's O(log n) bookkeeping, never across a wait.
+
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+use super::offsets::{OffsetTracker, PartitionKey};
+use crate::pipeline::Origin;
+use crate::tier::Tier;
+
+#[derive(Debug, Default)]
+struct Inner {
+    tracker: Mutex<OffsetTracker>,
+    drained: Condvar,
+    drained_async: Notify,
+}
+
+/// Cheaply cloneable handle to one [`OffsetTracker`].
+#[derive(Debug, Clone, Default)]
+pub struct SharedTracker {
+    inner: Arc<Inner>,
+}
+
+impl SharedTracker {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The tracker itself, for several operations under one lock.
+    fn lock(&self) -> MutexGuard<'_, OffsetTracker> {
+        // Tracker operations cannot leave it half-updated, so a panic elsewhere while the lock
+        // was held does not make the data unusable.
+        self.inner
+            .tracker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn wake(&self) {
+        self.inner.drained.notify_all();
+        self.inner.drained_async.notify_waiters();
+    }
+
+    pub fn assign(&self, tier: Tier, partition: i32) -> u64 {
+        self.lock().assign(tier, partition)
+    }
+
+    pub fn revoke(&self, tier: Tier, partition: i32) -> Option<i64> {
+        let out = self.lock().revoke(tier, partition);
+        self.wake();
+        out
+    }
+
+    pub fn track(&self, tier: Tier, partition: i32, offset: i64) -> Option<u64> {
+        self.lock().track(tier, partition, offset)
+    }
+
+    /// See [`OffsetTracker::done`].
+    pub fn done(&self, origin: &Origin) -> bool {
+        let finished = self.lock().finish(origin);
+        if finished == Some(true) {
+            self.wake();
+        }
+        finished.is_some()
+    }
+
+    /// See [`OffsetTracker::abandon`].
+    pub fn abandon(&self, origin: &Origin) -> bool {
+        let out = self.lock().abandon(origin);
+        self.wake();
+        out
+    }
+
+    pub fn committable(&self) -> Vec<(Tier, i32, i64)> {
+        self.lock().committable()
+    }
+
+    pub fn positions(&self) -> Vec<(Tier, i32, i64)> {
+        self.lock().positions()
+    }
+
+    pub fn pending(&self, tier: Tier, partition: i32) -> usize {
+        self.lock().pending(tier, partition)
+    }
+
+    pub fn total_pending(&self) -> usize {
+        self.lock().total_pending()
+    }
+
+    pub fn assigned(&self) -> Vec<PartitionKey> {
+        self.lock().assigned()
+    }
+
+    /// Blocks the calling thread until none of `partitions` has pending records or `timeout`
+    /// passes; returns whether they drained. For the rebalance callback, which librdkafka runs
+    /// on the consumer's polling thread (never call it from an async task).
+    pub fn wait_until_drained(&self, partitions: &[PartitionKey], timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut guard = self.lock();
+        loop {
+            if partitions.iter().all(|&(t, p)| guard.pending(t, p) == 0) {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            guard = self
+                .inner
+                .drained
+                .wait_timeout(guard, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// Waits until no record is pending anywhere or `timeout` passes; returns whether it
+    /// drained. For tokio tasks.
+    pub async fn wait_all_done(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.inner.drained_async.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a wake between the check and the await is kept.
+            notified.as_mut().enable();
+            if self.total_pending() == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.total_pending() == 0;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_blocking_waiter_wakes_when_its_partition_drains() {
+        let t = SharedTracker::new();
+        let e = t.assign(Tier::High, 0);
+        t.track(Tier::High, 0, 4);
+        let other = t.clone();
+        let h = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            let o = Origin {
+                topic_tier: Tier::High,
+                partition: 0,
+                offset: 4,
+                epoch: e,
+            };
+            assert!(other.done(&o));
+        });
+        assert!(t.wait_until_drained(&[(Tier::High, 0)], Duration::from_secs(5)));
+        h.join().unwrap();
+        assert_eq!(t.total_pending(), 0);
+    }
+
+    #[test]
+    fn a_blocking_wait_is_bounded() {
+        let t = SharedTracker::new();
+        t.assign(Tier::Low, 1);
+        t.track(Tier::Low, 1, 0);
+        let start = Instant::now();
+        assert!(!t.wait_until_drained(&[(Tier::Low, 1)], Duration::from_millis(30)));
+        assert!(start.elapsed() >= Duration::from_millis(30));
+        assert!(
+            t.wait_until_drained(&[(Tier::High, 1)], Duration::ZERO),
+            "unassigned = drained"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_async_waiter_wakes_when_everything_is_done() {
+        let t = SharedTracker::new();
+        let e = t.assign(Tier::Normal, 3);
+        t.track(Tier::Normal, 3, 0);
+        t.track(Tier::Normal, 3, 1);
+        assert!(!t.wait_all_done(Duration::from_millis(10)).await);
+        let other = t.clone();
+        tokio::spawn(async move {
+            for offset in [1, 0] {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                other.done(&Origin {
+                    topic_tier: Tier::Normal,
+                    partition: 3,
+                    offset,
+                    epoch: e,
+                });
+            }
+        });
+        assert!(t.wait_all_done(Duration::from_secs(5)).await);
+    }
+}
