@@ -43,10 +43,21 @@ pub struct ServeReport {
     pub replier: ReplierReport,
 }
 
-/// Number of ONNX Runtime sessions (one worker thread each): the seeds' `thread_pool_size` is
-/// the inference thread budget, shared out as `intra_op_threads` per session.
-pub fn sessions(cfg: &Config) -> usize {
-    (cfg.resource_management.thread_pool_size / cfg.model.intra_op_threads.max(1)).max(1)
+/// ONNX Runtime sessions (one worker thread each) and intra-op threads per session.
+///
+/// The seeds' `thread_pool_size` is the inference thread budget, shared out as
+/// `intra_op_threads` per session, but never more than the machine's cores minus one: the
+/// Kafka clients, decoding and encoding need a core, and oversubscribed ORT threads spin
+/// against them (measured on 2 cores: 1 session x 1 thread drains 5.3k req/s, 2 x 1 3.5k,
+/// 1 x 2 4.3k; docs/benchmarks.md).
+pub fn inference_threads(cfg: &Config, cores: usize) -> (usize, usize) {
+    let budget = cfg
+        .resource_management
+        .thread_pool_size
+        .min(cores.saturating_sub(1))
+        .max(1);
+    let intra = cfg.model.intra_op_threads.clamp(1, budget);
+    ((budget / intra).max(1), intra)
 }
 
 /// Serves until `cancel` fires (then drains) or a stage fails.
@@ -109,12 +120,20 @@ pub async fn serve(config: Config, cancel: CancellationToken) -> Result<ServeRep
 }
 
 async fn load_backends(cfg: &Arc<Config>) -> Result<Vec<Box<dyn Backend>>, AppError> {
-    let n = sessions(cfg);
-    let cfg = Arc::clone(cfg);
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let (n, intra) = inference_threads(cfg, cores);
+    tracing::info!(
+        sessions = n,
+        intra_op_threads = intra,
+        cores,
+        "inference threads"
+    );
+    let mut model = cfg.model.clone();
+    model.intra_op_threads = intra;
     // Session creation and warm-up take a while; keep them off the async workers.
     tokio::task::spawn_blocking(move || {
         (0..n)
-            .map(|_| load_backend(&cfg.model))
+            .map(|_| load_backend(&model))
             .collect::<Result<Vec<_>, _>>()
     })
     .await
@@ -125,4 +144,20 @@ async fn load_backends(cfg: &Arc<Config>) -> Result<Vec<Box<dyn Backend>>, AppEr
 fn array<T>(v: Vec<T>) -> [T; 4] {
     v.try_into()
         .unwrap_or_else(|v: Vec<T>| panic!("expected 4 tiers, got {}", v.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inference_threads_never_oversubscribe_and_keep_a_core_for_io() {
+        let mut cfg = Config::default(); // thread_pool_size 4, intra_op_threads 2
+        assert_eq!(inference_threads(&cfg, 2), (1, 1));
+        assert_eq!(inference_threads(&cfg, 16), (2, 2));
+        cfg.resource_management.thread_pool_size = 16;
+        assert_eq!(inference_threads(&cfg, 8), (3, 2));
+        cfg.model.intra_op_threads = 1;
+        assert_eq!(inference_threads(&cfg, 1), (1, 1));
+    }
 }

@@ -25,6 +25,12 @@ enum Command {
     Serve(ConfigArgs),
     /// Load, merge and validate the configuration; print it (YAML) or every error with its source.
     ValidateConfig(ConfigArgs),
+    /// Load generator: send requests to the tier topics (fixed rate or backlog), measure replies.
+    Bench(kbatch::bench::BenchArgs),
+    /// Broker (given, tansu or in-process mock) + pipeline + load, with a live summary.
+    Demo(kbatch::demo::DemoArgs),
+    /// Create the four tier topics, the reply topic and the dead-letter topic.
+    CreateTopics(kbatch::bench::CreateTopicsArgs),
 }
 
 #[derive(Args)]
@@ -55,6 +61,13 @@ fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::ValidateConfig(args) => return validate_config(&args),
         Command::Serve(args) => runtime().and_then(|rt| rt.block_on(serve(args))),
+        Command::Bench(args) => {
+            runtime().and_then(|rt| rt.block_on(kbatch::bench::run(args)).map(drop))
+        }
+        Command::Demo(args) => runtime().and_then(|rt| rt.block_on(kbatch::demo::run(args))),
+        Command::CreateTopics(args) => {
+            runtime().and_then(|rt| rt.block_on(kbatch::bench::create_topics(args)))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

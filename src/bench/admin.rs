@@ -45,8 +45,8 @@ pub async fn ensure_topics(brokers: &str, cfg: &Config, partitions: i32) -> Resu
     ensure_named_topics(brokers, &props, &all_topics(cfg), partitions).await
 }
 
-/// Creates each of `topics` that does not exist yet with `partitions` partitions (replication
-/// 1) and waits until all of them have every partition led. `properties` are extra librdkafka
+/// Creates each of `topics` that does not exist yet with `partitions` partitions (replication 1)
+/// and waits until all of them have every partition led. `properties` are extra librdkafka
 /// settings (TLS, SASL).
 pub async fn ensure_named_topics(
     brokers: &str,

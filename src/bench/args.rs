@@ -185,6 +185,15 @@ pub fn new_run_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..8].to_owned()
 }
 
+/// The name `--framing` takes for `f`.
+pub fn framing_name(f: Framing) -> &'static str {
+    match f {
+        Framing::Confluent => "confluent",
+        Framing::SingleObject => "single-object",
+        Framing::Json => "json",
+    }
+}
+
 /// `confluent`, `single-object` (or `single_object`), `json`.
 pub fn parse_framing(s: &str) -> Result<Framing, String> {
     match s.to_ascii_lowercase().replace('-', "_").as_str() {

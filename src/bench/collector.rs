@@ -11,11 +11,13 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message as _, Offset, TopicPartitionList};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::admin::client_config;
+use super::producer::producer_config;
 use super::workload::{IdKind, Kind, Plan, RequestIds};
 use super::{BenchError, RunSpec, SendLog};
 use crate::tier::Tier;
@@ -180,8 +182,9 @@ impl Matcher {
         t.latency[tier.index()].saturating_record(us);
         self.interval.latency[tier.index()].saturating_record(us);
         self.interval.answered += 1;
-        if let Ok(server) = u64::try_from(reply.timings.end_to_end_us) {
-            t.server_latency.saturating_record(server.max(1));
+        // Zero or negative: the server did not measure it.
+        if let Ok(server @ 1..) = u64::try_from(reply.timings.end_to_end_us) {
+            t.server_latency.saturating_record(server);
         }
         if reply.status == Status::Ok {
             if let Ok(b) = u64::try_from(reply.timings.batch_size) {
@@ -197,6 +200,12 @@ impl Matcher {
             t.unexpected_status += 1;
         }
         Match::Answered { seq, tier, latency }
+    }
+
+    /// Starts the live clock (elapsed time and the first interval) at `now`: when sending starts.
+    pub fn restart_clock(&mut self, now: Instant) {
+        self.started = now;
+        self.interval = Interval::new(now);
     }
 
     /// A record on the reply topic that is not a reply.
@@ -296,19 +305,20 @@ impl fmt::Display for LiveStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "[{:>6.1}s] sent {:>8} answered {:>8} ({:>7.0}/s)",
+            "[{:>6.1}s] sent {} answered {} ({:.0}/s)",
             self.elapsed.as_secs_f64(),
             self.sent,
             self.answered,
             self.rate()
         )?;
+        f.write_str(" | p50/p99 ms:")?;
         for t in &self.tiers {
             if t.count == 0 {
-                write!(f, " | {:<8}       -", t.tier.as_str())?;
+                write!(f, " {} -", t.tier.as_str())?;
             } else {
                 write!(
                     f,
-                    " | {:<8} p50 {:>6.1} p99 {:>6.1} ms",
+                    " {} {:.1}/{:.1}",
                     t.tier.as_str(),
                     t.p50_us as f64 / 1000.0,
                     t.p99_us as f64 / 1000.0
@@ -366,6 +376,7 @@ pub(super) async fn reply_consumer(
         source,
     })?;
     let topic = spec.reply_topic.clone();
+    let brokers = spec.brokers.clone();
     // Metadata and watermarks block their thread.
     let offsets = tokio::task::spawn_blocking(move || -> Result<Vec<(i32, Offset)>, BenchError> {
         let kafka = |op| move |source| BenchError::Kafka { op, source };
@@ -383,7 +394,7 @@ pub(super) async fn reply_consumer(
                 topic: topic.clone(),
                 partitions: 1,
                 waited: Duration::from_secs(10),
-                brokers: String::new(),
+                brokers,
             });
         }
         partitions
@@ -425,6 +436,12 @@ pub struct Collector {
 
 impl Collector {
     /// Assigns the reply consumer (before anything is sent) and starts reading.
+    ///
+    /// On a topic made for this run it also writes a marker record there and waits (up to
+    /// 10 s) until the consumer reads it back: a fresh consumer needs a few hundred ms to find
+    /// its partitions' leaders and start fetching, and replies waiting in the topic meanwhile
+    /// would show up as latency. A shared topic is not written to (other readers would see the
+    /// marker); use a warm-up there.
     pub async fn start(spec: &RunSpec, matcher: Matcher) -> Result<Self, BenchError> {
         let start = if spec.reply_from_start {
             ReplyStart::Beginning
@@ -435,17 +452,57 @@ impl Collector {
         let codec = WireCodec::new(&spec.wire);
         let matcher = Arc::new(Mutex::new(matcher));
         let stop = CancellationToken::new();
-        let task = tokio::spawn(collect(consumer, codec, matcher.clone(), stop.clone()));
-        Ok(Self {
+        let marker = format!("kbatch-bench-ready-{}", spec.run_id).into_bytes();
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(collect(
+            consumer,
+            codec,
+            matcher.clone(),
+            stop.clone(),
+            (marker.clone(), Some(ready_tx)),
+        ));
+        let this = Self {
             matcher,
             stop,
             task,
-        })
+        };
+        if spec.reply_from_start {
+            let producer: FutureProducer =
+                producer_config(spec)
+                    .create()
+                    .map_err(|source| BenchError::Client {
+                        what: "producer",
+                        brokers: spec.brokers.clone(),
+                        source,
+                    })?;
+            let record = FutureRecord::<[u8], [u8]>::to(&spec.reply_topic)
+                .key(marker.as_slice())
+                .payload(&[]);
+            producer
+                .send(record, Duration::from_secs(10))
+                .await
+                .map_err(|(source, _)| BenchError::Kafka {
+                    op: "produce (reply-topic marker)",
+                    source,
+                })?;
+            if tokio::time::timeout(Duration::from_secs(10), ready_rx)
+                .await
+                .is_err()
+            {
+                tracing::warn!(topic = %spec.reply_topic, "reply consumer did not see its marker within 10 s; starting anyway");
+            }
+        }
+        Ok(this)
     }
 
     fn lock(&self) -> MutexGuard<'_, Matcher> {
         // A panic while holding the lock leaves counters that are still meaningful.
         self.matcher.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts the live clock now (see [`Matcher::restart_clock`]).
+    pub fn restart_clock(&self) {
+        self.lock().restart_clock(Instant::now());
     }
 
     /// Requests answered so far.
@@ -481,11 +538,15 @@ impl Collector {
     }
 }
 
+/// The marker key this run writes to its own reply topic, and who waits for it.
+type Marker = (Vec<u8>, Option<tokio::sync::oneshot::Sender<()>>);
+
 async fn collect(
     consumer: StreamConsumer,
     codec: WireCodec,
     matcher: Arc<Mutex<Matcher>>,
     stop: CancellationToken,
+    (marker, mut ready): Marker,
 ) {
     loop {
         let msg = tokio::select! {
@@ -494,6 +555,14 @@ async fn collect(
             m = consumer.recv() => m,
         };
         let at = Instant::now();
+        if let Ok(m) = &msg {
+            if m.key() == Some(marker.as_slice()) {
+                if let Some(tx) = ready.take() {
+                    let _ = tx.send(());
+                }
+                continue;
+            }
+        }
         let mut m = matcher.lock().unwrap_or_else(|e| e.into_inner());
         match msg {
             Ok(msg) => match msg.payload().map(|p| codec.decode_reply(p)) {

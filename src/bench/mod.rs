@@ -28,7 +28,9 @@ use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
 pub use admin::{all_topics, ensure_named_topics, ensure_topics};
-pub use args::{new_run_id, parse_framing, plan_size, BenchArgs, ConfigSource, CreateTopicsArgs};
+pub use args::{
+    framing_name, new_run_id, parse_framing, plan_size, BenchArgs, ConfigSource, CreateTopicsArgs,
+};
 pub use collector::{Collector, LiveStats, Match, Matcher, Tally, TierLive};
 pub use pacing::{parse_duration, Pacer};
 pub use producer::{warm_up, SendLog, Sent};
@@ -123,12 +125,45 @@ impl RunSpec {
     }
 }
 
+/// How a run is stopped early: the first signal stops sending (the run still waits, up to
+/// `RunSpec::wait`, for replies to what was sent), the second stops waiting too.
+#[derive(Debug, Clone, Default)]
+pub struct RunControl {
+    pub stop_sending: CancellationToken,
+    pub stop_waiting: CancellationToken,
+}
+
+impl RunControl {
+    /// Stops sending on the first Ctrl-C and waiting on the second. The task ends with the
+    /// process (or when aborted through the returned handle).
+    pub fn stop_on_ctrl_c(&self) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_err() {
+                return;
+            }
+            eprintln!("interrupted: sending stopped; waiting for outstanding replies (Ctrl-C again to stop now)");
+            this.stop_sending.cancel();
+            if tokio::signal::ctrl_c().await.is_ok() {
+                this.stop_waiting.cancel();
+                this.stop_sending.cancel();
+            }
+        })
+    }
+
+    /// Stops both now.
+    pub fn stop_all(&self) {
+        self.stop_sending.cancel();
+        self.stop_waiting.cancel();
+    }
+}
+
 /// Runs one load: produces the plan on its schedule, collects replies until every expected one
-/// arrived, `spec.wait` passed after the last send, or `cancel` fired (which also stops sending),
-/// calling `live` about once a second. Returns the final report.
+/// arrived or `spec.wait` passed after sending ended, calling `live` about once a second.
+/// `control` stops sending or waiting early. Returns the final report.
 pub async fn execute(
     spec: &RunSpec,
-    cancel: CancellationToken,
+    control: &RunControl,
     mut live: Option<&mut (dyn FnMut(&LiveStats) + Send)>,
 ) -> Result<BenchReport, BenchError> {
     let plan = std::sync::Arc::new(Plan::new(
@@ -140,13 +175,24 @@ pub async fn execute(
     let log = std::sync::Arc::new(SendLog::new(spec.total as usize, Instant::now()));
     let matcher = Matcher::new(spec.ids(), plan.clone(), log.clone());
     let collector = Collector::start(spec, matcher).await?;
+    collector.restart_clock();
 
-    let stop_sending = cancel.child_token();
+    let stop_sending = control.stop_sending.child_token();
+    let stop_waiting = control.stop_waiting.clone();
+    // Stopping the wait also stops sending.
+    let link = {
+        let (waiting, sending) = (stop_waiting.clone(), stop_sending.clone());
+        tokio::spawn(async move {
+            waiting.cancelled().await;
+            sending.cancel();
+        })
+        .abort_handle()
+    };
     let mut sender = tokio::spawn(producer::produce(
         spec.clone(),
         plan.clone(),
         log.clone(),
-        stop_sending.clone(),
+        stop_sending,
     ));
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -167,13 +213,10 @@ pub async fn execute(
     let expected = plan.expected_replies(&log);
     let deadline = tokio::time::Instant::now() + spec.wait;
     let mut poll = tokio::time::interval(Duration::from_millis(20));
-    loop {
-        if collector.answered() >= expected || cancel.is_cancelled() {
-            break;
-        }
+    while collector.answered() < expected && !stop_waiting.is_cancelled() {
         tokio::select! {
             _ = tokio::time::sleep_until(deadline) => break,
-            _ = cancel.cancelled() => break,
+            _ = stop_waiting.cancelled() => break,
             _ = poll.tick() => {}
             _ = ticker.tick() => {
                 if let Some(f) = live.as_deref_mut() {
@@ -182,6 +225,7 @@ pub async fn execute(
             }
         }
     }
+    link.abort();
     let tally = collector.stop().await?;
     Ok(BenchReport::build(spec, &plan, &log, &sent, &tally))
 }
@@ -192,6 +236,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
     use anyhow::Context as _;
     let loaded = crate::config::load(&args.load_options())?;
     let cfg = loaded.config;
+    crate::telemetry::init_tracing(&crate::config::Logging {
+        level: "warn".into(),
+        format: cfg.logging.format,
+    });
     let spec = args.run_spec(&cfg)?;
     if args.create_topics {
         ensure_topics(&spec.brokers, &cfg, args.partitions)
@@ -212,21 +260,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
         eprintln!("warm-up: first reply after {:.2} s", took.as_secs_f64());
     }
 
-    let cancel = CancellationToken::new();
-    let on_signal = cancel.clone();
-    let signal = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("interrupted: stopping the load, collecting what arrived");
-            on_signal.cancel();
-        }
-    });
+    let control = RunControl::default();
+    let signal = control.stop_on_ctrl_c();
     let mut progress = |s: &LiveStats| eprintln!("{s}");
     let live: Option<&mut (dyn FnMut(&LiveStats) + Send)> = if args.quiet {
         None
     } else {
         Some(&mut progress)
     };
-    let report = execute(&spec, cancel, live).await;
+    let report = execute(&spec, &control, live).await;
     signal.abort();
     let report = report?;
     println!("{}", report.render_text());
@@ -261,8 +303,13 @@ impl RunSpec {
             "as a backlog (as fast as possible)".to_owned()
         };
         format!(
-            "kbatch bench: {} requests {rate}, tiers {}, framing {:?}, brokers {}, reply topic {}, run {}",
-            self.total, self.mix, self.framing, self.brokers, self.reply_topic, self.run_id
+            "kbatch bench: {} requests {rate}, tiers {}, framing {}, brokers {}, reply topic {}, run {}",
+            self.total,
+            self.mix,
+            args::framing_name(self.framing),
+            self.brokers,
+            self.reply_topic,
+            self.run_id
         )
     }
 }

@@ -108,7 +108,7 @@ pub struct Sent {
     pub first_send: Option<Instant>,
     pub last_send: Option<Instant>,
     /// Largest lateness of a send behind its scheduled time (the generator could not keep up
-    /// when this is large).
+    /// when this is large); zero for unpaced runs.
     pub max_lag: Duration,
     /// Sending stopped before the plan was done (cancelled).
     pub stopped_early: bool,
@@ -152,6 +152,7 @@ pub(super) async fn produce(
     );
     let ids = spec.ids();
     let pacer = Pacer::new(spec.rate, plan.len().min(log.len() as u64));
+    prepare(&producer, &spec).await?;
     let (tx, rx) = mpsc::unbounded_channel();
     let deliveries = tokio::spawn(await_deliveries(rx, log.clone()));
 
@@ -163,8 +164,10 @@ pub(super) async fn produce(
         let due = pacer.due_by(start.elapsed());
         while next < due {
             let seq = next;
-            let lag = start.elapsed().saturating_sub(pacer.due_at(seq));
-            sent.max_lag = sent.max_lag.max(lag);
+            if pacer.is_paced() {
+                let lag = start.elapsed().saturating_sub(pacer.due_at(seq));
+                sent.max_lag = sent.max_lag.max(lag);
+            }
             ids.write(seq, &mut id);
             factory.encode(seq, plan.kind(seq), &id, now_ms(), &mut buf);
             let topic = spec.topics.topic(plan.tier(seq));
@@ -209,7 +212,7 @@ pub(super) async fn produce(
             }
             next += 1;
             sent.attempted = next;
-            if next % 256 == 0 {
+            if next.is_multiple_of(256) {
                 log.set_progress(next);
                 // Unpaced runs would otherwise hold this worker for the whole backlog.
                 tokio::task::yield_now().await;
@@ -245,6 +248,29 @@ pub(super) async fn produce(
     Ok(sent)
 }
 
+/// Fetches the tier topics' metadata (which also connects to their leaders) before the clock
+/// starts, so the first requests of a run do not pay for the producer's start-up.
+async fn prepare(producer: &FutureProducer, spec: &RunSpec) -> Result<(), BenchError> {
+    let producer = producer.clone();
+    let topics: Vec<String> = Tier::ALL
+        .iter()
+        .map(|&t| spec.topics.topic(t).to_owned())
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        for t in &topics {
+            rdkafka::producer::Producer::client(&producer)
+                .fetch_metadata(Some(t), Duration::from_secs(10))
+                .map_err(|source| BenchError::Kafka {
+                    op: "metadata",
+                    source,
+                })?;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|e| BenchError::Task(e.to_string()))?
+}
+
 /// Awaits delivery reports in send order; marks failed requests in the log.
 async fn await_deliveries(
     mut rx: mpsc::UnboundedReceiver<(u64, DeliveryFuture)>,
@@ -269,9 +295,10 @@ async fn await_deliveries(
     (ok, failed, first_error)
 }
 
-/// Sends a probe request (critical tier) once a second until one is answered; returns how long
-/// the first answer took. Used before timed runs so a consumer-group join or model load is not
-/// measured as request latency. Probe replies are ignored by the run's collector.
+/// Sends a probe request to every tier topic once a second until each tier has answered one;
+/// returns how long that took. Used before timed runs so a consumer-group join, model load or
+/// client start-up is not measured as request latency. Probe replies are ignored by the run's
+/// collector.
 pub async fn warm_up(spec: &RunSpec, limit: Duration) -> Result<Duration, BenchError> {
     let producer = create_producer(spec)?;
     let consumer = reply_consumer(spec, ReplyStart::End).await?;
@@ -284,9 +311,9 @@ pub async fn warm_up(spec: &RunSpec, limit: Duration) -> Result<Duration, BenchE
         None,
     );
     let ids = spec.ids();
-    let topic = spec.topics.topic(Tier::Critical);
     let start = Instant::now();
     let mut probe = tokio::time::interval(Duration::from_secs(1));
+    let mut answered = [false; 4];
     let mut n = 0;
     let mut buf = Vec::new();
     let deadline = tokio::time::Instant::now() + limit;
@@ -294,20 +321,28 @@ pub async fn warm_up(spec: &RunSpec, limit: Duration) -> Result<Duration, BenchE
         tokio::select! {
             _ = tokio::time::sleep_until(deadline) => return Err(BenchError::WarmUpTimedOut(limit)),
             _ = probe.tick() => {
-                let id = ids.warm_up(n);
-                n += 1;
-                factory.encode(0, Kind::Valid, &id, now_ms(), &mut buf);
-                let record = FutureRecord::to(topic).key(id.as_bytes()).payload(&buf);
-                producer
-                    .send_result(record)
-                    .map_err(|(source, _)| BenchError::Kafka { op: "produce", source })?;
+                for tier in Tier::ALL.into_iter().filter(|t| !answered[t.index()]) {
+                    let id = ids.warm_up(n);
+                    n += 1;
+                    factory.encode(0, Kind::Valid, &id, now_ms(), &mut buf);
+                    let record = FutureRecord::to(spec.topics.topic(tier))
+                        .key(id.as_bytes())
+                        .payload(&buf);
+                    producer
+                        .send_result(record)
+                        .map_err(|(source, _)| BenchError::Kafka { op: "produce", source })?;
+                }
             }
             m = consumer.recv() => {
                 use rdkafka::Message as _;
                 let Ok(m) = m else { continue };
                 let Some(reply) = m.payload().and_then(|p| codec.decode_reply(p).ok()) else { continue };
                 if ids.classify(&reply.request_id) == IdKind::WarmUp {
-                    return Ok(start.elapsed());
+                    // No priority is set, so the served tier is the topic's.
+                    answered[reply.tier.index()] = true;
+                    if answered.iter().all(|a| *a) {
+                        return Ok(start.elapsed());
+                    }
                 }
             }
         }

@@ -191,7 +191,7 @@ impl BenchReport {
             run_id: spec.run_id.clone(),
             brokers: spec.brokers.clone(),
             reply_topic: spec.reply_topic.clone(),
-            framing: format!("{:?}", spec.framing).to_lowercase(),
+            framing: super::args::framing_name(spec.framing).to_owned(),
             rate: spec.rate,
             tier_mix: spec.mix.weights(),
             bad_fraction: spec.bad_fraction,
@@ -252,7 +252,7 @@ impl BenchReport {
         );
         let _ = writeln!(
             s,
-            "sent        {} acknowledged, {} errors{} in {:.2} s ({}), max lag behind schedule {:.1} ms{}",
+            "sent        {} acknowledged, {} errors{} in {:.2} s ({}){}{}",
             self.sent,
             self.send_errors,
             if self.sent_invalid + self.sent_undecodable > 0 {
@@ -266,8 +266,16 @@ impl BenchReport {
             self.send_seconds,
             self.send_rate
                 .map_or("-".to_owned(), |r| format!("{r:.0}/s")),
-            self.max_send_lag_ms,
-            if self.stopped_early { ", stopped early" } else { "" },
+            if self.rate > 0.0 {
+                format!(", max lag behind schedule {:.1} ms", self.max_send_lag_ms)
+            } else {
+                String::new()
+            },
+            if self.stopped_early {
+                ", stopped early"
+            } else {
+                ""
+            },
         );
         if let Some(e) = &self.first_send_error {
             let _ = writeln!(s, "            first send error: {e}");

@@ -30,6 +30,9 @@ pub struct RecordParts<'a> {
 }
 
 /// The single fate of one record.
+// `Admit` is the common case and moves on into a channel: boxing it would cost an allocation
+// per request to shrink a value that lives for one function call.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Decision {
     /// A valid request for the loaded model: goes to the queue of `Admitted::tier`.

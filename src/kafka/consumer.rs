@@ -65,6 +65,9 @@ pub struct ConsumerReport {
     pub abandoned: u64,
     /// Records still pending when the shutdown drain timed out.
     pub pending_at_exit: u64,
+    /// The final synchronous commit failed (e.g. the group was rebalancing): the next owner
+    /// re-reads from the last successful commit.
+    pub final_commit_failed: bool,
 }
 
 /// Consumes the tier topics until `cancel`, then drains and commits. See the module docs.
@@ -138,10 +141,10 @@ impl<'a> PollLoop<'a> {
         if let Some(e) = &failure {
             tracing::error!(error = %e, "consumer stopping after a failure");
         }
-        let committed = self.shutdown();
-        match (failure, committed) {
-            (Some(e), _) | (None, Err(e)) => Err(e),
-            (None, Ok(())) => Ok(self.report),
+        self.shutdown();
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(self.report),
         }
     }
 
@@ -193,7 +196,7 @@ impl<'a> PollLoop<'a> {
     fn apply_pauses(&mut self) {
         let (pause, resume) = {
             let mut intake = self.ctx().intake();
-            (intake.to_pause(), intake.to_resume())
+            (intake.pauses_due(), intake.resumes_due())
         };
         let topics = &self.ctx().topics;
         if !pause.is_empty() {
@@ -318,8 +321,9 @@ impl<'a> PollLoop<'a> {
         self.ctx().tracker.abandon(origin);
     }
 
-    /// Stops intake, lets the pipeline drain, commits. Returns the final commit's result.
-    fn shutdown(&mut self) -> Result<(), KafkaError> {
+    /// Stops intake, lets the pipeline drain, commits. A failed final commit is reported, not
+    /// an error: it costs duplicates on the next start, never a lost record.
+    fn shutdown(&mut self) {
         let dropped = self.ctx().intake().close();
         for origin in &dropped {
             self.abandon(origin);
@@ -347,14 +351,15 @@ impl<'a> PollLoop<'a> {
                 "shutdown drain timed out; undelivered records will be re-read"
             );
         }
-        let result = commit(
+        if let Err(e) = commit(
             self.consumer,
             topics,
             &tracker.positions(),
             CommitMode::Sync,
-        )
-        .map_err(KafkaError::Commit);
+        ) {
+            tracing::warn!(error = %e, "final offset commit failed; delivered records will be re-read");
+            self.report.final_commit_failed = true;
+        }
         self.ctx().set_closing();
-        result
     }
 }

@@ -23,9 +23,6 @@ pub enum KafkaError {
         #[source]
         source: rdkafka::error::KafkaError,
     },
-    /// The final synchronous offset commit failed.
-    #[error("committing offsets: {0}")]
-    Commit(#[source] rdkafka::error::KafkaError),
     /// The producer could not flush its queue on shutdown.
     #[error("flushing the reply producer: {0}")]
     Flush(#[source] rdkafka::error::KafkaError),

@@ -24,7 +24,7 @@ use crate::tier::Tier;
 pub enum Offer {
     /// In its tier channel.
     Sent,
-    /// Kept in its tier's stash; the caller pauses topics per [`Intake::to_pause`].
+    /// Kept in its tier's stash; the caller pauses topics per [`Intake::pauses_due`].
     Stashed,
     /// The channel's receiver is gone (the pipeline is shutting down): the request is handed
     /// back so the caller can abandon its origin.
@@ -92,7 +92,7 @@ impl Intake {
         self.stash.iter().any(|s| !s.is_empty())
     }
 
-    /// Whether the caller must keep calling `flush` and `to_resume`: something is stashed or a
+    /// Whether the caller must keep calling `flush` and `resumes_due`: something is stashed or a
     /// topic is paused.
     pub fn needs_attention(&self) -> bool {
         self.has_stash() || self.paused.iter().any(|&p| p)
@@ -133,13 +133,13 @@ impl Intake {
     }
 
     /// Topic tiers that now hold stashed records but are not paused yet; marks them paused.
-    pub fn to_pause(&mut self) -> Vec<Tier> {
+    pub fn pauses_due(&mut self) -> Vec<Tier> {
         self.flip(|me, t| me.held[t] > 0 && !me.paused[t])
     }
 
     /// Paused topic tiers with no stashed record left and room in the channel they overflowed;
     /// marks them running.
-    pub fn to_resume(&mut self) -> Vec<Tier> {
+    pub fn resumes_due(&mut self) -> Vec<Tier> {
         self.flip(|me, t| me.held[t] == 0 && me.paused[t] && me.has_room(me.blocked_on[t]))
     }
 
@@ -160,7 +160,7 @@ impl Intake {
     }
 
     /// Removes the stashed requests read from `partitions` (being revoked); returns their
-    /// origins. Pause flags are left to `to_resume`.
+    /// origins. Pause flags are left to `resumes_due`.
     pub fn drop_partitions(&mut self, partitions: &[PartitionKey]) -> Vec<Origin> {
         let mut dropped = Vec::new();
         for stash in &mut self.stash {

@@ -67,20 +67,20 @@ fn a_full_tier_stashes_in_order_and_pauses_the_source_topic() {
         Offer::Sent
     ));
     assert_eq!(
-        intake.to_pause(),
+        intake.pauses_due(),
         vec![Tier::Normal],
         "the source topic, not the served tier"
     );
-    assert!(intake.to_pause().is_empty(), "reported once");
+    assert!(intake.pauses_due().is_empty(), "reported once");
     assert!(intake.is_paused(Tier::Normal));
 
     assert_eq!(offsets(&mut rxs[3]), vec![0, 1]);
     assert_eq!(intake.flush(), Ok(2));
-    assert!(intake.to_resume().is_empty(), "offset 4 is still stashed");
+    assert!(intake.resumes_due().is_empty(), "offset 4 is still stashed");
     assert_eq!(offsets(&mut rxs[3]), vec![2, 3]);
     assert_eq!(intake.flush(), Ok(1));
     assert!(!intake.has_stash());
-    assert_eq!(intake.to_resume(), vec![Tier::Normal]);
+    assert_eq!(intake.resumes_due(), vec![Tier::Normal]);
     assert_eq!(offsets(&mut rxs[3]), vec![4]);
 }
 
@@ -90,18 +90,18 @@ fn a_paused_topic_resumes_only_when_its_channel_is_half_empty() {
     for off in 0..5 {
         intake.offer(admitted(Tier::High, Tier::High, 0, off));
     }
-    assert_eq!(intake.to_pause(), vec![Tier::High]);
+    assert_eq!(intake.pauses_due(), vec![Tier::High]);
     rxs[1].try_recv().unwrap();
     assert_eq!(intake.flush(), Ok(1));
     assert!(!intake.has_stash() && intake.needs_attention());
     assert!(
-        intake.to_resume().is_empty(),
+        intake.resumes_due().is_empty(),
         "channel full again: stay paused"
     );
     rxs[1].try_recv().unwrap();
-    assert!(intake.to_resume().is_empty(), "one slot of four free");
+    assert!(intake.resumes_due().is_empty(), "one slot of four free");
     rxs[1].try_recv().unwrap();
-    assert_eq!(intake.to_resume(), vec![Tier::High]);
+    assert_eq!(intake.resumes_due(), vec![Tier::High]);
     assert!(!intake.needs_attention());
 }
 
@@ -128,18 +128,18 @@ fn revoked_partitions_lose_their_stash_and_report_origins() {
     for (p, off) in [(0, 0), (0, 1), (1, 2), (0, 3)] {
         intake.offer(admitted(Tier::Critical, Tier::Critical, p, off));
     }
-    intake.to_pause();
+    intake.pauses_due();
     let dropped = intake.drop_partitions(&[(Tier::Critical, 0)]);
     let offs: Vec<i64> = dropped.iter().map(|o| o.offset).collect();
     assert_eq!(offs, vec![1, 3]);
     assert!(
-        intake.to_resume().is_empty(),
+        intake.resumes_due().is_empty(),
         "partition 1's record is still held"
     );
     assert_eq!(intake.drop_partitions(&[(Tier::Critical, 1)]).len(), 1);
-    assert!(intake.to_resume().is_empty(), "its channel is still full");
+    assert!(intake.resumes_due().is_empty(), "its channel is still full");
     rxs[0].try_recv().unwrap();
-    assert_eq!(intake.to_resume(), vec![Tier::Critical]);
+    assert_eq!(intake.resumes_due(), vec![Tier::Critical]);
 }
 
 #[test]
