@@ -8,11 +8,15 @@ use rdkafka::config::ClientConfig;
 
 use crate::config::Config;
 
-/// Settings common to the consumer and the producer.
-fn base(cfg: &Config) -> ClientConfig {
+/// Settings common to the consumer and the producer: `defaults` first, so that
+/// `kafka.properties` can override them.
+fn base(cfg: &Config, defaults: &[(&str, &str)]) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &cfg.kafka.brokers)
         .set("client.id", &cfg.kafka.client_id);
+    for (k, v) in defaults {
+        c.set(*k, *v);
+    }
     for (k, v) in &cfg.kafka.properties {
         c.set(k, v);
     }
@@ -22,7 +26,7 @@ fn base(cfg: &Config) -> ClientConfig {
 /// The request consumer: offsets are committed by kbatch only, for delivered prefixes.
 pub fn consumer_config(cfg: &Config) -> ClientConfig {
     let k = &cfg.kafka;
-    let mut c = base(cfg);
+    let mut c = base(cfg, &[]);
     c.set("group.id", &k.group_id)
         .set("session.timeout.ms", k.session_timeout_ms.to_string())
         .set("fetch.wait.max.ms", k.fetch_wait_max_ms.to_string())
@@ -35,9 +39,12 @@ pub fn consumer_config(cfg: &Config) -> ClientConfig {
 }
 
 /// The reply producer: every outcome acknowledged by all in-sync replicas, idempotent so the
-/// producer's own retries can neither duplicate nor reorder replies.
+/// producer's own retries can neither duplicate nor reorder replies (checked against the
+/// librdkafka mock cluster and tansu 0.6).
 pub fn producer_config(cfg: &Config) -> ClientConfig {
-    let mut c = base(cfg);
+    // librdkafka's default (300 s) would hold an undeliverable reply, and with it the commit
+    // point of its partition, for five minutes per attempt; a reply that late is worthless.
+    let mut c = base(cfg, &[("message.timeout.ms", "30000")]);
     c.set("linger.ms", cfg.replies.linger_ms.to_string())
         .set("enable.idempotence", "true")
         .set("acks", "all");
@@ -67,5 +74,14 @@ mod tests {
         assert_eq!(p.get("acks"), Some("all"));
         assert_eq!(p.get("enable.idempotence"), Some("true"));
         assert_eq!(p.get("linger.ms"), Some("1"));
+        assert_eq!(p.get("message.timeout.ms"), Some("30000"));
+        cfg.kafka
+            .properties
+            .insert("message.timeout.ms".into(), "5000".into());
+        assert_eq!(
+            producer_config(&cfg).get("message.timeout.ms"),
+            Some("5000"),
+            "tunable"
+        );
     }
 }

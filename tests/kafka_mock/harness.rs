@@ -167,7 +167,8 @@ pub fn start(cfg: &Arc<Config>, tier_capacity: usize, echo_delay: Duration) -> P
         .with_test_writer()
         .try_init();
     let (txs, rxs): (Vec<_>, Vec<_>) = (0..4).map(|_| mpsc::channel(tier_capacity)).unzip();
-    let (out_tx, out_rx) = mpsc::channel(1024);
+    // As small as the tier channels: a small one makes the consumer wait for the replier.
+    let (out_tx, out_rx) = mpsc::channel(tier_capacity);
     let tracker = SharedTracker::new();
     let cancel = CancellationToken::new();
     let echo = spawn_echo(rxs, out_tx.clone(), echo_delay);

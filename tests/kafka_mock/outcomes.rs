@@ -159,28 +159,29 @@ async fn a_full_tier_channel_pauses_intake_without_losing_records() {
     let cfg = config(&cluster.bootstrap_servers(), "mock-pause");
     create_topics(&cluster, &cfg, &[]).await;
     let cfg = Arc::new(cfg);
-    // One slot per tier and a slow batcher: the consumer outruns it by far.
+    // One slot per tier and for outcomes, and a slow batcher: the consumer outruns it by far.
     let pipeline = start(&cfg, 1, Duration::from_millis(5));
 
+    // Every tenth record is undecodable: its dead letter waits for room in the outcome channel.
     let n = 120;
     let records: Vec<Record> = (0..n)
         .map(|i| {
             let id = format!("p-{i}");
-            (id.clone().into_bytes(), encoded(&request(&id)), Vec::new())
+            let value = if i % 10 == 0 {
+                GARBAGE.to_vec()
+            } else {
+                encoded(&request(&id))
+            };
+            (id.clone().into_bytes(), value, Vec::new())
         })
         .collect();
-    produce_all(
-        &producer(&cfg.kafka.brokers),
-        cfg.kafka.topics.topic(Tier::Normal),
-        &records,
-    )
-    .await;
-    let got = consume_n(
-        &reader(&cfg.kafka.brokers, &[&cfg.replies.default_topic]),
-        n,
-        WAIT,
-    )
-    .await;
+    let normal = cfg.kafka.topics.topic(Tier::Normal);
+    produce_all(&producer(&cfg.kafka.brokers), normal, &records).await;
+    let out_topics = [
+        cfg.replies.default_topic.as_str(),
+        cfg.replies.dead_letter_topic.as_str(),
+    ];
+    let got = consume_n(&reader(&cfg.kafka.brokers, &out_topics), n, WAIT).await;
     let (consumer_report, replier_report) = pipeline.stop().await;
 
     let mut ids: Vec<String> = got
@@ -189,12 +190,11 @@ async fn a_full_tier_channel_pauses_intake_without_losing_records() {
         .collect();
     ids.sort();
     ids.dedup();
-    assert_eq!(ids.len(), n, "lost or duplicated replies");
-    assert!(
-        consumer_report.paused > 0,
-        "intake never paused: {consumer_report:?}"
-    );
-    assert_eq!(consumer_report.admitted, n as u64);
-    assert_eq!(replier_report.replies_with(Status::Ok), n as u64);
+    assert_eq!(ids.len(), n, "lost or duplicated outcomes");
+    let c = &consumer_report;
+    assert!(c.paused > 0, "intake never paused: {c:?}");
+    assert_eq!((c.admitted, c.dead_lettered), (108, 12));
+    assert_eq!(replier_report.replies_with(Status::Ok), 108);
+    assert_eq!(replier_report.dead_letters, 12);
     assert_committed_at_end(&cfg).await;
 }
