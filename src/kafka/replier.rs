@@ -41,7 +41,7 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReplierReport {
     /// Delivered replies, indexed by `Status as usize` (see [`ReplierReport::replies_with`]).
-    pub replies: [u64; 8],
+    pub replies: [u64; Status::ALL.len()],
     pub dead_letters: u64,
     /// Outcomes given up after `MAX_ATTEMPTS` (or a permanent error); their offsets stay pending.
     pub delivery_failures: u64,
