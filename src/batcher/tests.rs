@@ -8,9 +8,9 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
 
 use super::*;
-use crate::pipeline::{Admitted, Batch, Origin, Outcome, ReplyTo};
+use crate::pipeline::{fixtures, Admitted, Batch, Outcome};
 use crate::tier::Tier;
-use crate::wire::{Request, Status};
+use crate::wire::Status;
 
 fn policy() -> BatchPolicy {
     BatchPolicy {
@@ -27,37 +27,7 @@ fn policy() -> BatchPolicy {
 }
 
 fn entry(id: u64, tier: Tier, at: Instant) -> Admitted {
-    Admitted {
-        request: Request {
-            request_id: format!("r{id}"),
-            created_at_ms: 0,
-            deadline_ms: None,
-            timeout_ms: None,
-            model_name: None,
-            model_version: None,
-            priority: None,
-            reply_topic: None,
-            client_id: None,
-            shape: vec![1],
-            data: vec![0.0],
-        },
-        tier,
-        origin: Origin {
-            topic_tier: tier,
-            partition: 0,
-            offset: id as i64,
-            epoch: 1,
-        },
-        reply_to: ReplyTo {
-            topic: "replies".into(),
-            key: None,
-            correlation_id: None,
-            traceparent: None,
-        },
-        record_timestamp_ms: 0,
-        admitted_at: at,
-        deadline: None,
-    }
+    fixtures::admitted(&format!("r{id}"), (tier, 0, id as i64), tier, at)
 }
 
 fn ids(batch: &[Admitted]) -> Vec<&str> {

@@ -5,41 +5,11 @@ use tokio::time::Instant;
 use tokio::sync::mpsc::{channel, Receiver};
 
 use super::*;
-use crate::pipeline::ReplyTo;
-use crate::wire::Request;
+use crate::pipeline::fixtures;
 
 fn admitted(topic: Tier, served: Tier, partition: i32, offset: i64) -> Admitted {
-    Admitted {
-        request: Request {
-            request_id: format!("{topic}-{partition}-{offset}"),
-            created_at_ms: 0,
-            deadline_ms: None,
-            timeout_ms: None,
-            model_name: None,
-            model_version: None,
-            priority: None,
-            reply_topic: None,
-            client_id: None,
-            shape: vec![1],
-            data: vec![0.0],
-        },
-        tier: served,
-        origin: Origin {
-            topic_tier: topic,
-            partition,
-            offset,
-            epoch: 1,
-        },
-        reply_to: ReplyTo {
-            topic: "r".into(),
-            key: None,
-            correlation_id: None,
-            traceparent: None,
-        },
-        record_timestamp_ms: 0,
-        admitted_at: Instant::now(),
-        deadline: None,
-    }
+    let id = format!("{topic}-{partition}-{offset}");
+    fixtures::admitted(&id, (topic, partition, offset), served, Instant::now())
 }
 
 fn intake(capacity: usize) -> (Intake, Vec<Receiver<Admitted>>) {

@@ -12,6 +12,8 @@
 //! Invariant: every record the consumer takes from Kafka becomes exactly one `Outcome` carrying
 //! its `Origin`, and only a delivered outcome marks its origin done in the offset tracker.
 
+#[cfg(test)]
+pub(crate) mod fixtures;
 mod outcome;
 
 pub use outcome::{micros, now_ms, Admitted, Batch, Origin, Outcome, ReplyTo};
