@@ -1,0 +1,52 @@
+//! Test fixtures shared by the stage tests: a minimal request and an admitted request.
+
+use tokio::time::Instant;
+
+use super::{Admitted, Origin, ReplyTo};
+use crate::tier::Tier;
+use crate::wire::Request;
+
+/// A one-value request with only its id set.
+pub fn request(id: &str) -> Request {
+    Request {
+        request_id: id.to_string(),
+        created_at_ms: 0,
+        deadline_ms: None,
+        timeout_ms: None,
+        model_name: None,
+        model_version: None,
+        priority: None,
+        reply_topic: None,
+        client_id: None,
+        shape: vec![1],
+        data: vec![0.0],
+    }
+}
+
+/// An admitted request read from `topic`'s `partition` at `offset`, served at `served`.
+pub fn admitted(
+    id: &str,
+    (topic, partition, offset): (Tier, i32, i64),
+    served: Tier,
+    at: Instant,
+) -> Admitted {
+    Admitted {
+        request: request(id),
+        tier: served,
+        origin: Origin {
+            topic_tier: topic,
+            partition,
+            offset,
+            epoch: 1,
+        },
+        reply_to: ReplyTo {
+            topic: "replies".into(),
+            key: None,
+            correlation_id: None,
+            traceparent: None,
+        },
+        record_timestamp_ms: 0,
+        admitted_at: at,
+        deadline: None,
+    }
+}
