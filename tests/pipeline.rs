@@ -361,3 +361,64 @@ async fn kill_9_mid_stream_and_restart_loses_no_request() {
     );
     assert!(all.iter().all(|r| r.reply.status == Status::Ok));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reply_to_a_missing_topic_is_dead_lettered_and_commits_go_on() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Message, Offset, TopicPartitionList};
+
+    let broker = start_broker().await;
+    // One partition: the refused reply sits in front of the good one.
+    let cfg = test_config(broker.bootstrap_servers(), 1).await;
+    let replies_reader = reader(broker.bootstrap_servers(), &cfg.replies.default_topic);
+    let dlq_reader = reader(broker.bootstrap_servers(), &cfg.replies.dead_letter_topic);
+    let serving = serve(&cfg);
+    let p = producer(broker.bootstrap_servers());
+    let nowhere = format!("{}.nowhere", cfg.replies.default_topic);
+    let lost = Request {
+        reply_topic: Some(nowhere.clone()),
+        ..request("to-nowhere", 1)
+    };
+    send_request(&p, &cfg, Tier::Normal, &lost).await;
+    send_request(&p, &cfg, Tier::Normal, &request("after", 2)).await;
+
+    let replies = collect_replies(&replies_reader, &cfg, Duration::from_secs(60), |r| {
+        !r.is_empty()
+    })
+    .await;
+    assert_eq!(unique_ids(&replies), HashSet::from(["after".to_string()]));
+    let dead = common::consume_n(&dlq_reader, 1, Duration::from_secs(60)).await;
+    let codec = kbatch::wire::WireCodec::new(&cfg.wire);
+    let letter = codec
+        .decode_dead_letter(dead[0].payload().unwrap())
+        .expect("dead letter decodes");
+    assert_eq!(letter.error_kind, kbatch::kafka::REPLY_UNDELIVERABLE);
+    assert_eq!(letter.source_topic, cfg.kafka.topics.normal);
+    assert_eq!(letter.source_offset, 0);
+    assert!(letter.error.contains(&nowhere), "{}", letter.error);
+    let reply = codec
+        .decode_reply(letter.value.as_deref().unwrap())
+        .expect("the dead letter carries the reply");
+    assert_eq!(
+        (reply.request_id.as_str(), reply.status),
+        ("to-nowhere", Status::Ok)
+    );
+
+    let report = stop(serving).await;
+    assert_eq!(report.replier.reply_fallbacks, 1);
+    assert_eq!(report.replier.delivery_failures, 0);
+    // Both records have an outcome, so the commit point passed both.
+    let group: BaseConsumer =
+        common::consumer_config(broker.bootstrap_servers(), &cfg.kafka.group_id)
+            .create()
+            .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(&cfg.kafka.topics.normal, 0);
+    let committed =
+        tokio::task::block_in_place(|| group.committed_offsets(tpl, Duration::from_secs(10)))
+            .expect("committed offsets");
+    let offset = committed
+        .find_partition(&cfg.kafka.topics.normal, 0)
+        .map(|e| e.offset());
+    assert_eq!(offset, Some(Offset::Offset(2)));
+}

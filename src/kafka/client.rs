@@ -44,7 +44,17 @@ pub fn consumer_config(cfg: &Config) -> ClientConfig {
 pub fn producer_config(cfg: &Config) -> ClientConfig {
     // librdkafka's default (300 s) would hold an undeliverable reply, and with it the commit
     // point of its partition, for five minutes per attempt; a reply that late is worthless.
-    let mut c = base(cfg, &[("message.timeout.ms", "30000")]);
+    // A reply topic named by a request is not created on its behalf (requests must not be able
+    // to create topics), and a missing one fails its reply after 5 s instead of librdkafka's
+    // 30 s; the replier then falls back to the dead-letter topic.
+    let mut c = base(
+        cfg,
+        &[
+            ("message.timeout.ms", "30000"),
+            ("allow.auto.create.topics", "false"),
+            ("topic.metadata.propagation.max.ms", "5000"),
+        ],
+    );
     c.set("linger.ms", cfg.replies.linger_ms.to_string())
         .set("enable.idempotence", "true")
         .set("acks", "all");

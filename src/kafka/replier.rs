@@ -2,9 +2,10 @@
 //! marks its origin done in the offset tracker.
 //!
 //! Invariant: `tracker.done` is called only for an outcome whose record was acknowledged
-//! (acks=all). An outcome that cannot be delivered after bounded retries stays pending, so its
-//! input offset is never committed past: at-least-once, the record is re-read by whoever owns the
-//! partition next.
+//! (acks=all). A reply its topic refuses (missing topic, permanent error, retries spent) goes to
+//! the dead-letter topic instead (`fallback`); an outcome that cannot be delivered there either
+//! stays pending, so its input offset is never committed past: at-least-once, the record is
+//! re-read by whoever owns the partition next.
 //!
 //! Many deliveries are in flight at once (up to `MAX_IN_FLIGHT`); at the bound the replier stops
 //! reading its channel, which backs up into the batcher and the consumer.
@@ -22,9 +23,10 @@ use rdkafka::types::RDKafkaErrorCode;
 use tokio::sync::mpsc::Receiver;
 
 use super::client::producer_config;
+use super::fallback::reply_dead_letter;
 use super::{KafkaError, SharedTracker};
 use crate::config::Config;
-use crate::pipeline::{Origin, Outcome};
+use crate::pipeline::{now_ms, Origin, Outcome};
 use crate::wire::{Status, WireCodec};
 
 /// Deliveries awaiting an acknowledgement before the replier stops taking outcomes.
@@ -43,6 +45,9 @@ pub struct ReplierReport {
     /// Delivered replies, indexed by `Status as usize` (see [`ReplierReport::replies_with`]).
     pub replies: [u64; Status::ALL.len()],
     pub dead_letters: u64,
+    /// Replies their topic refused, delivered to the dead-letter topic instead (also counted in
+    /// `dead_letters`, not in `replies`).
+    pub reply_fallbacks: u64,
     /// Outcomes given up after `MAX_ATTEMPTS` (or a permanent error); their offsets stay pending.
     pub delivery_failures: u64,
     /// Re-sends after a failed delivery.
@@ -64,6 +69,8 @@ impl ReplierReport {
 enum Kind {
     Reply(Status),
     DeadLetter,
+    /// A refused reply on its way to the dead-letter topic.
+    ReplyFallback,
 }
 
 /// One finished delivery attempt.
@@ -104,7 +111,7 @@ pub async fn run_replier(
             // Acknowledgements first: they free room and move commit points.
             biased;
             Some(a) = in_flight.next(), if busy => {
-                if let Some(retry) = settle(a, &producer, &tracker, &mut report) {
+                if let Some(retry) = enc.settle(a, &producer, &tracker, &mut report).await {
                     in_flight.push(retry);
                 }
             }
@@ -129,39 +136,83 @@ pub async fn run_replier(
     Ok(report)
 }
 
-/// Accounts for a finished attempt; returns the retry to run, if any.
-fn settle(
-    a: Attempt,
-    producer: &FutureProducer,
-    tracker: &SharedTracker,
-    report: &mut ReplierReport,
-) -> Option<InFlight> {
-    match a.result {
-        Ok(()) => {
-            match a.kind {
-                Kind::Reply(s) => report.replies[s as usize] += 1,
-                Kind::DeadLetter => report.dead_letters += 1,
+impl Encoder {
+    /// Accounts for a finished attempt; returns the retry or the fallback to run, if any.
+    async fn settle(
+        &mut self,
+        a: Attempt,
+        producer: &FutureProducer,
+        tracker: &SharedTracker,
+        report: &mut ReplierReport,
+    ) -> Option<InFlight> {
+        let (e, msg) = match a.result {
+            Ok(()) => {
+                match a.kind {
+                    Kind::Reply(s) => report.replies[s as usize] += 1,
+                    Kind::DeadLetter => report.dead_letters += 1,
+                    Kind::ReplyFallback => {
+                        report.dead_letters += 1;
+                        report.reply_fallbacks += 1;
+                    }
+                }
+                tracker.done(&a.origin);
+                return None;
             }
-            tracker.done(&a.origin);
-            None
+            Err(failed) => failed,
+        };
+        match msg {
+            Some(msg) if a.attempt < MAX_ATTEMPTS && !is_permanent(&e) => {
+                report.retries += 1;
+                tracing::warn!(error = %e, attempt = a.attempt, origin = ?a.origin, "delivery failed; retrying");
+                Some(Box::pin(resend(
+                    producer.clone(),
+                    msg,
+                    a.origin,
+                    a.kind,
+                    a.attempt + 1,
+                )))
+            }
+            // Only a refusal by the topic itself: after transient failures (broker away) the
+            // reply stays pending and is recomputed, so the requester still gets it.
+            Some(msg) if matches!(a.kind, Kind::Reply(_)) && is_permanent(&e) => {
+                tracing::warn!(error = %e, topic = msg.topic(), origin = ?a.origin,
+                    "reply topic refused the reply; sending it to the dead-letter topic");
+                Some(self.send_fallback(producer, &a.origin, &msg, &e).await)
+            }
+            _ => {
+                report.delivery_failures += 1;
+                tracing::error!(error = %e, attempts = a.attempt, origin = ?a.origin,
+                    "outcome not delivered; its offset stays uncommitted and will be re-read");
+                None
+            }
         }
-        Err((e, Some(msg))) if a.attempt < MAX_ATTEMPTS && !is_permanent(&e) => {
-            report.retries += 1;
-            tracing::warn!(error = %e, attempt = a.attempt, origin = ?a.origin, "delivery failed; retrying");
-            Some(Box::pin(resend(
-                producer.clone(),
-                msg,
-                a.origin,
-                a.kind,
-                a.attempt + 1,
-            )))
+    }
+
+    /// Sends the refused reply `msg` to the dead-letter topic.
+    async fn send_fallback(
+        &mut self,
+        producer: &FutureProducer,
+        origin: &Origin,
+        msg: &OwnedMessage,
+        e: &RdError,
+    ) -> InFlight {
+        let letter = reply_dead_letter(&self.cfg, origin, msg, e, now_ms());
+        self.buf.clear();
+        self.codec.encode_dead_letter(&letter, &mut self.buf);
+        let headers = OwnedHeaders::new_with_capacity(2)
+            .insert(header("kbatch-error-kind", letter.error_kind.as_bytes()))
+            .insert(header(
+                "kbatch-instance",
+                self.cfg.kafka.client_id.as_bytes(),
+            ));
+        let mut record = FutureRecord::to(&self.cfg.replies.dead_letter_topic)
+            .payload(&self.buf[..])
+            .headers(headers);
+        if let Some(k) = msg.key() {
+            record = record.key(k);
         }
-        Err((e, _)) => {
-            report.delivery_failures += 1;
-            tracing::error!(error = %e, attempts = a.attempt, origin = ?a.origin,
-                "outcome not delivered; its offset stays uncommitted and will be re-read");
-            None
-        }
+        let enqueued = enqueue(producer, record).await;
+        Box::pin(attempt(enqueued, *origin, Kind::ReplyFallback, 1))
     }
 }
 
@@ -177,6 +228,8 @@ fn is_permanent(e: &RdError) -> bool {
                 | C::MessageBatchTooLarge
                 | C::InvalidRecord
                 | C::InvalidTopic
+                | C::UnknownTopic
+                | C::UnknownTopicOrPartition
                 | C::TopicAuthorizationFailed
                 | C::ClusterAuthorizationFailed
                 | C::UnsupportedForMessageFormat
@@ -256,11 +309,12 @@ fn header<'a>(key: &'a str, value: &'a [u8]) -> KHeader<'a, &'a [u8]> {
 }
 
 /// Enqueues `record`, waiting while librdkafka's local queue is full. An immediate refusal
-/// (anything else) is returned as a failed delivery without a message to re-send.
+/// (anything else, e.g. a topic already known not to exist) comes back as the record, owned,
+/// so that it can be retried or sent elsewhere like a failed delivery.
 async fn enqueue(
     producer: &FutureProducer,
     mut record: FutureRecord<'_, [u8], [u8]>,
-) -> Result<rdkafka::producer::DeliveryFuture, RdError> {
+) -> Result<rdkafka::producer::DeliveryFuture, (RdError, OwnedMessage)> {
     loop {
         match producer.send_result(record) {
             Ok(delivery) => return Ok(delivery),
@@ -268,20 +322,31 @@ async fn enqueue(
                 record = back;
                 tokio::time::sleep(QUEUE_FULL_WAIT).await;
             }
-            Err((e, _)) => return Err(e),
+            Err((e, back)) => {
+                let owned = OwnedMessage::new(
+                    back.payload.map(<[u8]>::to_vec),
+                    back.key.map(<[u8]>::to_vec),
+                    back.topic.to_owned(),
+                    rdkafka::Timestamp::NotAvailable,
+                    back.partition.unwrap_or(-1),
+                    -1,
+                    back.headers,
+                );
+                return Err((e, owned));
+            }
         }
     }
 }
 
 /// Waits for the acknowledgement of an enqueued record.
 async fn attempt(
-    enqueued: Result<rdkafka::producer::DeliveryFuture, RdError>,
+    enqueued: Result<rdkafka::producer::DeliveryFuture, (RdError, OwnedMessage)>,
     origin: Origin,
     kind: Kind,
     attempt: u32,
 ) -> Attempt {
     let result = match enqueued {
-        Err(e) => Err((e, None)),
+        Err((e, msg)) => Err((e, Some(msg))),
         Ok(delivery) => match delivery.await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err((e, msg))) => Err((e, Some(msg))),
