@@ -125,9 +125,12 @@ impl KeyValues {
                     .split("__")
                     .map(str::to_lowercase)
                     .collect();
+                // Variable names cannot hold dots: `..._PROPERTIES__SECURITY_PROTOCOL` is
+                // librdkafka's `security.protocol` (its property names have no underscores).
+                let path = property_key(path, |k| k.replace('_', "."));
                 SECTIONS
                     .contains(&path[0].as_str())
-                    .then(|| (path, value.parse().expect("infallible")))
+                    .then(|| entry(path, value))
             })
             .collect();
         Self {
@@ -146,10 +149,8 @@ impl KeyValues {
                     .split_once('=')
                     .filter(|(k, _)| !k.trim().is_empty())
                     .ok_or_else(|| ConfigError::BadOverride(o.clone()))?;
-                Ok((
-                    key.trim().split('.').map(str::to_string).collect(),
-                    value.parse().expect("infallible"),
-                ))
+                let path = key.trim().split('.').map(str::to_string).collect();
+                Ok(entry(property_key(path, str::to_string), value))
             })
             .collect::<Result<_, ConfigError>>()?;
         Ok(Self {
@@ -158,6 +159,27 @@ impl KeyValues {
             entries,
         })
     }
+}
+
+/// `kafka.properties.<name>` keeps `<name>` as one key: librdkafka property names contain dots
+/// (`--set kafka.properties.queued.max.messages.kbytes=4096`). `name` maps the joined rest.
+fn property_key(mut path: Vec<String>, name: impl Fn(&str) -> String) -> Vec<String> {
+    if path.len() > 2 && path[0] == "kafka" && path[1] == "properties" {
+        let rest = path.split_off(2).join(".");
+        path.push(name(&rest));
+    }
+    path
+}
+
+/// The value of `path` parsed as YAML-like scalars are, except librdkafka properties, which are
+/// strings whatever they look like (`4096` stays `"4096"`).
+fn entry(path: Vec<String>, raw: &str) -> (Vec<String>, Value) {
+    let value = if path.len() == 3 && path[0] == "kafka" && path[1] == "properties" {
+        Value::from(raw.to_string())
+    } else {
+        raw.parse().expect("infallible")
+    };
+    (path, value)
 }
 
 impl Provider for KeyValues {

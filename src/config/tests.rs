@@ -296,3 +296,14 @@ fn bad_override_syntax_is_an_error() {
     o.overrides = vec!["no-equals-sign".into()];
     assert!(matches!(load(&o), Err(ConfigError::BadOverride(_))));
 }
+
+#[test]
+fn librdkafka_property_names_keep_their_dots() {
+    let mut o = opts(None);
+    o.overrides = vec!["kafka.properties.queued.max.messages.kbytes=4096".into()];
+    o.env = Some(vars(&[("KBATCH_KAFKA__PROPERTIES__SECURITY_PROTOCOL", "ssl")]));
+    let c = load(&o).unwrap().config;
+    let p = &c.kafka.properties;
+    assert_eq!(p.get("queued.max.messages.kbytes").map(String::as_str), Some("4096"));
+    assert_eq!(p.get("security.protocol").map(String::as_str), Some("ssl"));
+}
