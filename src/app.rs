@@ -71,15 +71,20 @@ pub async fn serve(config: Config, cancel: CancellationToken) -> Result<ServeRep
     let max_batch = cfg.batch_processing.max_batch_size;
     // Room for a few batches of outcomes; the replier keeps thousands of deliveries in flight.
     let (outcome_tx, outcome_rx) = mpsc::channel(4 * max_batch.max(256));
+    // Each hand-off channel holds as much as its tier's batcher queue. A small channel (64)
+    // overflows on every fetched burst before the batcher task runs; each overflow pauses the
+    // topic, librdkafka drops what it had prefetched and fetches it again: 4.4k req/s drained
+    // with 64, 10.5k with 256 (docs/benchmarks.md).
+    let policy = BatchPolicy::from_config(&cfg);
     let (tier_txs, tier_rxs): (Vec<_>, Vec<_>) = (0..4)
-        .map(|_| mpsc::channel::<Admitted>(max_batch.max(64)))
+        .map(|_| mpsc::channel::<Admitted>(policy.tier_capacity))
         .unzip();
 
     let replier = tokio::spawn(run_replier(cfg.clone(), outcome_rx, tracker.clone()));
     let (pool, workers) = spawn_workers(backends, outcome_tx.clone())?;
     let model = (info.name.clone(), info.version.clone());
     let batcher = tokio::spawn(run_batcher(
-        BatchPolicy::from_config(&cfg),
+        policy,
         array(tier_rxs),
         pool,
         outcome_tx.clone(),

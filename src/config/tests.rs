@@ -301,9 +301,15 @@ fn bad_override_syntax_is_an_error() {
 fn librdkafka_property_names_keep_their_dots() {
     let mut o = opts(None);
     o.overrides = vec!["kafka.properties.queued.max.messages.kbytes=4096".into()];
-    o.env = Some(vars(&[("KBATCH_KAFKA__PROPERTIES__SECURITY_PROTOCOL", "ssl")]));
+    o.env = Some(vars(&[(
+        "KBATCH_KAFKA__PROPERTIES__SECURITY_PROTOCOL",
+        "ssl",
+    )]));
     let c = load(&o).unwrap().config;
     let p = &c.kafka.properties;
-    assert_eq!(p.get("queued.max.messages.kbytes").map(String::as_str), Some("4096"));
+    assert_eq!(
+        p.get("queued.max.messages.kbytes").map(String::as_str),
+        Some("4096")
+    );
     assert_eq!(p.get("security.protocol").map(String::as_str), Some("ssl"));
 }
