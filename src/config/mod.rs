@@ -20,8 +20,8 @@ pub use kafka::{Delivery, KafkaConfig, RepliesConfig, TierTopics};
 pub use load::{load, LoadOptions, Loaded, PROFILES};
 pub use model::{Device, ModelConfig};
 pub use sections::{
-    AdaptiveBatching, BatchProcessing, LogFormat, Logging, PerformanceMonitoring, PriorityQueueing,
-    ResourceManagement,
+    AdaptiveBatching, BatchProcessing, Deduplication, LogFormat, Logging, OptimizationTarget,
+    PerformanceMonitoring, PriorityQueueing, ResourceManagement,
 };
 pub use validate::{validate, Issue};
 pub use wire::{Framing, WireConfig};
@@ -33,6 +33,7 @@ pub struct Config {
     pub batch_processing: BatchProcessing,
     pub adaptive_batching: AdaptiveBatching,
     pub priority_queueing: PriorityQueueing,
+    pub deduplication: Deduplication,
     pub resource_management: ResourceManagement,
     pub performance_monitoring: PerformanceMonitoring,
     pub logging: Logging,
@@ -43,10 +44,11 @@ pub struct Config {
 }
 
 /// Top-level section names; `KBATCH_` variables outside them are not configuration.
-pub const SECTIONS: [&str; 10] = [
+pub const SECTIONS: [&str; 11] = [
     "batch_processing",
     "adaptive_batching",
     "priority_queueing",
+    "deduplication",
     "resource_management",
     "performance_monitoring",
     "logging",

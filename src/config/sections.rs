@@ -28,6 +28,10 @@ pub struct BatchProcessing {
     pub batch_timeout_seconds: f64,
     /// Most requests queued across all tiers; past it consumption pauses.
     pub max_queue_size: usize,
+    /// Least time between the starts of two batches (seconds, 0..=1; 0 = none; seed 003).
+    pub min_batch_interval: f64,
+    /// Most tensor memory in one batch (MB, > 0; seed 003): a batch closes before it would pass.
+    pub max_batch_memory_mb: f64,
 }
 
 impl Default for BatchProcessing {
@@ -38,6 +42,8 @@ impl Default for BatchProcessing {
             max_wait_time_seconds: 0.01,
             batch_timeout_seconds: 0.05,
             max_queue_size: 1000,
+            min_batch_interval: 0.0,
+            max_batch_memory_mb: 256.0,
         }
     }
 }
@@ -48,6 +54,13 @@ impl BatchProcessing {
     }
     pub fn batch_timeout(&self) -> Duration {
         secs(self.batch_timeout_seconds)
+    }
+    pub fn min_interval(&self) -> Duration {
+        secs(self.min_batch_interval)
+    }
+    /// `max_batch_memory_mb` in bytes.
+    pub fn max_batch_bytes(&self) -> usize {
+        (self.max_batch_memory_mb * 1024.0 * 1024.0) as usize
     }
 }
 
@@ -67,6 +80,21 @@ pub struct AdaptiveBatching {
     pub memory_utilization_threshold: f64,
     /// Requests between two adjustments (> 0).
     pub adaptive_adjustment_interval: u64,
+    /// What the controller maximizes: batch throughput, or throughput within the latency SLO
+    /// (`performance_monitoring.alert_threshold_latency_ms`).
+    pub optimization_target: OptimizationTarget,
+    /// Shrink the target after a failed batch (seed 003).
+    pub reduce_batch_on_failure: bool,
+    /// Target to start from (0 = between min and max batch size, geometric mean).
+    pub initial_batch_size: usize,
+}
+
+/// The adaptive controller's objective (seed 001 `optimization_target`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizationTarget {
+    Throughput,
+    Latency,
 }
 
 impl Default for AdaptiveBatching {
@@ -78,6 +106,9 @@ impl Default for AdaptiveBatching {
             gpu_utilization_threshold_low: 0.3,
             memory_utilization_threshold: 0.8,
             adaptive_adjustment_interval: 100,
+            optimization_target: OptimizationTarget::Throughput,
+            reduce_batch_on_failure: true,
+            initial_batch_size: 0,
         }
     }
 }
@@ -98,6 +129,14 @@ pub struct PriorityQueueing {
     pub low_priority_wait_time: f64,
     /// Queued requests of a lower tier that earn it a boost over higher tiers (anti-starvation).
     pub priority_boost_threshold: usize,
+    /// An admitted request not put in a batch within this many seconds is answered OVERLOADED
+    /// (0 = never; aging still guarantees progress).
+    pub starvation_bound_seconds: f64,
+    /// Timeout of a request that sets no deadline and no `timeout_ms`, per tier (ms; 0 = none).
+    pub critical_default_timeout_ms: u64,
+    pub high_default_timeout_ms: u64,
+    pub normal_default_timeout_ms: u64,
+    pub low_default_timeout_ms: u64,
 }
 
 impl Default for PriorityQueueing {
@@ -109,6 +148,11 @@ impl Default for PriorityQueueing {
             normal_priority_wait_time: 0.01,
             low_priority_wait_time: 0.02,
             priority_boost_threshold: 10,
+            starvation_bound_seconds: 30.0,
+            critical_default_timeout_ms: 0,
+            high_default_timeout_ms: 0,
+            normal_default_timeout_ms: 0,
+            low_default_timeout_ms: 0,
         }
     }
 }
@@ -126,6 +170,50 @@ impl PriorityQueueing {
 
     pub fn wait(&self, tier: Tier) -> Duration {
         secs(self.wait_seconds(tier))
+    }
+
+    /// The default timeout of `tier`, if one is set.
+    pub fn default_timeout(&self, tier: Tier) -> Option<Duration> {
+        let ms = match tier {
+            Tier::Critical => self.critical_default_timeout_ms,
+            Tier::High => self.high_default_timeout_ms,
+            Tier::Normal => self.normal_default_timeout_ms,
+            Tier::Low => self.low_default_timeout_ms,
+        };
+        (ms > 0).then(|| Duration::from_millis(ms))
+    }
+
+    /// `starvation_bound_seconds`, if set.
+    pub fn starvation_bound(&self) -> Option<Duration> {
+        (self.starvation_bound_seconds > 0.0).then(|| secs(self.starvation_bound_seconds))
+    }
+}
+
+/// Request deduplication (seed 001 "Request Deduplication"): identical inputs for the same
+/// model within the TTL are computed once, and every requester gets its own reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Deduplication {
+    pub enable_deduplication: bool,
+    /// Most results kept for reuse (1..=1,000,000).
+    pub deduplication_cache_size: usize,
+    /// How long a result may be reused (seconds, > 0).
+    pub deduplication_ttl: f64,
+}
+
+impl Default for Deduplication {
+    fn default() -> Self {
+        Self {
+            enable_deduplication: false,
+            deduplication_cache_size: 1000,
+            deduplication_ttl: 60.0,
+        }
+    }
+}
+
+impl Deduplication {
+    pub fn ttl(&self) -> Duration {
+        secs(self.deduplication_ttl)
     }
 }
 

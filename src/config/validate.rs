@@ -133,6 +133,16 @@ fn batching(r: &mut Rules<'_>, c: &Config) {
             )
         },
     );
+    r.range(
+        "batch_processing.min_batch_interval",
+        b.min_batch_interval,
+        0.0,
+        1.0,
+    );
+    r.positive(
+        "batch_processing.max_batch_memory_mb",
+        b.max_batch_memory_mb,
+    );
     r.check(
         b.max_queue_size >= b.max_batch_size,
         "batch_processing.max_queue_size",
@@ -183,6 +193,25 @@ fn adaptive_and_priority(r: &mut Rules<'_>, c: &Config) {
         a.adaptive_adjustment_interval > 0,
         "adaptive_batching.adaptive_adjustment_interval",
         || "must be positive".into(),
+    );
+    let max = c.batch_processing.max_batch_size;
+    r.check(
+        a.initial_batch_size <= max,
+        "adaptive_batching.initial_batch_size",
+        || format!("must be <= batch_processing.max_batch_size ({max}), 0 for automatic"),
+    );
+    let d = &c.deduplication;
+    r.check(
+        (1..=1_000_000).contains(&d.deduplication_cache_size),
+        "deduplication.deduplication_cache_size",
+        || format!("must be in 1..=1000000, got {}", d.deduplication_cache_size),
+    );
+    r.positive("deduplication.deduplication_ttl", d.deduplication_ttl);
+    r.range(
+        "priority_queueing.starvation_bound_seconds",
+        c.priority_queueing.starvation_bound_seconds,
+        0.0,
+        3600.0,
     );
 
     let p = &c.priority_queueing;
