@@ -1,11 +1,19 @@
 //! Dynamic batching: per-tier queues (pure `State`) driven by one async task.
 
+pub mod adaptive;
+pub mod dedup;
 mod policy;
+mod queue;
 mod state;
+mod strategy;
 mod task;
+#[cfg(test)]
+mod state_tests;
 #[cfg(test)]
 mod tests;
 
 pub use policy::BatchPolicy;
+pub use queue::Expiry;
 pub use state::{reason, Selection, State};
+pub use strategy::{BatchStrategy, PriorityStrategy, QueueStats, QueueView};
 pub use task::{run_batcher, BatcherReport, WorkerPool};

@@ -29,6 +29,12 @@ pub struct BatchPolicy {
     /// A tier whose oldest request waited this long is boosted whatever its length (aging), so
     /// no admitted request starves under a sustained flood of higher tiers.
     pub aging_limit: Duration,
+    /// A request not batched this long after admission is answered OVERLOADED.
+    pub starvation_bound: Option<Duration>,
+    /// Least time between two batch starts (zero: none).
+    pub min_interval: Duration,
+    /// Most tensor bytes in one batch (a single larger request still runs, alone).
+    pub max_batch_bytes: usize,
 }
 
 impl BatchPolicy {
@@ -56,6 +62,9 @@ impl BatchPolicy {
             boost_threshold: p.priority_boost_threshold.max(1),
             boost_quota: (b.max_batch_size / 4).max(1),
             aging_limit: b.batch_timeout(),
+            starvation_bound: p.starvation_bound(),
+            min_interval: b.min_interval(),
+            max_batch_bytes: b.max_batch_bytes().max(1),
         }
     }
 

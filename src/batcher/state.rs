@@ -1,15 +1,18 @@
-//! The batcher's pure state: per-tier FIFO queues and the rules that decide when a batch is due
-//! and which requests it takes. No I/O and no clock of its own: every method takes `now`, so the
-//! rules are unit-tested with a paused tokio clock.
+//! The batcher's pure state: per-tier queues (earliest expiry first) and the rules that decide
+//! when a batch is due and which requests it takes. No I/O and no clock of its own: every method
+//! takes `now`, so the rules are unit-tested with a paused tokio clock.
 //!
-//! Invariants: a batch is never empty and never larger than `max_batch_size`; a request whose
-//! deadline has passed is never put in a batch (it is handed back as expired instead); within a
-//! tier, requests leave in arrival order.
+//! Invariants: a batch is never empty, never larger than the current target (≤
+//! `max_batch_size`) and never over `max_batch_bytes` unless a single request is; a request whose
+//! deadline or starvation bound has passed is never put in a batch (it is handed back as expired,
+//! with why); within a tier requests leave earliest expiry first, and in arrival order among
+//! requests with the same expiry rule; two batches start at least `min_interval` apart.
 
-use std::collections::VecDeque;
 use tokio::time::Instant;
 
 use super::policy::BatchPolicy;
+use super::queue::{Entry, Expiry, TierQueue};
+use super::strategy::{BatchStrategy, PriorityStrategy, QueueStats, QueueView};
 use crate::pipeline::Admitted;
 use crate::tier::Tier;
 
@@ -25,26 +28,57 @@ pub mod reason {
 #[derive(Debug, Default)]
 pub struct Selection {
     pub batch: Vec<Admitted>,
-    pub expired: Vec<Admitted>,
+    pub expired: Vec<(Admitted, Expiry)>,
 }
 
 pub struct State {
     policy: BatchPolicy,
-    queues: [VecDeque<Admitted>; 4],
+    strategy: Box<dyn BatchStrategy>,
+    queues: [TierQueue; 4],
     len: usize,
+    seq: u64,
+    target: usize,
+    last_start: Option<Instant>,
 }
 
 impl State {
     pub fn new(policy: BatchPolicy) -> Self {
+        Self::with_strategy(policy, Box::new(PriorityStrategy))
+    }
+
+    pub fn with_strategy(policy: BatchPolicy, strategy: Box<dyn BatchStrategy>) -> Self {
         Self {
+            target: policy.max_batch_size,
             policy,
+            strategy,
             queues: Default::default(),
             len: 0,
+            seq: 0,
+            last_start: None,
         }
     }
 
     pub fn policy(&self) -> &BatchPolicy {
         &self.policy
+    }
+
+    pub fn strategy_name(&self) -> &'static str {
+        self.strategy.name()
+    }
+
+    /// Applies a reloaded policy. Queued requests keep the expiry they were given.
+    pub fn set_policy(&mut self, policy: BatchPolicy) {
+        self.target = self.target.min(policy.max_batch_size).max(1);
+        self.policy = policy;
+    }
+
+    /// Caps batches at `target` (the adaptive controller's choice), within 1..=max_batch_size.
+    pub fn set_target(&mut self, target: usize) {
+        self.target = target.clamp(1, self.policy.max_batch_size);
+    }
+
+    pub fn target(&self) -> usize {
+        self.target
     }
 
     pub fn len(&self) -> usize {
@@ -55,7 +89,7 @@ impl State {
         self.len == 0
     }
 
-    /// Queued requests per tier (by served tier, also with priority queueing off).
+    /// Queued requests per served tier (with priority queueing off, counted in the one queue).
     pub fn depth(&self, tier: Tier) -> usize {
         if self.policy.priority {
             self.queues[tier.index()].len()
@@ -74,119 +108,114 @@ impl State {
     pub fn push(&mut self, a: Admitted) {
         debug_assert!(self.has_room(a.tier), "push past capacity");
         let q = self.policy.queue_of(a.tier);
-        self.queues[q].push_back(a);
+        self.seq += 1;
+        self.queues[q].push(Entry::new(a, self.policy.starvation_bound), self.seq);
         self.len += 1;
     }
 
-    fn oldest(&self) -> Option<Instant> {
-        self.queues
-            .iter()
-            .filter_map(|q| q.front())
-            .map(|a| a.admitted_at)
-            .min()
+    fn view(&self) -> QueueView<'_> {
+        QueueView {
+            queues: std::array::from_fn(|q| QueueStats {
+                len: self.queues[q].len(),
+                oldest: self.queues[q].oldest(),
+            }),
+            len: self.len,
+            bytes: self.queues.iter().map(TierQueue::bytes).sum(),
+            target: self.target,
+            policy: &self.policy,
+        }
+    }
+
+    /// The earliest start the minimum batch interval allows.
+    fn earliest_start(&self) -> Option<Instant> {
+        let interval = self.policy.min_interval;
+        self.last_start
+            .filter(|_| !interval.is_zero())
+            .map(|s| s + interval)
     }
 
     /// The earliest instant at which a batch is due, or `None` when nothing is queued.
     pub fn flush_at(&self) -> Option<Instant> {
-        let oldest = self.oldest()?;
-        let mut at = oldest + self.policy.batch_timeout;
-        if self.len >= self.policy.min_batch_size {
-            for (q, queue) in self.queues.iter().enumerate() {
-                if let Some(front) = queue.front() {
-                    at = at.min(front.admitted_at + self.wait_of(q));
-                }
-            }
+        if self.len == 0 {
+            return None;
         }
-        Some(at)
+        let at = self.strategy.wake_at(&self.view())?;
+        Some(self.earliest_start().map_or(at, |s| at.max(s)))
     }
 
-    fn wait_of(&self, queue: usize) -> std::time::Duration {
-        self.policy.tier_wait[if self.policy.priority { queue } else { 0 }]
+    /// The earliest instant a queued request expires (deadline or starvation bound).
+    pub fn next_expiry(&self) -> Option<Instant> {
+        self.queues.iter().filter_map(TierQueue::next_expiry).min()
     }
 
     /// Why a batch is due at `now`, or `None` if it should keep waiting for more requests.
     pub fn ready(&self, now: Instant) -> Option<&'static str> {
-        if self.len == 0 {
+        if self.len == 0 || self.earliest_start().is_some_and(|s| now < s) {
             return None;
         }
-        if self.len >= self.policy.max_batch_size {
-            return Some(reason::FULL);
-        }
-        let oldest = self.oldest()?;
-        if now >= oldest + self.policy.batch_timeout {
-            return Some(reason::TIMEOUT);
-        }
-        match self.flush_at() {
-            Some(at) if now >= at => Some(reason::WAIT),
-            _ => None,
-        }
+        self.strategy.due(&self.view(), now)
     }
 
-    /// Takes the next batch: boosted lower tiers get their quota first (starvation freedom),
-    /// the rest is filled in strict priority order. Expired requests met on the way are
-    /// returned apart and never batched.
+    /// Removes every request that expires at or before `at` (the caller may pass `now` plus the
+    /// expected batch latency: a request that cannot meet its deadline is answered at once).
+    pub fn expire(&mut self, at: Instant) -> Vec<(Admitted, Expiry)> {
+        let mut out = Vec::new();
+        for q in &mut self.queues {
+            q.pop_expired(at, &mut out);
+        }
+        self.len -= out.len();
+        out.into_iter()
+            .map(|e| {
+                let why = e.expires.map_or(Expiry::Deadline, |(_, why)| why);
+                (e.admitted, why)
+            })
+            .collect()
+    }
+
+    /// Takes the next batch: expired requests first leave (returned apart), then the strategy's
+    /// plan is taken queue by queue, earliest expiry first, and any room it leaves is filled in
+    /// priority order — within the target size and the batch memory bound.
     pub fn next_batch(&mut self, now: Instant) -> Selection {
-        let mut sel = Selection::default();
-        let max = self.policy.max_batch_size;
-        if self.policy.priority {
-            for q in 1..self.queues.len() {
-                if self.boosted(q, now) {
-                    let quota = self.policy.boost_quota.min(max);
-                    self.take(q, quota, now, &mut sel);
+        let mut sel = Selection {
+            expired: self.expire(now),
+            batch: Vec::new(),
+        };
+        if self.len == 0 {
+            return sel;
+        }
+        self.last_start = Some(now);
+        let plan = self.strategy.plan(&self.view(), self.target, now);
+        let mut bytes = 0;
+        let mut left = self.target;
+        for pass in [Some(plan), None] {
+            for q in 0..self.queues.len() {
+                let want = pass.map_or(left, |p| p[q].min(left));
+                let took = self.take(q, want, &mut bytes, &mut sel.batch);
+                left -= took;
+                if took < want && !self.queues[q].is_empty() {
+                    return sel; // the memory bound closed the batch
                 }
             }
-        }
-        for q in 0..self.queues.len() {
-            let room = max - sel.batch.len();
-            if room == 0 {
-                break;
-            }
-            self.take(q, room, now, &mut sel);
         }
         sel
     }
 
-    /// Whether queue `q` is owed a share of the next batch.
-    fn boosted(&self, q: usize, now: Instant) -> bool {
-        let queue = &self.queues[q];
-        let higher_waiting = self.queues[..q].iter().any(|h| !h.is_empty());
-        let aged = queue.front().is_some_and(|f| {
-            now.saturating_duration_since(f.admitted_at) >= self.policy.aging_limit
-        });
-        higher_waiting && (queue.len() >= self.policy.boost_threshold || aged)
-    }
-
-    fn take(&mut self, q: usize, mut room: usize, now: Instant, sel: &mut Selection) {
-        while room > 0 {
-            let Some(a) = self.queues[q].pop_front() else {
+    /// Moves up to `n` requests of queue `q` into `batch`, stopping before the memory bound.
+    fn take(&mut self, q: usize, n: usize, bytes: &mut usize, batch: &mut Vec<Admitted>) -> usize {
+        let mut took = 0;
+        while took < n {
+            let Some(next) = self.queues[q].front_bytes() else {
                 break;
             };
+            if !batch.is_empty() && *bytes + next > self.policy.max_batch_bytes {
+                break;
+            }
+            let Some(e) = self.queues[q].pop() else { break };
+            *bytes += next;
             self.len -= 1;
-            if a.deadline.is_some_and(|d| d <= now) {
-                sel.expired.push(a);
-            } else {
-                sel.batch.push(a);
-                room -= 1;
-            }
+            batch.push(e.admitted);
+            took += 1;
         }
-    }
-
-    /// Removes every queued request whose deadline has passed.
-    pub fn expire(&mut self, now: Instant) -> Vec<Admitted> {
-        let mut expired = Vec::new();
-        for queue in &mut self.queues {
-            let before = queue.len();
-            let mut kept = VecDeque::with_capacity(before);
-            for a in queue.drain(..) {
-                if a.deadline.is_some_and(|d| d <= now) {
-                    expired.push(a);
-                } else {
-                    kept.push_back(a);
-                }
-            }
-            *queue = kept;
-        }
-        self.len -= expired.len();
-        expired
+        took
     }
 }

@@ -3,8 +3,10 @@
 //!
 //! Invariants: a worker permit is reserved *before* a batch is popped (so the batch takes every
 //! request that arrived while the previous one ran); a channel is read only while its tier has
-//! room, which is what turns a slow model into backpressure on the consumer; when every input
-//! channel has closed, everything still queued is flushed (reason `drain`) before the task ends.
+//! room, which is what turns a slow model into backpressure on the consumer; a queued request is
+//! answered by a timer at its deadline (DEADLINE_EXCEEDED) or starvation bound (OVERLOADED), not
+//! when a batch happens to form; when every input channel has closed, everything still queued is
+//! flushed (reason `drain`) before the task ends.
 
 use std::sync::Arc;
 
@@ -12,7 +14,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::time::{sleep_until, Instant};
 
 use super::state::{reason, State};
-use super::BatchPolicy;
+use super::{BatchPolicy, Expiry};
 use crate::pipeline::{now_ms, Admitted, Batch, Outcome};
 use crate::tier::Tier;
 use crate::wire::Status;
@@ -30,7 +32,10 @@ pub struct WorkerPool {
 pub struct BatcherReport {
     pub batches: u64,
     pub requests: u64,
+    /// Answered DEADLINE_EXCEEDED without running.
     pub expired: u64,
+    /// Answered OVERLOADED: not batched within the starvation bound.
+    pub starved: u64,
     pub by_reason: Vec<(&'static str, u64)>,
 }
 
@@ -64,7 +69,14 @@ pub async fn run_batcher(
         } else {
             state.ready(Instant::now())
         };
-        let wake = state.flush_at();
+        // The flush timer matters only while no batch is due; the expiry timer always does
+        // (a due batch may wait for a busy worker while a deadline passes).
+        let flush = if due.is_none() {
+            state.flush_at()
+        } else {
+            None
+        };
+        let wake = [flush, state.next_expiry()].into_iter().flatten().min();
         let room = Tier::ALL.map(|t| open[t.index()] && state.has_room(t));
         let [c, h, n, l] = &mut tiers;
         tokio::select! {
@@ -73,8 +85,7 @@ pub async fn run_batcher(
                 let Ok(permit) = permit else { break };
                 let reason = due.unwrap_or(reason::DRAIN);
                 let sel = state.next_batch(Instant::now());
-                report.expired += sel.expired.len() as u64;
-                answer_expired(sel.expired, &outcomes, &model).await;
+                answer_expired(sel.expired, &outcomes, &model, &mut report).await;
                 if sel.batch.is_empty() {
                     continue;
                 }
@@ -91,7 +102,10 @@ pub async fn run_batcher(
             a = h.recv(), if room[1] => admit(a, &mut state, &mut open[1]),
             a = n.recv(), if room[2] => admit(a, &mut state, &mut open[2]),
             a = l.recv(), if room[3] => admit(a, &mut state, &mut open[3]),
-            _ = sleep_until(wake.unwrap_or_else(Instant::now)), if due.is_none() && wake.is_some() => {}
+            _ = sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {
+                let expired = state.expire(Instant::now());
+                answer_expired(expired, &outcomes, &model, &mut report).await;
+            }
         }
     }
     report
@@ -105,21 +119,31 @@ fn admit(a: Option<Admitted>, state: &mut State, open: &mut bool) {
 }
 
 async fn answer_expired(
-    expired: Vec<Admitted>,
+    expired: Vec<(Admitted, Expiry)>,
     outcomes: &mpsc::Sender<Outcome>,
     model: &(String, String),
+    report: &mut BatcherReport,
 ) {
-    for a in expired {
-        let msg = "deadline passed before the request could run".to_string();
-        let outcome = Outcome::error(
-            a,
-            Status::DeadlineExceeded,
-            msg,
-            (&model.0, &model.1),
-            now_ms(),
-        );
+    for (a, why) in expired {
+        let (status, msg) = match why {
+            Expiry::Deadline => {
+                report.expired += 1;
+                (
+                    Status::DeadlineExceeded,
+                    "deadline passed before the request could run",
+                )
+            }
+            Expiry::Starved => {
+                report.starved += 1;
+                (
+                    Status::Overloaded,
+                    "not scheduled within the starvation bound; the server is overloaded",
+                )
+            }
+        };
+        let outcome = Outcome::error(a, status, msg.to_string(), (&model.0, &model.1), now_ms());
         if outcomes.send(outcome).await.is_err() {
-            tracing::error!("replier is gone; a DEADLINE_EXCEEDED reply was not sent");
+            tracing::error!(?status, "replier is gone; an error reply was not sent");
         }
     }
 }

@@ -12,7 +12,7 @@ use crate::pipeline::{fixtures, Admitted, Batch, Outcome};
 use crate::tier::Tier;
 use crate::wire::Status;
 
-fn policy() -> BatchPolicy {
+pub(super) fn policy() -> BatchPolicy {
     BatchPolicy {
         max_batch_size: 4,
         min_batch_size: 1,
@@ -23,14 +23,17 @@ fn policy() -> BatchPolicy {
         boost_threshold: 3,
         boost_quota: 1,
         aging_limit: Duration::from_millis(50),
+        starvation_bound: None,
+        min_interval: Duration::ZERO,
+        max_batch_bytes: usize::MAX,
     }
 }
 
-fn entry(id: u64, tier: Tier, at: Instant) -> Admitted {
+pub(super) fn entry(id: u64, tier: Tier, at: Instant) -> Admitted {
     fixtures::admitted(&format!("r{id}"), (tier, 0, id as i64), tier, at)
 }
 
-fn ids(batch: &[Admitted]) -> Vec<&str> {
+pub(super) fn ids(batch: &[Admitted]) -> Vec<&str> {
     batch
         .iter()
         .map(|a| a.request.request_id.as_str())
@@ -144,7 +147,12 @@ fn expired_requests_are_never_batched() {
     s.push(entry(2, Tier::High, t0));
     let sel = s.next_batch(t0 + Duration::from_millis(5));
     assert_eq!(ids(&sel.batch), ["r2"]);
-    assert_eq!(ids(&sel.expired), ["r1"]);
+    let expired: Vec<_> = sel
+        .expired
+        .into_iter()
+        .map(|(a, why)| (a.request.request_id, why))
+        .collect();
+    assert_eq!(expired, [("r1".to_string(), Expiry::Deadline)]);
     assert!(s.is_empty());
 }
 
@@ -172,14 +180,14 @@ fn without_priority_queueing_all_tiers_share_one_fifo() {
     assert_eq!(ids(&s.next_batch(t0).batch), ["r1", "r2"]);
 }
 
-struct Harness {
-    tiers: [mpsc::Sender<Admitted>; 4],
-    batches: mpsc::Receiver<Batch>,
-    outcomes: mpsc::Receiver<Outcome>,
-    task: tokio::task::JoinHandle<BatcherReport>,
+pub(super) struct Harness {
+    pub tiers: [mpsc::Sender<Admitted>; 4],
+    pub batches: mpsc::Receiver<Batch>,
+    pub outcomes: mpsc::Receiver<Outcome>,
+    pub task: tokio::task::JoinHandle<BatcherReport>,
 }
 
-fn start(policy: BatchPolicy, workers: usize) -> Harness {
+pub(super) fn start(policy: BatchPolicy, workers: usize) -> Harness {
     let (txs, rxs): (Vec<_>, Vec<_>) = (0..4).map(|_| mpsc::channel(16)).unzip();
     let (btx, brx) = mpsc::channel(workers);
     let (otx, orx) = mpsc::channel(64);

@@ -1,0 +1,303 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use tokio::time::Instant;
+
+use super::*;
+use crate::pipeline::fixtures::admitted;
+
+const TTL: Duration = Duration::from_secs(60);
+
+fn params(cache_size: usize) -> DedupParams {
+    DedupParams {
+        enabled: true,
+        cache_size,
+        ttl: TTL,
+    }
+}
+
+/// A request `id` at `tier` whose input is `data`, with its key.
+fn req(id: &str, tier: Tier, data: &[f32], at: Instant) -> (Admitted, DedupKey) {
+    let mut a = admitted(id, (tier, 0, 0), tier, at);
+    a.request.shape = vec![data.len() as i32];
+    a.request.data = data.to_vec();
+    let key = dedup_key("m", "1", &a.request.shape, &a.request.data);
+    (a, key)
+}
+
+fn outputs(v: &[f32]) -> Arc<[f32]> {
+    Arc::from(v)
+}
+
+fn ids(list: &[Admitted]) -> Vec<&str> {
+    list.iter().map(|a| a.request.request_id.as_str()).collect()
+}
+
+fn run_id(admit: Admit) -> String {
+    match admit {
+        Admit::Run(a) => a.request.request_id,
+        other => panic!("expected Run, got {other:?}"),
+    }
+}
+
+#[test]
+fn identical_inputs_run_once_and_complete_answers_every_follower() {
+    let t0 = Instant::now();
+    let mut c = Coalescer::new(params(10));
+    let (a, key) = req("a", Tier::Normal, &[1.0, 2.0], t0);
+    assert_eq!(run_id(c.admit(a, key, t0)), "a");
+    for id in ["b", "c"] {
+        let (f, k) = req(id, Tier::Normal, &[1.0, 2.0], t0);
+        assert!(matches!(c.admit(f, k, t0), Admit::Joined));
+    }
+    let s = c.stats();
+    assert_eq!((s.leaders, s.joins, s.pending, s.waiting), (1, 2, 1, 2));
+
+    let answered = c.complete(&key, outputs(&[9.0]), t0);
+    assert_eq!(ids(&answered), ["b", "c"]);
+    let s = c.stats();
+    assert_eq!((s.pending, s.waiting, s.cached), (0, 0, 1));
+}
+
+#[test]
+fn a_result_is_reused_within_the_ttl_and_recomputed_after() {
+    let t0 = Instant::now();
+    let mut c = Coalescer::new(params(10));
+    let (a, key) = req("a", Tier::Normal, &[1.0], t0);
+    c.admit(a, key, t0);
+    c.complete(&key, outputs(&[7.0, 8.0]), t0);
+
+    let just_before = t0 + TTL - Duration::from_millis(1);
+    let (b, k) = req("b", Tier::Normal, &[1.0], just_before);
+    match c.admit(b, k, just_before) {
+        Admit::Cached(b, out) => {
+            assert_eq!(b.request.request_id, "b");
+            assert_eq!(&*out, &[7.0, 8.0]);
+        }
+        other => panic!("expected Cached, got {other:?}"),
+    }
+
+    let at_ttl = t0 + TTL;
+    let (d, k) = req("d", Tier::Normal, &[1.0], at_ttl);
+    assert_eq!(run_id(c.admit(d, k, at_ttl)), "d");
+    let s = c.stats();
+    assert_eq!((s.hits, s.expired, s.cached, s.leaders), (1, 1, 0, 2));
+}
+
+#[test]
+fn the_cache_keeps_at_most_cache_size_results_evicting_the_oldest() {
+    let t0 = Instant::now();
+    let mut c = Coalescer::new(params(2));
+    for (i, x) in [1.0, 2.0, 3.0].into_iter().enumerate() {
+        let at = t0 + Duration::from_millis(i as u64);
+        let (a, key) = req("a", Tier::Normal, &[x], at);
+        c.admit(a, key, at);
+        c.complete(&key, outputs(&[x]), at);
+    }
+    assert_eq!((c.stats().cached, c.stats().evictions), (2, 1));
+
+    let now = t0 + Duration::from_millis(5);
+    let (oldest, k) = req("oldest", Tier::Normal, &[1.0], now);
+    assert!(matches!(c.admit(oldest, k, now), Admit::Run(_)));
+    for x in [2.0, 3.0] {
+        let (a, k) = req("kept", Tier::Normal, &[x], now);
+        assert!(matches!(c.admit(a, k, now), Admit::Cached(..)));
+    }
+}
+
+#[test]
+fn shrinking_or_disabling_on_reload_drops_results_but_keeps_followers() {
+    let t0 = Instant::now();
+    let mut c = Coalescer::new(params(3));
+    for x in [1.0, 2.0, 3.0] {
+        let (a, key) = req("a", Tier::Normal, &[x], t0);
+        c.admit(a, key, t0);
+        c.complete(&key, outputs(&[x]), t0);
+    }
+    c.set_params(params(1));
+    assert_eq!((c.stats().cached, c.stats().evictions), (1, 2));
+    let (newest, k) = req("n", Tier::Normal, &[3.0], t0);
+    assert!(matches!(c.admit(newest, k, t0), Admit::Cached(..)));
+
+    let (leader, key) = req("l", Tier::Normal, &[4.0], t0);
+    c.admit(leader, key, t0);
+    let (f, k) = req("f", Tier::Normal, &[4.0], t0);
+    assert!(matches!(c.admit(f, k, t0), Admit::Joined));
+    c.set_params(DedupParams {
+        enabled: false,
+        ..params(1)
+    });
+    assert_eq!(c.stats().cached, 0);
+    assert_eq!(ids(&c.complete(&key, outputs(&[4.0]), t0)), ["f"]);
+    assert_eq!(c.stats().cached, 0, "disabled: nothing stored");
+}
+
+#[test]
+fn keys_differ_by_model_version_shape_and_data() {
+    let base = dedup_key("m", "1", &[2], &[1.0, 2.0]);
+    assert_eq!(base, dedup_key("m", "1", &[2], &[1.0, 2.0]));
+    let others = [
+        dedup_key("n", "1", &[2], &[1.0, 2.0]),
+        dedup_key("m", "2", &[2], &[1.0, 2.0]),
+        dedup_key("m", "1", &[1, 2], &[1.0, 2.0]),
+        dedup_key("m", "1", &[2], &[1.0, 2.5]),
+        dedup_key("m", "1", &[2], &[1.0]),
+        // Field boundaries matter: "m1" + "" is not "m" + "1".
+        dedup_key("m1", "", &[2], &[1.0, 2.0]),
+    ];
+    for other in others {
+        assert_ne!(base, other);
+    }
+    assert_ne!(
+        dedup_key("m", "1", &[1], &[0.0]),
+        dedup_key("m", "1", &[1], &[-0.0])
+    );
+    // More than one hasher update's worth of floats.
+    let long: Vec<f32> = (0..3000).map(|i| i as f32).collect();
+    let mut changed = long.clone();
+    changed[2999] = -1.0;
+    assert_ne!(
+        dedup_key("m", "1", &[3000], &long),
+        dedup_key("m", "1", &[3000], &changed)
+    );
+}
+
+proptest! {
+    #[test]
+    fn any_single_bit_flip_in_data_changes_the_key(
+        data in prop::collection::vec(any::<f32>(), 1..2100),
+        index in any::<prop::sample::Index>(),
+        bit in 0u32..32,
+    ) {
+        let i = index.index(data.len());
+        let mut flipped = data.clone();
+        flipped[i] = f32::from_bits(data[i].to_bits() ^ (1 << bit));
+        let shape = [data.len() as i32];
+        prop_assert_ne!(dedup_key("m", "1", &shape, &data), dedup_key("m", "1", &shape, &flipped));
+    }
+}
+
+#[test]
+fn a_failed_leader_hands_its_followers_back_and_the_first_leads_again() {
+    let t0 = Instant::now();
+    let mut c = Coalescer::new(params(10));
+    let (a, key) = req("a", Tier::Normal, &[1.0], t0);
+    c.admit(a, key, t0);
+    for id in ["b", "c"] {
+        let (f, k) = req(id, Tier::Normal, &[1.0], t0);
+        c.admit(f, k, t0);
+    }
+    let back = c.fail(&key);
+    assert_eq!(ids(&back), ["b", "c"]);
+    assert_eq!(c.stats().cached, 0, "a failure is never cached");
+    assert_eq!(c.stats().pending, 0);
+
+    let mut back = back.into_iter();
+    let b = back.next().unwrap();
+    assert_eq!(run_id(c.admit(b, key, t0)), "b");
+    let rest = back.next().unwrap();
+    assert!(matches!(c.admit(rest, key, t0), Admit::Joined));
+    assert_eq!(ids(&c.complete(&key, outputs(&[1.0]), t0)), ["c"]);
+}
+
+#[test]
+fn cancel_expired_returns_only_followers_past_their_deadline() {
+    let t0 = Instant::now();
+    let mut c = Coalescer::new(params(10));
+    let (a, key) = req("a", Tier::Normal, &[1.0], t0);
+    c.admit(a, key, t0);
+    let ms = Duration::from_millis;
+    for (id, deadline) in [
+        ("late", Some(ms(50))),
+        ("soon", Some(ms(10))),
+        ("none", None),
+    ] {
+        let (mut f, k) = req(id, Tier::Normal, &[1.0], t0);
+        f.deadline = deadline.map(|d| t0 + d);
+        assert!(matches!(c.admit(f, k, t0), Admit::Joined));
+    }
+    assert_eq!(c.next_deadline(), Some(t0 + ms(10)));
+    assert!(c.cancel_expired(t0 + ms(9)).is_empty());
+
+    assert_eq!(ids(&c.cancel_expired(t0 + ms(10))), ["soon"]);
+    assert_eq!(c.next_deadline(), Some(t0 + ms(50)));
+    assert_eq!((c.stats().cancelled, c.stats().waiting), (1, 2));
+
+    assert_eq!(
+        ids(&c.complete(&key, outputs(&[1.0]), t0 + ms(20))),
+        ["late", "none"]
+    );
+    assert_eq!(
+        c.next_deadline(),
+        None,
+        "answered followers leave the deadline index"
+    );
+    assert!(c.cancel_expired(t0 + ms(60)).is_empty());
+}
+
+#[test]
+fn an_urgent_request_never_waits_behind_a_less_urgent_leader() {
+    let t0 = Instant::now();
+    let mut c = Coalescer::new(params(10));
+    let (low, key) = req("low", Tier::Low, &[1.0], t0);
+    assert_eq!(run_id(c.admit(low, key, t0)), "low");
+    let (low2, k) = req("low2", Tier::Low, &[1.0], t0);
+    assert!(
+        matches!(c.admit(low2, k, t0), Admit::Joined),
+        "less urgent joins"
+    );
+    let (crit, k) = req("crit", Tier::Critical, &[1.0], t0);
+    assert_eq!(
+        run_id(c.admit(crit, k, t0)),
+        "crit",
+        "more urgent runs itself"
+    );
+    let (high, k) = req("high", Tier::High, &[1.0], t0);
+    assert!(
+        matches!(c.admit(high, k, t0), Admit::Joined),
+        "joins the critical leader"
+    );
+
+    // Whichever leader finishes first answers everyone; the other's completion only caches.
+    assert_eq!(
+        ids(&c.complete(&key, outputs(&[1.0]), t0)),
+        ["low2", "high"]
+    );
+    assert!(c.complete(&key, outputs(&[1.0]), t0).is_empty());
+    assert!(c.fail(&key).is_empty());
+    assert_eq!(c.stats().leaders, 2);
+}
+
+#[test]
+fn disabled_dedup_always_runs_and_counts_nothing() {
+    let t0 = Instant::now();
+    let mut c = Coalescer::new(DedupParams {
+        enabled: false,
+        ..params(10)
+    });
+    for id in ["a", "b"] {
+        let (a, key) = req(id, Tier::Normal, &[1.0], t0);
+        assert_eq!(run_id(c.admit(a, key, t0)), id);
+        assert!(c.complete(&key, outputs(&[1.0]), t0).is_empty());
+    }
+    let (a, key) = req("c", Tier::Normal, &[1.0], t0);
+    assert!(matches!(c.admit(a, key, t0), Admit::Run(_)));
+    assert_eq!(c.stats(), DedupStats::default());
+}
+
+#[test]
+fn params_come_from_the_deduplication_section() {
+    let mut config = Config::default();
+    config.deduplication.enable_deduplication = true;
+    config.deduplication.deduplication_ttl = 1.5;
+    let p = DedupParams::from_config(&config);
+    assert_eq!(
+        p,
+        DedupParams {
+            enabled: true,
+            cache_size: 1000,
+            ttl: Duration::from_millis(1500)
+        }
+    );
+}

@@ -1,0 +1,317 @@
+//! Tests of the issue-4 batching rules: earliest deadline first, expiry by timer, the starvation
+//! bound, the memory bound, the minimum batch interval, the adaptive target, the strategy seam,
+//! and properties over arbitrary schedules.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use tokio::time::Instant;
+
+use super::tests::{entry, ids, policy, start};
+use super::*;
+use crate::pipeline::{Admitted, Outcome};
+use crate::tier::Tier;
+use crate::wire::Status;
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn with_deadline(mut a: Admitted, at: Option<Instant>) -> Admitted {
+    a.deadline = at;
+    a
+}
+
+#[test]
+fn within_a_tier_the_earliest_deadline_leaves_first() {
+    let mut s = State::new(policy());
+    let t0 = Instant::now();
+    s.push(with_deadline(entry(1, Tier::High, t0), None));
+    s.push(with_deadline(entry(2, Tier::High, t0), Some(t0 + ms(30))));
+    s.push(with_deadline(entry(3, Tier::High, t0), Some(t0 + ms(10))));
+    s.push(with_deadline(entry(4, Tier::High, t0), None));
+    assert_eq!(ids(&s.next_batch(t0).batch), ["r3", "r2", "r1", "r4"]);
+}
+
+#[test]
+fn priority_still_comes_before_deadlines() {
+    let mut s = State::new(policy());
+    let t0 = Instant::now();
+    s.push(with_deadline(entry(1, Tier::Low, t0), Some(t0 + ms(1))));
+    s.push(entry(2, Tier::Critical, t0));
+    assert_eq!(ids(&s.next_batch(t0).batch), ["r2", "r1"]);
+}
+
+#[test]
+fn the_starvation_bound_expires_requests_as_overloaded() {
+    let mut s = State::new(BatchPolicy {
+        starvation_bound: Some(ms(100)),
+        ..policy()
+    });
+    let t0 = Instant::now();
+    s.push(entry(1, Tier::Low, t0));
+    s.push(with_deadline(entry(2, Tier::Low, t0), Some(t0 + ms(40))));
+    assert_eq!(s.next_expiry(), Some(t0 + ms(40)));
+    let first = s.expire(t0 + ms(40));
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].1, Expiry::Deadline);
+    assert_eq!(s.next_expiry(), Some(t0 + ms(100)));
+    assert!(s.expire(t0 + ms(99)).is_empty());
+    let starved = s.expire(t0 + ms(100));
+    assert_eq!(starved[0].1, Expiry::Starved);
+    assert!(s.is_empty());
+}
+
+#[test]
+fn the_memory_bound_closes_a_batch_but_a_lone_large_request_still_runs() {
+    let one = entry(0, Tier::Normal, Instant::now()).request.data.len() * 4;
+    let mut s = State::new(BatchPolicy {
+        max_batch_bytes: 2 * one,
+        ..policy()
+    });
+    let t0 = Instant::now();
+    for i in 0..4 {
+        s.push(entry(i, Tier::Normal, t0));
+    }
+    assert_eq!(
+        s.ready(t0),
+        Some(reason::FULL),
+        "the queue holds a full batch of bytes"
+    );
+    assert_eq!(ids(&s.next_batch(t0).batch), ["r0", "r1"]);
+    let mut s = State::new(BatchPolicy {
+        max_batch_bytes: 1,
+        ..policy()
+    });
+    s.push(entry(7, Tier::Normal, t0));
+    assert_eq!(ids(&s.next_batch(t0).batch), ["r7"]);
+}
+
+#[test]
+fn batches_start_at_least_the_minimum_interval_apart() {
+    let mut s = State::new(BatchPolicy {
+        min_interval: ms(20),
+        ..policy()
+    });
+    let t0 = Instant::now();
+    for i in 0..8 {
+        s.push(entry(i, Tier::Critical, t0));
+    }
+    assert_eq!(s.ready(t0), Some(reason::FULL));
+    assert_eq!(s.next_batch(t0).batch.len(), 4);
+    assert_eq!(s.ready(t0 + ms(19)), None, "full, but too soon");
+    assert_eq!(s.flush_at(), Some(t0 + ms(20)));
+    assert_eq!(s.ready(t0 + ms(20)), Some(reason::FULL));
+}
+
+#[test]
+fn the_target_caps_batches_below_max() {
+    let mut s = State::new(policy());
+    s.set_target(2);
+    let t0 = Instant::now();
+    for i in 0..3 {
+        s.push(entry(i, Tier::Normal, t0));
+    }
+    assert_eq!(s.ready(t0), Some(reason::FULL));
+    assert_eq!(s.next_batch(t0).batch.len(), 2);
+    s.set_target(100);
+    assert_eq!(s.target(), 4, "never above max_batch_size");
+}
+
+/// Takes one request from each queue in turn: a custom selection rule.
+struct RoundRobin;
+
+impl BatchStrategy for RoundRobin {
+    fn due(&self, view: &QueueView<'_>, _now: Instant) -> Option<&'static str> {
+        (view.len >= 2).then_some("pair")
+    }
+    fn wake_at(&self, _view: &QueueView<'_>) -> Option<Instant> {
+        None
+    }
+    fn plan(&self, view: &QueueView<'_>, room: usize, _now: Instant) -> [usize; 4] {
+        let mut left = room;
+        view.queues.map(|q| {
+            let n = usize::from(q.len > 0 && left > 0);
+            left -= n;
+            n
+        })
+    }
+    fn name(&self) -> &'static str {
+        "round-robin"
+    }
+}
+
+/// Plans nothing at all: the state must still form a non-empty batch.
+struct Lazy;
+
+impl BatchStrategy for Lazy {
+    fn due(&self, _view: &QueueView<'_>, _now: Instant) -> Option<&'static str> {
+        Some("always")
+    }
+    fn wake_at(&self, _view: &QueueView<'_>) -> Option<Instant> {
+        None
+    }
+    fn plan(&self, _view: &QueueView<'_>, _room: usize, _now: Instant) -> [usize; 4] {
+        [0; 4]
+    }
+    fn name(&self) -> &'static str {
+        "lazy"
+    }
+}
+
+#[test]
+fn a_custom_strategy_decides_when_and_from_where() {
+    let mut s = State::with_strategy(policy(), Box::new(RoundRobin));
+    let t0 = Instant::now();
+    s.push(entry(1, Tier::Critical, t0));
+    assert_eq!(
+        s.ready(t0 + ms(500)),
+        None,
+        "its own rule, not the tier wait"
+    );
+    s.push(entry(2, Tier::Critical, t0));
+    s.push(entry(3, Tier::Low, t0));
+    assert_eq!(s.ready(t0), Some("pair"));
+    // One critical and one low first, then the state fills by priority.
+    assert_eq!(ids(&s.next_batch(t0).batch), ["r1", "r3", "r2"]);
+    let mut lazy = State::with_strategy(policy(), Box::new(Lazy));
+    lazy.push(entry(9, Tier::Normal, t0));
+    assert_eq!(ids(&lazy.next_batch(t0).batch), ["r9"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deadline_is_answered_by_a_timer_while_the_worker_is_busy() {
+    let mut h = start(
+        BatchPolicy {
+            starvation_bound: Some(ms(300)),
+            ..policy()
+        },
+        1,
+    );
+    let t0 = Instant::now();
+    h.tiers[0].send(entry(1, Tier::Critical, t0)).await.unwrap();
+    let busy = h.batches.recv().await.unwrap(); // holds the only worker
+    h.tiers[1]
+        .send(with_deadline(entry(2, Tier::High, t0), Some(t0 + ms(25))))
+        .await
+        .unwrap();
+    h.tiers[3].send(entry(3, Tier::Low, t0)).await.unwrap();
+    let mut answered = Vec::new();
+    for _ in 0..2 {
+        let Some(Outcome::Reply { reply, .. }) = h.outcomes.recv().await else {
+            panic!("no reply")
+        };
+        answered.push((reply.request_id.clone(), reply.status, t0.elapsed()));
+    }
+    assert_eq!(
+        answered,
+        [
+            ("r2".to_string(), Status::DeadlineExceeded, ms(25)),
+            ("r3".to_string(), Status::Overloaded, ms(300)),
+        ]
+    );
+    drop(busy);
+    drop(h.tiers);
+    let report = h.task.await.unwrap();
+    assert_eq!((report.expired, report.starved, report.batches), (1, 1, 1));
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    Push {
+        tier: usize,
+        after_ms: u64,
+        deadline_ms: Option<u64>,
+    },
+    Batch {
+        after_ms: u64,
+    },
+    Expire {
+        after_ms: u64,
+    },
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        4 => (0usize..4, 0u64..5, proptest::option::of(0u64..60))
+            .prop_map(|(tier, after_ms, deadline_ms)| Step::Push { tier, after_ms, deadline_ms }),
+        2 => (0u64..20).prop_map(|after_ms| Step::Batch { after_ms }),
+        1 => (0u64..20).prop_map(|after_ms| Step::Expire { after_ms }),
+    ]
+}
+
+proptest! {
+    /// Every pushed request leaves exactly once; no batch is empty or over the target; nothing
+    /// expired is batched; batches follow tier order and, within a tier, expiry order.
+    #[test]
+    fn every_request_leaves_once_within_bounds(
+        steps in proptest::collection::vec(step(), 1..120),
+        target in 1usize..6,
+        starve in proptest::option::of(10u64..80),
+    ) {
+        let mut s = State::new(BatchPolicy { max_batch_size: 5, tier_capacity: 1000,
+            starvation_bound: starve.map(ms), ..policy() });
+        s.set_target(target);
+        let t0 = Instant::now();
+        let (mut now, mut id, mut left) = (t0, 0u64, HashSet::new());
+        let done = |a: &Admitted, left: &mut HashSet<String>| {
+            prop_assert!(left.remove(&a.request.request_id), "left twice: {}", a.request.request_id);
+            Ok(())
+        };
+        for st in steps {
+            match st {
+                Step::Push { tier, after_ms, deadline_ms } => {
+                    now += ms(after_ms);
+                    id += 1;
+                    let a = with_deadline(entry(id, Tier::ALL[tier], now), deadline_ms.map(|d| now + ms(d)));
+                    left.insert(a.request.request_id.clone());
+                    s.push(a);
+                }
+                Step::Batch { after_ms } => {
+                    now += ms(after_ms);
+                    let sel = s.next_batch(now);
+                    prop_assert!(sel.batch.len() <= target);
+                    prop_assert!(!sel.batch.is_empty() || s.is_empty());
+                    let expiry = |a: &Admitted| {
+                        let starved = starve.map(|b| a.admitted_at + ms(b));
+                        let at = match (a.deadline, starved) {
+                            (Some(d), Some(s)) => Some(d.min(s)),
+                            (d, s) => d.or(s),
+                        };
+                        (at.is_none(), at)
+                    };
+                    for tier in Tier::ALL {
+                        let keys: Vec<_> = sel.batch.iter().filter(|a| a.tier == tier).map(expiry).collect();
+                        prop_assert!(keys.windows(2).all(|w| w[0] <= w[1]), "tier {tier} out of expiry order");
+                    }
+                    for a in &sel.batch {
+                        prop_assert!(a.deadline.is_none_or(|d| d > now), "expired request batched");
+                        done(a, &mut left)?;
+                    }
+                    for (a, _) in &sel.expired { done(a, &mut left)?; }
+                }
+                Step::Expire { after_ms } => {
+                    now += ms(after_ms);
+                    for (a, why) in s.expire(now) {
+                        let bound = match why {
+                            Expiry::Deadline => a.deadline,
+                            Expiry::Starved => starve.map(|b| a.admitted_at + ms(b)),
+                        };
+                        prop_assert!(bound.is_some_and(|b| b <= now), "expired early");
+                        done(&a, &mut left)?;
+                    }
+                }
+            }
+            prop_assert_eq!(s.len(), left.len());
+        }
+        // Whatever is left drains in batches.
+        while !s.is_empty() {
+            let sel = s.next_batch(now);
+            for a in sel.batch.iter().chain(sel.expired.iter().map(|(a, _)| a)) {
+                done(a, &mut left)?;
+            }
+        }
+        prop_assert!(left.is_empty());
+    }
+}

@@ -1,0 +1,129 @@
+//! The batching strategy seam (seed 001 `BatchingStrategy`): *when* a batch closes and *how many*
+//! requests each queue gives to it. `State` owns the queues and enforces what no strategy may
+//! break — never an empty batch, never more than the target size or the memory bound, expired
+//! requests never batched, earliest expiry first within a queue — so a custom strategy can be
+//! plugged in without touching the state or the task.
+//!
+//! Invariant of `PriorityStrategy` (the default): strict priority between tiers, except that a
+//! lower tier holding `boost_threshold` requests, or whose oldest request waited `aging_limit`,
+//! is owed `boost_quota` slots of every batch while higher tiers are busy (no starvation).
+
+use tokio::time::Instant;
+
+use super::policy::BatchPolicy;
+use super::state::reason;
+
+/// What a strategy sees of one queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    pub len: usize,
+    /// Admission of the oldest queued request.
+    pub oldest: Option<Instant>,
+}
+
+/// What a strategy sees of the whole state.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueView<'a> {
+    /// By queue index (the tier's index with priority queueing on; only `[0]` with it off).
+    pub queues: [QueueStats; 4],
+    pub len: usize,
+    /// Tensor bytes queued.
+    pub bytes: usize,
+    /// Current cap on batch size (the adaptive target, or `max_batch_size`).
+    pub target: usize,
+    pub policy: &'a BatchPolicy,
+}
+
+impl QueueView<'_> {
+    pub fn oldest(&self) -> Option<Instant> {
+        self.queues.iter().filter_map(|q| q.oldest).min()
+    }
+}
+
+/// Decides when batches close and which queues fill them.
+pub trait BatchStrategy: Send {
+    /// Why a batch should close at `now`, or `None` to keep waiting. Only asked when requests
+    /// are queued.
+    fn due(&self, view: &QueueView<'_>, now: Instant) -> Option<&'static str>;
+    /// When `due` may turn true without a new arrival (a wait running out), if ever.
+    fn wake_at(&self, view: &QueueView<'_>) -> Option<Instant>;
+    /// Requests to take from each queue for a batch of at most `room`. The state clamps the
+    /// plan to the queue lengths and `room`, and fills what a plan leaves in priority order,
+    /// so a plan can never produce an empty or oversized batch.
+    fn plan(&self, view: &QueueView<'_>, room: usize, now: Instant) -> [usize; 4];
+    /// Short name for logs and statistics.
+    fn name(&self) -> &'static str;
+}
+
+/// The default: per-tier waits, an absolute timeout, strict priority with boost and aging.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PriorityStrategy;
+
+impl PriorityStrategy {
+    fn wait_of(policy: &BatchPolicy, queue: usize) -> std::time::Duration {
+        policy.tier_wait[if policy.priority { queue } else { 0 }]
+    }
+
+    /// Whether queue `q` is owed a share of the next batch.
+    fn boosted(view: &QueueView<'_>, q: usize, now: Instant) -> bool {
+        let p = view.policy;
+        let queue = view.queues[q];
+        let higher_waiting = view.queues[..q].iter().any(|h| h.len > 0);
+        let aged = queue
+            .oldest
+            .is_some_and(|o| now.saturating_duration_since(o) >= p.aging_limit);
+        higher_waiting && (queue.len >= p.boost_threshold || aged)
+    }
+}
+
+impl BatchStrategy for PriorityStrategy {
+    fn due(&self, view: &QueueView<'_>, now: Instant) -> Option<&'static str> {
+        if view.len >= view.target || view.bytes >= view.policy.max_batch_bytes {
+            return Some(reason::FULL);
+        }
+        let oldest = view.oldest()?;
+        if now >= oldest + view.policy.batch_timeout {
+            return Some(reason::TIMEOUT);
+        }
+        match self.wake_at(view) {
+            Some(at) if now >= at => Some(reason::WAIT),
+            _ => None,
+        }
+    }
+
+    fn wake_at(&self, view: &QueueView<'_>) -> Option<Instant> {
+        let p = view.policy;
+        let mut at = view.oldest()? + p.batch_timeout;
+        if view.len >= p.min_batch_size {
+            for (q, stats) in view.queues.iter().enumerate() {
+                if let Some(oldest) = stats.oldest {
+                    at = at.min(oldest + Self::wait_of(p, q));
+                }
+            }
+        }
+        Some(at)
+    }
+
+    fn plan(&self, view: &QueueView<'_>, room: usize, now: Instant) -> [usize; 4] {
+        let mut take = [0; 4];
+        let mut left = room;
+        if view.policy.priority {
+            for (q, slot) in take.iter_mut().enumerate().skip(1) {
+                if Self::boosted(view, q, now) {
+                    *slot = view.policy.boost_quota.min(view.queues[q].len).min(left);
+                    left -= *slot;
+                }
+            }
+        }
+        for (q, slot) in take.iter_mut().enumerate() {
+            let more = (view.queues[q].len - *slot).min(left);
+            *slot += more;
+            left -= more;
+        }
+        take
+    }
+
+    fn name(&self) -> &'static str {
+        "priority"
+    }
+}
