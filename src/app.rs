@@ -13,7 +13,9 @@ use thiserror::Error;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::batcher::{run_batcher, BatchPolicy, BatcherReport};
+use crate::batcher::adaptive::AdaptiveParams;
+use crate::batcher::dedup::DedupParams;
+use crate::batcher::{run_batcher, BatchPolicy, BatcherParts, BatcherReport};
 use crate::config::Config;
 use crate::inference::{load_backend, spawn_workers, Backend, InferenceError, WorkerReport};
 use crate::kafka::{
@@ -81,15 +83,19 @@ pub async fn serve(config: Config, cancel: CancellationToken) -> Result<ServeRep
         .unzip();
 
     let replier = tokio::spawn(run_replier(cfg.clone(), outcome_rx, tracker.clone()));
-    let (pool, workers) = spawn_workers(backends, outcome_tx.clone())?;
-    let model = (info.name.clone(), info.version.clone());
-    let batcher = tokio::spawn(run_batcher(
+    // Feedback per finished batch; the batcher reads it first, so a few slots per worker do.
+    let (feedback_tx, feedback_rx) = mpsc::channel(16 * backends.len().max(1));
+    let (pool, workers) = spawn_workers(backends, outcome_tx.clone(), feedback_tx)?;
+    let batcher = tokio::spawn(run_batcher(BatcherParts {
         policy,
-        array(tier_rxs),
+        adaptive: AdaptiveParams::from_config(&cfg),
+        dedup: DedupParams::from_config(&cfg),
+        tiers: array(tier_rxs),
         pool,
-        outcome_tx.clone(),
-        model,
-    ));
+        outcomes: outcome_tx.clone(),
+        feedback: feedback_rx,
+        model: (info.name.clone(), info.version.clone()),
+    }));
     let inputs = ConsumerInputs {
         tiers: array(tier_txs),
         outcomes: outcome_tx,

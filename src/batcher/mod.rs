@@ -1,4 +1,6 @@
-//! Dynamic batching: per-tier queues (pure `State`) driven by one async task.
+//! Dynamic batching: per-tier queues (pure `State`, with a pluggable `BatchStrategy`), the
+//! adaptive batch-size controller and the deduplicating coalescer (both pure), driven by one
+//! async task.
 
 pub mod adaptive;
 pub mod dedup;
@@ -16,4 +18,4 @@ pub use policy::BatchPolicy;
 pub use queue::Expiry;
 pub use state::{reason, Selection, State};
 pub use strategy::{BatchStrategy, PriorityStrategy, QueueStats, QueueView};
-pub use task::{run_batcher, BatcherReport, WorkerPool};
+pub use task::{run_batcher, BatcherParts, BatcherReport, WorkerPool};

@@ -315,3 +315,124 @@ proptest! {
         prop_assert!(left.is_empty());
     }
 }
+
+fn dedup_on() -> dedup::DedupParams {
+    dedup::DedupParams {
+        enabled: true,
+        cache_size: 16,
+        ttl: Duration::from_secs(60),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn identical_requests_run_once_and_every_requester_gets_the_result() {
+    use super::tests::start_with;
+    use crate::pipeline::BatchDone;
+    let mut h = start_with(policy(), 1, None, dedup_on());
+    let t0 = Instant::now();
+    for i in 1..=3 {
+        h.tiers[2].send(entry(i, Tier::Normal, t0)).await.unwrap();
+    }
+    let batch = h.batches.recv().await.unwrap();
+    assert_eq!(ids(&batch.requests), ["r1"], "the twins joined the leader");
+    let key = batch.requests[0]
+        .dedup_key
+        .expect("the leader carries its key");
+    let outputs: std::sync::Arc<[f32]> = vec![0.25, 0.5, 0.25].into();
+    drop(batch);
+    let done = BatchDone {
+        size: 1,
+        inference: ms(1),
+        ok: true,
+        results: vec![(key, Some(outputs.clone()))],
+    };
+    h.feedback.send(done).await.unwrap();
+    // A fourth identical request later is answered from the cache, never batched.
+    tokio::time::sleep(ms(100)).await;
+    h.tiers[2]
+        .send(entry(4, Tier::Normal, Instant::now()))
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let Some(Outcome::Reply { reply, .. }) = h.outcomes.recv().await else {
+            panic!("no reply")
+        };
+        assert_eq!(
+            (reply.status, reply.outputs.as_slice()),
+            (Status::Ok, &outputs[..])
+        );
+        got.push(reply.request_id);
+    }
+    got.sort();
+    assert_eq!(got, ["r2", "r3", "r4"]);
+    drop(h.tiers);
+    let report = h.task.await.unwrap();
+    assert_eq!(
+        (report.batches, report.dedup.joins, report.dedup.hits),
+        (1, 2, 1)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_a_leader_fails_a_twin_is_run_instead() {
+    use super::tests::start_with;
+    use crate::pipeline::BatchDone;
+    let mut h = start_with(policy(), 1, None, dedup_on());
+    let t0 = Instant::now();
+    h.tiers[2].send(entry(1, Tier::Normal, t0)).await.unwrap();
+    h.tiers[2].send(entry(2, Tier::Normal, t0)).await.unwrap();
+    let first = h.batches.recv().await.unwrap();
+    let key = first.requests[0].dedup_key.unwrap();
+    drop(first);
+    let failed = BatchDone {
+        size: 1,
+        inference: ms(1),
+        ok: false,
+        results: vec![(key, None)],
+    };
+    h.feedback.send(failed).await.unwrap();
+    let second = h.batches.recv().await.unwrap();
+    assert_eq!(ids(&second.requests), ["r2"]);
+    assert_eq!(
+        second.requests[0].dedup_key,
+        Some(key),
+        "the twin leads now"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_batch_shrinks_the_adaptive_target_of_the_next_one() {
+    use super::tests::start_with;
+    use crate::pipeline::BatchDone;
+    let mut cfg = crate::config::Config::default();
+    cfg.batch_processing.max_batch_size = 4;
+    cfg.batch_processing.max_queue_size = 32;
+    cfg.adaptive_batching.initial_batch_size = 4;
+    cfg.adaptive_batching.adaptive_scaling_factor = 2.0;
+    let adaptive = adaptive::AdaptiveParams::from_config(&cfg);
+    let mut h = start_with(
+        policy(),
+        1,
+        Some(adaptive),
+        dedup::DedupParams::from_config(&cfg),
+    );
+    let t0 = Instant::now();
+    for i in 0..8 {
+        let mut a = entry(i, Tier::Normal, t0);
+        a.request.data = vec![i as f32];
+        h.tiers[2].send(a).await.unwrap();
+    }
+    let first = h.batches.recv().await.unwrap();
+    assert_eq!(first.requests.len(), 4);
+    drop(first);
+    let failed = BatchDone {
+        size: 4,
+        inference: ms(2),
+        ok: false,
+        results: Vec::new(),
+    };
+    h.feedback.send(failed).await.unwrap();
+    let second = h.batches.recv().await.unwrap();
+    assert_eq!(second.requests.len(), 2, "halved after the failure");
+}

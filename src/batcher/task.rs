@@ -1,23 +1,30 @@
-//! The batcher task: moves admitted requests from the per-tier channels into `State`, and hands
-//! a batch to the inference workers whenever one is due and a worker is free.
+//! The batcher task: moves admitted requests from the per-tier channels into `State` (through
+//! the deduplicating `Coalescer`), hands a batch to the inference workers whenever one is due and
+//! a worker is free, and learns from each finished batch (`BatchDone`): the adaptive target, and
+//! the results that deduplicated twins wait for.
 //!
 //! Invariants: a worker permit is reserved *before* a batch is popped (so the batch takes every
 //! request that arrived while the previous one ran); a channel is read only while its tier has
-//! room, which is what turns a slow model into backpressure on the consumer; a queued request is
-//! answered by a timer at its deadline (DEADLINE_EXCEEDED) or starvation bound (OVERLOADED), not
-//! when a batch happens to form; when every input channel has closed, everything still queued is
-//! flushed (reason `drain`) before the task ends.
+//! room and the followers waiting on deduplicated leaders stay within `max_queue_size`, which is
+//! what turns a slow model into backpressure on the consumer; a queued request is answered by a
+//! timer at its deadline (DEADLINE_EXCEEDED) or starvation bound (OVERLOADED), not when a batch
+//! happens to form; a follower is answered with its leader's result, re-admitted if the leader
+//! fails or expires, or answered DEADLINE_EXCEEDED at its own deadline; when every input channel
+//! has closed, everything still queued is flushed (reason `drain`) and every deduplicated leader
+//! settled before the task ends.
 
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, Semaphore};
 use tokio::time::{sleep_until, Instant};
 
+use super::adaptive::{AdaptiveController, AdaptiveParams, AdaptiveState};
+use super::dedup::{dedup_key, Admit, Coalescer, DedupParams, DedupStats};
 use super::state::{reason, State};
 use super::{BatchPolicy, Expiry};
-use crate::pipeline::{now_ms, Admitted, Batch, Outcome};
+use crate::pipeline::{now_ms, Admitted, Batch, BatchDone, Outcome};
 use crate::tier::Tier;
-use crate::wire::Status;
+use crate::wire::{Status, Timings};
 
 /// The free inference workers and the queue to them.
 #[derive(Clone)]
@@ -27,8 +34,22 @@ pub struct WorkerPool {
     pub batches: mpsc::Sender<Batch>,
 }
 
+/// Everything the batcher task is built from.
+pub struct BatcherParts {
+    pub policy: BatchPolicy,
+    pub adaptive: AdaptiveParams,
+    pub dedup: DedupParams,
+    pub tiers: [mpsc::Receiver<Admitted>; 4],
+    pub pool: WorkerPool,
+    pub outcomes: mpsc::Sender<Outcome>,
+    /// Finished batches, from the workers.
+    pub feedback: mpsc::Receiver<BatchDone>,
+    /// Name and version of the served model (replies, deduplication keys).
+    pub model: (String, String),
+}
+
 /// Counters the task keeps for its report.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct BatcherReport {
     pub batches: u64,
     pub requests: u64,
@@ -37,6 +58,9 @@ pub struct BatcherReport {
     /// Answered OVERLOADED: not batched within the starvation bound.
     pub starved: u64,
     pub by_reason: Vec<(&'static str, u64)>,
+    pub dedup: DedupStats,
+    /// The adaptive controller when the task ended.
+    pub adaptive: Option<AdaptiveState>,
 }
 
 impl BatcherReport {
@@ -48,102 +72,222 @@ impl BatcherReport {
     }
 }
 
-/// Runs until every tier channel is closed and the queues are drained.
-pub async fn run_batcher(
-    policy: BatchPolicy,
-    mut tiers: [mpsc::Receiver<Admitted>; 4],
-    pool: WorkerPool,
+/// The task's state besides the channels it selects on.
+struct Batcher {
+    state: State,
+    adaptive: AdaptiveController,
+    coalescer: Coalescer,
     outcomes: mpsc::Sender<Outcome>,
     model: (String, String),
-) -> BatcherReport {
-    let mut state = State::new(policy);
+    report: BatcherReport,
+}
+
+/// Runs until every tier channel is closed and the queues are drained.
+pub async fn run_batcher(parts: BatcherParts) -> BatcherReport {
+    let BatcherParts {
+        policy,
+        adaptive,
+        dedup,
+        mut tiers,
+        pool,
+        outcomes,
+        mut feedback,
+        model,
+    } = parts;
+    let now = Instant::now();
+    let followers_cap = policy.tier_capacity * Tier::ALL.len();
+    let mut b = Batcher {
+        state: State::new(policy),
+        adaptive: AdaptiveController::new(adaptive, now),
+        coalescer: Coalescer::new(dedup),
+        outcomes,
+        model,
+        report: BatcherReport::default(),
+    };
+    b.state.set_target(b.adaptive.target());
     let mut open = [true; 4];
-    let mut report = BatcherReport::default();
+    let mut feedback_open = true;
     loop {
         let draining = open.iter().all(|o| !o);
-        if draining && state.is_empty() {
+        if draining && b.state.is_empty() && b.coalescer.stats().pending == 0 {
             break;
         }
         let due = if draining {
-            (!state.is_empty()).then_some(reason::DRAIN)
+            (!b.state.is_empty()).then_some(reason::DRAIN)
         } else {
-            state.ready(Instant::now())
+            b.state.ready(Instant::now())
         };
-        // The flush timer matters only while no batch is due; the expiry timer always does
+        // The flush timer matters only while no batch is due; the expiry timers always do
         // (a due batch may wait for a busy worker while a deadline passes).
         let flush = if due.is_none() {
-            state.flush_at()
+            b.state.flush_at()
         } else {
             None
         };
-        let wake = [flush, state.next_expiry()].into_iter().flatten().min();
-        let room = Tier::ALL.map(|t| open[t.index()] && state.has_room(t));
+        let wake = [flush, b.state.next_expiry(), b.coalescer.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min();
+        let followers_room = b.coalescer.stats().waiting < followers_cap;
+        let room = Tier::ALL.map(|t| open[t.index()] && b.state.has_room(t) && followers_room);
         let [c, h, n, l] = &mut tiers;
         tokio::select! {
             biased;
+            done = feedback.recv(), if feedback_open => match done {
+                Some(done) => b.on_done(done).await,
+                None => feedback_open = false,
+            },
             permit = pool.idle.clone().acquire_owned(), if due.is_some() => {
                 let Ok(permit) = permit else { break };
                 let reason = due.unwrap_or(reason::DRAIN);
-                let sel = state.next_batch(Instant::now());
-                answer_expired(sel.expired, &outcomes, &model, &mut report).await;
-                if sel.batch.is_empty() {
-                    continue;
-                }
-                report.batches += 1;
-                report.requests += sel.batch.len() as u64;
-                report.count(reason);
-                let batch = Batch { requests: sel.batch, flush_reason: reason, formed_at: Instant::now(), permit: Some(permit) };
+                let Some(batch) = b.form(reason, permit).await else { continue };
                 if pool.batches.send(batch).await.is_err() {
                     tracing::error!("inference workers are gone; the batcher stops");
                     break;
                 }
             }
-            a = c.recv(), if room[0] => admit(a, &mut state, &mut open[0]),
-            a = h.recv(), if room[1] => admit(a, &mut state, &mut open[1]),
-            a = n.recv(), if room[2] => admit(a, &mut state, &mut open[2]),
-            a = l.recv(), if room[3] => admit(a, &mut state, &mut open[3]),
-            _ = sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {
-                let expired = state.expire(Instant::now());
-                answer_expired(expired, &outcomes, &model, &mut report).await;
+            a = c.recv(), if room[0] => b.receive(a, &mut open[0]).await,
+            a = h.recv(), if room[1] => b.receive(a, &mut open[1]).await,
+            a = n.recv(), if room[2] => b.receive(a, &mut open[2]).await,
+            a = l.recv(), if room[3] => b.receive(a, &mut open[3]).await,
+            _ = sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => b.on_timer().await,
+        }
+    }
+    b.report.dedup = b.coalescer.stats();
+    b.report.adaptive = Some(b.adaptive.snapshot());
+    b.report
+}
+
+impl Batcher {
+    async fn receive(&mut self, a: Option<Admitted>, open: &mut bool) {
+        match a {
+            Some(a) => self.admit(a).await,
+            None => *open = false,
+        }
+    }
+
+    /// Queues `a`, unless an identical request is already queued, running or cached.
+    async fn admit(&mut self, mut a: Admitted) {
+        if !self.coalescer.params().enabled {
+            self.state.push(a);
+            return;
+        }
+        let r = &a.request;
+        let key = dedup_key(&self.model.0, &self.model.1, &r.shape, &r.data);
+        match self.coalescer.admit(a, key, Instant::now()) {
+            Admit::Run(leader) => {
+                a = leader;
+                a.dedup_key = Some(key);
+                self.state.push(a);
+            }
+            Admit::Cached(a, outputs) => self.answer_ok(a, &outputs).await,
+            Admit::Joined => {}
+        }
+    }
+
+    /// Pops the next batch; `None` when only expired requests were left.
+    async fn form(
+        &mut self,
+        reason: &'static str,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) -> Option<Batch> {
+        let now = Instant::now();
+        let sel = self.state.next_batch(now);
+        self.answer_expired(sel.expired).await;
+        if sel.batch.is_empty() {
+            return None;
+        }
+        self.adaptive
+            .on_dispatch(sel.batch.len(), reason == reason::FULL, now);
+        self.report.batches += 1;
+        self.report.requests += sel.batch.len() as u64;
+        self.report.count(reason);
+        Some(Batch {
+            requests: sel.batch,
+            flush_reason: reason,
+            formed_at: now,
+            permit: Some(permit),
+        })
+    }
+
+    /// A worker finished a batch: learn its latency, settle its deduplicated leaders.
+    async fn on_done(&mut self, done: BatchDone) {
+        let now = Instant::now();
+        self.adaptive
+            .on_complete(done.size, done.inference, done.ok, now);
+        self.state.set_target(self.adaptive.target());
+        for (key, outputs) in done.results {
+            match outputs {
+                Some(outputs) => {
+                    for f in self.coalescer.complete(&key, outputs.clone(), now) {
+                        self.answer_ok(f, &outputs).await;
+                    }
+                }
+                None => self.readmit(&key).await,
             }
         }
     }
-    report
-}
 
-fn admit(a: Option<Admitted>, state: &mut State, open: &mut bool) {
-    match a {
-        Some(a) => state.push(a),
-        None => *open = false,
+    /// A leader failed or will never run: its followers are admitted again (one leads).
+    async fn readmit(&mut self, key: &[u8; 32]) {
+        for f in self.coalescer.fail(key) {
+            Box::pin(self.admit(f)).await;
+        }
     }
-}
 
-async fn answer_expired(
-    expired: Vec<(Admitted, Expiry)>,
-    outcomes: &mpsc::Sender<Outcome>,
-    model: &(String, String),
-    report: &mut BatcherReport,
-) {
-    for (a, why) in expired {
-        let (status, msg) = match why {
-            Expiry::Deadline => {
-                report.expired += 1;
-                (
-                    Status::DeadlineExceeded,
-                    "deadline passed before the request could run",
-                )
+    async fn on_timer(&mut self) {
+        let now = Instant::now();
+        let expired = self.state.expire(now);
+        self.answer_expired(expired).await;
+        for f in self.coalescer.cancel_expired(now) {
+            self.report.expired += 1;
+            self.answer_error(f, Status::DeadlineExceeded, DEADLINE_MSG)
+                .await;
+        }
+    }
+
+    async fn answer_expired(&mut self, expired: Vec<(Admitted, Expiry)>) {
+        for (a, why) in expired {
+            let key = a.dedup_key;
+            let (status, msg) = match why {
+                Expiry::Deadline => {
+                    self.report.expired += 1;
+                    (Status::DeadlineExceeded, DEADLINE_MSG)
+                }
+                Expiry::Starved => {
+                    self.report.starved += 1;
+                    (Status::Overloaded, STARVED_MSG)
+                }
+            };
+            self.answer_error(a, status, msg).await;
+            if let Some(key) = key {
+                self.readmit(&key).await;
             }
-            Expiry::Starved => {
-                report.starved += 1;
-                (
-                    Status::Overloaded,
-                    "not scheduled within the starvation bound; the server is overloaded",
-                )
-            }
-        };
-        let outcome = Outcome::error(a, status, msg.to_string(), (&model.0, &model.1), now_ms());
-        if outcomes.send(outcome).await.is_err() {
+        }
+    }
+
+    async fn answer_error(&mut self, a: Admitted, status: Status, msg: &str) {
+        let model = (self.model.0.as_str(), self.model.1.as_str());
+        let outcome = Outcome::error(a, status, msg.to_string(), model, now_ms());
+        if self.outcomes.send(outcome).await.is_err() {
             tracing::error!(?status, "replier is gone; an error reply was not sent");
         }
     }
+
+    /// Answers a request that was not run itself (a cached result or its leader's): its
+    /// timings say so with batch size 0.
+    async fn answer_ok(&mut self, a: Admitted, outputs: &Arc<[f32]>) {
+        let timings = Timings {
+            queue_wait_us: crate::pipeline::micros(a.admitted_at.elapsed()),
+            ..Timings::default()
+        };
+        let model = (self.model.0.as_str(), self.model.1.as_str());
+        let outcome = Outcome::ok(a, model, outputs.to_vec(), timings, now_ms());
+        if self.outcomes.send(outcome).await.is_err() {
+            tracing::error!("replier is gone; a deduplicated reply was not sent");
+        }
+    }
 }
+
+const DEADLINE_MSG: &str = "deadline passed before the request could run";
+const STARVED_MSG: &str = "not scheduled within the starvation bound; the server is overloaded";

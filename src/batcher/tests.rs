@@ -184,29 +184,59 @@ pub(super) struct Harness {
     pub tiers: [mpsc::Sender<Admitted>; 4],
     pub batches: mpsc::Receiver<Batch>,
     pub outcomes: mpsc::Receiver<Outcome>,
+    pub feedback: mpsc::Sender<crate::pipeline::BatchDone>,
     pub task: tokio::task::JoinHandle<BatcherReport>,
 }
 
+/// Adaptive sizing off: the batch cap is `max_batch_size`.
+pub(super) fn fixed(policy: &BatchPolicy) -> adaptive::AdaptiveParams {
+    let mut cfg = crate::config::Config::default();
+    cfg.adaptive_batching.enable_adaptive_batching = false;
+    cfg.batch_processing.max_batch_size = policy.max_batch_size;
+    cfg.batch_processing.max_queue_size = policy.max_batch_size;
+    cfg.batch_processing.min_batch_size = 1;
+    adaptive::AdaptiveParams::from_config(&cfg)
+}
+
 pub(super) fn start(policy: BatchPolicy, workers: usize) -> Harness {
+    start_with(
+        policy,
+        workers,
+        None,
+        dedup::DedupParams::from_config(&Default::default()),
+    )
+}
+
+pub(super) fn start_with(
+    policy: BatchPolicy,
+    workers: usize,
+    adaptive: Option<adaptive::AdaptiveParams>,
+    dedup: dedup::DedupParams,
+) -> Harness {
     let (txs, rxs): (Vec<_>, Vec<_>) = (0..4).map(|_| mpsc::channel(16)).unzip();
     let (btx, brx) = mpsc::channel(workers);
     let (otx, orx) = mpsc::channel(64);
+    let (ftx, frx) = mpsc::channel(8);
     let pool = WorkerPool {
         idle: Arc::new(Semaphore::new(workers)),
         batches: btx,
     };
     let rxs: [mpsc::Receiver<Admitted>; 4] = rxs.try_into().unwrap_or_else(|_| unreachable!());
-    let task = tokio::spawn(run_batcher(
+    let task = tokio::spawn(run_batcher(BatcherParts {
+        adaptive: adaptive.unwrap_or_else(|| fixed(&policy)),
         policy,
-        rxs,
+        dedup,
+        tiers: rxs,
         pool,
-        otx,
-        ("m".into(), "1".into()),
-    ));
+        outcomes: otx,
+        feedback: frx,
+        model: ("m".into(), "1".into()),
+    }));
     Harness {
         tiers: txs.try_into().unwrap_or_else(|_| unreachable!()),
         batches: brx,
         outcomes: orx,
+        feedback: ftx,
         task,
     }
 }

@@ -4,7 +4,9 @@
 //! Invariants: a batch is never empty when it reaches `Backend::infer` (the batcher never forms
 //! one and `check_input` rejects one); a failed batch fails only its own requests (MODEL_ERROR
 //! for each), the worker keeps serving; the batch's permit is released only after its outcomes
-//! are handed on, so "worker idle" really means idle.
+//! are handed on, so "worker idle" really means idle; every batch is reported back to the batcher
+//! (`BatchDone`) before its permit is released, so the batcher never forms the next batch on a
+//! stale latency or misses a deduplicated result.
 
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -13,8 +15,8 @@ use tokio::sync::{mpsc, Semaphore};
 
 use super::{Backend, InferenceError, ModelInfo};
 use crate::batcher::WorkerPool;
-use crate::pipeline::{micros, now_ms, Admitted, Batch, Outcome};
-use crate::wire::{Reply, Status, Timings};
+use crate::pipeline::{micros, now_ms, Admitted, Batch, BatchDone, Outcome};
+use crate::wire::{Status, Timings};
 
 /// What one worker did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -30,6 +32,7 @@ pub struct WorkerReport {
 pub fn spawn_workers(
     backends: Vec<Box<dyn Backend>>,
     outcomes: mpsc::Sender<Outcome>,
+    feedback: mpsc::Sender<BatchDone>,
 ) -> std::io::Result<(WorkerPool, Vec<JoinHandle<WorkerReport>>)> {
     let n = backends.len();
     // Capacity n: permits already bound what is in flight; the channel never holds more.
@@ -39,9 +42,10 @@ pub fn spawn_workers(
     for (i, backend) in backends.into_iter().enumerate() {
         let rx = Arc::clone(&rx);
         let outcomes = outcomes.clone();
+        let feedback = feedback.clone();
         let handle = std::thread::Builder::new()
             .name(format!("kbatch-infer-{i}"))
-            .spawn(move || worker_loop(backend, &rx, &outcomes))?;
+            .spawn(move || worker_loop(backend, &rx, &outcomes, &feedback))?;
         handles.push(handle);
     }
     Ok((
@@ -57,6 +61,7 @@ fn worker_loop(
     mut backend: Box<dyn Backend>,
     rx: &Mutex<mpsc::Receiver<Batch>>,
     outcomes: &mpsc::Sender<Outcome>,
+    feedback: &mpsc::Sender<BatchDone>,
 ) -> WorkerReport {
     let mut report = WorkerReport::default();
     let mut input = Vec::new();
@@ -79,19 +84,18 @@ fn worker_loop(
         if result.is_err() {
             report.failed_batches += 1;
         }
-        let info = backend.info();
-        let size = batch.requests.len() as i32;
-        for (i, a) in batch.requests.drain(..).enumerate() {
-            let outcome = match &result {
-                Ok(()) => {
-                    let row = &output[i * info.output_size..(i + 1) * info.output_size];
-                    ok_reply(a, info, row, (started, size, inference_us))
-                }
-                Err(e) => model_error(a, info, e, (size, inference_us)),
-            };
-            if outcomes.blocking_send(outcome).is_err() {
-                tracing::error!("replier is gone; an outcome was not sent");
-            }
+        let done = hand_on(
+            &mut batch,
+            backend.info(),
+            &result,
+            &output,
+            (started, inference_us),
+            outcomes,
+        );
+        // The batcher stops reading only after the last worker is gone; an error here means it
+        // ended early (a failed stage), and the outcomes above are already on their way.
+        if feedback.blocking_send(done).is_err() {
+            tracing::debug!("batcher is gone; batch feedback dropped");
         }
         drop(permit);
     }
@@ -112,38 +116,57 @@ fn run_batch(
     backend.infer(input, requests.len(), output)
 }
 
-/// `run` is (when the batch started, its size, its inference time in µs).
-fn ok_reply(
-    a: Admitted,
+/// Turns every request of the finished `batch` into its outcome and sends it on; returns what
+/// the batcher is told about the batch. `run` is (when it started, its inference time in µs).
+fn hand_on(
+    batch: &mut Batch,
     info: &ModelInfo,
-    outputs: &[f32],
-    run: (tokio::time::Instant, i32, i64),
-) -> Outcome {
-    let (started, batch_size, inference_us) = run;
-    let now = now_ms();
-    let timings = Timings {
-        queue_wait_us: micros(started.saturating_duration_since(a.admitted_at)),
-        batch_size,
-        inference_us,
-        end_to_end_us: (now - a.record_timestamp_ms).max(0) * 1000,
+    result: &Result<(), InferenceError>,
+    output: &[f32],
+    run: (tokio::time::Instant, i64),
+    outcomes: &mpsc::Sender<Outcome>,
+) -> BatchDone {
+    let (started, inference_us) = run;
+    let size = batch.requests.len();
+    let mut done = BatchDone {
+        size,
+        inference: std::time::Duration::from_micros(inference_us.max(0) as u64),
+        ok: result.is_ok(),
+        results: Vec::new(),
     };
-    let reply = Reply {
-        request_id: a.request.request_id,
-        status: Status::Ok,
-        error: None,
-        model_name: info.name.clone(),
-        model_version: info.version.clone(),
-        output_shape: vec![info.output_size as i32],
-        outputs: outputs.to_vec(),
-        tier: a.tier,
-        timings,
-        completed_at_ms: now,
-    };
-    Outcome::Reply {
-        reply: Box::new(reply),
-        reply_to: a.reply_to,
-        origin: a.origin,
+    for (i, a) in batch.requests.drain(..).enumerate() {
+        let outcome = match result {
+            Ok(()) => {
+                let row = &output[i * info.output_size..(i + 1) * info.output_size];
+                if let Some(key) = a.dedup_key {
+                    done.results.push((key, Some(row.into())));
+                }
+                let timings = Timings {
+                    queue_wait_us: micros(started.saturating_duration_since(a.admitted_at)),
+                    batch_size: size as i32,
+                    inference_us,
+                    end_to_end_us: 0,
+                };
+                Outcome::ok(
+                    a,
+                    (&info.name, &info.version),
+                    row.to_vec(),
+                    timings,
+                    now_ms(),
+                )
+            }
+            Err(e) => {
+                if let Some(key) = a.dedup_key {
+                    done.results.push((key, None));
+                }
+                model_error(a, info, e, (size as i32, inference_us))
+            }
+        };
+        if outcomes.blocking_send(outcome).is_err() {
+            tracing::error!("replier is gone; an outcome was not sent");
+        }
     }
+    done
 }
 
 fn model_error(a: Admitted, info: &ModelInfo, e: &InferenceError, run: (i32, i64)) -> Outcome {

@@ -59,6 +59,8 @@ pub struct Admission {
     reserved_topics: Vec<String>,
     correlation_header: String,
     processor: String,
+    /// Per served tier: the timeout of a request that sets neither a deadline nor a timeout.
+    default_timeout_ms: [Option<i64>; 4],
 }
 
 impl Admission {
@@ -78,6 +80,10 @@ impl Admission {
             reserved_topics: reserved,
             correlation_header: cfg.replies.correlation_header.clone(),
             processor: cfg.kafka.client_id.clone(),
+            default_timeout_ms: Tier::ALL.map(|t| {
+                let d = cfg.priority_queueing.default_timeout(t)?;
+                i64::try_from(d.as_millis()).ok()
+            }),
         }
     }
 
@@ -145,16 +151,21 @@ impl Admission {
             correlation_id: header(rec, &self.correlation_header),
             traceparent: header(rec, "traceparent"),
         };
+        let tier = origin.topic_tier.demoted_to(request.priority);
+        let record_timestamp_ms = rec.timestamp_ms.unwrap_or(now_ms);
+        // The tier's default timeout counts from when the request was written, like its own.
+        let deadline_ms = request.effective_deadline_ms().or_else(|| {
+            self.default_timeout_ms[tier.index()].map(|t| record_timestamp_ms.saturating_add(t))
+        });
         Admitted {
-            tier: origin.topic_tier.demoted_to(request.priority),
-            deadline: request
-                .effective_deadline_ms()
-                .map(|d| deadline_instant(d, now, now_ms)),
+            tier,
+            deadline: deadline_ms.map(|d| deadline_instant(d, now, now_ms)),
             request,
             origin,
             reply_to,
-            record_timestamp_ms: rec.timestamp_ms.unwrap_or(now_ms),
+            record_timestamp_ms,
             admitted_at: now,
+            dedup_key: None,
         }
     }
 

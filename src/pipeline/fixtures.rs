@@ -48,5 +48,6 @@ pub fn admitted(
         record_timestamp_ms: 0,
         admitted_at: at,
         deadline: None,
+        dedup_key: None,
     }
 }

@@ -9,6 +9,9 @@
 //!                                                          offset tracker (commit prefix)
 //! ```
 //!
+//! Workers also report each finished batch back to the batcher (`BatchDone`): its latency for
+//! adaptive sizing, and the results that deduplicated twins of its requests are waiting for.
+//!
 //! Invariant: every record the consumer takes from Kafka becomes exactly one `Outcome` carrying
 //! its `Origin`, and only a delivered outcome marks its origin done in the offset tracker.
 
@@ -16,4 +19,4 @@
 pub(crate) mod fixtures;
 mod outcome;
 
-pub use outcome::{micros, now_ms, Admitted, Batch, Origin, Outcome, ReplyTo};
+pub use outcome::{micros, now_ms, Admitted, Batch, BatchDone, Origin, Outcome, ReplyTo};

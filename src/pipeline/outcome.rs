@@ -3,6 +3,9 @@
 //! Invariant: an `Admitted` request has passed `wire::validate` against the loaded model's input
 //! shape, so its `data` can be copied into a batch row as is.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use tokio::time::Instant;
 
 use tokio::sync::OwnedSemaphorePermit;
@@ -47,6 +50,9 @@ pub struct Admitted {
     /// Absolute deadline translated to this process's clock, if the request has one.
     /// (tokio's `Instant`, so tests can pause time.)
     pub deadline: Option<Instant>,
+    /// Set when deduplication is on and this request leads its identical inputs: whoever
+    /// finishes it hands its result (or failure) back to the batcher under this key.
+    pub dedup_key: Option<[u8; 32]>,
 }
 
 /// Requests selected to run together. Holding `permit` means an inference worker is free for it.
@@ -56,6 +62,18 @@ pub struct Batch {
     pub flush_reason: &'static str,
     pub formed_at: Instant,
     pub permit: Option<OwnedSemaphorePermit>,
+}
+
+/// What a worker reports to the batcher about a batch it finished (adaptive sizing and
+/// deduplication learn from it).
+#[derive(Debug)]
+pub struct BatchDone {
+    pub size: usize,
+    pub inference: Duration,
+    pub ok: bool,
+    /// For each request of the batch that led deduplicated twins: its key, and its outputs
+    /// when the batch succeeded.
+    pub results: Vec<([u8; 32], Option<Arc<[f32]>>)>,
 }
 
 /// The single outcome of one consumed record.
@@ -77,6 +95,34 @@ impl Outcome {
     pub fn origin(&self) -> Origin {
         match self {
             Outcome::Reply { origin, .. } | Outcome::DeadLetter { origin, .. } => *origin,
+        }
+    }
+
+    /// An OK reply with `outputs` for `a`. `timings.end_to_end_us` is filled in here.
+    pub fn ok(
+        a: Admitted,
+        model: (&str, &str),
+        outputs: Vec<f32>,
+        mut timings: Timings,
+        now_ms: i64,
+    ) -> Outcome {
+        timings.end_to_end_us = (now_ms - a.record_timestamp_ms).max(0) * 1000;
+        let reply = Reply {
+            request_id: a.request.request_id,
+            status: Status::Ok,
+            error: None,
+            model_name: model.0.to_string(),
+            model_version: model.1.to_string(),
+            output_shape: vec![outputs.len() as i32],
+            outputs,
+            tier: a.tier,
+            timings,
+            completed_at_ms: now_ms,
+        };
+        Outcome::Reply {
+            reply: Box::new(reply),
+            reply_to: a.reply_to,
+            origin: a.origin,
         }
     }
 
