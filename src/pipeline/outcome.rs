@@ -73,8 +73,11 @@ pub struct BatchDone {
     pub ok: bool,
     /// For each request of the batch that led deduplicated twins: its key, and its outputs
     /// when the batch succeeded.
-    pub results: Vec<([u8; 32], Option<Arc<[f32]>>)>,
+    pub results: Vec<LeaderResult>,
 }
+
+/// A deduplication key and its leader's outputs (`None` when the leader failed).
+pub type LeaderResult = ([u8; 32], Option<Arc<[f32]>>);
 
 /// The single outcome of one consumed record.
 #[derive(Debug)]
