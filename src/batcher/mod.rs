@@ -7,10 +7,10 @@ pub mod dedup;
 mod policy;
 mod queue;
 mod state;
-mod strategy;
-mod task;
 #[cfg(test)]
 mod state_tests;
+mod strategy;
+mod task;
 #[cfg(test)]
 mod tests;
 
