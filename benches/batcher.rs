@@ -117,11 +117,16 @@ async fn through_task(cfg: &Config, reqs: Vec<Admitted>) {
         let mut n = 0;
         while let Some(mut b) = brx.recv().await {
             n += b.requests.len();
+            let outputs: Arc<[f32]> = vec![0.5; 3].into();
             let done = BatchDone {
                 size: b.requests.len(),
                 inference: Duration::from_micros(100),
                 ok: true,
-                results: Vec::new(),
+                results: b
+                    .requests
+                    .iter()
+                    .filter_map(|a| a.dedup_key.map(|k| (k, Some(outputs.clone()))))
+                    .collect(),
             };
             b.permit.take();
             if ftx.send(done).await.is_err() {

@@ -109,7 +109,9 @@ pub async fn run_batcher(parts: BatcherParts) -> BatcherReport {
     let mut feedback_open = true;
     loop {
         let draining = open.iter().all(|o| !o);
-        if draining && b.state.is_empty() && b.coalescer.stats().pending == 0 {
+        // Leaders still running settle through feedback; with every worker gone none will.
+        let unsettled = feedback_open && b.coalescer.stats().pending > 0;
+        if draining && b.state.is_empty() && !unsettled {
             break;
         }
         let due = if draining {
