@@ -4,7 +4,9 @@
 //! `state`: the pure state (push + next_batch), 4 tiers, half the requests with deadlines.
 //! `task`: requests through the tier channels, the batcher task and a stand-in worker that
 //! returns each batch at once (with its feedback), on one tokio thread — the whole per-request
-//! path of the batcher, with deduplication off and on (distinct inputs: the cost of hashing).
+//! path of the batcher, with deduplication off and on (distinct inputs). With deduplication on,
+//! the keys are hashed in setup, as the consumer thread's admission does in the service.
+//! `dedup_key`: that hash alone, per 1,024-float input (consumer-thread cost, not batcher's).
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -12,7 +14,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use kbatch::batcher::adaptive::AdaptiveParams;
-use kbatch::batcher::dedup::DedupParams;
+use kbatch::batcher::dedup::{dedup_key, DedupParams};
 use kbatch::batcher::{run_batcher, BatchPolicy, BatcherParts, State, WorkerPool};
 use kbatch::config::Config;
 use kbatch::pipeline::{Admitted, BatchDone, Origin, ReplyTo};
@@ -111,6 +113,7 @@ async fn through_task(cfg: &Config, reqs: Vec<Admitted>) {
         outcomes: otx,
         feedback: frx,
         model: ("m".into(), "1".into()),
+        utilization: tokio::sync::watch::channel(Default::default()).1,
     };
     let task = tokio::spawn(run_batcher(parts));
     let worker = tokio::spawn(async move {
@@ -148,6 +151,27 @@ async fn through_task(cfg: &Config, reqs: Vec<Admitted>) {
     black_box(worker.await.ok());
 }
 
+/// Keys every request as admission does when deduplication is on.
+fn keyed(mut reqs: Vec<Admitted>, dedup: bool) -> Vec<Admitted> {
+    if dedup {
+        for a in &mut reqs {
+            let r = &a.request;
+            a.dedup_key = Some(dedup_key("m", "1", &r.shape, &r.data));
+        }
+    }
+    reqs
+}
+
+fn hashing(c: &mut Criterion) {
+    let data: Vec<f32> = (0..1024).map(|i| i as f32 * 0.5).collect();
+    let mut group = c.benchmark_group("batcher");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("dedup_key/1024_floats", |b| {
+        b.iter(|| dedup_key(black_box("m"), "1", &[64, 16], black_box(&data)))
+    });
+    group.finish();
+}
+
 fn task(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -166,7 +190,7 @@ fn task(c: &mut Criterion) {
         };
         group.bench_function(name, |b| {
             b.iter_batched(
-                || requests(N, Instant::now()),
+                || keyed(requests(N, Instant::now()), dedup),
                 |reqs| rt.block_on(through_task(&cfg, reqs)),
                 BatchSize::LargeInput,
             )
@@ -175,5 +199,5 @@ fn task(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, state, task);
+criterion_group!(benches, state, task, hashing);
 criterion_main!(benches);

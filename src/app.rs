@@ -8,9 +8,10 @@
 //! commits and returns.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use thiserror::Error;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::batcher::adaptive::AdaptiveParams;
@@ -23,6 +24,7 @@ use crate::kafka::{
     SharedTracker,
 };
 use crate::pipeline::Admitted;
+use crate::resources::{run_sampler, Sources, Utilization};
 
 #[derive(Debug, Error)]
 pub enum AppError {
@@ -86,6 +88,7 @@ pub async fn serve(config: Config, cancel: CancellationToken) -> Result<ServeRep
     // Feedback per finished batch; the batcher reads it first, so a few slots per worker do.
     let (feedback_tx, feedback_rx) = mpsc::channel(16 * backends.len().max(1));
     let (pool, workers) = spawn_workers(backends, outcome_tx.clone(), feedback_tx)?;
+    let (sampler, util_rx) = start_sampler(&cfg);
     let batcher = tokio::spawn(run_batcher(BatcherParts {
         policy,
         adaptive: AdaptiveParams::from_config(&cfg),
@@ -95,6 +98,7 @@ pub async fn serve(config: Config, cancel: CancellationToken) -> Result<ServeRep
         outcomes: outcome_tx.clone(),
         feedback: feedback_rx,
         model: (info.name.clone(), info.version.clone()),
+        utilization: util_rx,
     }));
     let inputs = ConsumerInputs {
         tiers: array(tier_txs),
@@ -113,6 +117,11 @@ pub async fn serve(config: Config, cancel: CancellationToken) -> Result<ServeRep
     let consumer = consumer.await.map_err(|e| AppError::Task(e.to_string()))?;
     drop(guard);
     let batcher = batcher.await.map_err(|e| AppError::Task(e.to_string()))?;
+    sampler.cancel.cancel();
+    sampler
+        .task
+        .await
+        .map_err(|e| AppError::Task(e.to_string()))?;
     let workers = tokio::task::spawn_blocking(move || {
         workers
             .into_iter()
@@ -128,6 +137,26 @@ pub async fn serve(config: Config, cancel: CancellationToken) -> Result<ServeRep
         workers,
         replier: replier?,
     })
+}
+
+/// The resource sampler's task and its stop switch.
+struct Sampler {
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Samples memory (and GPU) every `metrics_collection_interval` for the adaptive controller.
+fn start_sampler(cfg: &Config) -> (Sampler, watch::Receiver<Utilization>) {
+    let (tx, rx) = watch::channel(Utilization::default());
+    let cancel = CancellationToken::new();
+    let period = Duration::from_secs_f64(cfg.performance_monitoring.metrics_collection_interval);
+    let task = tokio::spawn(run_sampler(
+        Sources::from_config(cfg),
+        period,
+        tx,
+        cancel.clone(),
+    ));
+    (Sampler { cancel, task }, rx)
 }
 
 async fn load_backends(cfg: &Arc<Config>) -> Result<Vec<Box<dyn Backend>>, AppError> {

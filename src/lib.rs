@@ -13,6 +13,7 @@ pub mod demo;
 pub mod inference;
 pub mod kafka;
 pub mod pipeline;
+pub mod resources;
 pub mod telemetry;
 pub mod tier;
 pub mod wire;

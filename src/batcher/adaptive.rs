@@ -135,6 +135,10 @@ pub struct AdaptiveState {
     pub score: f64,
     pub adjustments: u64,
     pub last_reason: &'static str,
+    /// Latest memory reading (host or GPU, the fuller), 0..=1; `None` = not sampled.
+    pub memory_utilization: Option<f64>,
+    /// Latest GPU utilization, 0..=1; `None` = no GPU.
+    pub gpu_utilization: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -306,6 +310,8 @@ impl AdaptiveController {
             score: self.score(self.target).unwrap_or(0.0),
             adjustments: self.adjustments,
             last_reason: self.last_reason,
+            memory_utilization: self.memory,
+            gpu_utilization: self.gpu,
         }
     }
 

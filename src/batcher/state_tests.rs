@@ -436,3 +436,51 @@ async fn a_failed_batch_shrinks_the_adaptive_target_of_the_next_one() {
     let second = h.batches.recv().await.unwrap();
     assert_eq!(second.requests.len(), 2, "halved after the failure");
 }
+
+#[tokio::test(start_paused = true)]
+async fn memory_over_its_threshold_shrinks_the_next_batch() {
+    use super::tests::start_with;
+    use crate::resources::Utilization;
+    let mut cfg = crate::config::Config::default();
+    cfg.batch_processing.max_batch_size = 4;
+    cfg.adaptive_batching.initial_batch_size = 4;
+    cfg.adaptive_batching.adaptive_scaling_factor = 2.0;
+    cfg.adaptive_batching.memory_utilization_threshold = 0.8;
+    let adaptive = adaptive::AdaptiveParams::from_config(&cfg);
+    let mut h = start_with(
+        policy(),
+        1,
+        Some(adaptive),
+        dedup::DedupParams::from_config(&cfg),
+    );
+    let reading = |m: f64| Utilization {
+        host_memory: Some(m),
+        ..Utilization::default()
+    };
+    // Under the threshold: the target stays.
+    h.utilization.send(reading(0.5)).unwrap();
+    tokio::time::sleep(ms(1)).await;
+    let t0 = Instant::now();
+    for i in 0..4 {
+        h.tiers[2].send(entry(i, Tier::Normal, t0)).await.unwrap();
+    }
+    assert_eq!(h.batches.recv().await.unwrap().requests.len(), 4);
+    // Over it: the very next batch is halved.
+    h.utilization.send(reading(0.95)).unwrap();
+    tokio::time::sleep(ms(1)).await;
+    for i in 4..8 {
+        h.tiers[2].send(entry(i, Tier::Normal, t0)).await.unwrap();
+    }
+    assert_eq!(h.batches.recv().await.unwrap().requests.len(), 2);
+    let rest = h.batches.recv().await.unwrap();
+    assert_eq!(rest.requests.len(), 2);
+    drop(rest);
+    for tx in h.tiers {
+        drop(tx);
+    }
+    drop(h.feedback);
+    let report = h.task.await.unwrap();
+    let state = report.adaptive.expect("adaptive state");
+    assert_eq!(state.memory_utilization, Some(0.95));
+    assert_eq!(state.last_reason, adaptive::reason::MEMORY);
+}

@@ -15,7 +15,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::time::{sleep_until, Instant};
 
 use super::adaptive::{AdaptiveController, AdaptiveParams, AdaptiveState};
@@ -23,6 +23,7 @@ use super::dedup::{dedup_key, Admit, Coalescer, DedupParams, DedupStats};
 use super::state::{reason, State};
 use super::{BatchPolicy, Expiry};
 use crate::pipeline::{now_ms, Admitted, Batch, BatchDone, Outcome};
+use crate::resources::Utilization;
 use crate::tier::Tier;
 use crate::wire::{Status, Timings};
 
@@ -46,6 +47,9 @@ pub struct BatcherParts {
     pub feedback: mpsc::Receiver<BatchDone>,
     /// Name and version of the served model (replies, deduplication keys).
     pub model: (String, String),
+    /// Memory and GPU readings for the adaptive controller (`resources::run_sampler`); a
+    /// channel whose sender is gone leaves the controller without them.
+    pub utilization: watch::Receiver<Utilization>,
 }
 
 /// Counters the task keeps for its report.
@@ -93,6 +97,7 @@ pub async fn run_batcher(parts: BatcherParts) -> BatcherReport {
         outcomes,
         mut feedback,
         model,
+        mut utilization,
     } = parts;
     let now = Instant::now();
     let followers_cap = policy.tier_capacity * Tier::ALL.len();
@@ -107,6 +112,7 @@ pub async fn run_batcher(parts: BatcherParts) -> BatcherReport {
     b.state.set_target(b.adaptive.target());
     let mut open = [true; 4];
     let mut feedback_open = true;
+    let mut sampled = true;
     loop {
         let draining = open.iter().all(|o| !o);
         // Leaders still running settle through feedback; with every worker gone none will.
@@ -153,6 +159,10 @@ pub async fn run_batcher(parts: BatcherParts) -> BatcherReport {
             a = n.recv(), if room[2] => b.receive(a, &mut open[2]).await,
             a = l.recv(), if room[3] => b.receive(a, &mut open[3]).await,
             _ = sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => b.on_timer().await,
+            changed = utilization.changed(), if sampled => match changed {
+                Ok(()) => b.on_utilization(*utilization.borrow_and_update()),
+                Err(_) => sampled = false,
+            },
         }
     }
     b.report.dedup = b.coalescer.stats();
@@ -171,11 +181,21 @@ impl Batcher {
     /// Queues `a`, unless an identical request is already queued, running or cached.
     async fn admit(&mut self, mut a: Admitted) {
         if !self.coalescer.params().enabled {
+            // A key hashed before deduplication was switched off must not make the worker
+            // report this request as a leader.
+            a.dedup_key = None;
             self.state.push(a);
             return;
         }
-        let r = &a.request;
-        let key = dedup_key(&self.model.0, &self.model.1, &r.shape, &r.data);
+        // Admission hashes the input on the consumer thread; hash here only for requests
+        // admitted before deduplication was switched on.
+        let key = match a.dedup_key {
+            Some(k) => k,
+            None => {
+                let r = &a.request;
+                dedup_key(&self.model.0, &self.model.1, &r.shape, &r.data)
+            }
+        };
         match self.coalescer.admit(a, key, Instant::now()) {
             Admit::Run(leader) => {
                 a = leader;
@@ -210,6 +230,12 @@ impl Batcher {
             formed_at: now,
             permit: Some(permit),
         })
+    }
+
+    /// New resource readings: over a threshold, the target shrinks for the next batch.
+    fn on_utilization(&mut self, u: Utilization) {
+        self.adaptive.on_utilization(u.memory(), u.gpu);
+        self.state.set_target(self.adaptive.target());
     }
 
     /// A worker finished a batch: learn its latency, settle its deduplicated leaders.

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::time::Instant;
 
 use super::*;
@@ -186,6 +186,8 @@ pub(super) struct Harness {
     pub outcomes: mpsc::Receiver<Outcome>,
     pub feedback: mpsc::Sender<crate::pipeline::BatchDone>,
     pub task: tokio::task::JoinHandle<BatcherReport>,
+    /// Resource readings, as the sampler publishes them.
+    pub utilization: watch::Sender<crate::resources::Utilization>,
 }
 
 /// Adaptive sizing off: the batch cap is `max_batch_size`.
@@ -222,6 +224,7 @@ pub(super) fn start_with(
         batches: btx,
     };
     let rxs: [mpsc::Receiver<Admitted>; 4] = rxs.try_into().unwrap_or_else(|_| unreachable!());
+    let (utilization, util_rx) = watch::channel(Default::default());
     let task = tokio::spawn(run_batcher(BatcherParts {
         adaptive: adaptive.unwrap_or_else(|| fixed(&policy)),
         policy,
@@ -231,6 +234,7 @@ pub(super) fn start_with(
         outcomes: otx,
         feedback: frx,
         model: ("m".into(), "1".into()),
+        utilization: util_rx,
     }));
     Harness {
         tiers: txs.try_into().unwrap_or_else(|_| unreachable!()),
@@ -238,6 +242,7 @@ pub(super) fn start_with(
         outcomes: orx,
         feedback: ftx,
         task,
+        utilization,
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::batcher::dedup::dedup_key;
 use crate::config::Config;
 use crate::inference::ModelInfo;
 use crate::pipeline::{Admitted, Origin, Outcome, ReplyTo};
@@ -61,6 +62,9 @@ pub struct Admission {
     processor: String,
     /// Per served tier: the timeout of a request that sets neither a deadline nor a timeout.
     default_timeout_ms: [Option<i64>; 4],
+    /// Deduplication is on: hash each admitted input here, on the consumer thread, so the
+    /// batcher's single task only looks the key up (the hash is most of deduplication's cost).
+    hash_inputs: bool,
 }
 
 impl Admission {
@@ -84,6 +88,7 @@ impl Admission {
                 let d = cfg.priority_queueing.default_timeout(t)?;
                 i64::try_from(d.as_millis()).ok()
             }),
+            hash_inputs: cfg.deduplication.enable_deduplication,
         }
     }
 
@@ -111,13 +116,26 @@ impl Admission {
             return Decision::UnknownModel(o);
         }
         match validation {
-            Ok(()) => Decision::Admit(admitted),
+            Ok(()) => Decision::Admit(self.keyed(admitted)),
             Err(e) => {
                 let o =
                     Outcome::error(admitted, Status::InvalidInput, e.to_string(), model, now_ms);
                 Decision::Invalid(o)
             }
         }
+    }
+
+    fn keyed(&self, mut a: Admitted) -> Admitted {
+        if self.hash_inputs {
+            let r = &a.request;
+            a.dedup_key = Some(dedup_key(
+                &self.model_name,
+                &self.model_version,
+                &r.shape,
+                &r.data,
+            ));
+        }
+        a
     }
 
     fn model_mismatch(&self, req: &Request) -> Option<String> {

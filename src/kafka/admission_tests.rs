@@ -268,3 +268,31 @@ fn missing_timestamp_falls_back_to_now() {
     assert_eq!(a.reply_to.key, None);
     assert_eq!(a.reply_to.correlation_id, None);
 }
+
+#[test]
+fn inputs_are_hashed_on_admission_only_when_deduplication_is_on() {
+    let key_of = |cfg: &Config, req: &Request| match decide_with(cfg, Tier::Normal, &encode(req)) {
+        Decision::Admit(a) => a.dedup_key,
+        other => panic!("not admitted: {other:?}"),
+    };
+    let off = Config::default();
+    assert_eq!(key_of(&off, &request()), None);
+
+    let mut on = Config::default();
+    on.deduplication.enable_deduplication = true;
+    let same = key_of(&on, &request()).expect("hashed");
+    let mut other_id = request();
+    other_id.request_id = "r-2".into();
+    // The key is the input's, not the request's: another id with the same tensor coalesces.
+    assert_eq!(key_of(&on, &other_id), Some(same));
+    let mut other_input = request();
+    other_input.data[5] = 0.25;
+    assert_ne!(key_of(&on, &other_input), Some(same));
+    let m = model();
+    let r = request();
+    assert_eq!(
+        same,
+        crate::batcher::dedup::dedup_key(&m.name, &m.version, &r.shape, &r.data),
+        "the batcher's fallback must compute the same key"
+    );
+}
