@@ -21,7 +21,7 @@ pub use load::{load, LoadOptions, Loaded, PROFILES};
 pub use model::{Device, ModelConfig};
 pub use sections::{
     AdaptiveBatching, BatchProcessing, Deduplication, LogFormat, Logging, OptimizationTarget,
-    PerformanceMonitoring, PriorityQueueing, ResourceManagement,
+    PerformanceMonitoring, PriorityQueueing, QueueFull, ResourceManagement,
 };
 pub use validate::{validate, Issue};
 pub use wire::{Framing, WireConfig};

@@ -32,6 +32,20 @@ pub struct BatchProcessing {
     pub min_batch_interval: f64,
     /// Most tensor memory in one batch (MB, > 0; seed 003): a batch closes before it would pass.
     pub max_batch_memory_mb: f64,
+    /// What a full queue does to the next request: `pause` its topic (it waits in Kafka), or
+    /// `reject` it at once with an OVERLOADED reply (fail fast instead of queueing in the log).
+    pub when_queue_full: QueueFull,
+}
+
+/// The overflow rule of `batch_processing.when_queue_full`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueFull {
+    /// Backpressure: the topic is paused until the queue has room; nothing is refused.
+    #[default]
+    Pause,
+    /// Load shedding: the request is answered OVERLOADED and its offset may be committed.
+    Reject,
 }
 
 impl Default for BatchProcessing {
@@ -44,6 +58,7 @@ impl Default for BatchProcessing {
             max_queue_size: 1000,
             min_batch_interval: 0.0,
             max_batch_memory_mb: 256.0,
+            when_queue_full: QueueFull::Pause,
         }
     }
 }

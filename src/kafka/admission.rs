@@ -125,6 +125,16 @@ impl Admission {
         }
     }
 
+    /// The reply to an admitted request its full queue cannot take (`when_queue_full: reject`).
+    pub fn overloaded(&self, a: Admitted, now_ms: i64) -> Outcome {
+        let msg = format!(
+            "the {} queue is full (batch_processing.max_queue_size); retry later",
+            a.tier
+        );
+        let model = (self.model_name.as_str(), self.model_version.as_str());
+        Outcome::error(a, Status::Overloaded, msg, model, now_ms)
+    }
+
     fn keyed(&self, mut a: Admitted) -> Admitted {
         if self.hash_inputs {
             let r = &a.request;

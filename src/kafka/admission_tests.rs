@@ -296,3 +296,23 @@ fn inputs_are_hashed_on_admission_only_when_deduplication_is_on() {
         "the batcher's fallback must compute the same key"
     );
 }
+
+#[test]
+fn a_request_its_full_queue_cannot_take_is_answered_overloaded() {
+    let cfg = Config::default();
+    let Decision::Admit(a) = decide(Tier::High, &request()) else {
+        panic!("admitted")
+    };
+    let o = Admission::new(&cfg, &model()).overloaded(a, NOW_MS);
+    let (status, reply, reply_to, from) = reply_of(Decision::Invalid(o));
+    assert_eq!(status, Status::Overloaded);
+    assert_eq!(reply.request_id, "r-1");
+    let msg = reply.error.as_deref().unwrap_or_default();
+    assert!(msg.contains("high queue is full"), "{msg}");
+    assert_eq!(reply_to.correlation_id.as_deref(), Some(&b"corr-9"[..]));
+    assert_eq!(
+        from,
+        origin(Tier::High),
+        "its offset is settled by this reply"
+    );
+}

@@ -61,6 +61,8 @@ pub struct ConsumerReport {
     pub skipped: u64,
     /// Times a topic was paused because a tier channel was full.
     pub paused: u64,
+    /// Requests answered OVERLOADED because their queue was full (`when_queue_full: reject`).
+    pub shed: u64,
     /// Records given up without an outcome (stashed at revoke/shutdown); never committed past.
     pub abandoned: u64,
     /// Records still pending when the shutdown drain timed out.
@@ -79,7 +81,7 @@ pub async fn run_consumer(
     cancel: CancellationToken,
 ) -> Result<ConsumerReport, KafkaError> {
     let k = &cfg.kafka;
-    let intake = Intake::new(inputs.tiers);
+    let intake = Intake::new(inputs.tiers, cfg.batch_processing.when_queue_full);
     let drain = Duration::from_millis(k.revoke_drain_timeout_ms);
     let context = KbatchContext::new(k.topics.clone(), tracker, intake, drain);
     let consumer: BaseConsumer<KbatchContext> = consumer_config(&cfg)
@@ -279,6 +281,11 @@ impl<'a> PollLoop<'a> {
             Offer::Stashed => {
                 self.apply_pauses();
                 Ok(())
+            }
+            Offer::Full(a) => {
+                self.report.shed += 1;
+                let o = self.admission.overloaded(*a, now_ms());
+                self.send_outcome(o)
             }
             Offer::Closed(a) => {
                 self.abandon(&a.origin);

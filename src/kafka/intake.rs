@@ -1,4 +1,6 @@
-//! Hand-off of admitted requests to the four tier channels, with backpressure by pausing.
+//! Hand-off of admitted requests to the four tier channels, with backpressure by pausing (or,
+//! with `when_queue_full: reject`, load shedding: a request finding its channel full is handed
+//! back as `Offer::Full` for an OVERLOADED reply, and nothing is stashed or paused).
 //!
 //! Invariant: an admitted request is never dropped here while its partition is assigned: when
 //! its tier channel is full it waits in that tier's stash (FIFO, so a tier's order is kept), and
@@ -16,6 +18,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::mpsc::Sender;
 
 use super::offsets::PartitionKey;
+use crate::config::QueueFull;
 use crate::pipeline::{Admitted, Origin};
 use crate::tier::Tier;
 
@@ -26,6 +29,8 @@ pub enum Offer {
     Sent,
     /// Kept in its tier's stash; the caller pauses topics per [`Intake::pauses_due`].
     Stashed,
+    /// Rejecting mode, channel full: handed back for an OVERLOADED reply.
+    Full(Box<Admitted>),
     /// The channel's receiver is gone (the pipeline is shutting down): the request is handed
     /// back so the caller can abandon its origin.
     Closed(Box<Admitted>),
@@ -43,16 +48,19 @@ pub struct Intake {
     paused: [bool; 4],
     /// Per topic tier: the served tier whose full channel last made it stash.
     blocked_on: [usize; 4],
+    /// `when_queue_full: reject`: hand back instead of stashing.
+    reject_when_full: bool,
 }
 
 impl Intake {
-    pub fn new(senders: [Sender<Admitted>; 4]) -> Self {
+    pub fn new(senders: [Sender<Admitted>; 4], when_full: QueueFull) -> Self {
         Self {
             senders: Some(senders),
             stash: Default::default(),
             held: [0; 4],
             paused: [false; 4],
             blocked_on: [0; 4],
+            reject_when_full: when_full == QueueFull::Reject,
         }
     }
 
@@ -68,6 +76,7 @@ impl Intake {
         };
         match senders[tier].try_send(a) {
             Ok(()) => Offer::Sent,
+            Err(TrySendError::Full(a)) if self.reject_when_full => Offer::Full(Box::new(a)),
             Err(TrySendError::Full(a)) => {
                 self.push_stash(a);
                 Offer::Stashed

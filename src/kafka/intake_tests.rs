@@ -15,7 +15,7 @@ fn admitted(topic: Tier, served: Tier, partition: i32, offset: i64) -> Admitted 
 fn intake(capacity: usize) -> (Intake, Vec<Receiver<Admitted>>) {
     let (txs, rxs): (Vec<_>, Vec<_>) = (0..4).map(|_| channel(capacity)).unzip();
     let senders: [Sender<Admitted>; 4] = txs.try_into().unwrap();
-    (Intake::new(senders), rxs)
+    (Intake::new(senders, QueueFull::Pause), rxs)
 }
 
 fn offsets(rx: &mut Receiver<Admitted>) -> Vec<i64> {
@@ -137,5 +137,32 @@ fn a_closed_channel_hands_the_request_back() {
     assert!(matches!(
         intake.offer(admitted(Tier::Normal, Tier::Normal, 0, 0)),
         Offer::Closed(_)
+    ));
+}
+
+#[test]
+fn rejecting_mode_hands_back_instead_of_stashing_or_pausing() {
+    let (txs, mut rxs): (Vec<_>, Vec<_>) = (0..4).map(|_| channel(2)).unzip();
+    let senders: [Sender<Admitted>; 4] = txs.try_into().unwrap();
+    let mut intake = Intake::new(senders, QueueFull::Reject);
+    let mut full = Vec::new();
+    for off in 0..5 {
+        match intake.offer(admitted(Tier::Low, Tier::Low, 0, off)) {
+            Offer::Sent => {}
+            Offer::Full(a) => full.push(a.origin.offset),
+            other => panic!("offset {off}: {other:?}"),
+        }
+    }
+    assert_eq!(full, [2, 3, 4], "what the channel cannot take comes back");
+    assert!(!intake.has_stash());
+    assert!(
+        intake.pauses_due().is_empty(),
+        "nothing to pause: nothing waits"
+    );
+    assert_eq!(offsets(&mut rxs[3]), [0, 1]);
+    // Room again: the next request goes in.
+    assert!(matches!(
+        intake.offer(admitted(Tier::Low, Tier::Low, 0, 5)),
+        Offer::Sent
     ));
 }

@@ -1,5 +1,5 @@
-//! End-to-end deduplication against a real broker: identical inputs are computed once and every
-//! requester still gets its own reply, with the model's output for its input.
+//! End-to-end batcher rules against a real broker: deduplication (identical inputs computed once,
+//! every requester still gets its own reply) and load shedding (`when_queue_full: reject`).
 #![cfg(feature = "container-tests")]
 
 mod common;
@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::pipeline::*;
 use common::{producer, start_broker, with_timeout};
+use kbatch::config::QueueFull;
 use kbatch::inference::load_backend;
 use kbatch::tier::Tier;
 use kbatch::wire::{Request, Status};
@@ -94,4 +95,51 @@ async fn identical_inputs_run_once_and_every_requester_gets_its_reply() {
         REQUESTS,
         "every request accounted: {d:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_queue_in_rejecting_mode_answers_overloaded_at_once() {
+    const SENT: usize = 40;
+    let broker = start_broker().await;
+    let mut cfg = test_config(broker.bootstrap_servers(), 4).await;
+    // One request per second at most, and room for one queued per tier.
+    cfg.adaptive_batching.enable_adaptive_batching = false;
+    cfg.batch_processing.max_batch_size = 1;
+    cfg.batch_processing.max_queue_size = 4;
+    cfg.batch_processing.min_batch_interval = 1.0;
+    cfg.batch_processing.when_queue_full = QueueFull::Reject;
+    let replies_reader = reader(broker.bootstrap_servers(), &cfg.replies.default_topic);
+    let cancel = CancellationToken::new();
+    let serving = tokio::spawn(kbatch::app::serve(cfg.clone(), cancel.clone()));
+    let p = producer(broker.bootstrap_servers());
+    for i in 0..SENT {
+        let r = request(&format!("shed-{i}"), i as u64);
+        send_request(&p, &cfg, Tier::Normal, &r).await;
+    }
+    let replies = collect_replies(&replies_reader, &cfg, Duration::from_secs(60), |r| {
+        r.len() >= SENT
+    })
+    .await;
+    let extra = collect_replies(&replies_reader, &cfg, Duration::from_secs(1), |_| false).await;
+    assert_eq!(replies.len() + extra.len(), SENT, "one reply each");
+    let count = |s: Status| replies.iter().filter(|r| r.reply.status == s).count();
+    let (ok, overloaded) = (count(Status::Ok), count(Status::Overloaded));
+    assert_eq!(ok + overloaded, SENT, "only OK or OVERLOADED");
+    assert!(ok >= 1, "the queue's room was served");
+    // Serving one a second, at most a handful fit before the rest arrive.
+    assert!(overloaded >= SENT / 2, "{ok} OK, {overloaded} OVERLOADED");
+    for r in replies
+        .iter()
+        .filter(|r| r.reply.status == Status::Overloaded)
+    {
+        let msg = r.reply.error.as_deref().unwrap_or_default();
+        assert!(msg.contains("queue is full"), "{msg}");
+    }
+    cancel.cancel();
+    let report = with_timeout("drain", Duration::from_secs(30), serving)
+        .await
+        .expect("serve task")
+        .expect("serve ran");
+    assert_eq!(report.consumer.shed as usize, overloaded);
+    assert_eq!(report.consumer.paused, 0, "rejecting mode never pauses");
 }
