@@ -114,6 +114,8 @@ async fn through_task(cfg: &Config, reqs: Vec<Admitted>) {
         feedback: frx,
         model: ("m".into(), "1".into()),
         utilization: tokio::sync::watch::channel(Default::default()).1,
+        telemetry: kbatch::telemetry::Telemetry::new(cfg).expect("telemetry"),
+        config: tokio::sync::watch::channel(Arc::new(cfg.clone())).1,
     };
     let task = tokio::spawn(run_batcher(parts));
     let worker = tokio::spawn(async move {

@@ -17,7 +17,8 @@ use tokio_util::sync::CancellationToken;
 use crate::batcher::adaptive::AdaptiveParams;
 use crate::batcher::dedup::DedupParams;
 use crate::batcher::{run_batcher, BatchPolicy, BatcherParts, BatcherReport};
-use crate::config::Config;
+use crate::config::reload::{run_reloader, ReloadCounters};
+use crate::config::{Config, LoadOptions};
 use crate::inference::{load_backend, spawn_workers, Backend, InferenceError, WorkerReport};
 use crate::kafka::{
     run_consumer, run_replier, ConsumerInputs, ConsumerReport, KafkaError, ReplierReport,
@@ -25,6 +26,7 @@ use crate::kafka::{
 };
 use crate::pipeline::Admitted;
 use crate::resources::{run_sampler, Sources, Utilization};
+use crate::telemetry::{set_log_level, Telemetry};
 
 #[derive(Debug, Error)]
 pub enum AppError {
@@ -36,6 +38,10 @@ pub enum AppError {
     Threads(#[from] std::io::Error),
     #[error("a pipeline task failed: {0}")]
     Task(String),
+    #[error("cannot build the metrics registry: {0}")]
+    Metrics(String),
+    #[error("HTTP endpoint: {0}")]
+    Http(String),
 }
 
 /// What each stage did during one `serve` run.
@@ -66,11 +72,159 @@ pub fn inference_threads(cfg: &Config, cores: usize) -> (usize, usize) {
 
 /// Serves until `cancel` fires (then drains) or a stage fails.
 pub async fn serve(config: Config, cancel: CancellationToken) -> Result<ServeReport, AppError> {
+    serve_with(config, cancel, ServeOptions::default()).await
+}
+
+/// What an embedding (tests, the demo) may hand to `serve_with`.
+#[derive(Default)]
+pub struct ServeOptions {
+    /// Metrics, health and statistics to record into (a fresh set when `None`); keep a clone to
+    /// read them, e.g. `Telemetry::http_addr` when `http.port` is 0.
+    pub telemetry: Option<Arc<Telemetry>>,
+    /// Where the running configuration came from: watched (and re-read on SIGHUP) for live
+    /// reload. `None`: the configuration is fixed.
+    pub reload: Option<LoadOptions>,
+}
+
+/// How often the configuration file's content is compared with the running one.
+const RELOAD_POLL: Duration = Duration::from_secs(1);
+
+/// `serve`, with the options above.
+pub async fn serve_with(
+    config: Config,
+    cancel: CancellationToken,
+    opts: ServeOptions,
+) -> Result<ServeReport, AppError> {
     let cfg = Arc::new(config);
+    let telemetry = match opts.telemetry {
+        Some(t) => t,
+        None => Telemetry::new(&cfg).map_err(|e| AppError::Metrics(e.to_string()))?,
+    };
+    // Probes answer while the model loads (not ready yet), so an orchestrator can tell a slow
+    // start from a dead one.
+    let http = start_http(&cfg, &telemetry).await?;
+    tokio::spawn(mark_draining(cancel.clone(), telemetry.clone()));
     let backends = load_backends(&cfg).await?;
+    telemetry.health.set_model_ready(true);
+    let reload = start_reload(&cfg, opts.reload, &telemetry);
+    let shared = Shared {
+        telemetry: telemetry.clone(),
+        config: reload.config.clone(),
+    };
+    let report = run_stages(cfg, backends, shared, cancel.clone()).await;
+    reload.stop.cancel();
+    telemetry.health.set_draining();
+    if let Some(http) = http {
+        http.stop.cancel();
+        match http.task.await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "HTTP endpoint failed"),
+            Err(e) => tracing::warn!(error = %e, "HTTP endpoint task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
+    report
+}
+
+/// Readiness turns false as soon as shutdown starts, not when the drain ends.
+async fn mark_draining(cancel: CancellationToken, telemetry: Arc<Telemetry>) {
+    cancel.cancelled().await;
+    telemetry.health.set_draining();
+}
+
+/// The HTTP endpoint's task and its stop switch (stopped after the pipeline has drained, so
+/// the last scrape sees the final counts).
+struct Http {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+async fn start_http(cfg: &Config, telemetry: &Arc<Telemetry>) -> Result<Option<Http>, AppError> {
+    if !cfg.http.enabled {
+        return Ok(None);
+    }
+    let Some(addr) = cfg.http.addr() else {
+        return Err(AppError::Http(format!(
+            "http.bind {:?} is not an IP address",
+            cfg.http.bind
+        )));
+    };
+    let (_, serve) = crate::telemetry::http::bind(addr, telemetry.clone())
+        .await
+        .map_err(|e| AppError::Http(format!("cannot listen on {addr}: {e}")))?;
+    // Its own token: the endpoint outlives the drain that `cancel` starts.
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(serve(stop.clone()));
+    Ok(Some(Http { stop, task }))
+}
+
+/// What every stage may observe besides its channels.
+struct Shared {
+    telemetry: Arc<Telemetry>,
+    /// The running configuration, replaced on each applied reload.
+    config: watch::Receiver<Arc<Config>>,
+}
+
+/// The reloader and what applies reloads outside the batcher (log level, log interval).
+struct Reload {
+    config: watch::Receiver<Arc<Config>>,
+    stop: CancellationToken,
+}
+
+fn start_reload(
+    cfg: &Arc<Config>,
+    opts: Option<LoadOptions>,
+    telemetry: &Arc<Telemetry>,
+) -> Reload {
+    let (tx, rx) = watch::channel(cfg.clone());
+    let stop = CancellationToken::new();
+    if let Some(opts) = opts {
+        let counters = Arc::new(ReloadCounters::default());
+        telemetry.set_reload_counters(counters.clone());
+        tokio::spawn(run_reloader(
+            opts,
+            cfg.clone(),
+            tx,
+            RELOAD_POLL,
+            counters,
+            stop.clone(),
+        ));
+        tokio::spawn(apply_reloads(rx.clone(), telemetry.clone(), stop.clone()));
+    }
+    Reload { config: rx, stop }
+}
+
+/// Applies what a reload changes outside the batcher.
+async fn apply_reloads(
+    mut config: watch::Receiver<Arc<Config>>,
+    telemetry: Arc<Telemetry>,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            changed = config.changed() => if changed.is_err() { return },
+        }
+        let cfg = config.borrow_and_update().clone();
+        match set_log_level(&cfg.logging.level) {
+            Ok(true) => tracing::info!(level = %cfg.logging.level, "log level reloaded"),
+            Ok(false) => {}
+            // Validation accepted the level, so this is a filter syntax it cannot check.
+            Err(e) => tracing::warn!(error = %e, "log level not reloaded"),
+        }
+        telemetry.set_performance_logging(&cfg.performance_monitoring);
+    }
+}
+
+/// Starts consumer, batcher, workers and replier, and waits for them to drain in order.
+async fn run_stages(
+    cfg: Arc<Config>,
+    backends: Vec<Box<dyn Backend>>,
+    shared: Shared,
+    cancel: CancellationToken,
+) -> Result<ServeReport, AppError> {
+    let telemetry = shared.telemetry;
     let info = backends[0].info().clone();
     tracing::info!(sessions = backends.len(), device = ?info.device, model = %info.name, "model ready");
-
     let tracker = SharedTracker::default();
     let max_batch = cfg.batch_processing.max_batch_size;
     // Room for a few batches of outcomes; the replier keeps thousands of deliveries in flight.
@@ -83,11 +237,15 @@ pub async fn serve(config: Config, cancel: CancellationToken) -> Result<ServeRep
     let (tier_txs, tier_rxs): (Vec<_>, Vec<_>) = (0..4)
         .map(|_| mpsc::channel::<Admitted>(policy.tier_capacity))
         .unzip();
-
-    let replier = tokio::spawn(run_replier(cfg.clone(), outcome_rx, tracker.clone()));
+    let replier = spawn_alive(
+        &telemetry,
+        "replier",
+        run_replier(cfg.clone(), outcome_rx, tracker.clone(), telemetry.clone()),
+    );
     // Feedback per finished batch; the batcher reads it first, so a few slots per worker do.
     let (feedback_tx, feedback_rx) = mpsc::channel(16 * backends.len().max(1));
-    let (pool, workers) = spawn_workers(backends, outcome_tx.clone(), feedback_tx)?;
+    let (pool, workers) =
+        spawn_workers(backends, outcome_tx.clone(), feedback_tx, &telemetry.health)?;
     let (sampler, util_rx) = start_sampler(&cfg);
     let batcher = tokio::spawn(run_batcher(BatcherParts {
         policy,
@@ -99,18 +257,19 @@ pub async fn serve(config: Config, cancel: CancellationToken) -> Result<ServeRep
         feedback: feedback_rx,
         model: (info.name.clone(), info.version.clone()),
         utilization: util_rx,
+        telemetry: telemetry.clone(),
+        config: shared.config,
     }));
     let inputs = ConsumerInputs {
         tiers: array(tier_txs),
         outcomes: outcome_tx,
+        telemetry: telemetry.clone(),
     };
-    let consumer = tokio::spawn(run_consumer(
-        cfg.clone(),
-        info,
-        inputs,
-        tracker,
-        cancel.clone(),
-    ));
+    let consumer = spawn_alive(
+        &telemetry,
+        "consumer",
+        run_consumer(cfg.clone(), info, inputs, tracker, cancel.clone()),
+    );
 
     // Any stage ending early stops intake, so the others drain instead of waiting forever.
     let guard = cancel.clone().drop_guard();
@@ -122,14 +281,7 @@ pub async fn serve(config: Config, cancel: CancellationToken) -> Result<ServeRep
         .task
         .await
         .map_err(|e| AppError::Task(e.to_string()))?;
-    let workers = tokio::task::spawn_blocking(move || {
-        workers
-            .into_iter()
-            .map(|h| h.join().unwrap_or_default())
-            .collect()
-    })
-    .await
-    .map_err(|e| AppError::Task(e.to_string()))?;
+    let workers = join_workers(workers).await?;
     let replier = replier.await.map_err(|e| AppError::Task(e.to_string()))?;
     Ok(ServeReport {
         consumer: consumer?,
@@ -137,6 +289,37 @@ pub async fn serve(config: Config, cancel: CancellationToken) -> Result<ServeRep
         workers,
         replier: replier?,
     })
+}
+
+/// Spawns `fut` registered with the liveness probe for as long as it runs.
+fn spawn_alive<F>(
+    telemetry: &Arc<Telemetry>,
+    name: &str,
+    fut: F,
+) -> tokio::task::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let alive = telemetry.health.register(name);
+    tokio::spawn(async move {
+        let out = fut.await;
+        drop(alive);
+        out
+    })
+}
+
+async fn join_workers(
+    workers: Vec<std::thread::JoinHandle<WorkerReport>>,
+) -> Result<Vec<WorkerReport>, AppError> {
+    tokio::task::spawn_blocking(move || {
+        workers
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    })
+    .await
+    .map_err(|e| AppError::Task(e.to_string()))
 }
 
 /// The resource sampler's task and its stop switch.

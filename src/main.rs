@@ -90,7 +90,11 @@ async fn serve(args: ConfigArgs) -> anyhow::Result<()> {
     kbatch::telemetry::init_tracing(&loaded.config.logging);
     let cancel = CancellationToken::new();
     tokio::spawn(cancel_on_signal(cancel.clone()));
-    let report = kbatch::app::serve(loaded.config, cancel).await?;
+    let opts = kbatch::app::ServeOptions {
+        telemetry: None,
+        reload: Some(args.options()),
+    };
+    let report = kbatch::app::serve_with(loaded.config, cancel, opts).await?;
     tracing::info!(?report, "stopped");
     Ok(())
 }

@@ -22,6 +22,8 @@ pub mod reason {
     pub const WAIT: &str = "wait";
     pub const TIMEOUT: &str = "timeout";
     pub const DRAIN: &str = "drain";
+    /// The default strategy's reasons (a custom strategy may add its own).
+    pub const ALL: [&str; 4] = [FULL, WAIT, TIMEOUT, DRAIN];
 }
 
 /// A formed batch and the requests that expired while it was formed.

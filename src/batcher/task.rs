@@ -22,8 +22,10 @@ use super::adaptive::{AdaptiveController, AdaptiveParams, AdaptiveState};
 use super::dedup::{dedup_key, Admit, Coalescer, DedupParams, DedupStats};
 use super::state::{reason, State};
 use super::{BatchPolicy, Expiry};
+use crate::config::Config;
 use crate::pipeline::{now_ms, Admitted, Batch, BatchDone, Outcome};
 use crate::resources::Utilization;
+use crate::telemetry::Telemetry;
 use crate::tier::Tier;
 use crate::wire::{Status, Timings};
 
@@ -50,6 +52,10 @@ pub struct BatcherParts {
     /// Memory and GPU readings for the adaptive controller (`resources::run_sampler`); a
     /// channel whose sender is gone leaves the controller without them.
     pub utilization: watch::Receiver<Utilization>,
+    pub telemetry: Arc<Telemetry>,
+    /// Reloaded configurations (`config::reload`): batching, adaptive and deduplication
+    /// settings apply from the next batch. A closed channel means no reloads.
+    pub config: watch::Receiver<Arc<Config>>,
 }
 
 /// Counters the task keeps for its report.
@@ -84,6 +90,7 @@ struct Batcher {
     outcomes: mpsc::Sender<Outcome>,
     model: (String, String),
     report: BatcherReport,
+    telemetry: Arc<Telemetry>,
 }
 
 /// Runs until every tier channel is closed and the queues are drained.
@@ -98,7 +105,10 @@ pub async fn run_batcher(parts: BatcherParts) -> BatcherReport {
         mut feedback,
         model,
         mut utilization,
+        telemetry,
+        mut config,
     } = parts;
+    let _alive = telemetry.health.register("batcher");
     let now = Instant::now();
     let followers_cap = policy.tier_capacity * Tier::ALL.len();
     let mut b = Batcher {
@@ -108,11 +118,13 @@ pub async fn run_batcher(parts: BatcherParts) -> BatcherReport {
         outcomes,
         model,
         report: BatcherReport::default(),
+        telemetry,
     };
     b.state.set_target(b.adaptive.target());
     let mut open = [true; 4];
     let mut feedback_open = true;
     let mut sampled = true;
+    let mut reloading = true;
     loop {
         let draining = open.iter().all(|o| !o);
         // Leaders still running settle through feedback; with every worker gone none will.
@@ -136,6 +148,7 @@ pub async fn run_batcher(parts: BatcherParts) -> BatcherReport {
             .into_iter()
             .flatten()
             .min();
+        b.publish_depths();
         let followers_room = b.coalescer.stats().waiting < followers_cap;
         let room = Tier::ALL.map(|t| open[t.index()] && b.state.has_room(t) && followers_room);
         let [c, h, n, l] = &mut tiers;
@@ -162,6 +175,13 @@ pub async fn run_batcher(parts: BatcherParts) -> BatcherReport {
             changed = utilization.changed(), if sampled => match changed {
                 Ok(()) => b.on_utilization(*utilization.borrow_and_update()),
                 Err(_) => sampled = false,
+            },
+            changed = config.changed(), if reloading => match changed {
+                Ok(()) => {
+                    let cfg = config.borrow_and_update().clone();
+                    b.on_reload(&cfg);
+                }
+                Err(_) => reloading = false,
             },
         }
     }
@@ -202,8 +222,11 @@ impl Batcher {
                 a.dedup_key = Some(key);
                 self.state.push(a);
             }
-            Admit::Cached(a, outputs) => self.answer_ok(a, &outputs).await,
-            Admit::Joined => {}
+            Admit::Cached(a, outputs) => {
+                self.telemetry.metrics.dedup_hits.inc();
+                self.answer_ok(a, &outputs).await
+            }
+            Admit::Joined => self.telemetry.metrics.dedup_joins.inc(),
         }
     }
 
@@ -224,6 +247,8 @@ impl Batcher {
         self.report.batches += 1;
         self.report.requests += sel.batch.len() as u64;
         self.report.count(reason);
+        self.telemetry.metrics.batch(reason, sel.batch.len());
+        self.telemetry.stats.batch(sel.batch.len());
         Some(Batch {
             requests: sel.batch,
             flush_reason: reason,
@@ -232,10 +257,49 @@ impl Batcher {
         })
     }
 
+    /// A reloaded configuration: new bounds and waits for what is queued and what comes next.
+    fn on_reload(&mut self, cfg: &Config) {
+        self.state.set_policy(BatchPolicy::from_config(cfg));
+        self.adaptive.set_params(AdaptiveParams::from_config(cfg));
+        self.state.set_target(self.adaptive.target());
+        self.coalescer.set_params(DedupParams::from_config(cfg));
+        self.publish_adaptive();
+        tracing::info!(
+            max_batch_size = cfg.batch_processing.max_batch_size,
+            target = self.adaptive.target(),
+            "batcher: reloaded configuration applied"
+        );
+    }
+
     /// New resource readings: over a threshold, the target shrinks for the next batch.
     fn on_utilization(&mut self, u: Utilization) {
         self.adaptive.on_utilization(u.memory(), u.gpu);
         self.state.set_target(self.adaptive.target());
+        let m = &self.telemetry.metrics;
+        // -1: no reading (no GPU, unreadable memory), which a 0 would misstate.
+        m.gpu_utilization.set(u.gpu.unwrap_or(-1.0));
+        m.memory_utilization.set(u.memory().unwrap_or(-1.0));
+        m.resident_memory_bytes.set(
+            u.rss_bytes
+                .map_or(-1, |b| i64::try_from(b).unwrap_or(i64::MAX)),
+        );
+        self.publish_adaptive();
+    }
+
+    fn publish_depths(&self) {
+        for t in Tier::ALL {
+            let depth = self.state.depth(t) as i64;
+            self.telemetry.metrics.tier(t).queue_depth.set(depth);
+        }
+    }
+
+    fn publish_adaptive(&self) {
+        let s = self.adaptive.snapshot();
+        let m = &self.telemetry.metrics;
+        m.adaptive_target.set(s.target as i64);
+        m.adaptive_throughput.set(s.throughput_rps);
+        m.adaptive_batch_latency_ms.set(s.batch_latency_ms);
+        self.telemetry.stats.set_adaptive(s);
     }
 
     /// A worker finished a batch: learn its latency, settle its deduplicated leaders.
@@ -244,6 +308,11 @@ impl Batcher {
         self.adaptive
             .on_complete(done.size, done.inference, done.ok, now);
         self.state.set_target(self.adaptive.target());
+        self.telemetry
+            .metrics
+            .inference_ms
+            .observe(done.inference.as_secs_f64() * 1000.0);
+        self.publish_adaptive();
         for (key, outputs) in done.results {
             match outputs {
                 Some(outputs) => {

@@ -188,6 +188,8 @@ pub(super) struct Harness {
     pub task: tokio::task::JoinHandle<BatcherReport>,
     /// Resource readings, as the sampler publishes them.
     pub utilization: watch::Sender<crate::resources::Utilization>,
+    /// Reloaded configurations, as `config::reload` publishes them.
+    pub config: watch::Sender<Arc<crate::config::Config>>,
 }
 
 /// Adaptive sizing off: the batch cap is `max_batch_size`.
@@ -225,6 +227,7 @@ pub(super) fn start_with(
     };
     let rxs: [mpsc::Receiver<Admitted>; 4] = rxs.try_into().unwrap_or_else(|_| unreachable!());
     let (utilization, util_rx) = watch::channel(Default::default());
+    let (config, config_rx) = watch::channel(Arc::new(crate::config::Config::default()));
     let task = tokio::spawn(run_batcher(BatcherParts {
         adaptive: adaptive.unwrap_or_else(|| fixed(&policy)),
         policy,
@@ -235,6 +238,8 @@ pub(super) fn start_with(
         feedback: frx,
         model: ("m".into(), "1".into()),
         utilization: util_rx,
+        telemetry: crate::telemetry::Telemetry::new(&Default::default()).expect("telemetry"),
+        config: config_rx,
     }));
     Harness {
         tiers: txs.try_into().unwrap_or_else(|_| unreachable!()),
@@ -243,6 +248,7 @@ pub(super) fn start_with(
         feedback: ftx,
         task,
         utilization,
+        config,
     }
 }
 
@@ -320,4 +326,29 @@ async fn closing_the_inputs_drains_everything_then_ends() {
     drop(batch);
     let report = h.task.await.unwrap();
     assert_eq!((report.batches, report.requests, report.expired), (1, 3, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reloaded_max_batch_size_applies_from_the_next_batch() {
+    let mut h = start(policy(), 1);
+    let t0 = Instant::now();
+    for i in 0..8 {
+        h.tiers[2].send(entry(i, Tier::Normal, t0)).await.unwrap();
+    }
+    assert_eq!(h.batches.recv().await.unwrap().requests.len(), 4);
+    assert_eq!(h.batches.recv().await.unwrap().requests.len(), 4);
+
+    let mut cfg = crate::config::Config::default();
+    cfg.adaptive_batching.enable_adaptive_batching = false;
+    cfg.batch_processing.max_batch_size = 8;
+    h.config.send(Arc::new(cfg)).unwrap();
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    for i in 8..16 {
+        h.tiers[2].send(entry(i, Tier::Normal, t0)).await.unwrap();
+    }
+    let batch = h.batches.recv().await.unwrap();
+    assert_eq!(
+        (batch.requests.len(), batch.flush_reason),
+        (8, reason::FULL)
+    );
 }

@@ -4,9 +4,11 @@
 //! Invariant: a `Config` handed out by [`load`] has passed every range and cross-field rule of
 //! [`validate`]; errors name the field and the source (file, variable) that set it.
 
+mod http;
 mod kafka;
 mod load;
 pub mod model;
+pub mod reload;
 mod sections;
 #[cfg(test)]
 mod tests;
@@ -16,6 +18,7 @@ pub mod wire;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+pub use http::HttpConfig;
 pub use kafka::{Delivery, KafkaConfig, RepliesConfig, TierTopics};
 pub use load::{load, LoadOptions, Loaded, PROFILES};
 pub use model::{Device, ModelConfig};
@@ -41,10 +44,11 @@ pub struct Config {
     pub replies: RepliesConfig,
     pub model: ModelConfig,
     pub wire: WireConfig,
+    pub http: HttpConfig,
 }
 
 /// Top-level section names; `KBATCH_` variables outside them are not configuration.
-pub const SECTIONS: [&str; 11] = [
+pub const SECTIONS: [&str; 12] = [
     "batch_processing",
     "adaptive_batching",
     "priority_queueing",
@@ -56,6 +60,7 @@ pub const SECTIONS: [&str; 11] = [
     "replies",
     "model",
     "wire",
+    "http",
 ];
 
 #[derive(Debug, Error)]

@@ -279,8 +279,6 @@ pub struct PerformanceMonitoring {
     pub alert_threshold_latency_ms: f64,
     /// Error rate that raises an alert (0..=1).
     pub alert_threshold_error_rate: f64,
-    /// Port of the HTTP server for `/metrics`, `/healthz` and `/ready`.
-    pub metrics_port: u16,
 }
 
 impl Default for PerformanceMonitoring {
@@ -292,7 +290,6 @@ impl Default for PerformanceMonitoring {
             health_check_interval: 30,
             alert_threshold_latency_ms: 100.0,
             alert_threshold_error_rate: 0.01,
-            metrics_port: 9090,
         }
     }
 }

@@ -86,6 +86,11 @@ pub fn validate(c: &Config, figment: Option<&Figment>) -> Vec<Issue> {
     adaptive_and_priority(&mut r, c);
     resources_and_monitoring(&mut r, c);
     kafka_and_wire(&mut r, c);
+    r.check(
+        !c.http.enabled || c.http.addr().is_some(),
+        "http.bind",
+        || format!("must be an IP address, got {:?}", c.http.bind),
+    );
     r.issues
 }
 

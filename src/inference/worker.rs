@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, Semaphore};
 use super::{Backend, InferenceError, ModelInfo};
 use crate::batcher::WorkerPool;
 use crate::pipeline::{micros, now_ms, Admitted, Batch, BatchDone, Outcome};
+use crate::telemetry::{Alive, Health};
 use crate::wire::{Status, Timings};
 
 /// What one worker did.
@@ -33,6 +34,7 @@ pub fn spawn_workers(
     backends: Vec<Box<dyn Backend>>,
     outcomes: mpsc::Sender<Outcome>,
     feedback: mpsc::Sender<BatchDone>,
+    health: &Arc<Health>,
 ) -> std::io::Result<(WorkerPool, Vec<JoinHandle<WorkerReport>>)> {
     let n = backends.len();
     // Capacity n: permits already bound what is in flight; the channel never holds more.
@@ -43,9 +45,10 @@ pub fn spawn_workers(
         let rx = Arc::clone(&rx);
         let outcomes = outcomes.clone();
         let feedback = feedback.clone();
+        let alive = health.register(format!("inference-{i}"));
         let handle = std::thread::Builder::new()
             .name(format!("kbatch-infer-{i}"))
-            .spawn(move || worker_loop(backend, &rx, &outcomes, &feedback))?;
+            .spawn(move || worker_loop(backend, &rx, (&outcomes, &feedback), &alive))?;
         handles.push(handle);
     }
     Ok((
@@ -60,8 +63,8 @@ pub fn spawn_workers(
 fn worker_loop(
     mut backend: Box<dyn Backend>,
     rx: &Mutex<mpsc::Receiver<Batch>>,
-    outcomes: &mpsc::Sender<Outcome>,
-    feedback: &mpsc::Sender<BatchDone>,
+    (outcomes, feedback): (&mpsc::Sender<Outcome>, &mpsc::Sender<BatchDone>),
+    alive: &Alive,
 ) -> WorkerReport {
     let mut report = WorkerReport::default();
     let mut input = Vec::new();
@@ -76,7 +79,9 @@ fn worker_loop(
         let Some(mut batch) = batch else { break };
         let permit = batch.permit.take();
         let started = tokio::time::Instant::now();
+        alive.busy(true);
         let result = run_batch(backend.as_mut(), &batch.requests, &mut input, &mut output);
+        alive.busy(false);
         let inference_us = micros(started.elapsed());
         report.batches += 1;
         report.requests += batch.requests.len() as u64;

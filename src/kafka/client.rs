@@ -35,6 +35,10 @@ pub fn consumer_config(cfg: &Config) -> ClientConfig {
         // Committing is the offset tracker's decision (contiguous delivered prefix only).
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false");
+    // Broker reachability and lag for the probes and metrics come from these statistics.
+    if !k.properties.contains_key("statistics.interval.ms") {
+        c.set("statistics.interval.ms", "1000");
+    }
     c
 }
 

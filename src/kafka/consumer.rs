@@ -30,6 +30,7 @@ use super::{KafkaError, SharedTracker};
 use crate::config::Config;
 use crate::inference::ModelInfo;
 use crate::pipeline::{now_ms, Admitted, Origin, Outcome};
+use crate::telemetry::Telemetry;
 use crate::tier::Tier;
 
 /// Poll timeout while nothing is stashed: bounds how late cancellation and commits are noticed.
@@ -43,6 +44,7 @@ pub struct ConsumerInputs {
     pub tiers: [Sender<Admitted>; 4],
     /// Immediate outcomes: dead letters, INVALID_INPUT and UNKNOWN_MODEL replies.
     pub outcomes: Sender<Outcome>,
+    pub telemetry: Arc<Telemetry>,
 }
 
 /// What the consumer did, returned when it stops.
@@ -83,7 +85,13 @@ pub async fn run_consumer(
     let k = &cfg.kafka;
     let intake = Intake::new(inputs.tiers, cfg.batch_processing.when_queue_full);
     let drain = Duration::from_millis(k.revoke_drain_timeout_ms);
-    let context = KbatchContext::new(k.topics.clone(), tracker, intake, drain);
+    let context = KbatchContext::new(
+        k.topics.clone(),
+        tracker,
+        intake,
+        drain,
+        inputs.telemetry.clone(),
+    );
     let consumer: BaseConsumer<KbatchContext> = consumer_config(&cfg)
         .create_with_context(context)
         .map_err(|source| KafkaError::Create {
@@ -201,6 +209,17 @@ impl<'a> PollLoop<'a> {
             (intake.pauses_due(), intake.resumes_due())
         };
         let topics = &self.ctx().topics;
+        if !pause.is_empty() || !resume.is_empty() {
+            let paused = Tier::ALL
+                .iter()
+                .filter(|&&t| self.ctx().intake().is_paused(t))
+                .count();
+            self.ctx()
+                .telemetry
+                .metrics
+                .paused_topics
+                .set(paused as i64);
+        }
         if !pause.is_empty() {
             self.report.paused += pause.len() as u64;
             tracing::debug!(topics = ?pause, "tier channel full: pausing");
@@ -240,6 +259,7 @@ impl<'a> PollLoop<'a> {
             offset,
             epoch,
         };
+        ctx.telemetry.metrics.tier(tier).consumed.inc();
         let headers: Vec<(&str, Option<&[u8]>)> = msg
             .headers()
             .map(|hs| hs.iter().map(|h| (h.key, h.value)).collect())
@@ -275,6 +295,7 @@ impl<'a> PollLoop<'a> {
 
     fn admit(&mut self, a: Admitted) -> Result<(), KafkaError> {
         self.report.admitted += 1;
+        self.ctx().telemetry.metrics.tier(a.tier).admitted.inc();
         let offer = self.ctx().intake().offer(a);
         match offer {
             Offer::Sent => Ok(()),

@@ -10,17 +10,20 @@
 //! a dedicated thread, so blocking here for the drain blocks no async task.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::KafkaResult;
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::intake::Intake;
+use super::observe;
 use super::offsets::PartitionKey;
 use super::shared::SharedTracker;
 use crate::config::TierTopics;
+use crate::telemetry::{ErrorKind, Telemetry};
 use crate::tier::Tier;
 
 /// State shared between the polling loop and the rebalance callbacks.
@@ -32,6 +35,7 @@ pub struct KbatchContext {
     /// Set once the final commit is done: the revoke librdkafka runs while closing the
     /// consumer then has nothing to wait for.
     closing: AtomicBool,
+    pub(crate) telemetry: Arc<Telemetry>,
 }
 
 impl KbatchContext {
@@ -40,6 +44,7 @@ impl KbatchContext {
         tracker: SharedTracker,
         intake: Intake,
         drain_timeout: Duration,
+        telemetry: Arc<Telemetry>,
     ) -> Self {
         Self {
             tracker,
@@ -47,6 +52,7 @@ impl KbatchContext {
             intake: Mutex::new(intake),
             drain_timeout,
             closing: AtomicBool::new(false),
+            telemetry,
         }
     }
 
@@ -63,6 +69,7 @@ impl KbatchContext {
         for &(tier, partition) in assigned {
             self.tracker.assign(tier, partition);
         }
+        self.telemetry.health.set_group_joined(true);
         tracing::info!(partitions = ?assigned, "partitions assigned");
     }
 
@@ -87,8 +94,14 @@ impl KbatchContext {
             .iter()
             .filter_map(|&(t, p)| self.tracker.revoke(t, p).map(|o| (t, p, o)))
             .collect();
-        if !finals.is_empty() && !consumer.assignment_lost() {
+        let lost = consumer.assignment_lost();
+        if lost {
+            // The group evicted this member (session timeout): it must rejoin before serving.
+            self.telemetry.health.set_group_joined(false);
+        }
+        if !finals.is_empty() && !lost {
             if let Err(e) = commit(consumer, &self.topics, &finals, CommitMode::Sync) {
+                self.telemetry.metrics.error(ErrorKind::Commit);
                 tracing::warn!(error = %e, "revoke: committing delivered offsets failed");
             }
         }
@@ -96,7 +109,35 @@ impl KbatchContext {
     }
 }
 
-impl ClientContext for KbatchContext {}
+impl ClientContext for KbatchContext {
+    /// Every `statistics.interval.ms`: broker reachability and per-partition lag.
+    fn stats(&self, stats: Statistics) {
+        let t = &self.telemetry;
+        t.health.set_broker_up(observe::broker_up(&stats));
+        let lags = observe::lags(
+            &stats,
+            &self.topics,
+            &self.tracker.positions(),
+            &self.tracker.assigned(),
+        );
+        // Revoked partitions must not keep reporting their last lag.
+        t.metrics.consumer_lag.reset();
+        for (topic, partition, lag) in lags {
+            t.metrics
+                .consumer_lag
+                .with_label_values(&[topic.as_str(), &partition.to_string()])
+                .set(lag);
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.telemetry.metrics.error(ErrorKind::Kafka);
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.telemetry.health.set_broker_up(false);
+        }
+        tracing::error!(%error, reason, "librdkafka");
+    }
+}
 
 impl ConsumerContext for KbatchContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -125,6 +166,7 @@ impl ConsumerContext for KbatchContext {
     fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
         if let Err(e) = result {
             // The next commit (periodic, revoke or shutdown) carries the same or later offsets.
+            self.telemetry.metrics.error(ErrorKind::Commit);
             tracing::warn!(error = %e, "offset commit failed");
         }
     }

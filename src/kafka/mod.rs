@@ -20,6 +20,7 @@ mod context;
 mod error;
 mod fallback;
 mod intake;
+mod observe;
 mod offsets;
 mod replier;
 mod shared;

@@ -26,8 +26,10 @@ use super::client::producer_config;
 use super::fallback::reply_dead_letter;
 use super::{KafkaError, SharedTracker};
 use crate::config::Config;
-use crate::pipeline::{now_ms, Origin, Outcome};
-use crate::wire::{Status, WireCodec};
+use crate::pipeline::{micros, now_ms, Origin, Outcome};
+use crate::telemetry::{Delivered, ErrorKind, Telemetry};
+use crate::tier::Tier;
+use crate::wire::{Status, Timings, WireCodec};
 
 /// Deliveries awaiting an acknowledgement before the replier stops taking outcomes.
 pub const MAX_IN_FLIGHT: usize = 10_000;
@@ -67,10 +69,36 @@ impl ReplierReport {
 /// What was sent, for counting and retrying.
 #[derive(Debug, Clone, Copy)]
 enum Kind {
-    Reply(Status),
-    DeadLetter,
+    Reply(Status, Note),
+    DeadLetter(Note),
     /// A refused reply on its way to the dead-letter topic.
-    ReplyFallback,
+    ReplyFallback(Note),
+}
+
+/// What the metrics and statistics learn about an outcome once it is acknowledged.
+#[derive(Debug, Clone, Copy)]
+struct Note {
+    tier: Tier,
+    timings: Timings,
+    /// When the replier took the outcome: the start of reply time.
+    ready: std::time::Instant,
+}
+
+impl Kind {
+    fn delivered(self) -> Delivered {
+        let (status, note, fallback) = match self {
+            Kind::Reply(s, n) => (Some(s), n, false),
+            Kind::DeadLetter(n) => (None, n, false),
+            Kind::ReplyFallback(n) => (None, n, true),
+        };
+        Delivered {
+            tier: note.tier,
+            status,
+            timings: note.timings,
+            reply_us: micros(note.ready.elapsed()),
+            fallback,
+        }
+    }
 }
 
 /// One finished delivery attempt.
@@ -89,6 +117,7 @@ pub async fn run_replier(
     cfg: Arc<Config>,
     mut outcomes: Receiver<Outcome>,
     tracker: SharedTracker,
+    telemetry: Arc<Telemetry>,
 ) -> Result<ReplierReport, KafkaError> {
     let producer: FutureProducer =
         producer_config(&cfg)
@@ -101,6 +130,7 @@ pub async fn run_replier(
         codec: WireCodec::new(&cfg.wire),
         cfg: cfg.clone(),
         buf: Vec::with_capacity(8 * 1024),
+        telemetry,
     };
     let mut in_flight: FuturesUnordered<InFlight> = FuturesUnordered::new();
     let mut report = ReplierReport::default();
@@ -147,10 +177,11 @@ impl Encoder {
     ) -> Option<InFlight> {
         let (e, msg) = match a.result {
             Ok(()) => {
+                self.telemetry.delivered(&a.kind.delivered());
                 match a.kind {
-                    Kind::Reply(s) => report.replies[s as usize] += 1,
-                    Kind::DeadLetter => report.dead_letters += 1,
-                    Kind::ReplyFallback => {
+                    Kind::Reply(s, _) => report.replies[s as usize] += 1,
+                    Kind::DeadLetter(_) => report.dead_letters += 1,
+                    Kind::ReplyFallback(_) => {
                         report.dead_letters += 1;
                         report.reply_fallbacks += 1;
                     }
@@ -174,25 +205,39 @@ impl Encoder {
             }
             // Only a refusal by the topic itself: after transient failures (broker away) the
             // reply stays pending and is recomputed, so the requester still gets it.
-            Some(msg) if matches!(a.kind, Kind::Reply(_)) && is_permanent(&e) => {
-                tracing::warn!(error = %e, topic = msg.topic(), origin = ?a.origin,
-                    "reply topic refused the reply; sending it to the dead-letter topic");
-                Some(self.send_fallback(producer, &a.origin, &msg, &e).await)
-            }
-            _ => {
-                report.delivery_failures += 1;
-                tracing::error!(error = %e, attempts = a.attempt, origin = ?a.origin,
-                    "outcome not delivered; its offset stays uncommitted and will be re-read");
-                None
-            }
+            Some(msg) if is_permanent(&e) => match a.kind {
+                Kind::Reply(_, note) => {
+                    tracing::warn!(error = %e, topic = msg.topic(), origin = ?a.origin,
+                        "reply topic refused the reply; sending it to the dead-letter topic");
+                    Some(
+                        self.send_fallback(producer, (&a.origin, note), &msg, &e)
+                            .await,
+                    )
+                }
+                _ => self.given_up((&a.origin, a.attempt), &e, report),
+            },
+            _ => self.given_up((&a.origin, a.attempt), &e, report),
         }
+    }
+
+    fn given_up(
+        &self,
+        (origin, attempts): (&Origin, u32),
+        e: &RdError,
+        report: &mut ReplierReport,
+    ) -> Option<InFlight> {
+        report.delivery_failures += 1;
+        self.telemetry.metrics.error(ErrorKind::Delivery);
+        tracing::error!(error = %e, attempts, origin = ?origin,
+            "outcome not delivered; its offset stays uncommitted and will be re-read");
+        None
     }
 
     /// Sends the refused reply `msg` to the dead-letter topic.
     async fn send_fallback(
         &mut self,
         producer: &FutureProducer,
-        origin: &Origin,
+        (origin, note): (&Origin, Note),
         msg: &OwnedMessage,
         e: &RdError,
     ) -> InFlight {
@@ -212,7 +257,7 @@ impl Encoder {
             record = record.key(k);
         }
         let enqueued = enqueue(producer, record).await;
-        Box::pin(attempt(enqueued, *origin, Kind::ReplyFallback, 1))
+        Box::pin(attempt(enqueued, *origin, Kind::ReplyFallback(note), 1))
     }
 }
 
@@ -243,6 +288,7 @@ struct Encoder {
     codec: WireCodec,
     cfg: Arc<Config>,
     buf: Vec<u8>,
+    telemetry: Arc<Telemetry>,
 }
 
 impl Encoder {
@@ -266,9 +312,14 @@ impl Encoder {
                     h = h.insert(header("traceparent", t));
                 }
                 h = h.insert(header("kbatch-status", reply.status.as_str().as_bytes()));
+                let note = Note {
+                    tier: reply.tier,
+                    timings: reply.timings,
+                    ready: std::time::Instant::now(),
+                };
                 (
                     *origin,
-                    Kind::Reply(reply.status),
+                    Kind::Reply(reply.status, note),
                     reply_to.topic.as_str(),
                     reply_to.key.as_deref(),
                     h,
@@ -282,9 +333,14 @@ impl Encoder {
                 self.codec.encode_dead_letter(letter, &mut self.buf);
                 let h = OwnedHeaders::new_with_capacity(2)
                     .insert(header("kbatch-error-kind", letter.error_kind.as_bytes()));
+                let note = Note {
+                    tier: origin.topic_tier,
+                    timings: Timings::default(),
+                    ready: std::time::Instant::now(),
+                };
                 (
                     *origin,
-                    Kind::DeadLetter,
+                    Kind::DeadLetter(note),
                     self.cfg.replies.dead_letter_topic.as_str(),
                     key.as_deref(),
                     h,

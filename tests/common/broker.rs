@@ -80,6 +80,24 @@ impl Broker {
     pub async fn logs(&self) -> String {
         container_logs(&self.container).await
     }
+
+    /// Freezes the broker (a network partition, as clients see it: connections stay open and
+    /// nothing answers). A stop and restart would not do here: tansu's memory storage comes back
+    /// empty, and librdkafka 2.12 crashes on the metadata tansu then returns (topics with a null
+    /// name and no error) for the topic ids it remembered.
+    pub async fn freeze(&self) {
+        self.container
+            .pause()
+            .await
+            .expect("pausing the broker container");
+    }
+
+    pub async fn thaw(&self) {
+        self.container
+            .unpause()
+            .await
+            .expect("unpausing the broker container");
+    }
 }
 
 impl std::fmt::Debug for Broker {

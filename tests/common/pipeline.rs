@@ -40,6 +40,15 @@ pub async fn test_config(bootstrap: &str, partitions: i32) -> Config {
     cfg.model.registry_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models");
     cfg.model.intra_op_threads = 1;
     cfg.resource_management.thread_pool_size = 1;
+    // Several instances run at once (two per group, parallel tests): any free port.
+    cfg.http.port = 0;
+    cfg.http.bind = "127.0.0.1".into();
+    create_test_topics(bootstrap, &cfg, partitions).await;
+    cfg
+}
+
+/// Creates `cfg`'s tier, reply and dead-letter topics.
+pub async fn create_test_topics(bootstrap: &str, cfg: &Config, partitions: i32) {
     for tier in Tier::ALL {
         create_topic(
             bootstrap,
@@ -57,7 +66,6 @@ pub async fn test_config(bootstrap: &str, partitions: i32) -> Config {
     )
     .await;
     create_topic(bootstrap, Topics::Admin, &cfg.replies.dead_letter_topic, 1).await;
-    cfg
 }
 
 /// Environment variables that make a `kbatch serve` child process use `cfg`'s Kafka settings.
@@ -66,6 +74,8 @@ pub fn serve_env(cfg: &Config) -> Vec<(String, String)> {
     let mut env = vec![
         ("KBATCH_KAFKA__BROKERS", k.brokers.clone()),
         ("KBATCH_KAFKA__GROUP_ID", k.group_id.clone()),
+        ("KBATCH_HTTP__PORT", cfg.http.port.to_string()),
+        ("KBATCH_HTTP__BIND", cfg.http.bind.clone()),
         ("KBATCH_KAFKA__CLIENT_ID", k.client_id.clone()),
         (
             "KBATCH_KAFKA__SESSION_TIMEOUT_MS",

@@ -172,9 +172,11 @@ pub fn start(cfg: &Arc<Config>, tier_capacity: usize, echo_delay: Duration) -> P
     let tracker = SharedTracker::new();
     let cancel = CancellationToken::new();
     let echo = spawn_echo(rxs, out_tx.clone(), echo_delay);
+    let telemetry = kbatch::telemetry::Telemetry::new(cfg).expect("telemetry");
     let inputs = ConsumerInputs {
         tiers: txs.try_into().expect("four senders"),
         outcomes: out_tx,
+        telemetry: telemetry.clone(),
     };
     let consumer = tokio::spawn(run_consumer(
         cfg.clone(),
@@ -183,7 +185,7 @@ pub fn start(cfg: &Arc<Config>, tier_capacity: usize, echo_delay: Duration) -> P
         tracker.clone(),
         cancel.clone(),
     ));
-    let replier = tokio::spawn(run_replier(cfg.clone(), out_rx, tracker.clone()));
+    let replier = tokio::spawn(run_replier(cfg.clone(), out_rx, tracker.clone(), telemetry));
     Pipeline {
         cancel,
         consumer,

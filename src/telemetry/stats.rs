@@ -1,0 +1,280 @@
+//! Running statistics for `/stats` and `kbatch stats` (seed 001 `get_statistics`): totals,
+//! average batch size and wait, priority distribution, latency percentiles, error and timeout
+//! rates, and where the time went (Kafka in, queue wait, inference, reply delivery).
+//!
+//! Invariant: every delivered outcome is counted exactly once, at delivery (the replier's
+//! acknowledgement), so `/stats` agrees with what requesters received; percentiles come from an
+//! HDR histogram (3 significant digits), not from histogram buckets.
+
+use std::sync::{Mutex, PoisonError};
+use std::time::Instant;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::batcher::adaptive::AdaptiveState;
+use crate::tier::Tier;
+use crate::wire::{Status, Timings};
+
+/// One delivered outcome, as the replier saw it acknowledged.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivered {
+    /// The tier it was served at (a dead letter: the tier of its topic).
+    pub tier: Tier,
+    /// `None`: a dead letter.
+    pub status: Option<Status>,
+    pub timings: Timings,
+    /// Outcome ready → acknowledged by the broker, µs.
+    pub reply_us: i64,
+    /// A dead letter standing for a reply its topic refused (not an undecodable record).
+    pub fallback: bool,
+}
+
+impl Delivered {
+    /// Record timestamp → acknowledged, µs.
+    pub fn end_to_end_us(&self) -> i64 {
+        self.timings.end_to_end_us + self.reply_us
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    by_status: [u64; Status::ALL.len()],
+    dead_letters: u64,
+    by_tier: [u64; 4],
+    batches: u64,
+    batched_requests: u64,
+    /// Sums over OK replies, µs.
+    kafka_in_us: u64,
+    queue_wait_us: u64,
+    inference_us: u64,
+    /// Sum over every delivery, µs.
+    reply_us: u64,
+    end_to_end: Histogram<u64>,
+    adaptive: Option<AdaptiveState>,
+}
+
+#[derive(Debug)]
+pub struct Stats {
+    started: Instant,
+    inner: Mutex<Inner>,
+}
+
+/// Latency percentiles, ms.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+/// Average time per OK request in each stage, ms.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Breakdown {
+    /// Record timestamp → admitted by kbatch (broker, fetch, decode).
+    pub kafka_in_ms: f64,
+    /// Admitted → its batch started (queueing and batch formation).
+    pub queue_wait_ms: f64,
+    pub inference_ms: f64,
+    /// Outcome ready → reply acknowledged by the broker.
+    pub reply_ms: f64,
+}
+
+/// What `/stats` returns.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StatsSnapshot {
+    pub uptime_s: f64,
+    pub total_requests: u64,
+    pub completed_ok: u64,
+    pub dead_letters: u64,
+    /// Delivered replies per status symbol.
+    pub by_status: Vec<(String, u64)>,
+    /// Non-OK outcomes (dead letters included) over all outcomes.
+    pub error_rate: f64,
+    /// DEADLINE_EXCEEDED over all outcomes.
+    pub timeout_rate: f64,
+    pub throughput_rps: f64,
+    pub batches: u64,
+    pub average_batch_size: f64,
+    pub average_wait_ms: f64,
+    /// Outcomes per tier, and their share.
+    pub priority_distribution: Vec<(String, u64, f64)>,
+    pub latency_ms: Percentiles,
+    pub time_breakdown: Breakdown,
+    pub adaptive: Option<AdaptiveState>,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Stats {
+    pub fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            inner: Mutex::new(Inner {
+                by_status: [0; Status::ALL.len()],
+                dead_letters: 0,
+                by_tier: [0; 4],
+                batches: 0,
+                batched_requests: 0,
+                kafka_in_us: 0,
+                queue_wait_us: 0,
+                inference_us: 0,
+                reply_us: 0,
+                // 1 µs .. 1 h at 3 digits: a few tens of KiB, allocated once.
+                end_to_end: Histogram::new_with_bounds(1, 3_600_000_000, 3)
+                    .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!())),
+                adaptive: None,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Counts one delivery; returns the number of outcomes delivered so far.
+    pub fn delivered(&self, d: &Delivered) -> u64 {
+        let us = |v: i64| v.max(0) as u64;
+        let mut s = self.lock();
+        match d.status {
+            Some(st) => s.by_status[st as usize] += 1,
+            None => s.dead_letters += 1,
+        }
+        s.by_tier[d.tier.index()] += 1;
+        s.reply_us += us(d.reply_us);
+        if d.status == Some(Status::Ok) {
+            let t = d.timings;
+            s.queue_wait_us += us(t.queue_wait_us);
+            s.inference_us += us(t.inference_us);
+            s.kafka_in_us += us(t.end_to_end_us - t.queue_wait_us - t.inference_us);
+        }
+        s.end_to_end.saturating_record(us(d.end_to_end_us()).max(1));
+        s.by_status.iter().sum::<u64>() + s.dead_letters
+    }
+
+    pub fn batch(&self, size: usize) {
+        let mut s = self.lock();
+        s.batches += 1;
+        s.batched_requests += size as u64;
+    }
+
+    pub fn set_adaptive(&self, a: AdaptiveState) {
+        self.lock().adaptive = Some(a);
+    }
+
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let s = self.lock();
+        let uptime = self.started.elapsed().as_secs_f64();
+        let total = s.by_status.iter().sum::<u64>() + s.dead_letters;
+        let ok = s.by_status[Status::Ok as usize];
+        let ratio = |n: u64, d: u64| if d == 0 { 0.0 } else { n as f64 / d as f64 };
+        let ms = |sum: u64, n: u64| ratio(sum, n) / 1000.0;
+        let q = |p: f64| s.end_to_end.value_at_quantile(p) as f64 / 1000.0;
+        StatsSnapshot {
+            uptime_s: uptime,
+            total_requests: total,
+            completed_ok: ok,
+            dead_letters: s.dead_letters,
+            by_status: Status::ALL
+                .iter()
+                .map(|st| (st.as_str().to_owned(), s.by_status[*st as usize]))
+                .collect(),
+            error_rate: ratio(total - ok, total),
+            timeout_rate: ratio(s.by_status[Status::DeadlineExceeded as usize], total),
+            throughput_rps: if uptime > 0.0 {
+                total as f64 / uptime
+            } else {
+                0.0
+            },
+            batches: s.batches,
+            average_batch_size: ratio(s.batched_requests, s.batches),
+            average_wait_ms: ms(s.queue_wait_us, ok),
+            priority_distribution: Tier::ALL
+                .iter()
+                .map(|t| {
+                    let n = s.by_tier[t.index()];
+                    (t.as_str().to_owned(), n, ratio(n, total))
+                })
+                .collect(),
+            latency_ms: Percentiles {
+                p50: q(0.5),
+                p95: q(0.95),
+                p99: q(0.99),
+                max: s.end_to_end.max() as f64 / 1000.0,
+            },
+            time_breakdown: Breakdown {
+                kafka_in_ms: ms(s.kafka_in_us, ok),
+                queue_wait_ms: ms(s.queue_wait_us, ok),
+                inference_ms: ms(s.inference_us, ok),
+                reply_ms: ms(s.reply_us, total),
+            },
+            adaptive: s.adaptive.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(tier: Tier, e2e_ms: i64) -> Delivered {
+        Delivered {
+            tier,
+            status: Some(Status::Ok),
+            timings: Timings {
+                queue_wait_us: 2_000,
+                batch_size: 8,
+                inference_us: 1_000,
+                end_to_end_us: e2e_ms * 1000 - 500,
+            },
+            reply_us: 500,
+            fallback: false,
+        }
+    }
+
+    #[test]
+    fn the_snapshot_adds_up_what_was_delivered() {
+        let s = Stats::new();
+        for i in 0..98 {
+            s.delivered(&ok(Tier::ALL[i % 2], 10));
+        }
+        s.delivered(&ok(Tier::Low, 1000));
+        let timeout = Delivered {
+            status: Some(Status::DeadlineExceeded),
+            ..ok(Tier::Low, 50)
+        };
+        let n = s.delivered(&timeout);
+        assert_eq!(n, 100);
+        s.batch(8);
+        s.batch(4);
+        let snap = s.snapshot();
+        assert_eq!(snap.total_requests, 100);
+        assert_eq!(snap.completed_ok, 99);
+        assert!((snap.error_rate - 0.01).abs() < 1e-9);
+        assert!((snap.timeout_rate - 0.01).abs() < 1e-9);
+        assert_eq!(snap.average_batch_size, 6.0);
+        assert_eq!(snap.priority_distribution[0], ("critical".into(), 49, 0.49));
+        assert_eq!(snap.priority_distribution[3].1, 2);
+        assert!(
+            (snap.latency_ms.p50 - 10.0).abs() < 0.05,
+            "{:?}",
+            snap.latency_ms
+        );
+        assert!(
+            (snap.latency_ms.max - 1000.0).abs() < 1.0,
+            "{:?}",
+            snap.latency_ms
+        );
+        let b = &snap.time_breakdown;
+        assert!((b.queue_wait_ms - 2.0).abs() < 1e-9);
+        assert!((b.inference_ms - 1.0).abs() < 1e-9);
+        assert!((b.reply_ms - 0.5).abs() < 1e-9);
+        // 10 ms end to end = 6.5 in Kafka + 2 queue + 1 model + 0.5 reply (most requests).
+        assert!(b.kafka_in_ms > 6.4 && b.kafka_in_ms < 17.0, "{b:?}");
+    }
+}

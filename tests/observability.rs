@@ -1,0 +1,216 @@
+//! End-to-end observability against a real broker: `/metrics` counts match what was sent,
+//! `/stats` agrees, and the probes follow the model, the group and the broker.
+#![cfg(feature = "container-tests")]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::pipeline::*;
+use common::{producer, start_broker, with_timeout};
+use kbatch::app::{serve_with, ServeOptions};
+use kbatch::config::Config;
+use kbatch::telemetry::{client, Telemetry};
+use kbatch::tier::Tier;
+use kbatch::wire::Request;
+use tokio_util::sync::CancellationToken;
+
+type Serving = tokio::task::JoinHandle<Result<kbatch::app::ServeReport, kbatch::app::AppError>>;
+
+fn serve(cfg: &Config, cancel: &CancellationToken) -> (Arc<Telemetry>, Serving) {
+    let telemetry = Telemetry::new(cfg).expect("telemetry");
+    let opts = ServeOptions {
+        telemetry: Some(telemetry.clone()),
+        ..ServeOptions::default()
+    };
+    let handle = tokio::spawn(serve_with(cfg.clone(), cancel.clone(), opts));
+    (telemetry, handle)
+}
+
+async fn http_addr(t: &Telemetry) -> SocketAddr {
+    with_timeout("the HTTP endpoint", Duration::from_secs(30), async {
+        loop {
+            if let Some(a) = t.http_addr() {
+                return a;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
+
+async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    client::get(addr, path, Duration::from_secs(5))
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
+
+/// Polls `path` until its status is `want`; returns the body.
+async fn wait_status(addr: SocketAddr, path: &str, want: u16, limit: Duration) -> String {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let (status, body) = get(addr, path).await;
+        if status == want {
+            return body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{path} stayed {status} ({body:?}), wanted {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The value of the sample `name{labels}` in a Prometheus text page (labels as printed).
+fn sample(page: &str, series: &str) -> f64 {
+    page.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no sample {series}"))
+}
+
+fn sum_over_tiers(page: &str, name: &str, extra: &str) -> f64 {
+    Tier::ALL
+        .iter()
+        .map(|t| sample(page, &format!("{name}{{{extra}tier=\"{t}\"}}")))
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scraped_counts_match_the_requests_sent() {
+    let broker = start_broker().await;
+    let cfg = test_config(broker.bootstrap_servers(), 2).await;
+    let replies = reader(broker.bootstrap_servers(), &cfg.replies.default_topic);
+    let cancel = CancellationToken::new();
+    let (telemetry, serving) = serve(&cfg, &cancel);
+    let addr = http_addr(&telemetry).await;
+    wait_status(addr, "/ready", 200, Duration::from_secs(60)).await;
+
+    let p = producer(broker.bootstrap_servers());
+    let reqs: Vec<Request> = (0..80).map(|i| request(&format!("m-{i}"), i)).collect();
+    for (i, r) in reqs.iter().enumerate() {
+        send_request(&p, &cfg, Tier::ALL[i % 4], r).await;
+    }
+    for i in 0..3 {
+        send_raw(
+            &p,
+            cfg.kafka.topics.topic(Tier::Low),
+            &format!("bad-{i}"),
+            b"junk",
+        )
+        .await;
+    }
+    let got = collect_replies(&replies, &cfg, Duration::from_secs(60), |r| r.len() >= 80).await;
+    assert_eq!(got.len(), 80);
+    // The dead letters are delivered alongside; give the replier a moment to count them, and
+    // the consumer's statistics (every second) a moment to report lag.
+    let page = with_timeout("dead letters and lag", Duration::from_secs(30), async {
+        loop {
+            let (_, page) = get(addr, "/metrics").await;
+            if sum_over_tiers(&page, "kbatch_dead_letters_total", "") >= 3.0
+                && page.contains("kbatch_consumer_lag_records{")
+            {
+                return page;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+
+    assert_eq!(
+        sum_over_tiers(&page, "kbatch_replies_total", "status=\"OK\","),
+        80.0
+    );
+    for t in Tier::ALL {
+        let ok = sample(
+            &page,
+            &format!("kbatch_replies_total{{status=\"OK\",tier=\"{t}\"}}"),
+        );
+        assert_eq!(ok, 20.0, "{t}");
+    }
+    assert_eq!(sum_over_tiers(&page, "kbatch_dead_letters_total", ""), 3.0);
+    assert_eq!(
+        sample(&page, "kbatch_consumer_records_total{tier=\"low\"}"),
+        23.0
+    );
+    assert_eq!(
+        sum_over_tiers(&page, "kbatch_requests_admitted_total", ""),
+        80.0
+    );
+    assert_eq!(
+        sample(&page, "kbatch_batch_size_sum"),
+        80.0,
+        "every request ran in a batch"
+    );
+    let batches = sample(&page, "kbatch_batch_size_count");
+    assert!((1.0..=80.0).contains(&batches));
+    assert_eq!(sample(&page, "kbatch_inference_duration_ms_count"), batches);
+    assert_eq!(sample(&page, "kbatch_prediction_latency_ms_count"), 80.0);
+    assert_eq!(
+        sample(
+            &page,
+            "kbatch_errors_total{error_type=\"decode_error\",stage=\"admission\"}"
+        ),
+        3.0
+    );
+    assert_eq!(
+        sum_over_tiers(&page, "kbatch_request_end_to_end_latency_ms_count", ""),
+        83.0
+    );
+    assert!(sample(&page, "kbatch_adaptive_target_batch_size") >= 1.0);
+    // Everything was answered: kbatch's commit point is at each high watermark.
+    let lag = format!(
+        "kbatch_consumer_lag_records{{partition=\"1\",topic=\"{}\"}}",
+        cfg.kafka.topics.topic(Tier::Low)
+    );
+    assert_eq!(sample(&page, &lag), 0.0);
+
+    let (status, body) = get(addr, "/stats").await;
+    assert_eq!(status, 200);
+    let stats: serde_json::Value = serde_json::from_str(&body).expect("stats JSON");
+    assert_eq!(stats["total_requests"], 83);
+    assert_eq!(stats["completed_ok"], 80);
+    assert_eq!(stats["dead_letters"], 3);
+    assert!(stats["latency_ms"]["p95"].as_f64().expect("p95") > 0.0);
+    assert!(stats["average_batch_size"].as_f64().expect("avg") >= 1.0);
+    assert_eq!(get(addr, "/healthz").await.0, 200);
+
+    cancel.cancel();
+    let report = with_timeout("drain", Duration::from_secs(30), serving)
+        .await
+        .expect("task")
+        .expect("serve");
+    assert_eq!(report.replier.total_replies(), 80);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn readiness_follows_the_broker_and_liveness_does_not() {
+    let broker = start_broker().await;
+    let mut cfg = test_config(broker.bootstrap_servers(), 1).await;
+    // A frozen broker is noticed when a request times out.
+    cfg.kafka
+        .properties
+        .insert("socket.timeout.ms".into(), "3000".into());
+    let cancel = CancellationToken::new();
+    let (telemetry, serving) = serve(&cfg, &cancel);
+    let addr = http_addr(&telemetry).await;
+    wait_status(addr, "/ready", 200, Duration::from_secs(60)).await;
+    assert_eq!(get(addr, "/healthz").await, (200, "ok\n".into()));
+
+    broker.freeze().await;
+    let why = wait_status(addr, "/ready", 503, Duration::from_secs(60)).await;
+    assert!(why.contains("no broker reachable"), "{why}");
+    // A broker outage is not the process's fault: restarting it would not help.
+    assert_eq!(get(addr, "/healthz").await.0, 200);
+
+    broker.thaw().await;
+    wait_status(addr, "/ready", 200, Duration::from_secs(90)).await;
+
+    cancel.cancel();
+    let _ = wait_status(addr, "/ready", 503, Duration::from_secs(10)).await;
+    with_timeout("drain", Duration::from_secs(60), serving)
+        .await
+        .expect("task")
+        .expect("serve");
+}
