@@ -61,7 +61,7 @@ fn requests(n: usize, now: Instant) -> Vec<Admitted> {
                     topic: "replies".into(),
                     key: None,
                     correlation_id: None,
-                    traceparent: None,
+                    trace: None,
                 },
                 record_timestamp_ms: 0,
                 admitted_at: now,

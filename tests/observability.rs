@@ -214,3 +214,96 @@ async fn readiness_follows_the_broker_and_liveness_does_not() {
         .expect("task")
         .expect("serve");
 }
+
+/// The running configuration written as a file `serve` is told to watch.
+fn write_config(path: &std::path::Path, cfg: &Config) {
+    let yaml = serde_yaml::to_string(cfg).expect("config YAML");
+    std::fs::write(path, yaml).expect("writing the config file");
+}
+
+async fn wait_metric(addr: SocketAddr, series: &str, want: f64) {
+    with_timeout(series, Duration::from_secs(30), async {
+        while sample(&get(addr, "/metrics").await.1, series) < want {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+}
+
+/// Sends `n` requests to the normal tier and returns the batch sizes their replies report.
+async fn batch_sizes(
+    p: &rdkafka::producer::FutureProducer,
+    replies: &rdkafka::consumer::StreamConsumer,
+    cfg: &Config,
+    prefix: &str,
+    n: usize,
+) -> Vec<i32> {
+    // All at once, so they queue together and batches can fill to the cap.
+    let reqs: Vec<Request> = (0..n)
+        .map(|i| request(&format!("{prefix}-{i}"), i as u64))
+        .collect();
+    futures::future::join_all(reqs.iter().map(|r| send_request(p, cfg, Tier::Normal, r))).await;
+    let got = collect_replies(replies, cfg, Duration::from_secs(60), |r| r.len() >= n).await;
+    assert_eq!(got.len(), n, "{prefix}: every request answered");
+    got.iter().map(|r| r.reply.timings.batch_size).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reload_changes_the_batch_size_and_a_bad_one_is_rejected() {
+    let broker = start_broker().await;
+    let mut cfg = test_config(broker.bootstrap_servers(), 1).await;
+    cfg.adaptive_batching.enable_adaptive_batching = false;
+    cfg.batch_processing.max_batch_size = 4;
+    // Partial batches wait, so a burst fills batches up to the cap.
+    cfg.batch_processing.max_wait_time_seconds = 0.2;
+    cfg.batch_processing.batch_timeout_seconds = 0.5;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("kbatch.yaml");
+    write_config(&file, &cfg);
+    let telemetry = Telemetry::new(&cfg).expect("telemetry");
+    let opts = ServeOptions {
+        telemetry: Some(telemetry.clone()),
+        reload: Some(kbatch::config::LoadOptions {
+            file: Some(file.clone()),
+            env: Some(Vec::new()),
+            ..Default::default()
+        }),
+    };
+    let cancel = CancellationToken::new();
+    let serving = tokio::spawn(serve_with(cfg.clone(), cancel.clone(), opts));
+    let addr = http_addr(&telemetry).await;
+    wait_status(addr, "/ready", 200, Duration::from_secs(60)).await;
+    let replies = reader(broker.bootstrap_servers(), &cfg.replies.default_topic);
+    let p = producer(broker.bootstrap_servers());
+
+    let before = batch_sizes(&p, &replies, &cfg, "before", 40).await;
+    assert_eq!(before.iter().max(), Some(&4), "{before:?}");
+
+    // An invalid file is rejected and the running configuration keeps serving.
+    std::fs::write(&file, "batch_processing:\n  max_batch_size: 0\n").expect("write");
+    wait_metric(
+        addr,
+        "kbatch_config_reloads_total{result=\"rejected\"}",
+        1.0,
+    )
+    .await;
+    let kept = batch_sizes(&p, &replies, &cfg, "kept", 40).await;
+    assert!(kept.iter().all(|&b| (1..=4).contains(&b)), "{kept:?}");
+
+    let mut bigger = cfg.clone();
+    bigger.batch_processing.max_batch_size = 16;
+    write_config(&file, &bigger);
+    wait_metric(addr, "kbatch_config_reloads_total{result=\"applied\"}", 1.0).await;
+    let after = batch_sizes(&p, &replies, &cfg, "after", 64).await;
+    assert!(after.iter().all(|&b| (1..=16).contains(&b)), "{after:?}");
+    assert!(
+        after.iter().any(|&b| b > 4),
+        "the new cap is used: {after:?}"
+    );
+
+    cancel.cancel();
+    with_timeout("drain", Duration::from_secs(30), serving)
+        .await
+        .expect("task")
+        .expect("serve");
+}

@@ -78,6 +78,14 @@ fn worker_loop(
         };
         let Some(mut batch) = batch else { break };
         let permit = batch.permit.take();
+        let span = tracing::info_span!(
+            "batch",
+            seq = report.batches,
+            size = batch.requests.len(),
+            flush_reason = batch.flush_reason
+        );
+        let _entered = span.enter();
+        log_links(&batch.requests);
         let started = tokio::time::Instant::now();
         alive.busy(true);
         let result = run_batch(backend.as_mut(), &batch.requests, &mut input, &mut output);
@@ -105,6 +113,23 @@ fn worker_loop(
         drop(permit);
     }
     report
+}
+
+/// The batch span's links to its requests' spans (W3C trace:span pairs), at debug level: one
+/// line per batch, built only when someone reads it.
+fn log_links(requests: &[Admitted]) {
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return;
+    }
+    let ids: Vec<&str> = requests
+        .iter()
+        .map(|a| a.request.request_id.as_str())
+        .collect();
+    let links: Vec<String> = requests
+        .iter()
+        .filter_map(|a| a.reply_to.trace.map(|t| t.to_string()))
+        .collect();
+    tracing::debug!(requests = ?ids, links = ?links, "batch started");
 }
 
 /// Copies the batch's rows into one contiguous input buffer (reused across batches) and runs it.

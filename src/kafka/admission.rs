@@ -13,6 +13,7 @@ use crate::batcher::dedup::dedup_key;
 use crate::config::Config;
 use crate::inference::ModelInfo;
 use crate::pipeline::{Admitted, Origin, Outcome, ReplyTo};
+use crate::telemetry::trace::TraceContext;
 use crate::tier::Tier;
 use crate::wire::{validate, DeadLetter, Header, Request, Status, WireCodec, WireError};
 
@@ -177,7 +178,7 @@ impl Admission {
             topic: self.reply_topic(&request).to_owned(),
             key: rec.key.map(<[u8]>::to_vec),
             correlation_id: header(rec, &self.correlation_header),
-            traceparent: header(rec, "traceparent"),
+            trace: TraceContext::join(header_ref(rec, "traceparent")),
         };
         let tier = origin.topic_tier.demoted_to(request.priority);
         let record_timestamp_ms = rec.timestamp_ms.unwrap_or(now_ms);
@@ -248,10 +249,14 @@ impl Admission {
 
 /// Value of the first header named `name`.
 fn header(rec: &RecordParts<'_>, name: &str) -> Option<Vec<u8>> {
+    header_ref(rec, name).map(<[u8]>::to_vec)
+}
+
+fn header_ref<'a>(rec: &RecordParts<'a>, name: &str) -> Option<&'a [u8]> {
     rec.headers
         .iter()
         .find(|(k, _)| *k == name)
-        .and_then(|(_, v)| v.map(<[u8]>::to_vec))
+        .and_then(|(_, v)| *v)
 }
 
 /// The wall-clock deadline `deadline_ms` on the monotonic clock, given that `now` (monotonic)

@@ -57,7 +57,10 @@ fn origin(tier: Tier) -> Origin {
 fn decide_with(cfg: &Config, tier: Tier, value: &[u8]) -> Decision {
     let headers: [(&str, Option<&[u8]>); 3] = [
         ("correlation-id", Some(b"corr-9")),
-        ("traceparent", Some(b"00-abc-def-01")),
+        (
+            "traceparent",
+            Some(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        ),
         ("other", None),
     ];
     let rec = RecordParts {
@@ -102,10 +105,9 @@ fn a_valid_request_is_admitted_with_its_routing() {
     assert_eq!(a.reply_to.topic, "inference.replies");
     assert_eq!(a.reply_to.key.as_deref(), Some(&b"key-1"[..]));
     assert_eq!(a.reply_to.correlation_id.as_deref(), Some(&b"corr-9"[..]));
-    assert_eq!(
-        a.reply_to.traceparent.as_deref(),
-        Some(&b"00-abc-def-01"[..])
-    );
+    let trace = a.reply_to.trace.expect("the caller's trace is joined");
+    assert_eq!(trace.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(trace.flags, 1);
     assert_eq!(a.record_timestamp_ms, NOW_MS - 20);
     assert_eq!(a.deadline, None);
 }

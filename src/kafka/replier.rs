@@ -308,8 +308,9 @@ impl Encoder {
                 if let Some(c) = &reply_to.correlation_id {
                     h = h.insert(header(&self.cfg.replies.correlation_header, c));
                 }
-                if let Some(t) = &reply_to.traceparent {
-                    h = h.insert(header("traceparent", t));
+                let traceparent = reply_to.trace.map(|t| t.reply_header());
+                if let Some(t) = &traceparent {
+                    h = h.insert(header("traceparent", t.as_bytes()));
                 }
                 h = h.insert(header("kbatch-status", reply.status.as_str().as_bytes()));
                 let note = Note {

@@ -43,7 +43,7 @@ pub fn admitted(
             topic: "replies".into(),
             key: None,
             correlation_id: None,
-            traceparent: None,
+            trace: None,
         },
         record_timestamp_ms: 0,
         admitted_at: at,

@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 use tokio::sync::OwnedSemaphorePermit;
 
+use crate::telemetry::trace::TraceContext;
 use crate::tier::Tier;
 use crate::wire::{DeadLetter, Reply, Request, Status, Timings};
 
@@ -31,8 +32,9 @@ pub struct ReplyTo {
     pub key: Option<Vec<u8>>,
     /// Value of the request's correlation header, copied to the reply.
     pub correlation_id: Option<Vec<u8>>,
-    /// W3C `traceparent` header, copied to the reply when present.
-    pub traceparent: Option<Vec<u8>>,
+    /// The request's W3C trace context, when it carried a valid `traceparent`: the reply's
+    /// `traceparent` names kbatch's span for the request as its parent.
+    pub trace: Option<TraceContext>,
 }
 
 /// A decoded, validated request waiting for a batch.

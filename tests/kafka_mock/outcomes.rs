@@ -17,6 +17,9 @@ use crate::harness::*;
 
 /// Per tier topic: valid requests (some demoted, one with its own reply topic), an undecodable
 /// record, an invalid request and one for another model; with what each must become.
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
 fn mixed_records(cfg: &Config, caller_topic: &str) -> (Vec<(Tier, Vec<Record>)>, Expected) {
     let mut expected = Expected::new();
     let mut out = Vec::new();
@@ -26,7 +29,7 @@ fn mixed_records(cfg: &Config, caller_topic: &str) -> (Vec<(Tier, Vec<Record>)>,
                 "correlation-id".to_owned(),
                 format!("corr-{id}").into_bytes(),
             ),
-            ("traceparent".to_owned(), b"00-t-s-01".to_vec()),
+            ("traceparent".to_owned(), TRACEPARENT.as_bytes().to_vec()),
         ]
     };
     let default = &cfg.replies.default_topic;
@@ -96,7 +99,16 @@ fn check_outcome(m: &OwnedMessage, expected: &Expected, cfg: &Config) {
     assert_eq!(Some(reply.tier), *served, "served tier of {key}");
     assert_eq!(h["request-id"], key.as_bytes());
     assert_eq!(h["correlation-id"], format!("corr-{key}").into_bytes());
-    assert_eq!(h["traceparent"], b"00-t-s-01");
+    // Same trace and flags; kbatch's span for the request replaces the caller's as parent.
+    let tp = String::from_utf8(h["traceparent"].clone()).expect("ascii");
+    let parts: Vec<&str> = tp.split('-').collect();
+    assert_eq!(
+        (parts[0], parts[1], parts[3]),
+        ("00", TRACE_ID, "01"),
+        "{tp}"
+    );
+    assert_eq!(parts[2].len(), 16);
+    assert_ne!(parts[2], "00f067aa0ba902b7", "{tp}");
     assert_eq!(h["kbatch-status"], status.as_bytes());
 }
 
