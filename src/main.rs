@@ -31,6 +31,18 @@ enum Command {
     Demo(kbatch::demo::DemoArgs),
     /// Create the four tier topics, the reply topic and the dead-letter topic.
     CreateTopics(kbatch::bench::CreateTopicsArgs),
+    /// Print a running instance's statistics (its `/stats` endpoint).
+    Stats(StatsArgs),
+}
+
+#[derive(Args)]
+struct StatsArgs {
+    /// The instance's HTTP endpoint (`http.bind`:`http.port`).
+    #[arg(long, default_value = "127.0.0.1:9090", env = "KBATCH_ENDPOINT")]
+    endpoint: String,
+    /// Print the JSON document as served instead of the summary.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -68,6 +80,11 @@ fn main() -> ExitCode {
         Command::CreateTopics(args) => {
             runtime().and_then(|rt| rt.block_on(kbatch::bench::create_topics(args)))
         }
+        Command::Stats(args) => runtime().and_then(|rt| {
+            let text = rt.block_on(kbatch::telemetry::client::stats(&args.endpoint, args.json))?;
+            print!("{text}");
+            Ok(())
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

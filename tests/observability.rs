@@ -175,6 +175,17 @@ async fn scraped_counts_match_the_requests_sent() {
     assert!(stats["latency_ms"]["p95"].as_f64().expect("p95") > 0.0);
     assert!(stats["average_batch_size"].as_f64().expect("avg") >= 1.0);
     assert_eq!(get(addr, "/healthz").await.0, 200);
+    let cli = tokio::process::Command::new(env!("CARGO_BIN_EXE_kbatch"))
+        .args(["stats", "--endpoint", &addr.to_string()])
+        .output()
+        .await
+        .expect("kbatch stats");
+    let text = String::from_utf8_lossy(&cli.stdout);
+    assert!(cli.status.success(), "{text}");
+    assert!(
+        text.starts_with("requests 83 (ok 80, dead letters 3)"),
+        "{text}"
+    );
 
     cancel.cancel();
     let report = with_timeout("drain", Duration::from_secs(30), serving)

@@ -26,6 +26,85 @@ pub async fn get(
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "HTTP GET timed out"))?
 }
 
+/// `kbatch stats`: the `/stats` document of the instance at `endpoint` (`host:port`, an
+/// `http://` prefix allowed), as served (`json`) or as a summary.
+pub async fn stats(endpoint: &str, json: bool) -> anyhow::Result<String> {
+    use anyhow::Context;
+    let hostport = endpoint.trim_start_matches("http://").trim_end_matches('/');
+    let addr = tokio::net::lookup_host(hostport)
+        .await
+        .with_context(|| format!("cannot resolve {hostport:?}"))?
+        .next()
+        .with_context(|| format!("{hostport:?} resolves to no address"))?;
+    let (status, body) = get(addr, "/stats", Duration::from_secs(10))
+        .await
+        .with_context(|| format!("GET http://{addr}/stats"))?;
+    anyhow::ensure!(
+        status == 200,
+        "http://{addr}/stats answered {status}: {body}"
+    );
+    if json {
+        return Ok(body + "\n");
+    }
+    let v: serde_json::Value = serde_json::from_str(&body).context("stats is not JSON")?;
+    Ok(summary(&v))
+}
+
+/// The statistics as a few human-readable lines.
+pub fn summary(v: &serde_json::Value) -> String {
+    let f = |p: &str| {
+        v.pointer(p)
+            .and_then(serde_json::Value::as_f64)
+            .unwrap_or(0.0)
+    };
+    let mut out = format!(
+        "requests {} (ok {}, dead letters {}) over {:.0} s: {:.1} req/s\n\
+         latency ms: p50 {:.2}  p95 {:.2}  p99 {:.2}  max {:.2}\n\
+         error rate {:.4}  timeout rate {:.4}\n\
+         batches {}  average size {:.2}  average wait {:.2} ms\n\
+         time per OK request ms: kafka in {:.2}  queue {:.2}  inference {:.2}  reply {:.2}\n",
+        f("/total_requests"),
+        f("/completed_ok"),
+        f("/dead_letters"),
+        f("/uptime_s"),
+        f("/throughput_rps"),
+        f("/latency_ms/p50"),
+        f("/latency_ms/p95"),
+        f("/latency_ms/p99"),
+        f("/latency_ms/max"),
+        f("/error_rate"),
+        f("/timeout_rate"),
+        f("/batches"),
+        f("/average_batch_size"),
+        f("/average_wait_ms"),
+        f("/time_breakdown/kafka_in_ms"),
+        f("/time_breakdown/queue_wait_ms"),
+        f("/time_breakdown/inference_ms"),
+        f("/time_breakdown/reply_ms"),
+    );
+    if let Some(tiers) = v["priority_distribution"].as_array() {
+        let parts: Vec<String> = tiers
+            .iter()
+            .map(|t| {
+                format!(
+                    "{} {} ({:.1} %)",
+                    t[0].as_str().unwrap_or("?"),
+                    t[1],
+                    t[2].as_f64().unwrap_or(0.0) * 100.0
+                )
+            })
+            .collect();
+        out += &format!("by tier: {}\n", parts.join(", "));
+    }
+    if v["adaptive"].is_object() {
+        out += &format!(
+            "adaptive target {}  ({})\n",
+            v["adaptive"]["target"], v["adaptive"]["last_reason"]
+        );
+    }
+    out
+}
+
 fn parse(raw: &[u8]) -> std::io::Result<(u16, String)> {
     let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_owned());
     let text = String::from_utf8_lossy(raw);
@@ -73,5 +152,33 @@ mod tests {
         let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
         assert_eq!(parse(chunked).unwrap(), (200, "abcde".into()));
         assert!(parse(b"garbage").is_err());
+    }
+
+    #[test]
+    fn the_summary_reads_the_served_document() {
+        let stats = crate::telemetry::Stats::new();
+        let d = crate::telemetry::Delivered {
+            tier: crate::tier::Tier::High,
+            status: Some(crate::wire::Status::Ok),
+            timings: crate::wire::Timings {
+                queue_wait_us: 1000,
+                batch_size: 4,
+                inference_us: 2000,
+                end_to_end_us: 5000,
+            },
+            reply_us: 1000,
+            fallback: false,
+        };
+        stats.delivered(&d);
+        stats.batch(4);
+        let v = serde_json::to_value(stats.snapshot()).expect("json");
+        let text = summary(&v);
+        assert!(
+            text.starts_with("requests 1 (ok 1, dead letters 0)"),
+            "{text}"
+        );
+        assert!(text.contains("average size 4.00"), "{text}");
+        assert!(text.contains("inference 2.00"), "{text}");
+        assert!(text.contains("high 1 (100.0 %)"), "{text}");
     }
 }
