@@ -19,6 +19,7 @@ use crate::batcher::dedup::DedupParams;
 use crate::batcher::{run_batcher, BatchPolicy, BatcherParts, BatcherReport};
 use crate::config::reload::{run_reloader, ReloadCounters};
 use crate::config::{Config, LoadOptions};
+use crate::inference::isolate::RetryPolicy;
 use crate::inference::{load_backend, spawn_workers, Backend, InferenceError, WorkerReport};
 use crate::kafka::{
     run_consumer, run_replier, ConsumerInputs, ConsumerReport, KafkaError, ReplierReport,
@@ -244,8 +245,12 @@ async fn run_stages(
     );
     // Feedback per finished batch; the batcher reads it first, so a few slots per worker do.
     let (feedback_tx, feedback_rx) = mpsc::channel(16 * backends.len().max(1));
-    let (pool, workers) =
-        spawn_workers(backends, outcome_tx.clone(), feedback_tx, &telemetry.health)?;
+    let (pool, workers) = spawn_workers(
+        backends,
+        outcome_tx.clone(),
+        feedback_tx,
+        (&telemetry.health, retry_policy(&cfg)),
+    )?;
     let (sampler, util_rx) = start_sampler(&cfg);
     let batcher = tokio::spawn(run_batcher(BatcherParts {
         policy,
@@ -289,6 +294,13 @@ async fn run_stages(
         workers,
         replier: replier?,
     })
+}
+
+fn retry_policy(cfg: &Config) -> RetryPolicy {
+    RetryPolicy {
+        max_retries: cfg.batch_processing.max_retries,
+        retry_delay: cfg.batch_processing.retry_delay(),
+    }
 }
 
 /// Spawns `fut` registered with the liveness probe for as long as it runs.

@@ -35,6 +35,11 @@ pub struct BatchProcessing {
     /// What a full queue does to the next request: `pause` its topic (it waits in Kafka), or
     /// `reject` it at once with an OVERLOADED reply (fail fast instead of queueing in the log).
     pub when_queue_full: QueueFull,
+    /// Attempts of a request that fails on its own, beyond its first (0..=10; seed 003). A
+    /// failed batch is re-run in halves first, so one bad input fails only itself.
+    pub max_retries: u32,
+    /// Seconds between two attempts of a request failing on its own (0..=10; seed 003).
+    pub retry_delay: f64,
 }
 
 /// The overflow rule of `batch_processing.when_queue_full`.
@@ -59,6 +64,8 @@ impl Default for BatchProcessing {
             min_batch_interval: 0.0,
             max_batch_memory_mb: 256.0,
             when_queue_full: QueueFull::Pause,
+            max_retries: 2,
+            retry_delay: 0.05,
         }
     }
 }
@@ -72,6 +79,9 @@ impl BatchProcessing {
     }
     pub fn min_interval(&self) -> Duration {
         secs(self.min_batch_interval)
+    }
+    pub fn retry_delay(&self) -> Duration {
+        secs(self.retry_delay)
     }
     /// `max_batch_memory_mb` in bytes.
     pub fn max_batch_bytes(&self) -> usize {

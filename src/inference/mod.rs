@@ -8,6 +8,7 @@
 #[cfg(test)]
 mod backend_tests;
 mod error;
+pub mod isolate;
 mod ort_backend;
 pub mod runtime;
 mod worker;

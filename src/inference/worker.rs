@@ -13,6 +13,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::{mpsc, Semaphore};
 
+use super::isolate::{guarded, isolate, RetryPolicy};
 use super::{Backend, InferenceError, ModelInfo};
 use crate::batcher::WorkerPool;
 use crate::pipeline::{micros, now_ms, Admitted, Batch, BatchDone, Outcome};
@@ -24,7 +25,12 @@ use crate::wire::{Status, Timings};
 pub struct WorkerReport {
     pub batches: u64,
     pub requests: u64,
+    /// Batches whose first run failed (and were re-run in parts).
     pub failed_batches: u64,
+    /// Requests that failed on their own after their retries (MODEL_ERROR).
+    pub isolated: u64,
+    /// Model calls made re-running failed batches.
+    pub retry_calls: u64,
     pub inference_us: u64,
 }
 
@@ -34,7 +40,7 @@ pub fn spawn_workers(
     backends: Vec<Box<dyn Backend>>,
     outcomes: mpsc::Sender<Outcome>,
     feedback: mpsc::Sender<BatchDone>,
-    health: &Arc<Health>,
+    (health, policy): (&Arc<Health>, RetryPolicy),
 ) -> std::io::Result<(WorkerPool, Vec<JoinHandle<WorkerReport>>)> {
     let n = backends.len();
     // Capacity n: permits already bound what is in flight; the channel never holds more.
@@ -48,7 +54,7 @@ pub fn spawn_workers(
         let alive = health.register(format!("inference-{i}"));
         let handle = std::thread::Builder::new()
             .name(format!("kbatch-infer-{i}"))
-            .spawn(move || worker_loop(backend, &rx, (&outcomes, &feedback), &alive))?;
+            .spawn(move || worker_loop(backend, &rx, (&outcomes, &feedback), (&alive, policy)))?;
         handles.push(handle);
     }
     Ok((
@@ -64,7 +70,7 @@ fn worker_loop(
     mut backend: Box<dyn Backend>,
     rx: &Mutex<mpsc::Receiver<Batch>>,
     (outcomes, feedback): (&mpsc::Sender<Outcome>, &mpsc::Sender<BatchDone>),
-    alive: &Alive,
+    (alive, policy): (&Alive, RetryPolicy),
 ) -> WorkerReport {
     let mut report = WorkerReport::default();
     let mut input = Vec::new();
@@ -88,20 +94,40 @@ fn worker_loop(
         log_links(&batch.requests);
         let started = tokio::time::Instant::now();
         alive.busy(true);
-        let result = run_batch(backend.as_mut(), &batch.requests, &mut input, &mut output);
+        let requests = &batch.requests;
+        let first = guarded(
+            &mut |_, out| run_batch(backend.as_mut(), requests, &mut input, out),
+            &[],
+            &mut output,
+        );
+        let rows = match first {
+            Ok(()) => Rows::Batch,
+            Err(e) => {
+                report.failed_batches += 1;
+                tracing::warn!(error = %e, size = requests.len(), "batch failed; re-running it in parts");
+                let out_size = backend.info().output_size;
+                let iso = isolate(
+                    requests.len(),
+                    out_size,
+                    policy,
+                    e,
+                    &mut |rows, out| run_rows(backend.as_mut(), requests, rows, &mut input, out),
+                    &mut std::thread::sleep,
+                );
+                report.retry_calls += u64::from(iso.calls);
+                report.isolated += iso.rows.iter().filter(|r| r.is_err()).count() as u64;
+                Rows::Each(iso.rows)
+            }
+        };
         alive.busy(false);
         let inference_us = micros(started.elapsed());
         report.batches += 1;
         report.requests += batch.requests.len() as u64;
         report.inference_us += inference_us as u64;
-        if result.is_err() {
-            report.failed_batches += 1;
-        }
         let done = hand_on(
             &mut batch,
             backend.info(),
-            &result,
-            &output,
+            (&rows, &output),
             (started, inference_us),
             outcomes,
         );
@@ -132,6 +158,29 @@ fn log_links(requests: &[Admitted]) {
     tracing::debug!(requests = ?ids, links = ?links, "batch started");
 }
 
+/// How the requests of a batch turned out.
+enum Rows {
+    /// The whole batch ran: request `i`'s output is row `i` of the output buffer.
+    Batch,
+    /// The batch failed and was re-run in parts: each request's own result.
+    Each(Vec<Result<Vec<f32>, InferenceError>>),
+}
+
+/// Runs the requests at `rows` (indices into `requests`) as one batch.
+fn run_rows(
+    backend: &mut dyn Backend,
+    requests: &[Admitted],
+    rows: &[usize],
+    input: &mut Vec<f32>,
+    output: &mut Vec<f32>,
+) -> Result<(), InferenceError> {
+    input.clear();
+    for &i in rows {
+        input.extend_from_slice(&requests[i].request.data);
+    }
+    backend.infer(input, rows.len(), output)
+}
+
 /// Copies the batch's rows into one contiguous input buffer (reused across batches) and runs it.
 fn run_batch(
     backend: &mut dyn Backend,
@@ -151,8 +200,7 @@ fn run_batch(
 fn hand_on(
     batch: &mut Batch,
     info: &ModelInfo,
-    result: &Result<(), InferenceError>,
-    output: &[f32],
+    (rows, output): (&Rows, &[f32]),
     run: (tokio::time::Instant, i64),
     outcomes: &mpsc::Sender<Outcome>,
 ) -> BatchDone {
@@ -161,13 +209,16 @@ fn hand_on(
     let mut done = BatchDone {
         size,
         inference: std::time::Duration::from_micros(inference_us.max(0) as u64),
-        ok: result.is_ok(),
+        ok: matches!(rows, Rows::Batch),
         results: Vec::new(),
     };
     for (i, a) in batch.requests.drain(..).enumerate() {
+        let result = match rows {
+            Rows::Batch => Ok(&output[i * info.output_size..(i + 1) * info.output_size]),
+            Rows::Each(each) => each[i].as_ref().map(Vec::as_slice),
+        };
         let outcome = match result {
-            Ok(()) => {
-                let row = &output[i * info.output_size..(i + 1) * info.output_size];
+            Ok(row) => {
                 if let Some(key) = a.dedup_key {
                     done.results.push((key, Some(row.into())));
                 }
@@ -212,3 +263,7 @@ fn model_error(a: Admitted, info: &ModelInfo, e: &InferenceError, run: (i32, i64
     }
     outcome
 }
+
+#[cfg(test)]
+#[path = "worker_tests.rs"]
+mod tests;

@@ -1,0 +1,122 @@
+//! The worker thread with a stand-in model: outcomes per request, poison isolation, feedback.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::*;
+use crate::config::Device;
+use crate::pipeline::fixtures;
+use crate::telemetry::Health;
+use crate::tier::Tier;
+
+/// Output of a row is `[2x]` for input `[x]`; a row holding a negative value fails its batch.
+struct Doubler(ModelInfo);
+
+impl Backend for Doubler {
+    fn infer(&mut self, input: &[f32], n: usize, out: &mut Vec<f32>) -> Result<(), InferenceError> {
+        self.0.check_input(input, n)?;
+        if input.iter().any(|&x| x < 0.0) {
+            return Err(InferenceError::Run("negative input".into()));
+        }
+        out.clear();
+        out.extend(input.iter().map(|x| 2.0 * x));
+        Ok(())
+    }
+    fn info(&self) -> &ModelInfo {
+        &self.0
+    }
+}
+
+fn doubler() -> Box<dyn Backend> {
+    Box::new(Doubler(ModelInfo {
+        name: "double".into(),
+        version: "1".into(),
+        input_name: "x".into(),
+        output_name: "y".into(),
+        input_shape: vec![1],
+        output_size: 1,
+        device: Device::Cpu,
+        library_path: PathBuf::new(),
+    }))
+}
+
+fn batch_of(values: &[f32]) -> Batch {
+    let requests = values
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| {
+            let mut a = fixtures::admitted(
+                &format!("r{i}"),
+                (Tier::Normal, 0, i as i64),
+                Tier::Normal,
+                Instant::now(),
+            );
+            a.request.data = vec![x];
+            a
+        })
+        .collect();
+    Batch {
+        requests,
+        flush_reason: "full",
+        formed_at: Instant::now(),
+        permit: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poisoned_request_fails_alone_and_its_batch_mates_are_answered() {
+    let (otx, mut orx) = mpsc::channel(64);
+    let (ftx, mut frx) = mpsc::channel(4);
+    let health = Arc::new(Health::new(Duration::from_secs(60)));
+    let policy = RetryPolicy {
+        max_retries: 1,
+        retry_delay: Duration::from_millis(1),
+    };
+    let (pool, handles) =
+        spawn_workers(vec![doubler()], otx, ftx, (&health, policy)).expect("spawn");
+    let values = [1.0, 2.0, 3.0, -1.0, 5.0, 6.0, 7.0, 8.0];
+    pool.batches.send(batch_of(&values)).await.expect("send");
+    let done = frx.recv().await.expect("feedback");
+    assert_eq!(done.size, 8);
+    assert!(!done.ok, "the batch as formed failed");
+    let mut statuses = std::collections::BTreeMap::new();
+    for _ in 0..8 {
+        let Some(Outcome::Reply { reply, .. }) = orx.recv().await else {
+            panic!("a reply per request")
+        };
+        let i: usize = reply.request_id[1..].parse().expect("id");
+        if values[i] < 0.0 {
+            assert_eq!(reply.status, Status::ModelError);
+            assert!(reply
+                .error
+                .as_deref()
+                .unwrap_or_default()
+                .contains("negative input"));
+        } else {
+            assert_eq!(reply.status, Status::Ok, "{:?}", reply.error);
+            assert_eq!(reply.outputs, vec![2.0 * values[i]]);
+        }
+        statuses.insert(i, reply.status);
+    }
+    assert_eq!(statuses.len(), 8, "each request answered once");
+    assert!(
+        health.liveness().is_ok(),
+        "the worker thread survived the failure"
+    );
+    drop(pool);
+    let report = tokio::task::spawn_blocking(move || {
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    assert_eq!(report[0].failed_batches, 1);
+    assert_eq!(report[0].isolated, 1);
+    assert!(report[0].retry_calls >= 2 * 3 + 1, "{:?}", report[0]);
+}
