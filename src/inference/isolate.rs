@@ -21,6 +21,9 @@ pub struct RetryPolicy {
     pub retry_delay: Duration,
 }
 
+/// Runs the rows at the given indices of the batch, filling the output buffer.
+pub type RunRows<'a> = dyn FnMut(&[usize], &mut Vec<f32>) -> Result<(), InferenceError> + 'a;
+
 /// What the re-runs found.
 #[derive(Debug)]
 pub struct Isolation {
@@ -33,7 +36,7 @@ pub struct Isolation {
 /// Runs `rows` of the batch (indices into it) through `run`, which fills `out` with one output
 /// row of `out_size` values per index. A panic inside `run` is a failure.
 pub fn guarded(
-    run: &mut dyn FnMut(&[usize], &mut Vec<f32>) -> Result<(), InferenceError>,
+    run: &mut RunRows<'_>,
     rows: &[usize],
     out: &mut Vec<f32>,
 ) -> Result<(), InferenceError> {
@@ -57,7 +60,7 @@ pub fn isolate(
     out_size: usize,
     policy: RetryPolicy,
     first: InferenceError,
-    run: &mut dyn FnMut(&[usize], &mut Vec<f32>) -> Result<(), InferenceError>,
+    run: &mut RunRows<'_>,
     sleep: &mut dyn FnMut(Duration),
 ) -> Isolation {
     let mut rows: Vec<Option<Result<Vec<f32>, InferenceError>>> = vec![None; n];
