@@ -149,7 +149,9 @@ async fn start_http(cfg: &Config, telemetry: &Arc<Telemetry>) -> Result<Option<H
             cfg.http.bind
         )));
     };
-    let (_, serve) = crate::telemetry::http::bind(addr, telemetry.clone())
+    let keys =
+        crate::telemetry::http::ApiKeys::from_config(&cfg.security).map_err(AppError::Http)?;
+    let (_, serve) = crate::telemetry::http::bind_with(addr, telemetry.clone(), keys)
         .await
         .map_err(|e| AppError::Http(format!("cannot listen on {addr}: {e}")))?;
     // Its own token: the endpoint outlives the drain that `cancel` starts.

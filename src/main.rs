@@ -145,14 +145,16 @@ fn validate_config(args: &ConfigArgs) -> ExitCode {
                 .map(|f| f.display().to_string())
                 .collect();
             println!(
-                "# effective configuration (files: {})",
+                "# effective configuration (files: {}; secrets shown as {})",
                 if files.is_empty() {
                     "none".into()
                 } else {
                     files.join(", ")
-                }
+                },
+                kbatch::config::REDACTED
             );
-            match serde_yaml::to_string(&loaded.config) {
+            // API keys and sensitive librdkafka properties are masked: this output gets pasted.
+            match serde_yaml::to_string(&kbatch::config::redacted(&loaded.config)) {
                 Ok(yaml) => print!("{yaml}"),
                 Err(e) => {
                     eprintln!("error: cannot print the configuration: {e}");

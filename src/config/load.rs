@@ -10,7 +10,7 @@ use figment::providers::{Format, Serialized, Toml, Yaml};
 use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
 
-use super::{validate, Config, ConfigError, SECTIONS};
+use super::{resolve_secrets, validate, Config, ConfigError, SECTIONS};
 
 /// The bundled profiles (seed 000 §3), in `<config dir>/profiles/<name>.yaml`.
 pub const PROFILES: [&str; 3] = ["market_hours", "off_hours", "stress_test"];
@@ -39,10 +39,15 @@ pub struct Loaded {
 }
 
 /// Loads, merges and validates the configuration.
+///
+/// `file:`/`env:` references among the `kafka.properties` values and `security.api_keys` are
+/// resolved here (`env:` reads `opts.env` when set); one that cannot be is a validation issue.
 pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
-    let (figment, files) = assemble(opts)?;
-    let config: Config = figment.extract()?;
-    let issues = validate(&config, Some(&figment));
+    let vars = environment(opts);
+    let (figment, files) = assemble(opts, &vars)?;
+    let mut config: Config = figment.extract()?;
+    let mut issues = resolve_secrets(&mut config, &vars);
+    issues.extend(validate(&config, Some(&figment)));
     if !issues.is_empty() {
         return Err(ConfigError::Invalid(issues));
     }
@@ -53,7 +58,21 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
     })
 }
 
-fn assemble(opts: &LoadOptions) -> Result<(Figment, Vec<PathBuf>), ConfigError> {
+/// The environment the layers and `env:` references read. Variables that are not UTF-8 are
+/// left out (`std::env::vars` would panic on one); none of kbatch's can be.
+fn environment(opts: &LoadOptions) -> Vec<(String, String)> {
+    match &opts.env {
+        Some(vars) => vars.clone(),
+        None => std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect(),
+    }
+}
+
+fn assemble(
+    opts: &LoadOptions,
+    vars: &[(String, String)],
+) -> Result<(Figment, Vec<PathBuf>), ConfigError> {
     let mut figment = Figment::from(Serialized::defaults(Config::default()));
     let mut files = Vec::new();
     let default_file = PathBuf::from("config/default.yaml");
@@ -82,13 +101,9 @@ fn assemble(opts: &LoadOptions) -> Result<(Figment, Vec<PathBuf>), ConfigError> 
         figment = merge_file(figment, &path);
         files.push(path);
     }
-    let vars: Vec<(String, String)> = match &opts.env {
-        Some(vars) => vars.clone(),
-        None => std::env::vars().collect(),
-    };
     figment = figment
-        .merge(KeyValues::kbatch_env(&vars))
-        .merge(SeedEnv::from_vars(&vars))
+        .merge(KeyValues::kbatch_env(vars))
+        .merge(SeedEnv::from_vars(vars))
         .merge(KeyValues::overrides(&opts.overrides)?);
     Ok((figment, files))
 }

@@ -10,6 +10,7 @@ mod load;
 pub mod model;
 pub mod reload;
 mod sections;
+mod security;
 #[cfg(test)]
 mod tests;
 mod validate;
@@ -25,6 +26,10 @@ pub use model::{Device, ModelConfig};
 pub use sections::{
     AdaptiveBatching, BatchProcessing, Deduplication, LogFormat, Logging, OptimizationTarget,
     PerformanceMonitoring, PriorityQueueing, QueueFull, ResourceManagement,
+};
+pub use security::{
+    is_sensitive_property, redacted, resolve_secrets, RateLimit, Secret, SecurityConfig,
+    TierAccess, TierAccessConfig, REDACTED,
 };
 pub use validate::{validate, Issue};
 pub use wire::{Framing, WireConfig};
@@ -45,10 +50,11 @@ pub struct Config {
     pub model: ModelConfig,
     pub wire: WireConfig,
     pub http: HttpConfig,
+    pub security: SecurityConfig,
 }
 
 /// Top-level section names; `KBATCH_` variables outside them are not configuration.
-pub const SECTIONS: [&str; 12] = [
+pub const SECTIONS: [&str; 13] = [
     "batch_processing",
     "adaptive_batching",
     "priority_queueing",
@@ -61,6 +67,7 @@ pub const SECTIONS: [&str; 12] = [
     "model",
     "wire",
     "http",
+    "security",
 ];
 
 #[derive(Debug, Error)]

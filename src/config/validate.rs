@@ -86,6 +86,7 @@ pub fn validate(c: &Config, figment: Option<&Figment>) -> Vec<Issue> {
     adaptive_and_priority(&mut r, c);
     resources_and_monitoring(&mut r, c);
     kafka_and_wire(&mut r, c);
+    security(&mut r, c);
     r.check(
         !c.http.enabled || c.http.addr().is_some(),
         "http.bind",
@@ -397,4 +398,51 @@ fn kafka_and_wire(r: &mut Rules<'_>, c: &Config) {
         "wire.max_string_bytes",
         || "must be >= 128 (the longest request_id)".into(),
     );
+}
+
+fn security(r: &mut Rules<'_>, c: &Config) {
+    let s = &c.security;
+    let header = s.api_key_header.as_str();
+    r.check(
+        axum::http::HeaderName::from_bytes(header.as_bytes()).is_ok(),
+        "security.api_key_header",
+        || format!("`{header}` is not an HTTP header name"),
+    );
+    for (i, key) in s.api_keys.iter().enumerate() {
+        // Never the value in a message: only where it is and what is wrong with it.
+        let k = key.expose();
+        let sendable =
+            !k.is_empty() && k.trim() == k && k.bytes().all(|b| b.is_ascii_graphic() || b == b' ');
+        r.check(sendable, &format!("security.api_keys[{i}]"), || {
+            "must be non-empty printable ASCII without leading or trailing spaces \
+             (it travels in an HTTP header)"
+                .into()
+        });
+    }
+    r.check(
+        (1..=10_000_000).contains(&s.max_tracked_clients),
+        "security.max_tracked_clients",
+        || format!("must be in 1..=10000000, got {}", s.max_tracked_clients),
+    );
+    for tier in Tier::ALL {
+        let access = s.tier_access.tier(tier);
+        if let Some(clients) = &access.allowed_clients {
+            r.check(
+                clients.iter().all(|c| !c.trim().is_empty()),
+                &format!("security.tier_access.{tier}.allowed_clients"),
+                || "must not contain an empty client id".into(),
+            );
+        }
+        if let Some(limit) = &access.rate_limit {
+            r.positive(
+                &format!("security.tier_access.{tier}.rate_limit.rate_per_second"),
+                limit.rate_per_second,
+            );
+            r.check(
+                limit.burst >= 1,
+                &format!("security.tier_access.{tier}.rate_limit.burst"),
+                || "must be at least 1".into(),
+            );
+        }
+    }
 }

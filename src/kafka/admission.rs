@@ -3,12 +3,15 @@
 //! loaded model, so every branch is testable without Kafka.
 //!
 //! Invariant: every record yields exactly one `Decision`, and every `Decision` carries the
-//! record's `Origin`; only `Admit` requests have passed `wire::validate` for the loaded model.
+//! record's `Origin`; only `Admit` requests have passed `wire::validate` for the loaded model
+//! and `security.tier_access` for the tier they are served at.
 
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::guard::ClientGuard;
 use crate::batcher::dedup::dedup_key;
 use crate::config::Config;
 use crate::inference::ModelInfo;
@@ -41,7 +44,9 @@ pub enum Decision {
     Admit(Admitted),
     /// Not readable as a request: an `Outcome::DeadLetter`.
     DeadLetter(Outcome),
-    /// A readable request with invalid content: an `INVALID_INPUT` reply.
+    /// A readable request with invalid content, an `INVALID_INPUT` reply; or one refused by
+    /// `security.tier_access` (client not allowed on its tier, or over its rate limit), a
+    /// `REJECTED` reply. Both are immediate error replies, so the consumer treats them alike.
     Invalid(Outcome),
     /// A request for another model or version: an `UNKNOWN_MODEL` reply.
     UnknownModel(Outcome),
@@ -66,6 +71,9 @@ pub struct Admission {
     /// Deduplication is on: hash each admitted input here, on the consumer thread, so the
     /// batcher's single task only looks the key up (the hash is most of deduplication's cost).
     hash_inputs: bool,
+    /// `security.tier_access`, when it restricts any tier. Shared by clones: the consumer thread
+    /// is the only caller, so the lock is never contended; a clone must not reset the buckets.
+    guard: Option<Arc<Mutex<ClientGuard>>>,
 }
 
 impl Admission {
@@ -90,6 +98,11 @@ impl Admission {
                 i64::try_from(d.as_millis()).ok()
             }),
             hash_inputs: cfg.deduplication.enable_deduplication,
+            guard: cfg
+                .security
+                .tier_access
+                .is_restricted()
+                .then(|| Arc::new(Mutex::new(ClientGuard::new(&cfg.security)))),
         }
     }
 
@@ -106,12 +119,19 @@ impl Admission {
             Ok(r) => r,
             Err(e) => return Decision::DeadLetter(self.dead_letter(rec, origin, &e, now_ms)),
         };
+        // Access first: a client refused here learns nothing about the model served. Tokens
+        // are spent by every request read, valid or not: each one costs a decode.
+        let refusal = self.refusal(&request, origin.topic_tier, now).err();
         let model_error = self.model_mismatch(&request);
         let validation = validate(&request, &self.input_shape);
         let admitted = self.admitted(rec, origin, request, now, now_ms);
         let model = (self.model_name.as_str(), self.model_version.as_str());
-        // The model is checked first: a request for another model is validated against that
-        // model's shape, so a shape error here would only hide the real problem.
+        if let Some(msg) = refusal {
+            let o = Outcome::error(admitted, Status::Rejected, msg, model, now_ms);
+            return Decision::Invalid(o);
+        }
+        // The model is checked before the content: a request for another model is validated
+        // against that model's shape, so a shape error here would only hide the real problem.
         if let Some(msg) = model_error {
             let o = Outcome::error(admitted, Status::UnknownModel, msg, model, now_ms);
             return Decision::UnknownModel(o);
@@ -134,6 +154,20 @@ impl Admission {
         );
         let model = (self.model_name.as_str(), self.model_version.as_str());
         Outcome::error(a, Status::Overloaded, msg, model, now_ms)
+    }
+
+    /// `security.tier_access` for the tier `req` would be served at (its topic's, or the lower
+    /// one it asks for): the resources it would use are that tier's.
+    fn refusal(&self, req: &Request, topic_tier: Tier, now: Instant) -> Result<(), String> {
+        let Some(guard) = &self.guard else {
+            return Ok(());
+        };
+        let tier = topic_tier.demoted_to(req.priority);
+        guard.lock().unwrap_or_else(PoisonError::into_inner).check(
+            req.client_id.as_deref(),
+            tier,
+            now.into_std(),
+        )
     }
 
     fn keyed(&self, mut a: Admitted) -> Admitted {

@@ -318,3 +318,149 @@ fn a_request_its_full_queue_cannot_take_is_answered_overloaded() {
         "its offset is settled by this reply"
     );
 }
+
+/// A record for `client` on the topic of `tier`, decided by `admission` (kept across calls, so
+/// rate limits carry over).
+fn decide_as(
+    admission: &Admission,
+    tier: Tier,
+    client: Option<&str>,
+    priority: Option<Tier>,
+) -> Decision {
+    let cfg = Config::default();
+    let mut req = request();
+    req.client_id = client.map(str::to_owned);
+    req.priority = priority;
+    let value = encode(&req);
+    let rec = RecordParts {
+        topic: cfg.kafka.topics.topic(tier),
+        partition: 1,
+        offset: 42,
+        key: None,
+        value: Some(&value),
+        headers: &[],
+        timestamp_ms: Some(NOW_MS),
+    };
+    admission.decide(&rec, origin(tier), Instant::now(), NOW_MS)
+}
+
+fn guarded(security: crate::config::SecurityConfig) -> Admission {
+    let cfg = Config {
+        security,
+        ..Config::default()
+    };
+    Admission::new(&cfg, &model())
+}
+
+fn critical_for(clients: &[&str]) -> crate::config::SecurityConfig {
+    let mut s = crate::config::SecurityConfig::default();
+    s.tier_access.critical.allowed_clients = Some(clients.iter().map(|c| c.to_string()).collect());
+    s
+}
+
+#[test]
+fn a_client_not_allowed_on_its_tier_is_rejected_before_anything_else() {
+    let admission = guarded(critical_for(&["trusted"]));
+    let d = decide_as(&admission, Tier::Critical, Some("intruder"), None);
+    let (status, reply, _, from) = reply_of(d);
+    assert_eq!(status, Status::Rejected);
+    assert_eq!(
+        from,
+        origin(Tier::Critical),
+        "its offset is settled by this reply"
+    );
+    let msg = reply.error.as_deref().unwrap_or_default();
+    assert!(
+        msg.contains("\"intruder\" is not allowed on tier critical"),
+        "{msg}"
+    );
+    // Even a request that is also invalid is refused for access first.
+    let cfg = Config {
+        security: critical_for(&["trusted"]),
+        ..Config::default()
+    };
+    let mut bad = request();
+    bad.model_name = Some("other".into());
+    bad.client_id = Some("intruder".into());
+    let (status, ..) = reply_of(decide_with(&cfg, Tier::Critical, &encode(&bad)));
+    assert_eq!(status, Status::Rejected);
+
+    assert!(matches!(
+        decide_as(&admission, Tier::Critical, Some("trusted"), None),
+        Decision::Admit(_)
+    ));
+    assert!(matches!(
+        decide_as(&admission, Tier::Low, Some("intruder"), None),
+        Decision::Admit(_)
+    ));
+    let (status, ..) = reply_of(decide_as(&admission, Tier::Critical, None, None));
+    assert_eq!(
+        status,
+        Status::Rejected,
+        "no client_id is not a listed client"
+    );
+}
+
+#[test]
+fn access_is_checked_at_the_tier_the_request_is_served_at() {
+    let admission = guarded(critical_for(&["trusted"]));
+    // An unlisted client demoting itself to low is served at low, where anyone may be.
+    let Decision::Admit(a) = decide_as(
+        &admission,
+        Tier::Critical,
+        Some("intruder"),
+        Some(Tier::Low),
+    ) else {
+        panic!("admitted at low")
+    };
+    assert_eq!(a.tier, Tier::Low);
+    // Asking for a higher tier changes nothing: it is still served (and checked) at critical.
+    let mut s = crate::config::SecurityConfig::default();
+    s.tier_access.high.allowed_clients = Some(vec!["trusted".into()]);
+    let admission = guarded(s);
+    let (status, ..) = reply_of(decide_as(
+        &admission,
+        Tier::High,
+        Some("x"),
+        Some(Tier::Critical),
+    ));
+    assert_eq!(status, Status::Rejected);
+}
+
+#[test]
+fn a_client_over_its_rate_limit_is_rejected_and_clones_share_the_buckets() {
+    let mut s = crate::config::SecurityConfig::default();
+    s.tier_access.low.rate_limit = Some(crate::config::RateLimit {
+        rate_per_second: 0.001,
+        burst: 3,
+    });
+    let admission = guarded(s);
+    let clone = admission.clone();
+    let mut admitted = 0;
+    for i in 0..6 {
+        let a = if i % 2 == 0 { &admission } else { &clone };
+        match decide_as(a, Tier::Low, Some("bulk"), None) {
+            Decision::Admit(_) => admitted += 1,
+            d => {
+                let (status, reply, ..) = reply_of(d);
+                assert_eq!(status, Status::Rejected);
+                let msg = reply.error.as_deref().unwrap_or_default();
+                assert!(
+                    msg.starts_with("rate limit exceeded for client \"bulk\" on tier low"),
+                    "{msg}"
+                );
+            }
+        }
+    }
+    assert_eq!(admitted, 3, "one burst across both clones");
+    assert!(matches!(
+        decide_as(&admission, Tier::Low, Some("other"), None),
+        Decision::Admit(_)
+    ));
+}
+
+#[test]
+fn admission_moves_to_the_consumer_thread() {
+    fn send<T: Send + Clone + std::fmt::Debug>(_: &T) {}
+    send(&guarded(critical_for(&["a"])));
+}

@@ -8,7 +8,7 @@
 //!
 //! ```text
 //! run_consumer ──Admitted──► tier channels ──► (batcher, inference) ──┐
-//!      │ └──────────── Outcome (DLQ, INVALID_INPUT, UNKNOWN_MODEL) ───┴─► run_replier ─► Kafka
+//!      │ └── Outcome (DLQ, INVALID_INPUT, REJECTED, UNKNOWN_MODEL) ───┴─► run_replier ─► Kafka
 //!      │ track / commit                                        done ◄──┘
 //!      └────────────────────────► SharedTracker ◄─────────────────────
 //! ```
@@ -19,6 +19,7 @@ mod consumer;
 mod context;
 mod error;
 mod fallback;
+mod guard;
 mod intake;
 mod observe;
 mod offsets;
@@ -30,6 +31,7 @@ pub use client::{consumer_config, producer_config};
 pub use consumer::{run_consumer, ConsumerInputs, ConsumerReport};
 pub use error::KafkaError;
 pub use fallback::REPLY_UNDELIVERABLE;
+pub use guard::ClientGuard;
 pub use offsets::{OffsetTracker, PartitionKey};
 pub use replier::{run_replier, ReplierReport, MAX_IN_FLIGHT};
 pub use shared::SharedTracker;

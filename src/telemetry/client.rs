@@ -13,9 +13,30 @@ pub async fn get(
     path: &str,
     timeout: Duration,
 ) -> std::io::Result<(u16, String)> {
+    get_with_headers(addr, path, &[], timeout).await
+}
+
+/// [`get`], sending `headers` (name, value) too, e.g. the API key.
+pub async fn get_with_headers(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    timeout: Duration,
+) -> std::io::Result<(u16, String)> {
+    let mut extra = String::new();
+    for (name, value) in headers {
+        if [name, value].iter().any(|s| s.contains(['\r', '\n'])) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("header {name:?} holds a line break"),
+            ));
+        }
+        extra.push_str(&format!("{name}: {value}\r\n"));
+    }
     let fetch = async {
         let mut s = TcpStream::connect(addr).await?;
-        let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        let req =
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n");
         s.write_all(req.as_bytes()).await?;
         let mut raw = Vec::new();
         s.read_to_end(&mut raw).await?;
@@ -29,6 +50,15 @@ pub async fn get(
 /// `kbatch stats`: the `/stats` document of the instance at `endpoint` (`host:port`, an
 /// `http://` prefix allowed), as served (`json`) or as a summary.
 pub async fn stats(endpoint: &str, json: bool) -> anyhow::Result<String> {
+    stats_with_headers(endpoint, json, &[]).await
+}
+
+/// [`stats`], sending `headers` too: the API key of an instance with `security.api_keys`.
+pub async fn stats_with_headers(
+    endpoint: &str,
+    json: bool,
+    headers: &[(&str, &str)],
+) -> anyhow::Result<String> {
     use anyhow::Context;
     let hostport = endpoint.trim_start_matches("http://").trim_end_matches('/');
     let addr = tokio::net::lookup_host(hostport)
@@ -36,7 +66,7 @@ pub async fn stats(endpoint: &str, json: bool) -> anyhow::Result<String> {
         .with_context(|| format!("cannot resolve {hostport:?}"))?
         .next()
         .with_context(|| format!("{hostport:?} resolves to no address"))?;
-    let (status, body) = get(addr, "/stats", Duration::from_secs(10))
+    let (status, body) = get_with_headers(addr, "/stats", headers, Duration::from_secs(10))
         .await
         .with_context(|| format!("GET http://{addr}/stats"))?;
     anyhow::ensure!(
