@@ -43,6 +43,9 @@ struct StatsArgs {
     /// Print the JSON document as served instead of the summary.
     #[arg(long)]
     json: bool,
+    /// API key for an instance with `security.api_keys` (sent as `X-API-Key`).
+    #[arg(long, env = "KBATCH_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
 }
 
 #[derive(Args)]
@@ -81,7 +84,17 @@ fn main() -> ExitCode {
             runtime().and_then(|rt| rt.block_on(kbatch::bench::create_topics(args)))
         }
         Command::Stats(args) => runtime().and_then(|rt| {
-            let text = rt.block_on(kbatch::telemetry::client::stats(&args.endpoint, args.json))?;
+            let headers: Vec<(&str, &str)> = args
+                .api_key
+                .as_deref()
+                .map(|k| ("X-API-Key", k))
+                .into_iter()
+                .collect();
+            let text = rt.block_on(kbatch::telemetry::client::stats_with_headers(
+                &args.endpoint,
+                args.json,
+                &headers,
+            ))?;
             print!("{text}");
             Ok(())
         }),

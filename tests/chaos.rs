@@ -38,18 +38,53 @@ type Commits = Vec<(i64, Tier, i32, i64)>;
 /// A reply as the verifier saw it: id, status, outputs, the reply record's timestamp (ms).
 type Seen = Vec<(String, Status, Vec<f32>, i64)>;
 
-fn spawn(cfg: &Config) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_kbatch"))
+/// A free local port for an instance's HTTP endpoint (readiness gates the rolling restart).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A `kbatch serve` process and its HTTP endpoint.
+struct Instance {
+    child: Child,
+    http: std::net::SocketAddr,
+}
+
+fn spawn(cfg: &Config) -> Instance {
+    let http: std::net::SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let child = Command::new(env!("CARGO_BIN_EXE_kbatch"))
         .arg("serve")
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .envs(serve_env(cfg))
-        .env("LOG_LEVEL", "warn")
+        .env("KBATCH_HTTP__PORT", http.port().to_string())
+        .env(
+            "LOG_LEVEL",
+            std::env::var("KBATCH_CHAOS_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .kill_on_drop(true)
         .spawn()
-        .expect("spawning kbatch serve")
+        .expect("spawning kbatch serve");
+    Instance { child, http }
 }
 
-async fn sigterm(child: &mut Child) {
+/// Waits until the instance answers `/ready` with 200 (model warm, group joined, broker up), as
+/// an orchestrator gates each step of a rolling restart.
+async fn wait_ready(i: &Instance) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    while tokio::time::Instant::now() < deadline {
+        let r = kbatch::telemetry::client::get(i.http, "/ready", Duration::from_secs(2)).await;
+        if matches!(r, Ok((200, _))) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("instance at {} not ready within 90 s", i.http);
+}
+
+async fn sigterm(i: &mut Instance) {
+    let child = &mut i.child;
     if let Some(pid) = child.id() {
         let _ = Command::new("kill")
             .args(["-TERM", &pid.to_string()])
@@ -63,9 +98,9 @@ async fn sigterm(child: &mut Child) {
     );
 }
 
-async fn sigkill(child: &mut Child) {
-    child.start_kill().expect("SIGKILL");
-    child.wait().await.expect("reaping");
+async fn sigkill(i: &mut Instance) {
+    i.child.start_kill().expect("SIGKILL");
+    i.child.wait().await.expect("reaping");
 }
 
 /// Produces every request at a steady pace; returns where each landed.
@@ -107,11 +142,7 @@ async fn verify_replies(cfg: Config, bootstrap: String, seen: Arc<Mutex<Seen>>) 
 }
 
 /// Every 300 ms: the group's committed offset of each tier partition, with the time seen (ms).
-async fn watch_commits(
-    cfg: Config,
-    bootstrap: String,
-    commits: Arc<Mutex<Commits>>,
-) {
+async fn watch_commits(cfg: Config, bootstrap: String, commits: Arc<Mutex<Commits>>) {
     let c: BaseConsumer = kafka_client(&bootstrap, &cfg.kafka.group_id);
     let mut tpl = TopicPartitionList::new();
     for t in Tier::ALL {
@@ -165,7 +196,7 @@ async fn three_instances_under_stops_kills_and_a_frozen_broker_lose_nothing() {
         bootstrap.clone(),
         commits.clone(),
     ));
-    let mut inst: Vec<Child> = (0..3).map(|_| spawn(&cfg)).collect();
+    let mut inst: Vec<Instance> = (0..3).map(|_| spawn(&cfg)).collect();
     let driver = tokio::spawn(drive(producer(&bootstrap), cfg.clone()));
 
     let faults = inject_faults(&cfg, &broker, &mut inst).await;
@@ -205,47 +236,60 @@ fn enabled(fault: &str) -> bool {
     }
 }
 
-/// The fault schedule, about 35 s: a graceful stop, two `kill -9`s, a frozen broker and a
-/// rolling restart of the whole group, each followed by a restart.
+/// The fault schedule: a graceful stop, two `kill -9`s, a frozen broker and a rolling restart of
+/// the whole group; every replacement is waited for until ready (as an orchestrator would).
 async fn inject_faults(
     cfg: &Config,
     broker: &common::broker::Broker,
-    inst: &mut [Child],
+    inst: &mut [Instance],
 ) -> BTreeMap<&'static str, u32> {
     let mut faults: BTreeMap<&str, u32> = BTreeMap::new();
     let pause = |s| tokio::time::sleep(Duration::from_secs(s));
+    // A killed member stays in the group until its session times out; its replacement joins
+    // after that (see docs/reliability.md: tansu 0.6's coordinator can stall a rebalance for
+    // good when a member joins while a dead one is still pending).
+    let session = Duration::from_millis(u64::from(cfg.kafka.session_timeout_ms) + 1000);
     pause(6).await;
     if enabled("stop") {
         sigterm(&mut inst[0]).await;
         *faults.entry("graceful stop").or_default() += 1;
-        pause(1).await;
         inst[0] = spawn(cfg);
+        wait_ready(&inst[0]).await;
     }
-    pause(4).await;
+    pause(3).await;
     if enabled("kill") {
         sigkill(&mut inst[1]).await;
         *faults.entry("kill -9").or_default() += 1;
-        pause(2).await;
+        tokio::time::sleep(session).await;
         inst[1] = spawn(cfg);
+        wait_ready(&inst[1]).await;
     }
-    pause(4).await;
+    pause(3).await;
     if enabled("freeze") {
         broker.freeze().await;
         *faults.entry("broker frozen 6 s").or_default() += 1;
         pause(6).await;
         broker.thaw().await;
+        for i in inst.iter() {
+            wait_ready(i).await;
+        }
     }
-    pause(4).await;
+    pause(3).await;
     if enabled("kill") {
         sigkill(&mut inst[2]).await;
         *faults.entry("kill -9").or_default() += 1;
+        tokio::time::sleep(session).await;
         inst[2] = spawn(cfg);
+        wait_ready(&inst[2]).await;
     }
     if enabled("rolling") {
+        // Each step waits for the replacement to be ready, as a Deployment's rolling update
+        // does with a readiness probe.
         for instance in inst.iter_mut() {
-            pause(3).await;
+            pause(2).await;
             sigterm(instance).await;
             *instance = spawn(cfg);
+            wait_ready(instance).await;
             *faults.entry("rolling restart step").or_default() += 1;
         }
     }
