@@ -313,3 +313,21 @@ fn librdkafka_property_names_keep_their_dots() {
     );
     assert_eq!(p.get("security.protocol").map(String::as_str), Some("ssl"));
 }
+
+#[test]
+fn retry_settings_have_bounds() {
+    let mut c = Config::default();
+    c.batch_processing.max_retries = 11;
+    c.batch_processing.retry_delay = -1.0;
+    let fields: Vec<String> = validate(&c, None).into_iter().map(|i| i.field).collect();
+    assert_eq!(
+        fields,
+        [
+            "batch_processing.retry_delay",
+            "batch_processing.max_retries"
+        ]
+    );
+    c.batch_processing.max_retries = 10;
+    c.batch_processing.retry_delay = 10.0;
+    assert!(validate(&c, None).is_empty());
+}

@@ -145,6 +145,10 @@ fn batching(r: &mut Rules<'_>, c: &Config) {
         0.0,
         1.0,
     );
+    r.range("batch_processing.retry_delay", b.retry_delay, 0.0, 10.0);
+    r.check(b.max_retries <= 10, "batch_processing.max_retries", || {
+        format!("must be between 0 and 10, got {}", b.max_retries)
+    });
     r.positive(
         "batch_processing.max_batch_memory_mb",
         b.max_batch_memory_mb,
