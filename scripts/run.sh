@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+scripts/install-build-deps.sh
 scripts/install-onnxruntime.sh
 scripts/install-tansu.sh || echo "tansu unavailable: the demo falls back to the in-process mock broker" >&2
 cargo build --release --quiet

@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+scripts/install-build-deps.sh
 scripts/install-onnxruntime.sh
 scripts/setup-testbench.sh
 # shellcheck disable=SC1091
