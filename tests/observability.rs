@@ -5,10 +5,10 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::pipeline::*;
+use common::serving::{http_addr, serve_observed};
 use common::{producer, start_broker, with_timeout};
 use kbatch::app::{serve_with, ServeOptions};
 use kbatch::config::Config;
@@ -16,30 +16,6 @@ use kbatch::telemetry::{client, Telemetry};
 use kbatch::tier::Tier;
 use kbatch::wire::Request;
 use tokio_util::sync::CancellationToken;
-
-type Serving = tokio::task::JoinHandle<Result<kbatch::app::ServeReport, kbatch::app::AppError>>;
-
-fn serve(cfg: &Config, cancel: &CancellationToken) -> (Arc<Telemetry>, Serving) {
-    let telemetry = Telemetry::new(cfg).expect("telemetry");
-    let opts = ServeOptions {
-        telemetry: Some(telemetry.clone()),
-        ..ServeOptions::default()
-    };
-    let handle = tokio::spawn(serve_with(cfg.clone(), cancel.clone(), opts));
-    (telemetry, handle)
-}
-
-async fn http_addr(t: &Telemetry) -> SocketAddr {
-    with_timeout("the HTTP endpoint", Duration::from_secs(30), async {
-        loop {
-            if let Some(a) = t.http_addr() {
-                return a;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-}
 
 async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     client::get(addr, path, Duration::from_secs(5))
@@ -82,8 +58,7 @@ async fn scraped_counts_match_the_requests_sent() {
     let broker = start_broker().await;
     let cfg = test_config(broker.bootstrap_servers(), 2).await;
     let replies = reader(broker.bootstrap_servers(), &cfg.replies.default_topic);
-    let cancel = CancellationToken::new();
-    let (telemetry, serving) = serve(&cfg, &cancel);
+    let (telemetry, (cancel, serving)) = serve_observed(&cfg);
     let addr = http_addr(&telemetry).await;
     wait_status(addr, "/ready", 200, Duration::from_secs(60)).await;
 
@@ -203,8 +178,7 @@ async fn readiness_follows_the_broker_and_liveness_does_not() {
     cfg.kafka
         .properties
         .insert("socket.timeout.ms".into(), "3000".into());
-    let cancel = CancellationToken::new();
-    let (telemetry, serving) = serve(&cfg, &cancel);
+    let (telemetry, (cancel, serving)) = serve_observed(&cfg);
     let addr = http_addr(&telemetry).await;
     wait_status(addr, "/ready", 200, Duration::from_secs(60)).await;
     assert_eq!(get(addr, "/healthz").await, (200, "ok\n".into()));

@@ -8,31 +8,12 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use common::pipeline::*;
+use common::serving::{serve, stop};
 use common::{producer, start_broker, with_timeout};
 use kbatch::config::Config;
 use kbatch::inference::load_backend;
 use kbatch::tier::Tier;
 use kbatch::wire::{Request, Status};
-use tokio_util::sync::CancellationToken;
-
-type Serving = (
-    CancellationToken,
-    tokio::task::JoinHandle<Result<kbatch::app::ServeReport, kbatch::app::AppError>>,
-);
-
-fn serve(cfg: &Config) -> Serving {
-    let cancel = CancellationToken::new();
-    let handle = tokio::spawn(kbatch::app::serve(cfg.clone(), cancel.clone()));
-    (cancel, handle)
-}
-
-async fn stop((cancel, handle): Serving) -> kbatch::app::ServeReport {
-    cancel.cancel();
-    with_timeout("a graceful drain", Duration::from_secs(30), handle)
-        .await
-        .expect("serve task")
-        .expect("serve ran")
-}
 
 fn unique_ids(replies: &[Received]) -> HashSet<String> {
     replies.iter().map(|r| r.reply.request_id.clone()).collect()

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::pipeline::*;
+use common::serving::{http_addr, serve, stop};
 use common::{producer, start_broker, with_timeout};
 use kbatch::app::{serve_with, ServeOptions};
 use kbatch::config::{load, Config, LoadOptions, RateLimit, Secret};
@@ -17,25 +18,6 @@ use kbatch::telemetry::{client, Telemetry};
 use kbatch::tier::Tier;
 use kbatch::wire::{Request, Status};
 use tokio_util::sync::CancellationToken;
-
-type Serving = (
-    CancellationToken,
-    tokio::task::JoinHandle<Result<kbatch::app::ServeReport, kbatch::app::AppError>>,
-);
-
-fn serve(cfg: &Config) -> Serving {
-    let cancel = CancellationToken::new();
-    let handle = tokio::spawn(kbatch::app::serve(cfg.clone(), cancel.clone()));
-    (cancel, handle)
-}
-
-async fn stop((cancel, handle): Serving) -> kbatch::app::ServeReport {
-    cancel.cancel();
-    with_timeout("a graceful drain", Duration::from_secs(30), handle)
-        .await
-        .expect("serve task")
-        .expect("serve ran")
-}
 
 fn from(client: &str, id: &str, n: u64) -> Request {
     Request {
@@ -160,18 +142,6 @@ async fn a_burst_from_one_client_is_served_and_the_rest_rejected() {
     );
     assert_eq!(by_id["other-low"].0, Status::Ok);
     assert_eq!(by_id["bulk-high"].0, Status::Ok);
-}
-
-async fn http_addr(t: &Telemetry) -> SocketAddr {
-    with_timeout("the HTTP endpoint", Duration::from_secs(30), async {
-        loop {
-            if let Some(a) = t.http_addr() {
-                return a;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
 }
 
 async fn status(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> u16 {
