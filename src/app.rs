@@ -18,12 +18,12 @@ use crate::batcher::adaptive::AdaptiveParams;
 use crate::batcher::dedup::DedupParams;
 use crate::batcher::{run_batcher, BatchPolicy, BatcherParts, BatcherReport};
 use crate::config::reload::{run_reloader, ReloadCounters};
-use crate::config::{Config, LoadOptions};
+use crate::config::{Config, Delivery, LoadOptions};
 use crate::inference::isolate::RetryPolicy;
 use crate::inference::{load_backend, spawn_workers, Backend, InferenceError, WorkerReport};
 use crate::kafka::{
-    run_consumer, run_replier, ConsumerInputs, ConsumerReport, KafkaError, ReplierReport,
-    SharedTracker,
+    run_consumer, run_replier, run_transactional_replier, ConsumerInputs, ConsumerReport,
+    KafkaError, ReplierReport, SharedTracker,
 };
 use crate::pipeline::Admitted;
 use crate::resources::{run_sampler, Sources, Utilization};
@@ -240,11 +240,28 @@ async fn run_stages(
     let (tier_txs, tier_rxs): (Vec<_>, Vec<_>) = (0..4)
         .map(|_| mpsc::channel::<Admitted>(policy.tier_capacity))
         .unzip();
-    let replier = spawn_alive(
-        &telemetry,
-        "replier",
-        run_replier(cfg.clone(), outcome_rx, tracker.clone(), telemetry.clone()),
-    );
+    let replier = {
+        let (cfg, tracker, t, cancel) = (
+            cfg.clone(),
+            tracker.clone(),
+            telemetry.clone(),
+            cancel.clone(),
+        );
+        spawn_alive(&telemetry, "replier", async move {
+            let result = match cfg.kafka.delivery {
+                Delivery::AtLeastOnce => run_replier(cfg, outcome_rx, tracker, t).await,
+                Delivery::ExactlyOnce => {
+                    run_transactional_replier(cfg, outcome_rx, tracker, t).await
+                }
+            };
+            // A replier that fails (an aborted transaction) stops intake: nothing more could be
+            // delivered, and the records read again after a restart are answered then.
+            if result.is_err() {
+                cancel.cancel();
+            }
+            result
+        })
+    };
     // Feedback per finished batch; the batcher reads it first, so a few slots per worker do.
     let (feedback_tx, feedback_rx) = mpsc::channel(16 * backends.len().max(1));
     let (pool, workers) = spawn_workers(

@@ -6,7 +6,7 @@
 
 use rdkafka::config::ClientConfig;
 
-use crate::config::Config;
+use crate::config::{Config, Delivery};
 
 /// Settings common to the consumer and the producer: `defaults` first, so that
 /// `kafka.properties` can override them.
@@ -35,6 +35,11 @@ pub fn consumer_config(cfg: &Config) -> ClientConfig {
         // Committing is the offset tracker's decision (contiguous delivered prefix only).
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false");
+    if k.delivery == Delivery::ExactlyOnce {
+        // Aborted transactions (ours after a failure, or an upstream producer's) are never
+        // read as requests.
+        c.set("isolation.level", "read_committed");
+    }
     // Broker reachability and lag for the probes and metrics come from these statistics.
     if !k.properties.contains_key("statistics.interval.ms") {
         c.set("statistics.interval.ms", "1000");

@@ -27,7 +27,7 @@ use super::client::consumer_config;
 use super::context::{assigned_of, commit, set_paused, KbatchContext};
 use super::intake::{Intake, Offer};
 use super::{KafkaError, SharedTracker};
-use crate::config::Config;
+use crate::config::{Config, Delivery};
 use crate::inference::ModelInfo;
 use crate::pipeline::{now_ms, Admitted, Origin, Outcome};
 use crate::telemetry::Telemetry;
@@ -85,13 +85,14 @@ pub async fn run_consumer(
     let k = &cfg.kafka;
     let intake = Intake::new(inputs.tiers, cfg.batch_processing.when_queue_full);
     let drain = Duration::from_millis(k.revoke_drain_timeout_ms);
-    let context = KbatchContext::new(
+    let mut context = KbatchContext::new(
         k.topics.clone(),
         tracker,
         intake,
         drain,
         inputs.telemetry.clone(),
     );
+    context.commits_in_transactions = k.delivery == Delivery::ExactlyOnce;
     let consumer: BaseConsumer<KbatchContext> = consumer_config(&cfg)
         .create_with_context(context)
         .map_err(|source| KafkaError::Create {
@@ -171,7 +172,7 @@ impl<'a> PollLoop<'a> {
                 Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
                 None => {}
             }
-            if Instant::now() >= next_commit {
+            if Instant::now() >= next_commit && !self.ctx().commits_in_transactions {
                 let offsets = self.ctx().tracker.committable();
                 if let Err(e) = commit(
                     self.consumer,
@@ -379,7 +380,9 @@ impl<'a> PollLoop<'a> {
                 "shutdown drain timed out; undelivered records will be re-read"
             );
         }
-        if let Err(e) = commit(
+        if self.ctx().commits_in_transactions {
+            // The replier's last transaction committed everything delivered.
+        } else if let Err(e) = commit(
             self.consumer,
             topics,
             &tracker.positions(),

@@ -36,6 +36,8 @@ pub struct KbatchContext {
     /// consumer then has nothing to wait for.
     closing: AtomicBool,
     pub(crate) telemetry: Arc<Telemetry>,
+    /// Exactly-once: offsets are committed in the replier's transactions, never by the consumer.
+    pub(crate) commits_in_transactions: bool,
 }
 
 impl KbatchContext {
@@ -53,6 +55,7 @@ impl KbatchContext {
             drain_timeout,
             closing: AtomicBool::new(false),
             telemetry,
+            commits_in_transactions: false,
         }
     }
 
@@ -99,7 +102,7 @@ impl KbatchContext {
             // The group evicted this member (session timeout): it must rejoin before serving.
             self.telemetry.health.set_group_joined(false);
         }
-        if !finals.is_empty() && !lost {
+        if !finals.is_empty() && !lost && !self.commits_in_transactions {
             if let Err(e) = commit(consumer, &self.topics, &finals, CommitMode::Sync) {
                 self.telemetry.metrics.error(ErrorKind::Commit);
                 tracing::warn!(error = %e, "revoke: committing delivered offsets failed");
@@ -151,6 +154,8 @@ impl ConsumerContext for KbatchContext {
     /// Newly assigned partitions of a paused topic are paused too; the others are resumed
     /// explicitly, so no pause state left from an earlier assignment can stall them.
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        // The membership exactly-once transactions commit under (a new generation per rebalance).
+        self.tracker.set_group(consumer.group_metadata());
         let Rebalance::Assign(tpl) = rebalance else {
             return;
         };
@@ -182,7 +187,10 @@ pub fn partitions(topics: &TierTopics, tpl: &TopicPartitionList) -> Vec<Partitio
 }
 
 /// A partition list holding `offsets` as commit offsets.
-fn offsets_list(topics: &TierTopics, offsets: &[(Tier, i32, i64)]) -> TopicPartitionList {
+pub(super) fn offsets_list(
+    topics: &TierTopics,
+    offsets: &[(Tier, i32, i64)],
+) -> TopicPartitionList {
     let mut tpl = TopicPartitionList::with_capacity(offsets.len());
     for &(tier, partition, offset) in offsets {
         // Only fails for offsets librdkafka cannot represent; ours are plain non-negative ones.

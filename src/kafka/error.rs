@@ -32,4 +32,7 @@ pub enum KafkaError {
     /// A downstream stage dropped its receiver while the consumer was still running.
     #[error("the {0} channel closed before shutdown")]
     ChannelClosed(&'static str),
+    /// An exactly-once transaction failed and was aborted.
+    #[error("transaction: {0}")]
+    Transaction(String),
 }

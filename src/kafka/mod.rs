@@ -25,6 +25,7 @@ mod observe;
 mod offsets;
 mod replier;
 mod shared;
+mod transactional;
 
 pub use admission::{deadline_instant, Admission, Decision, RecordParts};
 pub use client::{consumer_config, producer_config};
@@ -35,3 +36,4 @@ pub use guard::ClientGuard;
 pub use offsets::{OffsetTracker, PartitionKey};
 pub use replier::{run_replier, ReplierReport, MAX_IN_FLIGHT};
 pub use shared::SharedTracker;
+pub use transactional::run_transactional_replier;

@@ -175,6 +175,42 @@ impl OffsetTracker {
         out
     }
 
+    /// The commit offsets `positions` would return once every record at `origins` is done,
+    /// without marking them: what an exactly-once transaction commits together with their
+    /// outcomes (they are marked done only after it commits). Origins of an older epoch count
+    /// for nothing, as in `done`.
+    pub fn positions_if_done(&self, origins: &[Origin]) -> Vec<(Tier, i32, i64)> {
+        let mut done: HashMap<PartitionKey, BTreeSet<i64>> = HashMap::new();
+        for o in origins {
+            let key = (o.topic_tier, o.partition);
+            if self
+                .partitions
+                .get(&key)
+                .is_some_and(|s| s.epoch == o.epoch)
+            {
+                done.entry(key).or_default().insert(o.offset);
+            }
+        }
+        let mut out: Vec<_> = self
+            .partitions
+            .iter()
+            .filter_map(|(&key, s)| {
+                let point = match done.get(&key) {
+                    None => s.progress()?,
+                    Some(d) => {
+                        let next = s.last? + 1;
+                        let lowest = s.pending.iter().find(|o| !d.contains(o)).copied();
+                        let point = lowest.unwrap_or(next).min(s.ceiling.unwrap_or(next));
+                        (Some(point) > s.base).then_some(point)?
+                    }
+                };
+                Some((key.0, key.1, point))
+            })
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
     /// Records of the partition still waiting for their outcome.
     pub fn pending(&self, tier: Tier, partition: i32) -> usize {
         self.partitions

@@ -158,3 +158,34 @@ proptest! {
         prop_assert_eq!(t.total_pending(), 0);
     }
 }
+
+#[test]
+fn positions_if_done_previews_a_transaction_without_marking_it() {
+    let mut t = OffsetTracker::new();
+    let epoch = t.assign(Tier::Low, 0);
+    for o in 10..15 {
+        t.track(Tier::Low, 0, o);
+    }
+    let at = |offset| Origin {
+        topic_tier: Tier::Low,
+        partition: 0,
+        offset,
+        epoch,
+    };
+    // 10 and 11 in the transaction: the commit point moves to 12; 13 alone would not move it.
+    assert_eq!(
+        t.positions_if_done(&[at(10), at(11), at(13)]),
+        [(Tier::Low, 0, 12)]
+    );
+    assert_eq!(t.positions(), [], "nothing was marked");
+    assert_eq!(t.total_pending(), 5);
+    // A stale epoch counts for nothing.
+    let stale = Origin {
+        epoch: epoch + 9,
+        ..at(10)
+    };
+    assert_eq!(t.positions_if_done(&[stale]), []);
+    // All of them: one past the last.
+    let all: Vec<Origin> = (10..15).map(at).collect();
+    assert_eq!(t.positions_if_done(&all), [(Tier::Low, 0, 15)]);
+}

@@ -68,7 +68,7 @@ impl ReplierReport {
 
 /// What was sent, for counting and retrying.
 #[derive(Debug, Clone, Copy)]
-enum Kind {
+pub(super) enum Kind {
     Reply(Status, Note),
     DeadLetter(Note),
     /// A refused reply on its way to the dead-letter topic.
@@ -77,7 +77,7 @@ enum Kind {
 
 /// What the metrics and statistics learn about an outcome once it is acknowledged.
 #[derive(Debug, Clone, Copy)]
-struct Note {
+pub(super) struct Note {
     tier: Tier,
     timings: Timings,
     /// When the replier took the outcome: the start of reply time.
@@ -85,7 +85,7 @@ struct Note {
 }
 
 impl Kind {
-    fn delivered(self) -> Delivered {
+    pub(super) fn delivered(self) -> Delivered {
         let (status, note, fallback) = match self {
             Kind::Reply(s, n) => (Some(s), n, false),
             Kind::DeadLetter(n) => (None, n, false),
@@ -102,15 +102,15 @@ impl Kind {
 }
 
 /// One finished delivery attempt.
-struct Attempt {
-    origin: Origin,
-    kind: Kind,
+pub(super) struct Attempt {
+    pub(super) origin: Origin,
+    pub(super) kind: Kind,
     attempt: u32,
     /// The failed message is handed back by librdkafka, ready to re-send.
-    result: Result<(), (RdError, Option<OwnedMessage>)>,
+    pub(super) result: Result<(), (RdError, Option<OwnedMessage>)>,
 }
 
-type InFlight = Pin<Box<dyn Future<Output = Attempt> + Send>>;
+pub(super) type InFlight = Pin<Box<dyn Future<Output = Attempt> + Send>>;
 
 /// Delivers outcomes until `outcomes` is closed and every delivery has finished.
 pub async fn run_replier(
@@ -126,12 +126,7 @@ pub async fn run_replier(
                 what: "producer",
                 source,
             })?;
-    let mut enc = Encoder {
-        codec: WireCodec::new(&cfg.wire),
-        cfg: cfg.clone(),
-        buf: Vec::with_capacity(8 * 1024),
-        telemetry,
-    };
+    let mut enc = Encoder::new(cfg.clone(), telemetry);
     let mut in_flight: FuturesUnordered<InFlight> = FuturesUnordered::new();
     let mut report = ReplierReport::default();
     let mut open = true;
@@ -284,7 +279,7 @@ fn is_permanent(e: &RdError) -> bool {
 }
 
 /// Turns outcomes into Kafka records, reusing one encode buffer.
-struct Encoder {
+pub(super) struct Encoder {
     codec: WireCodec,
     cfg: Arc<Config>,
     buf: Vec<u8>,
@@ -293,7 +288,20 @@ struct Encoder {
 
 impl Encoder {
     /// Encodes and enqueues `o`; returns the future of its first delivery attempt.
-    async fn send(&mut self, producer: &FutureProducer, o: Outcome) -> InFlight {
+    pub(super) fn new(cfg: Arc<Config>, telemetry: Arc<Telemetry>) -> Self {
+        Self {
+            codec: WireCodec::new(&cfg.wire),
+            cfg,
+            buf: Vec::with_capacity(8 * 1024),
+            telemetry,
+        }
+    }
+
+    pub(super) fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
+    }
+
+    pub(super) async fn send(&mut self, producer: &FutureProducer, o: Outcome) -> InFlight {
         let instance = self.cfg.kafka.client_id.as_bytes();
         self.buf.clear();
         let (origin, kind, topic, key, headers) = match &o {

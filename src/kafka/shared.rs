@@ -9,17 +9,27 @@
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use rdkafka::consumer::ConsumerGroupMetadata;
 use tokio::sync::Notify;
 
 use super::offsets::{OffsetTracker, PartitionKey};
 use crate::pipeline::Origin;
 use crate::tier::Tier;
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Inner {
     tracker: Mutex<OffsetTracker>,
     drained: Condvar,
     drained_async: Notify,
+    group: Mutex<Option<Arc<ConsumerGroupMetadata>>>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("tracker", &self.tracker)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Cheaply cloneable handle to one [`OffsetTracker`].
@@ -84,6 +94,29 @@ impl SharedTracker {
 
     pub fn positions(&self) -> Vec<(Tier, i32, i64)> {
         self.lock().positions()
+    }
+
+    /// See [`OffsetTracker::positions_if_done`].
+    pub fn positions_if_done(&self, origins: &[Origin]) -> Vec<(Tier, i32, i64)> {
+        self.lock().positions_if_done(origins)
+    }
+
+    /// The consumer's group membership after its last rebalance (exactly-once transactions
+    /// commit offsets under it, so a fenced member's commit fails).
+    pub fn set_group(&self, meta: Option<ConsumerGroupMetadata>) {
+        *self
+            .inner
+            .group
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = meta.map(Arc::new);
+    }
+
+    pub fn group(&self) -> Option<Arc<ConsumerGroupMetadata>> {
+        self.inner
+            .group
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     pub fn pending(&self, tier: Tier, partition: i32) -> usize {
