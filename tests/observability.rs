@@ -193,7 +193,13 @@ async fn readiness_follows_the_broker_and_liveness_does_not() {
     wait_status(addr, "/ready", 200, Duration::from_secs(90)).await;
 
     cancel.cancel();
-    let _ = wait_status(addr, "/ready", 503, Duration::from_secs(10)).await;
+    // Not ready once shutdown starts: 503 while draining, or refused once the drain ended.
+    with_timeout("readiness to drop", Duration::from_secs(10), async {
+        while let Ok((200, _)) = client::get(addr, "/ready", Duration::from_secs(2)).await {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
     with_timeout("drain", Duration::from_secs(60), serving)
         .await
         .expect("task")
