@@ -171,7 +171,10 @@ fn an_out_of_range_value_is_rejected_naming_the_field() {
 fn a_yaml_syntax_error_is_rejected_naming_the_file_and_line() {
     let (_dir, path) = config_file("batch_processing:\n  max_batch_size: [64\n");
     let reason = rejected(reload_once(&opts(&path), &Config::default()));
-    assert!(reason.contains(path.to_str().unwrap()), "{reason}");
+    // figment may print the path relative to the working directory (e.g. `../.tmpX/kbatch.yaml`
+    // when the checkout lives in /tmp): check the file's own name and its directory's.
+    let dir = path.parent().and_then(Path::file_name).unwrap().to_str().unwrap();
+    assert!(reason.contains(&format!("{dir}/kbatch.yaml")), "{reason}");
     assert!(reason.contains("line 2"), "{reason}");
 }
 
