@@ -173,7 +173,12 @@ fn a_yaml_syntax_error_is_rejected_naming_the_file_and_line() {
     let reason = rejected(reload_once(&opts(&path), &Config::default()));
     // figment may print the path relative to the working directory (e.g. `../.tmpX/kbatch.yaml`
     // when the checkout lives in /tmp): check the file's own name and its directory's.
-    let dir = path.parent().and_then(Path::file_name).unwrap().to_str().unwrap();
+    let dir = path
+        .parent()
+        .and_then(Path::file_name)
+        .unwrap()
+        .to_str()
+        .unwrap();
     assert!(reason.contains(&format!("{dir}/kbatch.yaml")), "{reason}");
     assert!(reason.contains("line 2"), "{reason}");
 }

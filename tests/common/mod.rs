@@ -12,6 +12,7 @@
 pub mod broker;
 pub mod kafka;
 pub mod pipeline;
+pub mod promql;
 pub mod serving;
 
 use std::future::Future;
