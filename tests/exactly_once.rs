@@ -10,12 +10,11 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use common::pipeline::{request, send_request, serve_env};
-use common::{create_topic, mock_cluster, unique_group, unique_topic, with_timeout, Topics};
-use kbatch::config::{Config, Delivery, TierTopics};
+use common::pipeline::{base_config, request, send_request, serve_env};
+use common::{create_topic, mock_cluster, unique_group, with_timeout, Topics};
+use kbatch::config::{Config, Delivery};
 use kbatch::tier::Tier;
 use kbatch::wire::{Status, WireCodec};
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -25,27 +24,9 @@ const REQUESTS: usize = 160;
 const PARTITIONS: i32 = 2;
 
 fn config(bootstrap: &str) -> Config {
-    let base = unique_topic("eos");
-    let mut cfg = Config::default();
-    cfg.kafka.brokers = bootstrap.into();
-    cfg.kafka.group_id = unique_group("eos");
-    cfg.kafka.client_id = format!("kbatch-eos-{}", &base[4..12]);
+    let mut cfg = base_config(bootstrap);
     cfg.kafka.delivery = Delivery::ExactlyOnce;
-    cfg.kafka.topics = TierTopics {
-        critical: format!("{base}.critical"),
-        high: format!("{base}.high"),
-        normal: format!("{base}.normal"),
-        low: format!("{base}.low"),
-    };
-    cfg.kafka.session_timeout_ms = 6000;
-    cfg.kafka.fetch_wait_max_ms = 10;
     cfg.kafka.commit_interval_ms = 100;
-    cfg.replies.default_topic = format!("{base}.replies");
-    cfg.replies.dead_letter_topic = format!("{base}.dlq");
-    cfg.model.registry_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models");
-    cfg.model.intra_op_threads = 1;
-    cfg.resource_management.thread_pool_size = 1;
-    cfg.http.port = 0;
     cfg
 }
 

@@ -119,13 +119,7 @@ pub async fn run_replier(
     tracker: SharedTracker,
     telemetry: Arc<Telemetry>,
 ) -> Result<ReplierReport, KafkaError> {
-    let producer: FutureProducer =
-        producer_config(&cfg)
-            .create()
-            .map_err(|source| KafkaError::Create {
-                what: "producer",
-                source,
-            })?;
+    let producer = create_producer(producer_config(&cfg), "producer")?;
     let mut enc = Encoder::new(cfg.clone(), telemetry);
     let mut in_flight: FuturesUnordered<InFlight> = FuturesUnordered::new();
     let mut report = ReplierReport::default();
@@ -172,16 +166,7 @@ impl Encoder {
     ) -> Option<InFlight> {
         let (e, msg) = match a.result {
             Ok(()) => {
-                self.telemetry.delivered(&a.kind.delivered());
-                match a.kind {
-                    Kind::Reply(s, _) => report.replies[s as usize] += 1,
-                    Kind::DeadLetter(_) => report.dead_letters += 1,
-                    Kind::ReplyFallback(_) => {
-                        report.dead_letters += 1;
-                        report.reply_fallbacks += 1;
-                    }
-                }
-                tracker.done(&a.origin);
+                self.acknowledged(&a, tracker, report);
                 return None;
             }
             Err(failed) => failed,
@@ -256,6 +241,15 @@ impl Encoder {
     }
 }
 
+pub(super) fn create_producer(
+    config: rdkafka::ClientConfig,
+    what: &'static str,
+) -> Result<FutureProducer, KafkaError> {
+    config
+        .create()
+        .map_err(|source| KafkaError::Create { what, source })
+}
+
 /// Errors no retry can fix: the record or the topic itself is refused.
 fn is_permanent(e: &RdError) -> bool {
     use RDKafkaErrorCode as C;
@@ -297,8 +291,23 @@ impl Encoder {
         }
     }
 
-    pub(super) fn telemetry(&self) -> &Telemetry {
-        &self.telemetry
+    /// An acknowledged outcome (committed, under exactly-once): counted, recorded, done.
+    pub(super) fn acknowledged(
+        &self,
+        a: &Attempt,
+        tracker: &SharedTracker,
+        report: &mut ReplierReport,
+    ) {
+        self.telemetry.delivered(&a.kind.delivered());
+        match a.kind {
+            Kind::Reply(s, _) => report.replies[s as usize] += 1,
+            Kind::DeadLetter(_) => report.dead_letters += 1,
+            Kind::ReplyFallback(_) => {
+                report.dead_letters += 1;
+                report.reply_fallbacks += 1;
+            }
+        }
+        tracker.done(&a.origin);
     }
 
     pub(super) async fn send(&mut self, producer: &FutureProducer, o: Outcome) -> InFlight {

@@ -20,7 +20,7 @@ use tokio::time::{sleep_until, Instant};
 
 use super::client::producer_config;
 use super::context::offsets_list;
-use super::replier::{Attempt, Encoder, Kind, ReplierReport};
+use super::replier::{create_producer, Attempt, Encoder, ReplierReport};
 use super::{KafkaError, SharedTracker};
 use crate::config::{Config, TierTopics};
 use crate::pipeline::{Origin, Outcome};
@@ -75,13 +75,7 @@ pub async fn run_transactional_replier(
     tracker: SharedTracker,
     telemetry: Arc<Telemetry>,
 ) -> Result<ReplierReport, KafkaError> {
-    let producer: FutureProducer =
-        transactional_config(&cfg)
-            .create()
-            .map_err(|source| KafkaError::Create {
-                what: "transactional producer",
-                source,
-            })?;
+    let producer = create_producer(transactional_config(&cfg), "transactional producer")?;
     call(&producer, "init_transactions", |p| {
         p.init_transactions(TXN_CALL)
     })
@@ -173,12 +167,7 @@ fn settle(
     report: &mut ReplierReport,
     attempts: Vec<Attempt>,
 ) {
-    for a in attempts {
-        enc.telemetry().delivered(&a.kind.delivered());
-        match a.kind {
-            Kind::Reply(s, _) => report.replies[s as usize] += 1,
-            Kind::DeadLetter(_) | Kind::ReplyFallback(_) => report.dead_letters += 1,
-        }
-        tracker.done(&a.origin);
+    for a in &attempts {
+        enc.acknowledged(a, tracker, report);
     }
 }

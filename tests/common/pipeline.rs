@@ -20,6 +20,13 @@ use super::{unique_group, unique_topic, with_timeout};
 
 /// A kbatch configuration for `bootstrap` with fresh topics (4 partitions each) and group.
 pub async fn test_config(bootstrap: &str, partitions: i32) -> Config {
+    let cfg = base_config(bootstrap);
+    create_test_topics(bootstrap, &cfg, partitions).await;
+    cfg
+}
+
+/// `test_config` without creating its topics (the mock cluster creates them its own way).
+pub fn base_config(bootstrap: &str) -> Config {
     let base = unique_topic("kb");
     let mut cfg = Config::default();
     cfg.kafka.brokers = bootstrap.to_string();
@@ -43,7 +50,6 @@ pub async fn test_config(bootstrap: &str, partitions: i32) -> Config {
     // Several instances run at once (two per group, parallel tests): any free port.
     cfg.http.port = 0;
     cfg.http.bind = "127.0.0.1".into();
-    create_test_topics(bootstrap, &cfg, partitions).await;
     cfg
 }
 
