@@ -2,8 +2,8 @@
 //! takes batches from the batcher, and turns every request of a batch into one outcome.
 //!
 //! Invariants: a batch is never empty when it reaches `Backend::infer` (the batcher never forms
-//! one and `check_input` rejects one); a failed batch fails only its own requests (MODEL_ERROR
-//! for each), the worker keeps serving; the batch's permit is released only after its outcomes
+//! one and `check_input` rejects one); a failed batch fails only its own requests (each one
+//! that fails alone gets MODEL_ERROR and a dead-letter copy), the worker keeps serving; the batch's permit is released only after its outcomes
 //! are handed on, so "worker idle" really means idle; every batch is reported back to the batcher
 //! (`BatchDone`) before its permit is released, so the batcher never forms the next batch on a
 //! stale latency or misses a deduplicated result.
@@ -18,7 +18,7 @@ use super::{Backend, InferenceError, ModelInfo};
 use crate::batcher::WorkerPool;
 use crate::pipeline::{micros, now_ms, Admitted, Batch, BatchDone, Outcome};
 use crate::telemetry::{Alive, Health};
-use crate::wire::{Status, Timings};
+use crate::wire::Timings;
 
 /// What one worker did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -250,15 +250,10 @@ fn hand_on(
     done
 }
 
+/// A request that failed on its own: MODEL_ERROR to the requester, its copy to the dead letters.
 fn model_error(a: Admitted, info: &ModelInfo, e: &InferenceError, run: (i32, i64)) -> Outcome {
-    let mut outcome = Outcome::error(
-        a,
-        Status::ModelError,
-        e.to_string(),
-        (&info.name, &info.version),
-        now_ms(),
-    );
-    if let Outcome::Reply { reply, .. } = &mut outcome {
+    let mut outcome = Outcome::poison(a, e.to_string(), (&info.name, &info.version), now_ms());
+    if let Outcome::Poison { reply, .. } = &mut outcome {
         (reply.timings.batch_size, reply.timings.inference_us) = run;
     }
     outcome

@@ -12,6 +12,7 @@ use crate::config::Device;
 use crate::pipeline::fixtures;
 use crate::telemetry::Health;
 use crate::tier::Tier;
+use crate::wire::Status;
 
 /// Output of a row is `[2x]` for input `[x]`; a row holding a negative value fails its batch.
 struct Doubler(ModelInfo);
@@ -85,18 +86,23 @@ async fn a_poisoned_request_fails_alone_and_its_batch_mates_are_answered() {
     assert!(!done.ok, "the batch as formed failed");
     let mut statuses = std::collections::BTreeMap::new();
     for _ in 0..8 {
-        let Some(Outcome::Reply { reply, .. }) = orx.recv().await else {
-            panic!("a reply per request")
+        let (reply, poisoned) = match orx.recv().await {
+            Some(Outcome::Reply { reply, .. }) => (reply, None),
+            Some(Outcome::Poison { reply, request, .. }) => (reply, Some(request)),
+            other => panic!("a reply per request, got {other:?}"),
         };
         let i: usize = reply.request_id[1..].parse().expect("id");
         if values[i] < 0.0 {
             assert_eq!(reply.status, Status::ModelError);
+            let request = poisoned.expect("the poison request goes to the dead letters too");
+            assert_eq!(request.data, vec![values[i]], "the request itself is kept");
             assert!(reply
                 .error
                 .as_deref()
                 .unwrap_or_default()
                 .contains("negative input"));
         } else {
+            assert!(poisoned.is_none(), "only the poison request is isolated");
             assert_eq!(reply.status, Status::Ok, "{:?}", reply.error);
             assert_eq!(reply.outputs, vec![2.0 * values[i]]);
         }

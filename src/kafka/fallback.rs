@@ -1,20 +1,67 @@
-//! Where a reply goes when its own topic refuses it: the dead-letter topic, wrapped in a
-//! `DeadLetter` whose `error_kind` is [`REPLY_UNDELIVERABLE`].
+//! The dead letters the replier builds itself (the consumer builds those of unreadable records):
+//!
+//! - a reply its own topic refuses goes to the dead-letter topic wrapped in a `DeadLetter` whose
+//!   `error_kind` is [`REPLY_UNDELIVERABLE`]: a reply topic that does not exist (or refuses the
+//!   record) must not hold its partition's commits back forever, so after the replier gives up on
+//!   the reply topic the same reply bytes, key and headers go where operators already watch;
+//! - a poison request (one the model failed on alone, after its retries) is isolated there too,
+//!   `error_kind` [`POISON`], besides its MODEL_ERROR reply: its `value` is the request
+//!   re-encoded in `wire.reply_format` (kbatch keeps decoded requests, not their bytes), so it
+//!   can be inspected or produced back to its topic as is once the model is fixed.
 //!
 //! Invariant: a request's outcome is always delivered somewhere before its offset is committed.
-//! A reply topic that does not exist (or refuses the record) must not hold its partition's
-//! commits back forever, so after the replier gives up on the reply topic the same reply bytes,
-//! key and headers go to the dead-letter topic, where operators already watch for failures.
 
 use rdkafka::error::KafkaError as RdError;
 use rdkafka::message::{Headers, Message, OwnedMessage};
 
 use crate::config::Config;
-use crate::pipeline::Origin;
-use crate::wire::{DeadLetter, Header};
+use crate::pipeline::{Origin, ReplyTo};
+use crate::wire::{DeadLetter, Header, Request, WireCodec};
 
 /// `error_kind` of a dead letter that carries an undeliverable reply.
 pub const REPLY_UNDELIVERABLE: &str = "reply_undeliverable";
+/// `error_kind` of a dead letter that isolates a request the model failed on.
+pub const POISON: &str = "poison";
+
+/// The dead letter isolating the poison `request` read at `origin`; `error` is the model's.
+pub fn poison_dead_letter(
+    (cfg, codec): (&Config, &WireCodec),
+    origin: &Origin,
+    (reply_to, request): (&ReplyTo, &Request),
+    error: &str,
+    now_ms: i64,
+) -> DeadLetter {
+    let mut value = Vec::with_capacity(64 + 4 * request.data.len());
+    codec.encode_request(request, cfg.wire.reply_format, &mut value);
+    let mut headers = vec![Header {
+        key: "request-id".to_owned(),
+        value: Some(request.request_id.as_bytes().to_vec()),
+    }];
+    if let Some(c) = &reply_to.correlation_id {
+        headers.push(Header {
+            key: cfg.replies.correlation_header.clone(),
+            value: Some(c.clone()),
+        });
+    }
+    if let Some(t) = reply_to.trace {
+        headers.push(Header {
+            key: "traceparent".to_owned(),
+            value: Some(t.reply_header().into_bytes()),
+        });
+    }
+    DeadLetter {
+        source_topic: cfg.kafka.topics.topic(origin.topic_tier).to_owned(),
+        source_partition: origin.partition,
+        source_offset: origin.offset,
+        key: reply_to.key.clone(),
+        value: Some(value),
+        headers,
+        error_kind: POISON.to_owned(),
+        error: format!("model failed on this request alone after its retries: {error}"),
+        failed_at_ms: now_ms,
+        processor: cfg.kafka.client_id.clone(),
+    }
+}
 
 /// The dead letter for the reply `msg`, which could not be delivered to `msg.topic()`.
 /// `source_*` name the request record; `value` is the encoded reply, unchanged.
@@ -91,6 +138,42 @@ mod tests {
         assert!(dl.error.contains("no.such.topic"), "{}", dl.error);
         // It must be encodable as any other dead letter.
         let codec = WireCodec::new(&cfg.wire);
+        let mut buf = Vec::new();
+        codec.encode_dead_letter(&dl, &mut buf);
+        assert_eq!(codec.decode_dead_letter(&buf).unwrap(), dl);
+    }
+
+    #[test]
+    fn a_poison_letter_keeps_the_request_and_names_the_model_error() {
+        let cfg = Config::default();
+        let codec = WireCodec::new(&cfg.wire);
+        let origin = Origin {
+            topic_tier: Tier::Low,
+            partition: 1,
+            offset: 9,
+            epoch: 1,
+        };
+        let a = crate::pipeline::fixtures::admitted(
+            "bad-1",
+            (Tier::Low, 1, 9),
+            Tier::Low,
+            tokio::time::Instant::now(),
+        );
+        let mut reply_to = a.reply_to.clone();
+        reply_to.correlation_id = Some(b"corr".to_vec());
+        let dl = poison_dead_letter((&cfg, &codec), &origin, (&reply_to, &a.request), "boom", 5);
+        assert_eq!(dl.error_kind, POISON);
+        assert!(dl.error.ends_with("boom"), "{}", dl.error);
+        assert_eq!(dl.source_topic, cfg.kafka.topics.low);
+        assert_eq!((dl.source_partition, dl.source_offset), (1, 9));
+        assert_eq!(dl.key, reply_to.key);
+        let kept = codec.decode_request(dl.value.as_deref().unwrap()).unwrap();
+        assert_eq!(kept, a.request, "the request decodes back unchanged");
+        let names: Vec<&str> = dl.headers.iter().map(|h| h.key.as_str()).collect();
+        assert_eq!(
+            names,
+            ["request-id", cfg.replies.correlation_header.as_str()]
+        );
         let mut buf = Vec::new();
         codec.encode_dead_letter(&dl, &mut buf);
         assert_eq!(codec.decode_dead_letter(&buf).unwrap(), dl);

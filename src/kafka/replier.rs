@@ -23,13 +23,13 @@ use rdkafka::types::RDKafkaErrorCode;
 use tokio::sync::mpsc::Receiver;
 
 use super::client::producer_config;
-use super::fallback::reply_dead_letter;
+use super::fallback::{poison_dead_letter, reply_dead_letter};
 use super::{KafkaError, SharedTracker};
 use crate::config::Config;
-use crate::pipeline::{micros, now_ms, Origin, Outcome};
+use crate::pipeline::{micros, now_ms, Origin, Outcome, ReplyTo};
 use crate::telemetry::{Delivered, ErrorKind, Telemetry};
 use crate::tier::Tier;
-use crate::wire::{Status, Timings, WireCodec};
+use crate::wire::{DeadLetter, Reply, Status, Timings, WireCodec};
 
 /// Deliveries awaiting an acknowledgement before the replier stops taking outcomes.
 pub const MAX_IN_FLIGHT: usize = 10_000;
@@ -108,6 +108,11 @@ pub(super) struct Attempt {
     attempt: u32,
     /// The failed message is handed back by librdkafka, ready to re-send.
     pub(super) result: Result<(), (RdError, Option<OwnedMessage>)>,
+    /// What to deliver once this is acknowledged (a poison record's reply, after its dead
+    /// letter); the record is done only when the last part is.
+    pub(super) then: Option<Box<Outcome>>,
+    /// Whether this is the last part of its outcome.
+    pub(super) finishes: bool,
 }
 
 pub(super) type InFlight = Pin<Box<dyn Future<Output = Attempt> + Send>>;
@@ -167,7 +172,10 @@ impl Encoder {
         let (e, msg) = match a.result {
             Ok(()) => {
                 self.acknowledged(&a, tracker, report);
-                return None;
+                return match a.then {
+                    Some(next) => Some(self.send(producer, *next).await),
+                    None => None,
+                };
             }
             Err(failed) => failed,
         };
@@ -178,9 +186,9 @@ impl Encoder {
                 Some(Box::pin(resend(
                     producer.clone(),
                     msg,
-                    a.origin,
-                    a.kind,
+                    (a.origin, a.kind),
                     a.attempt + 1,
+                    a.then,
                 )))
             }
             // Only a refusal by the topic itself: after transient failures (broker away) the
@@ -237,7 +245,12 @@ impl Encoder {
             record = record.key(k);
         }
         let enqueued = enqueue(producer, record).await;
-        Box::pin(attempt(enqueued, *origin, Kind::ReplyFallback(note), 1))
+        Box::pin(attempt(
+            enqueued,
+            (*origin, Kind::ReplyFallback(note)),
+            1,
+            None,
+        ))
     }
 }
 
@@ -281,7 +294,6 @@ pub(super) struct Encoder {
 }
 
 impl Encoder {
-    /// Encodes and enqueues `o`; returns the future of its first delivery attempt.
     pub(super) fn new(cfg: Arc<Config>, telemetry: Arc<Telemetry>) -> Self {
         Self {
             codec: WireCodec::new(&cfg.wire),
@@ -307,71 +319,101 @@ impl Encoder {
                 report.reply_fallbacks += 1;
             }
         }
-        tracker.done(&a.origin);
+        if a.finishes {
+            tracker.done(&a.origin);
+        }
     }
 
+    /// Encodes and enqueues `o`; returns the future of its first delivery attempt. A poison
+    /// outcome's dead letter goes first and carries its reply as `then`.
     pub(super) async fn send(&mut self, producer: &FutureProducer, o: Outcome) -> InFlight {
-        let instance = self.cfg.kafka.client_id.as_bytes();
         self.buf.clear();
-        let (origin, kind, topic, key, headers) = match &o {
+        let (origin, kind, topic, key, headers, then) = match o {
             Outcome::Reply {
                 reply,
                 reply_to,
                 origin,
             } => {
-                self.codec.encode_reply(reply, &mut self.buf);
-                let mut h = OwnedHeaders::new_with_capacity(5)
-                    .insert(header("request-id", reply.request_id.as_bytes()));
-                if let Some(c) = &reply_to.correlation_id {
-                    h = h.insert(header(&self.cfg.replies.correlation_header, c));
-                }
-                let traceparent = reply_to.trace.map(|t| t.reply_header());
-                if let Some(t) = &traceparent {
-                    h = h.insert(header("traceparent", t.as_bytes()));
-                }
-                h = h.insert(header("kbatch-status", reply.status.as_str().as_bytes()));
-                let note = Note {
-                    tier: reply.tier,
-                    timings: reply.timings,
-                    ready: std::time::Instant::now(),
-                };
-                (
-                    *origin,
-                    Kind::Reply(reply.status, note),
-                    reply_to.topic.as_str(),
-                    reply_to.key.as_deref(),
-                    h,
-                )
+                let (kind, h) = self.encode_reply(&reply, &reply_to);
+                (origin, kind, reply_to.topic, reply_to.key, h, None)
             }
             Outcome::DeadLetter {
                 letter,
                 key,
                 origin,
             } => {
-                self.codec.encode_dead_letter(letter, &mut self.buf);
-                let h = OwnedHeaders::new_with_capacity(2)
-                    .insert(header("kbatch-error-kind", letter.error_kind.as_bytes()));
-                let note = Note {
-                    tier: origin.topic_tier,
-                    timings: Timings::default(),
-                    ready: std::time::Instant::now(),
+                let (kind, h) = self.encode_letter(&letter, origin.topic_tier);
+                let topic = self.cfg.replies.dead_letter_topic.clone();
+                (origin, kind, topic, key, h, None)
+            }
+            Outcome::Poison {
+                reply,
+                reply_to,
+                origin,
+                request,
+            } => {
+                let error = reply.error.as_deref().unwrap_or_default();
+                let letter = poison_dead_letter(
+                    (&self.cfg, &self.codec),
+                    &origin,
+                    (&reply_to, &request),
+                    error,
+                    now_ms(),
+                );
+                let (kind, h) = self.encode_letter(&letter, origin.topic_tier);
+                let topic = self.cfg.replies.dead_letter_topic.clone();
+                let key = reply_to.key.clone();
+                let then = Outcome::Reply {
+                    reply,
+                    reply_to,
+                    origin,
                 };
-                (
-                    *origin,
-                    Kind::DeadLetter(note),
-                    self.cfg.replies.dead_letter_topic.as_str(),
-                    key.as_deref(),
-                    h,
-                )
+                (origin, kind, topic, key, h, Some(Box::new(then)))
             }
         };
-        let mut record = FutureRecord::to(topic)
+        let instance = self.cfg.kafka.client_id.as_bytes();
+        let mut record = FutureRecord::to(&topic)
             .payload(&self.buf[..])
             .headers(headers.insert(header("kbatch-instance", instance)));
-        if let Some(k) = key {
+        if let Some(k) = key.as_deref() {
             record = record.key(k);
         }
-        Box::pin(attempt(enqueue(producer, record).await, origin, kind, 1))
+        let enqueued = enqueue(producer, record).await;
+        Box::pin(attempt(enqueued, (origin, kind), 1, then))
+    }
+
+    /// Encodes `reply` into the buffer; returns its kind and headers.
+    fn encode_reply(&mut self, reply: &Reply, reply_to: &ReplyTo) -> (Kind, OwnedHeaders) {
+        self.codec.encode_reply(reply, &mut self.buf);
+        let mut h = OwnedHeaders::new_with_capacity(5)
+            .insert(header("request-id", reply.request_id.as_bytes()));
+        if let Some(c) = &reply_to.correlation_id {
+            h = h.insert(header(&self.cfg.replies.correlation_header, c));
+        }
+        let traceparent = reply_to.trace.map(|t| t.reply_header());
+        if let Some(t) = &traceparent {
+            h = h.insert(header("traceparent", t.as_bytes()));
+        }
+        h = h.insert(header("kbatch-status", reply.status.as_str().as_bytes()));
+        let note = Note {
+            tier: reply.tier,
+            timings: reply.timings,
+            ready: std::time::Instant::now(),
+        };
+        (Kind::Reply(reply.status, note), h)
+    }
+
+    /// Encodes `letter` into the buffer; returns its kind and headers.
+    fn encode_letter(&mut self, letter: &DeadLetter, tier: Tier) -> (Kind, OwnedHeaders) {
+        self.codec.encode_dead_letter(letter, &mut self.buf);
+        let h = OwnedHeaders::new_with_capacity(2)
+            .insert(header("kbatch-error-kind", letter.error_kind.as_bytes()));
+        let note = Note {
+            tier,
+            timings: Timings::default(),
+            ready: std::time::Instant::now(),
+        };
+        (Kind::DeadLetter(note), h)
     }
 }
 
@@ -415,9 +457,9 @@ async fn enqueue(
 /// Waits for the acknowledgement of an enqueued record.
 async fn attempt(
     enqueued: Result<rdkafka::producer::DeliveryFuture, (RdError, OwnedMessage)>,
-    origin: Origin,
-    kind: Kind,
+    (origin, kind): (Origin, Kind),
     attempt: u32,
+    then: Option<Box<Outcome>>,
 ) -> Attempt {
     let result = match enqueued {
         Err((e, msg)) => Err((e, Some(msg))),
@@ -433,6 +475,8 @@ async fn attempt(
         kind,
         attempt,
         result,
+        finishes: then.is_none(),
+        then,
     }
 }
 
@@ -440,9 +484,9 @@ async fn attempt(
 async fn resend(
     producer: FutureProducer,
     mut msg: OwnedMessage,
-    origin: Origin,
-    kind: Kind,
+    (origin, kind): (Origin, Kind),
     n: u32,
+    then: Option<Box<Outcome>>,
 ) -> Attempt {
     tokio::time::sleep(RETRY_BACKOFF * 2u32.pow(n - 2)).await;
     let headers = msg
@@ -455,5 +499,5 @@ async fn resend(
         record = record.key(k);
     }
     let enqueued = enqueue(&producer, record).await;
-    attempt(enqueued, origin, kind, n).await
+    attempt(enqueued, (origin, kind), n, then).await
 }

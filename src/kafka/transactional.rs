@@ -138,7 +138,17 @@ async fn transact(
     for o in batch {
         in_flight.push(enc.send(producer, o).await);
     }
-    let attempts = futures::future::join_all(in_flight).await;
+    let mut attempts = futures::future::join_all(in_flight).await;
+    // Second parts (a poison record's reply after its dead letter) go in the same transaction.
+    let then: Vec<Outcome> = attempts
+        .iter_mut()
+        .filter_map(|a| a.then.take().map(|o| *o))
+        .collect();
+    let mut second = Vec::with_capacity(then.len());
+    for o in then {
+        second.push(enc.send(producer, o).await);
+    }
+    attempts.extend(futures::future::join_all(second).await);
     if let Some(Err((e, _))) = attempts.iter().map(|a| &a.result).find(|r| r.is_err()) {
         return Err(KafkaError::Transaction(format!("a delivery failed: {e}")));
     }

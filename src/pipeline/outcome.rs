@@ -94,12 +94,23 @@ pub enum Outcome {
         key: Option<Vec<u8>>,
         origin: Origin,
     },
+    /// A request the model failed on alone, after its retries (a poison record): the requester
+    /// gets the MODEL_ERROR `reply`, and the request itself is isolated on the dead-letter topic
+    /// (delivered first; the record is done only once both are acknowledged).
+    Poison {
+        reply: Box<Reply>,
+        reply_to: ReplyTo,
+        origin: Origin,
+        request: Box<Request>,
+    },
 }
 
 impl Outcome {
     pub fn origin(&self) -> Origin {
         match self {
-            Outcome::Reply { origin, .. } | Outcome::DeadLetter { origin, .. } => *origin,
+            Outcome::Reply { origin, .. }
+            | Outcome::DeadLetter { origin, .. }
+            | Outcome::Poison { origin, .. } => *origin,
         }
     }
 
@@ -128,6 +139,25 @@ impl Outcome {
             reply: Box::new(reply),
             reply_to: a.reply_to,
             origin: a.origin,
+        }
+    }
+
+    /// The outcome of a poison request: a MODEL_ERROR reply saying `error`, plus the request
+    /// for the dead-letter topic.
+    pub fn poison(a: Admitted, error: String, model: (&str, &str), now_ms: i64) -> Outcome {
+        let request = Box::new(a.request.clone());
+        match Outcome::error(a, Status::ModelError, error, model, now_ms) {
+            Outcome::Reply {
+                reply,
+                reply_to,
+                origin,
+            } => Outcome::Poison {
+                reply,
+                reply_to,
+                origin,
+                request,
+            },
+            other => other,
         }
     }
 
