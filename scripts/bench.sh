@@ -3,16 +3,36 @@
 # serve in its own process, `kbatch bench` as the load generator. Prints the bench report.
 #   scripts/bench.sh drain [N=50000] [serve args...]   backlog produced first, then serve drains it
 #   scripts/bench.sh rate  [R=1000]  [serve args...]   R requests/s for DURATION (30s) against a warm server
+#   scripts/bench.sh ratio [N=100000] [serve args...]  raw ONNX Runtime (1 and 2 threads), then a drain of N,
+#                                                      then the drain's share of the best raw figure
 # Serve args are e.g. `--profile off_hours` or `--set batch_processing.max_batch_size=128`.
 # TANSU_BIN (default .kbatch/bin/tansu) and TANSU_STORAGE (default memory://tansu/; e.g.
 # sqlite://.kbatch/bench.db for a tansu built with `--features libsql`, path relative to the
 # repository; the file is deleted first) pick the broker. SERVER=echo runs
 # examples/echo_server.rs (no model, no batching: the broker floor) instead of kbatch serve;
-# SERVER=/path/to/kbatch runs that build's `serve`.
+# SERVER=/path/to/kbatch runs that build's `serve`. Each run ends with the CPU seconds of broker,
+# server and load generator and the server's peak RSS; PERF=1 (drain) records the server's stacks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-drain}; shift || true
 arg=${1:-}; shift || true
+if [[ $mode == ratio ]]; then
+  cargo build --release --quiet --bin kbatch
+  raw=()
+  for t in 1 2; do
+    ./target/release/kbatch bench-model --threads $t --seconds 2 --json /tmp/kbatch-raw-$t.json "$@" | tail -1
+    raw+=("$(python3 -c "import json; print(max(p['items_per_s'] for p in json.load(open('/tmp/kbatch-raw-$t.json'))))")")
+  done
+  BENCH_JSON=/tmp/kbatch-ratio.json "$0" drain "${arg:-100000}" "$@" | grep -E 'throughput|batch size|cpu|RSS'
+  python3 - "${raw[@]}" <<'PY'
+import json, sys
+drain = json.load(open('/tmp/kbatch-ratio.json'))['throughput']['between_replies']
+one, two = (float(x) for x in sys.argv[1:3])
+print(f"drain {drain:.0f} req/s = {drain / one:.2f}x raw ORT 1 thread ({one:.0f}/s), "
+      f"{drain / two:.2f}x raw ORT 2 threads ({two:.0f}/s), {drain / 1900:.1f}x the Python design (1,900/s)")
+PY
+  exit 0
+fi
 scripts/install-onnxruntime.sh >/dev/null
 scripts/install-tansu.sh >/dev/null
 cargo build --release --quiet --bin kbatch --example echo_server
@@ -22,6 +42,9 @@ case ${SERVER:-kbatch} in
   echo) server=(./target/release/examples/echo_server) ;;
   *) server=("$SERVER" serve) ;;   # another kbatch build, to compare side by side
 esac
+# PERF=1: sample the server's threads (perf report -i /tmp/kbatch-serve.perf); `usage` then
+# reports perf's own process, so its CPU figures include the sampling.
+if [[ -n ${PERF:-} ]]; then server=(perf record -F 999 -o /tmp/kbatch-serve.perf -- "${server[@]}"); fi
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 storage=${TANSU_STORAGE:-memory://tansu/}
 if [[ $storage == sqlite://* ]]; then rm -f "${storage#sqlite://}"*; fi
@@ -33,17 +56,28 @@ export KBATCH_KAFKA__BROKERS=127.0.0.1:$port KBATCH_KAFKA__SESSION_TIMEOUT_MS=60
 sleep 0.5
 ./target/release/kbatch create-topics --partitions 4 >/dev/null
 out=${BENCH_JSON:-/tmp/kbatch-$mode.json}
+# CPU seconds (user + system) a process has used so far, and its peak resident memory.
+cpu_s() { awk -v t="$(getconf CLK_TCK)" '{ printf "%.1f", ($14 + $15) / t }' "/proc/$1/stat"; }
+peak_mb() { awk '/VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
+usage() {
+  [[ -n ${serve:-} && -e /proc/$serve ]] || return 0
+  echo "cpu seconds: broker $(cpu_s $tansu), server $(cpu_s $serve), load generator $(cat /tmp/kbatch-bench-cpu 2>/dev/null)"
+  echo "server peak RSS $(peak_mb $serve) MB"
+}
+bench=(/usr/bin/time -f '%U+%S' -o /tmp/kbatch-bench-cpu ./target/release/kbatch bench)
 case $mode in
   drain)
-    ./target/release/kbatch bench --backlog -n "${arg:-50000}" --wait-secs 120 -q --json "$out" &
+    "${bench[@]}" --backlog -n "${arg:-50000}" --wait-secs 120 -q --json "$out" &
     bench=$!
     sleep 4   # the backlog is produced in well under a second
     "${server[@]}" "$@" >/tmp/kbatch-bench-serve.log 2>&1 &
     serve=$!
-    wait $bench ;;
+    wait $bench
+    usage ;;
   rate)
     "${server[@]}" "$@" >/tmp/kbatch-bench-serve.log 2>&1 &
     serve=$!
-    ./target/release/kbatch bench --rate "${arg:-1000}" -d "${DURATION:-30s}" --warmup -q --json "$out" ;;
-  *) echo "usage: $0 drain|rate [N|R] [serve args...]" >&2; exit 2 ;;
+    "${bench[@]}" --rate "${arg:-1000}" -d "${DURATION:-30s}" --warmup -q --json "$out"
+    usage ;;
+  *) echo "usage: $0 drain|rate|ratio [N|R] [serve args...]" >&2; exit 2 ;;
 esac

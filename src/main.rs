@@ -27,6 +27,8 @@ enum Command {
     ValidateConfig(ConfigArgs),
     /// Load generator: send requests to the tier topics (fixed rate or backlog), measure replies.
     Bench(kbatch::bench::BenchArgs),
+    /// Raw ONNX Runtime throughput of the configured model per batch size (no Kafka).
+    BenchModel(kbatch::bench::ModelBenchArgs),
     /// Broker (given, tansu or in-process mock) + pipeline + load, with a live summary.
     Demo(kbatch::demo::DemoArgs),
     /// Create the four tier topics, the reply topic and the dead-letter topic.
@@ -79,6 +81,9 @@ fn main() -> ExitCode {
         Command::Bench(args) => {
             runtime().and_then(|rt| rt.block_on(kbatch::bench::run(args)).map(drop))
         }
+        Command::BenchModel(args) => kbatch::bench::run_model_bench(&args)
+            .map(drop)
+            .map_err(Into::into),
         Command::Demo(args) => runtime().and_then(|rt| rt.block_on(kbatch::demo::run(args))),
         Command::CreateTopics(args) => {
             runtime().and_then(|rt| rt.block_on(kbatch::bench::create_topics(args)))
@@ -109,7 +114,12 @@ fn main() -> ExitCode {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
     tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(kbatch::app::async_workers(
+            cores,
+            std::env::var("TOKIO_WORKER_THREADS").ok(),
+        ))
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")

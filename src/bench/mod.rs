@@ -15,6 +15,7 @@
 mod admin;
 mod args;
 mod collector;
+mod model;
 mod pacing;
 mod producer;
 mod report;
@@ -32,6 +33,7 @@ pub use args::{
     framing_name, new_run_id, parse_framing, plan_size, BenchArgs, ConfigSource, CreateTopicsArgs,
 };
 pub use collector::{Collector, LiveStats, Match, Matcher, Tally, TierLive};
+pub use model::{run_model_bench, ModelBenchArgs, ModelPoint};
 pub use pacing::{parse_duration, Pacer};
 pub use producer::{warm_up, SendLog, Sent};
 pub use report::{BatchSummary, BenchReport, LatencySummary, Throughput};

@@ -99,7 +99,7 @@ mod tests {
         let p = producer_config(&cfg);
         assert_eq!(p.get("acks"), Some("all"));
         assert_eq!(p.get("enable.idempotence"), Some("true"));
-        assert_eq!(p.get("linger.ms"), Some("1"));
+        assert_eq!(p.get("linger.ms"), Some("5"));
         assert_eq!(p.get("message.timeout.ms"), Some("30000"));
         cfg.kafka
             .properties

@@ -1,0 +1,244 @@
+//! The serving path without the broker, against the model alone, in one run: how close kbatch
+//! comes to what ONNX Runtime can do with the same model and threads (issue 7).
+//!
+//! `raw/batch_N`: `Backend::infer` on N-row batches cut from one contiguous buffer — no copies,
+//! no queues: the ceiling. `serve/defaults`: encoded request records (Confluent framing, 4 tiers)
+//! through admission (decode, validate, reply routing — the consumer thread's work), the tier
+//! channels, the real batcher task (default policy, adaptive sizing on), the real inference
+//! worker thread and its poison-isolation wrapper, and reply encoding with the replier's codec
+//! (the replier's work up to handing bytes to librdkafka). Everything Kafka itself costs is
+//! left out: `scripts/bench.sh` measures that.
+//!
+//! Invariant: both use one ONNX Runtime session with 1 intra-op thread (what `kbatch serve`
+//! runs on 2 cores: the other core is for Kafka and the pipeline) and the same inputs, and
+//! count items, so their elements/s compare directly: serve / best raw is the pipeline's share
+//! of the model's throughput.
+//!
+//! Needs vendor/onnxruntime/ (scripts/install-onnxruntime.sh). `cargo bench --bench pipeline`
+//! (~1 min).
+
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use kbatch::batcher::adaptive::AdaptiveParams;
+use kbatch::batcher::dedup::DedupParams;
+use kbatch::batcher::{run_batcher, BatchPolicy, BatcherParts};
+use kbatch::config::{Config, Framing};
+use kbatch::inference::isolate::RetryPolicy;
+use kbatch::inference::{load_backend, spawn_workers, Backend};
+use kbatch::kafka::{Admission, Decision, RecordParts};
+use kbatch::pipeline::{now_ms, Admitted, Origin, Outcome};
+use kbatch::telemetry::Telemetry;
+use kbatch::tier::Tier;
+use kbatch::wire::{Request, WireCodec};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::sync::mpsc;
+
+/// Requests per measured round.
+const N: usize = 4096;
+const SEED: u64 = 0x6b62_6174_6368;
+
+fn config() -> Config {
+    let mut cfg = Config::default();
+    cfg.model.registry_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models");
+    cfg.model.intra_op_threads = 1;
+    cfg
+}
+
+fn backend(cfg: &Config) -> Box<dyn Backend> {
+    load_backend(&cfg.model).unwrap_or_else(|e| {
+        panic!("cannot build backend ({e}); run scripts/install-onnxruntime.sh first")
+    })
+}
+
+fn rows(n: usize, row: usize) -> Vec<f32> {
+    let mut rng = StdRng::seed_from_u64(SEED);
+    (0..n * row).map(|_| rng.random_range(-1.0..1.0)).collect()
+}
+
+/// `N` encoded request records over `distinct` different inputs.
+fn records(cfg: &Config, row: usize) -> Vec<Vec<u8>> {
+    let codec = WireCodec::new(&cfg.wire);
+    let data = rows(64, row);
+    (0..N)
+        .map(|i| {
+            let req = Request {
+                request_id: format!("bench-{i}"),
+                created_at_ms: now_ms(),
+                deadline_ms: None,
+                timeout_ms: Some(60_000),
+                model_name: None,
+                model_version: None,
+                priority: None,
+                reply_topic: None,
+                client_id: Some("bench".into()),
+                shape: vec![64, 16],
+                data: data[(i % 64) * row..(i % 64 + 1) * row].to_vec(),
+            };
+            let mut buf = Vec::new();
+            codec.encode_request(&req, Framing::Confluent, &mut buf);
+            buf
+        })
+        .collect()
+}
+
+fn raw(c: &mut Criterion) {
+    let cfg = config();
+    let mut backend = backend(&cfg);
+    let row = backend.info().input_len();
+    let input = rows(N, row);
+    let mut out = Vec::new();
+    let mut group = c.benchmark_group("pipeline");
+    group
+        .throughput(Throughput::Elements(N as u64))
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(8));
+    for batch in [8usize, 16, 32, 64] {
+        group.bench_with_input(BenchmarkId::new("raw", batch), &batch, |b, &batch| {
+            b.iter(|| {
+                for chunk in input.chunks(batch * row) {
+                    backend
+                        .infer(black_box(chunk), chunk.len() / row, &mut out)
+                        .expect("inference");
+                }
+                black_box(&out);
+            })
+        });
+    }
+    group.finish();
+}
+
+/// A running pipeline: tier senders in, a count of encoded replies out.
+struct Pipeline {
+    admission: Admission,
+    tiers: Vec<mpsc::Sender<Admitted>>,
+    replies: std::sync::mpsc::Receiver<usize>,
+    topics: [String; 4],
+}
+
+fn start(rt: &tokio::runtime::Runtime, cfg: &Config) -> Pipeline {
+    let backend = backend(cfg);
+    let info = backend.info().clone();
+    let telemetry = Telemetry::new(cfg).expect("telemetry");
+    let policy = BatchPolicy::from_config(cfg);
+    let (txs, rxs): (Vec<_>, Vec<_>) = (0..4)
+        .map(|_| mpsc::channel::<Admitted>(policy.tier_capacity))
+        .unzip();
+    let (otx, mut orx) = mpsc::channel::<Outcome>(4 * 256);
+    let (ftx, frx) = mpsc::channel(16);
+    let _guard = rt.enter();
+    let retry = RetryPolicy {
+        max_retries: cfg.batch_processing.max_retries,
+        retry_delay: cfg.batch_processing.retry_delay(),
+    };
+    let (pool, _workers) =
+        spawn_workers(vec![backend], otx.clone(), ftx, (&telemetry.health, retry))
+            .expect("workers");
+    rt.spawn(run_batcher(BatcherParts {
+        policy,
+        adaptive: AdaptiveParams::from_config(cfg),
+        dedup: DedupParams::from_config(cfg),
+        tiers: rxs.try_into().unwrap_or_else(|_| unreachable!()),
+        pool,
+        outcomes: otx,
+        feedback: frx,
+        model: (info.name.clone(), info.version.clone()),
+        utilization: tokio::sync::watch::channel(Default::default()).1,
+        telemetry,
+        config: tokio::sync::watch::channel(Arc::new(cfg.clone())).1,
+    }));
+    // The replier's encoding, up to the bytes it would hand to librdkafka.
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let codec = WireCodec::new(&cfg.wire);
+    rt.spawn(async move {
+        let mut buf = Vec::with_capacity(8 * 1024);
+        let mut n = 0usize;
+        while let Some(o) = orx.recv().await {
+            if let Outcome::Reply { reply, .. } = &o {
+                buf.clear();
+                codec.encode_reply(reply, &mut buf);
+                black_box(&buf);
+            }
+            n += 1;
+            if n.is_multiple_of(N) && done_tx.send(n).is_err() {
+                break;
+            }
+        }
+    });
+    Pipeline {
+        admission: Admission::new(cfg, &info),
+        tiers: txs,
+        replies: done_rx,
+        topics: Tier::ALL.map(|t| cfg.kafka.topics.topic(t).to_owned()),
+    }
+}
+
+impl Pipeline {
+    /// Admits every record on this thread (as the consumer thread does) and waits for all replies.
+    fn round(&self, records: &[Vec<u8>], offset: i64) {
+        for (i, value) in records.iter().enumerate() {
+            let tier = Tier::ALL[i % 4];
+            let rec = RecordParts {
+                topic: &self.topics[tier.index()],
+                partition: 0,
+                offset: offset + i as i64,
+                key: None,
+                value: Some(value),
+                headers: &[],
+                timestamp_ms: Some(now_ms()),
+            };
+            let origin = Origin {
+                topic_tier: tier,
+                partition: 0,
+                offset: offset + i as i64,
+                epoch: 1,
+            };
+            match self
+                .admission
+                .decide(&rec, origin, tokio::time::Instant::now(), now_ms())
+            {
+                Decision::Admit(a) => self.tiers[a.tier.index()]
+                    .blocking_send(a)
+                    .expect("batcher running"),
+                other => panic!("every bench record is valid: {other:?}"),
+            }
+        }
+        self.replies.recv().expect("replies");
+    }
+}
+
+fn serve(c: &mut Criterion) {
+    let cfg = config();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let pipeline = start(&rt, &cfg);
+    let row = cfg.model.input_shape.iter().product();
+    let records = records(&cfg, row);
+    let mut group = c.benchmark_group("pipeline");
+    group
+        .throughput(Throughput::Elements(N as u64))
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(8));
+    let mut offset = 0i64;
+    group.bench_function("serve/defaults", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                pipeline.round(&records, offset);
+                offset += N as i64;
+            }
+            start.elapsed()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, raw, serve);
+criterion_main!(benches);
