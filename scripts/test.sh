@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 scripts/install-build-deps.sh
 scripts/install-onnxruntime.sh
 scripts/setup-testbench.sh
+scripts/setup-deploy.sh
 # shellcheck disable=SC1091
 source .kbatch/testbench.env
 

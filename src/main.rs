@@ -35,6 +35,18 @@ enum Command {
     CreateTopics(kbatch::bench::CreateTopicsArgs),
     /// Print a running instance's statistics (its `/stats` endpoint).
     Stats(StatsArgs),
+    /// Exit 0 when an instance's probe answers 200 (container health checks: images have no curl).
+    Probe(ProbeArgs),
+}
+
+#[derive(Args)]
+struct ProbeArgs {
+    /// The instance's HTTP endpoint (`host:port`).
+    #[arg(long, default_value = "127.0.0.1:9090", env = "KBATCH_ENDPOINT")]
+    endpoint: String,
+    /// The path to GET: /healthz (liveness) or /ready (readiness).
+    #[arg(default_value = "/healthz")]
+    path: String,
 }
 
 #[derive(Args)]
@@ -88,6 +100,7 @@ fn main() -> ExitCode {
         Command::CreateTopics(args) => {
             runtime().and_then(|rt| rt.block_on(kbatch::bench::create_topics(args)))
         }
+        Command::Probe(args) => runtime().and_then(|rt| rt.block_on(probe(&args))),
         Command::Stats(args) => runtime().and_then(|rt| {
             let headers: Vec<(&str, &str)> = args
                 .api_key
@@ -136,6 +149,28 @@ async fn serve(args: ConfigArgs) -> anyhow::Result<()> {
     };
     let report = kbatch::app::serve_with(loaded.config, cancel, opts).await?;
     tracing::info!(?report, "stopped");
+    Ok(())
+}
+
+async fn probe(args: &ProbeArgs) -> anyhow::Result<()> {
+    use std::net::ToSocketAddrs;
+    let endpoint = args.endpoint.trim_start_matches("http://");
+    let addr = endpoint
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve {endpoint}"))?
+        .next()
+        .with_context(|| format!("{endpoint} has no address"))?;
+    let (status, body) =
+        kbatch::telemetry::client::get(addr, &args.path, std::time::Duration::from_secs(3))
+            .await
+            .with_context(|| format!("GET {}{}", endpoint, args.path))?;
+    anyhow::ensure!(
+        status == 200,
+        "{}{} answered {status}: {}",
+        endpoint,
+        args.path,
+        body.trim()
+    );
     Ok(())
 }
 

@@ -218,6 +218,10 @@ pub struct CreateTopicsArgs {
     /// Partitions per topic (existing topics are left as they are).
     #[arg(long, default_value_t = 4)]
     pub partitions: i32,
+    /// Keep retrying this many seconds while the broker is not reachable yet (an init container
+    /// started together with its broker); 0 tries once.
+    #[arg(long, default_value_t = 0)]
+    pub wait_secs: u64,
 }
 
 impl CreateTopicsArgs {

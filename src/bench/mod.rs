@@ -289,7 +289,17 @@ pub async fn create_topics(args: CreateTopicsArgs) -> anyhow::Result<()> {
     if let Some(b) = &args.brokers {
         cfg.kafka.brokers = b.clone();
     }
-    ensure_topics(&cfg.kafka.brokers, &cfg, args.partitions).await?;
+    let deadline = Instant::now() + Duration::from_secs(args.wait_secs);
+    loop {
+        match ensure_topics(&cfg.kafka.brokers, &cfg, args.partitions).await {
+            Ok(()) => break,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("{e}; retrying in 2 s");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
     for t in all_topics(&cfg) {
         println!("{t} ({} partitions)", args.partitions);
     }

@@ -20,7 +20,8 @@ pub const PROFILES: [&str; 3] = ["market_hours", "off_hours", "stress_test"];
 pub struct LoadOptions {
     /// Config file (YAML or TOML). When unset, `config/default.yaml` is read if it exists.
     pub file: Option<PathBuf>,
-    /// Profile to apply on top of the file.
+    /// Profile to apply on top of the file. An empty name means none (`KBATCH_PROFILE=` in a
+    /// container or compose file that leaves the choice to its user).
     pub profile: Option<String>,
     /// Directory holding `profiles/`; defaults to the config file's directory, else `config/`.
     pub config_dir: Option<PathBuf>,
@@ -85,7 +86,12 @@ fn assemble(
         figment = merge_file(figment, f);
         files.push(f.clone());
     }
-    if let Some(name) = &opts.profile {
+    if let Some(name) = opts
+        .profile
+        .as_deref()
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
         let dir = opts.config_dir.clone().unwrap_or_else(|| match &file {
             Some(f) => f.parent().map(Path::to_path_buf).unwrap_or_default(),
             None => PathBuf::from("config"),
@@ -93,7 +99,7 @@ fn assemble(
         let path = dir.join("profiles").join(format!("{name}.yaml"));
         if !path.exists() {
             return Err(ConfigError::UnknownProfile {
-                name: name.clone(),
+                name: name.to_owned(),
                 path,
                 known: PROFILES.join(", "),
             });

@@ -96,6 +96,15 @@ fn unknown_profile_is_an_error_listing_the_known_ones() {
 }
 
 #[test]
+fn an_empty_profile_name_means_no_profile() {
+    let plain = load(&opts(None)).unwrap().config;
+    for blank in ["", "  "] {
+        let loaded = load(&opts(Some(blank))).expect("an empty profile is no profile");
+        assert_eq!(loaded.config, plain);
+    }
+}
+
+#[test]
 fn out_of_range_values_name_the_field_and_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bad.yaml");
