@@ -602,8 +602,7 @@ async fn with_a_raised_producer_limit_a_near_limit_record_is_dead_lettered() {
 }
 
 async fn near_limit_record_is_dead_lettered(properties: &[(&str, &str)]) {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::{Offset, TopicPartitionList};
+    use rdkafka::Offset;
 
     let broker = start_broker().await;
     let bootstrap = broker.bootstrap_servers();
@@ -646,15 +645,7 @@ async fn near_limit_record_is_dead_lettered(properties: &[(&str, &str)]) {
         .await
         .expect("serve task")
         .expect("serve ran");
-    let group: BaseConsumer = common::consumer_config(bootstrap, &cfg.kafka.group_id)
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition(&topic, 0);
-    let committed =
-        tokio::task::block_in_place(|| group.committed_offsets(tpl, Duration::from_secs(10)))
-            .expect("committed offsets");
-    let offset = committed.find_partition(&topic, 0).map(|e| e.offset());
+    let offset = committed_offset(bootstrap, &cfg.kafka.group_id, &topic, 0);
 
     assert_eq!(replies.len(), 1, "the valid request behind it is served");
     assert_eq!(replies[0].reply.status, Status::Ok);

@@ -345,8 +345,7 @@ async fn kill_9_mid_stream_and_restart_loses_no_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_reply_to_a_missing_topic_is_dead_lettered_and_commits_go_on() {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::{Message, Offset, TopicPartitionList};
+    use rdkafka::{Message, Offset};
 
     let broker = start_broker().await;
     // One partition: the refused reply sits in front of the good one.
@@ -389,17 +388,11 @@ async fn a_reply_to_a_missing_topic_is_dead_lettered_and_commits_go_on() {
     assert_eq!(report.replier.reply_fallbacks, 1);
     assert_eq!(report.replier.delivery_failures, 0);
     // Both records have an outcome, so the commit point passed both.
-    let group: BaseConsumer =
-        common::consumer_config(broker.bootstrap_servers(), &cfg.kafka.group_id)
-            .create()
-            .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition(&cfg.kafka.topics.normal, 0);
-    let committed =
-        tokio::task::block_in_place(|| group.committed_offsets(tpl, Duration::from_secs(10)))
-            .expect("committed offsets");
-    let offset = committed
-        .find_partition(&cfg.kafka.topics.normal, 0)
-        .map(|e| e.offset());
+    let offset = committed_offset(
+        broker.bootstrap_servers(),
+        &cfg.kafka.group_id,
+        &cfg.kafka.topics.normal,
+        0,
+    );
     assert_eq!(offset, Some(Offset::Offset(2)));
 }

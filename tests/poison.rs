@@ -15,9 +15,8 @@ use common::{consume_n, start_broker, with_timeout};
 use kbatch::config::{Config, Delivery};
 use kbatch::tier::Tier;
 use kbatch::wire::{Request, Status, WireCodec};
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::Offset;
 use tokio_util::sync::CancellationToken;
 
 /// Index 100 is outside the lookup table [-16, 15].
@@ -129,17 +128,7 @@ async fn poison_is_isolated(delivery: Delivery) {
     assert_eq!(report.replier.replies_with(Status::ModelError), 1);
     assert_eq!(report.replier.replies_with(Status::Ok), 7);
 
-    let group: BaseConsumer = common::consumer_config(bootstrap, &cfg.kafka.group_id)
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition(&cfg.kafka.topics.normal, 0);
-    let committed =
-        tokio::task::block_in_place(|| group.committed_offsets(tpl, Duration::from_secs(10)))
-            .expect("committed offsets");
-    let offset = committed
-        .find_partition(&cfg.kafka.topics.normal, 0)
-        .map(|e| e.offset());
+    let offset = committed_offset(bootstrap, &cfg.kafka.group_id, &cfg.kafka.topics.normal, 0);
     assert_eq!(
         offset,
         Some(Offset::Offset(INPUTS.len() as i64)),

@@ -11,7 +11,7 @@ use std::time::Duration;
 use kbatch::config::{Config, TierTopics};
 use kbatch::tier::Tier;
 use kbatch::wire::{Framing, Reply, Request, WireCodec};
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
@@ -173,6 +173,27 @@ pub async fn send_request(producer: &FutureProducer, cfg: &Config, tier: Tier, r
         &buf,
     )
     .await;
+}
+
+/// The offset `group` has committed on `topic`'s `partition` (`Offset::Invalid`: none yet).
+/// Call from a multi-threaded runtime: the lookup blocks.
+pub fn committed_offset(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    partition: i32,
+) -> Option<rdkafka::Offset> {
+    let consumer: BaseConsumer = consumer_config(bootstrap, group)
+        .create()
+        .expect("consumer");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition(topic, partition);
+    let committed =
+        tokio::task::block_in_place(|| consumer.committed_offsets(tpl, Duration::from_secs(10)))
+            .expect("committed offsets");
+    committed
+        .find_partition(topic, partition)
+        .map(|e| e.offset())
 }
 
 /// A reply as received, with the headers a test checks.
