@@ -5,7 +5,6 @@
 //! same id is a duplicate, and a reply whose id this run never sent (or whose send failed) is
 //! unknown. Latency is reply-received instant minus send instant on one monotonic clock.
 
-use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -17,6 +16,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::admin::client_config;
+use super::live::{LiveStats, TierLive};
 use super::producer::producer_config;
 use super::workload::{IdKind, Kind, Plan, RequestIds};
 use super::{BenchError, RunSpec, SendLog};
@@ -254,91 +254,6 @@ impl Matcher {
             duplicates: self.tally.duplicates,
             unknown: self.tally.unknown,
         }
-    }
-}
-
-/// One tier's latency over the last interval.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TierLive {
-    pub tier: Tier,
-    /// Replies in the interval.
-    pub count: u64,
-    pub p50_us: u64,
-    pub p99_us: u64,
-}
-
-/// What a run looks like right now (printed every second by the bench and the demo).
-#[derive(Debug, Clone, PartialEq)]
-pub struct LiveStats {
-    /// Since the collector started.
-    pub elapsed: Duration,
-    /// Requests handed to the producer so far.
-    pub sent: u64,
-    /// Requests answered so far (first replies).
-    pub answered: u64,
-    /// Length of the interval the rate and percentiles cover.
-    pub interval: Duration,
-    pub interval_answered: u64,
-    /// First replies by status so far (non-zero only).
-    pub statuses: Vec<(Status, u64)>,
-    /// Per-tier latency over the interval.
-    pub tiers: [TierLive; 4],
-    /// Mean `timings.batch_size` of OK replies in the interval.
-    pub batch_mean: Option<f64>,
-    pub duplicates: u64,
-    pub unknown: u64,
-}
-
-impl LiveStats {
-    /// Replies per second over the interval.
-    pub fn rate(&self) -> f64 {
-        let secs = self.interval.as_secs_f64();
-        if secs > 0.0 {
-            self.interval_answered as f64 / secs
-        } else {
-            0.0
-        }
-    }
-}
-
-impl fmt::Display for LiveStats {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "[{:>6.1}s] sent {} answered {} ({:.0}/s)",
-            self.elapsed.as_secs_f64(),
-            self.sent,
-            self.answered,
-            self.rate()
-        )?;
-        f.write_str(" | p50/p99 ms:")?;
-        for t in &self.tiers {
-            if t.count == 0 {
-                write!(f, " {} -", t.tier.as_str())?;
-            } else {
-                write!(
-                    f,
-                    " {} {:.1}/{:.1}",
-                    t.tier.as_str(),
-                    t.p50_us as f64 / 1000.0,
-                    t.p99_us as f64 / 1000.0
-                )?;
-            }
-        }
-        if let Some(b) = self.batch_mean {
-            write!(f, " | batch {b:.1}")?;
-        }
-        f.write_str(" |")?;
-        for (s, n) in &self.statuses {
-            write!(f, " {}={n}", s.as_str())?;
-        }
-        if self.duplicates > 0 {
-            write!(f, " dup={}", self.duplicates)?;
-        }
-        if self.unknown > 0 {
-            write!(f, " unknown={}", self.unknown)?;
-        }
-        Ok(())
     }
 }
 
@@ -581,144 +496,5 @@ async fn collect(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::bench::TierMix;
-    use crate::wire::Timings;
-
-    fn reply(id: &str, status: Status, batch: i32) -> Reply {
-        Reply {
-            request_id: id.to_owned(),
-            status,
-            error: None,
-            model_name: "m".into(),
-            model_version: "1".into(),
-            output_shape: vec![3],
-            outputs: vec![0.2, 0.3, 0.5],
-            tier: Tier::Normal,
-            timings: Timings {
-                queue_wait_us: 10,
-                batch_size: batch,
-                inference_us: 100,
-                end_to_end_us: 500,
-            },
-            completed_at_ms: 0,
-        }
-    }
-
-    fn fixture(n: u64, bad: f64) -> (Matcher, Arc<SendLog>, Instant) {
-        let base = Instant::now();
-        let plan = Arc::new(Plan::new(n, &TierMix::default(), bad, 11));
-        let log = Arc::new(SendLog::new(n as usize, base));
-        let m = Matcher::new(RequestIds::new("run1"), plan, log.clone());
-        (m, log, base)
-    }
-
-    #[test]
-    fn first_reply_answers_and_later_ones_are_duplicates() {
-        let (mut m, log, base) = fixture(10, 0.0);
-        log.mark_sent(3, base + Duration::from_millis(5));
-        let got = m.on_reply(
-            &reply("run1-3", Status::Ok, 4),
-            base + Duration::from_millis(12),
-        );
-        let Match::Answered { seq, latency, .. } = got else {
-            panic!("expected an answer, got {got:?}");
-        };
-        assert_eq!((seq, latency), (3, Duration::from_millis(7)));
-        let again = m.on_reply(
-            &reply("run1-3", Status::Ok, 4),
-            base + Duration::from_millis(20),
-        );
-        assert_eq!(again, Match::Duplicate { seq: 3 });
-        let t = m.tally();
-        assert_eq!((t.answered, t.duplicates, t.unknown), (1, 1, 0));
-        assert_eq!(t.statuses[Status::Ok as usize], 1);
-        assert_eq!(t.batch_sizes.len(), 1);
-        assert_eq!(t.last_reply, Some(base + Duration::from_millis(20)));
-        let tier = m.plan.tier(3);
-        let h = &t.latency[tier.index()];
-        assert_eq!(h.len(), 1);
-        // hdrhistogram keeps three significant digits: 7,000 µs within 0.1 %.
-        assert!(h.value_at_quantile(0.5).abs_diff(7000) <= 7);
-    }
-
-    #[test]
-    fn foreign_unsent_failed_and_out_of_range_ids_are_unknown() {
-        let (mut m, log, base) = fixture(10, 0.0);
-        log.mark_sent(1, base);
-        log.mark_failed(1);
-        let at = base + Duration::from_millis(1);
-        for id in [
-            "other-1", "run1-1", "run1-2", "run1-10", "run1-x", "run1-01",
-        ] {
-            assert_eq!(
-                m.on_reply(&reply(id, Status::Ok, 1), at),
-                Match::Unknown,
-                "{id}"
-            );
-        }
-        assert_eq!(
-            m.on_reply(&reply("run1-w0", Status::Ok, 1), at),
-            Match::WarmUp
-        );
-        let t = m.tally();
-        assert_eq!((t.answered, t.unknown, t.warm_up), (0, 6, 1));
-        assert_eq!(
-            t.first_reply, None,
-            "unknown replies do not start the reply clock"
-        );
-    }
-
-    #[test]
-    fn statuses_that_contradict_the_request_kind_are_flagged() {
-        let (mut m, log, base) = fixture(2000, 0.5);
-        let (valid, invalid) = {
-            let p = &m.plan;
-            let find = |k| (0..p.len()).find(|&s| p.kind(s) == k).unwrap();
-            (find(Kind::Valid), find(Kind::Invalid))
-        };
-        for s in [valid, invalid] {
-            log.mark_sent(s, base);
-        }
-        let at = base + Duration::from_millis(1);
-        m.on_reply(
-            &reply(&format!("run1-{valid}"), Status::InvalidInput, 0),
-            at,
-        );
-        m.on_reply(
-            &reply(&format!("run1-{invalid}"), Status::InvalidInput, 0),
-            at,
-        );
-        assert_eq!(m.tally().unexpected_status, 1);
-        assert_eq!(m.tally().statuses[Status::InvalidInput as usize], 2);
-        assert_eq!(
-            m.tally().batch_sizes.len(),
-            0,
-            "only OK replies carry batch sizes"
-        );
-    }
-
-    #[test]
-    fn snapshot_covers_the_interval_and_resets_it() {
-        let (mut m, log, base) = fixture(10, 0.0);
-        for s in 0..4 {
-            log.mark_sent(s, base);
-            m.on_reply(
-                &reply(&format!("run1-{s}"), Status::Ok, 2 * (s as i32 + 1)),
-                base,
-            );
-        }
-        let s = m.snapshot(m.started + Duration::from_secs(2));
-        assert_eq!(s.answered, 4);
-        assert_eq!(s.interval_answered, 4);
-        assert_eq!(s.tiers.iter().map(|t| t.count).sum::<u64>(), 4);
-        assert_eq!(s.batch_mean, Some(5.0));
-        assert_eq!(s.statuses, vec![(Status::Ok, 4)]);
-        assert!(s.to_string().contains("OK=4"), "{s}");
-        let next = m.snapshot(m.started + Duration::from_secs(3));
-        assert_eq!((next.answered, next.interval_answered), (4, 0));
-        assert_eq!(next.rate(), 0.0);
-        assert_eq!(next.batch_mean, None);
-    }
-}
+#[path = "collector_tests.rs"]
+mod tests;

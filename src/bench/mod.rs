@@ -15,6 +15,7 @@
 mod admin;
 mod args;
 mod collector;
+mod live;
 mod model;
 mod pacing;
 mod producer;
@@ -32,7 +33,8 @@ pub use admin::{all_topics, ensure_named_topics, ensure_topics};
 pub use args::{
     framing_name, new_run_id, parse_framing, plan_size, BenchArgs, ConfigSource, CreateTopicsArgs,
 };
-pub use collector::{Collector, LiveStats, Match, Matcher, Tally, TierLive};
+pub use collector::{Collector, Match, Matcher, Tally};
+pub use live::{LiveStats, TierLive};
 pub use model::{run_model_bench, ModelBenchArgs, ModelPoint};
 pub use pacing::{parse_duration, Pacer};
 pub use producer::{warm_up, SendLog, Sent};
