@@ -60,7 +60,7 @@ fn rows(n: usize, row: usize) -> Vec<f32> {
     (0..n * row).map(|_| rng.random_range(-1.0..1.0)).collect()
 }
 
-/// `N` encoded request records over `distinct` different inputs.
+/// `N` encoded request records over 64 different inputs.
 fn records(cfg: &Config, row: usize) -> Vec<Vec<u8>> {
     let codec = WireCodec::new(&cfg.wire);
     let data = rows(64, row);

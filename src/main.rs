@@ -100,7 +100,9 @@ fn main() -> ExitCode {
         Command::CreateTopics(args) => {
             runtime().and_then(|rt| rt.block_on(kbatch::bench::create_topics(args)))
         }
-        Command::Probe(args) => runtime().and_then(|rt| rt.block_on(probe(&args))),
+        Command::Probe(args) => runtime().and_then(|rt| {
+            rt.block_on(kbatch::telemetry::client::probe(&args.endpoint, &args.path))
+        }),
         Command::Stats(args) => runtime().and_then(|rt| {
             let headers: Vec<(&str, &str)> = args
                 .api_key
@@ -149,28 +151,6 @@ async fn serve(args: ConfigArgs) -> anyhow::Result<()> {
     };
     let report = kbatch::app::serve_with(loaded.config, cancel, opts).await?;
     tracing::info!(?report, "stopped");
-    Ok(())
-}
-
-async fn probe(args: &ProbeArgs) -> anyhow::Result<()> {
-    use std::net::ToSocketAddrs;
-    let endpoint = args.endpoint.trim_start_matches("http://");
-    let addr = endpoint
-        .to_socket_addrs()
-        .with_context(|| format!("cannot resolve {endpoint}"))?
-        .next()
-        .with_context(|| format!("{endpoint} has no address"))?;
-    let (status, body) =
-        kbatch::telemetry::client::get(addr, &args.path, std::time::Duration::from_secs(3))
-            .await
-            .with_context(|| format!("GET {}{}", endpoint, args.path))?;
-    anyhow::ensure!(
-        status == 200,
-        "{}{} answered {status}: {}",
-        endpoint,
-        args.path,
-        body.trim()
-    );
     Ok(())
 }
 

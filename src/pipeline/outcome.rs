@@ -143,56 +143,61 @@ impl Outcome {
     }
 
     /// The outcome of a poison request: a MODEL_ERROR reply saying `error`, plus the request
-    /// for the dead-letter topic.
+    /// itself for the dead-letter topic.
     pub fn poison(a: Admitted, error: String, model: (&str, &str), now_ms: i64) -> Outcome {
-        let request = Box::new(a.request.clone());
-        match Outcome::error(a, Status::ModelError, error, model, now_ms) {
-            Outcome::Reply {
-                reply,
-                reply_to,
-                origin,
-            } => Outcome::Poison {
-                reply,
-                reply_to,
-                origin,
-                request,
-            },
-            other => other,
+        let id = a.request.request_id.clone();
+        let reply = error_reply(&a, id, (Status::ModelError, error), model, now_ms);
+        Outcome::Poison {
+            reply,
+            reply_to: a.reply_to,
+            origin: a.origin,
+            request: Box::new(a.request),
         }
     }
 
     /// An error reply (anything but OK) for an admitted request that will never run.
     pub fn error(
-        a: Admitted,
+        mut a: Admitted,
         status: Status,
         error: String,
         model: (&str, &str),
         now_ms: i64,
     ) -> Outcome {
-        let timings = Timings {
-            queue_wait_us: micros(a.admitted_at.elapsed()),
-            batch_size: 0,
-            inference_us: 0,
-            end_to_end_us: (now_ms - a.record_timestamp_ms).max(0) * 1000,
-        };
-        let reply = Reply {
-            request_id: a.request.request_id,
-            status,
-            error: Some(error),
-            model_name: model.0.to_string(),
-            model_version: model.1.to_string(),
-            output_shape: Vec::new(),
-            outputs: Vec::new(),
-            tier: a.tier,
-            timings,
-            completed_at_ms: now_ms,
-        };
+        let id = std::mem::take(&mut a.request.request_id);
         Outcome::Reply {
-            reply: Box::new(reply),
+            reply: error_reply(&a, id, (status, error), model, now_ms),
             reply_to: a.reply_to,
             origin: a.origin,
         }
     }
+}
+
+/// The reply (`status`, error text) to `a`, whose id is `request_id`, without outputs.
+fn error_reply(
+    a: &Admitted,
+    request_id: String,
+    (status, error): (Status, String),
+    model: (&str, &str),
+    now_ms: i64,
+) -> Box<Reply> {
+    let timings = Timings {
+        queue_wait_us: micros(a.admitted_at.elapsed()),
+        batch_size: 0,
+        inference_us: 0,
+        end_to_end_us: (now_ms - a.record_timestamp_ms).max(0) * 1000,
+    };
+    Box::new(Reply {
+        request_id,
+        status,
+        error: Some(error),
+        model_name: model.0.to_string(),
+        model_version: model.1.to_string(),
+        output_shape: Vec::new(),
+        outputs: Vec::new(),
+        tier: a.tier,
+        timings,
+        completed_at_ms: now_ms,
+    })
 }
 
 /// Microseconds of a duration, saturating.

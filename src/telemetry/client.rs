@@ -60,24 +60,46 @@ pub async fn stats_with_headers(
     headers: &[(&str, &str)],
 ) -> anyhow::Result<String> {
     use anyhow::Context;
+    let body = get_ok(endpoint, "/stats", headers, Duration::from_secs(10)).await?;
+    if json {
+        return Ok(body + "\n");
+    }
+    let v: serde_json::Value = serde_json::from_str(&body).context("stats is not JSON")?;
+    Ok(summary(&v))
+}
+
+/// `kbatch probe`: succeeds when `path` (`/healthz`, `/ready`) of the instance at `endpoint`
+/// answers 200 within 3 s — a container health check in an image without curl.
+pub async fn probe(endpoint: &str, path: &str) -> anyhow::Result<()> {
+    get_ok(endpoint, path, &[], Duration::from_secs(3))
+        .await
+        .map(drop)
+}
+
+/// The body of `GET path` at `endpoint` (`host:port`, an `http://` prefix allowed), which must
+/// answer 200.
+async fn get_ok(
+    endpoint: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    timeout: Duration,
+) -> anyhow::Result<String> {
+    use anyhow::Context;
     let hostport = endpoint.trim_start_matches("http://").trim_end_matches('/');
     let addr = tokio::net::lookup_host(hostport)
         .await
         .with_context(|| format!("cannot resolve {hostport:?}"))?
         .next()
         .with_context(|| format!("{hostport:?} resolves to no address"))?;
-    let (status, body) = get_with_headers(addr, "/stats", headers, Duration::from_secs(10))
+    let (status, body) = get_with_headers(addr, path, headers, timeout)
         .await
-        .with_context(|| format!("GET http://{addr}/stats"))?;
+        .with_context(|| format!("GET http://{addr}{path}"))?;
     anyhow::ensure!(
         status == 200,
-        "http://{addr}/stats answered {status}: {body}"
+        "http://{addr}{path} answered {status}: {}",
+        body.trim()
     );
-    if json {
-        return Ok(body + "\n");
-    }
-    let v: serde_json::Value = serde_json::from_str(&body).context("stats is not JSON")?;
-    Ok(summary(&v))
+    Ok(body)
 }
 
 /// The statistics as a few human-readable lines.
