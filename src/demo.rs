@@ -1,24 +1,19 @@
 //! `kbatch demo`: the whole service on one machine in one command. It picks a broker (the one
-//! given, else a tansu child process, else librdkafka's in-process mock cluster), creates the
+//! given, else Apache Kafka as a child process when it is installed, else tansu when it is,
+//! else librdkafka's in-process mock cluster), creates the
 //! topics, runs the serving pipeline in-process, drives it with the load generator and prints a
 //! live summary every second and a report at the end.
 //!
 //! Invariant: everything the demo starts it also stops, in reverse order: load, then the
-//! pipeline (which drains), then the broker, also on Ctrl-C and on errors (the tansu child is
+//! pipeline (which drains), then the broker, also on Ctrl-C and on errors (a broker child is
 //! killed when its handle drops).
 
-use std::collections::VecDeque;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _};
 use clap::Args;
 use rdkafka::mocking::MockCluster;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
 use crate::bench::{
@@ -26,10 +21,7 @@ use crate::bench::{
     LiveStats, RunControl, RunSpec, TierMix,
 };
 use crate::config::{Config, Framing};
-
-/// Default tansu binary, relative to the working directory (where `scripts/install-tansu.sh`
-/// puts it).
-pub const DEFAULT_TANSU_BIN: &str = ".kbatch/bin/tansu";
+use crate::launcher::{KafkaHome, KafkaOptions, KafkaProcess, TansuProcess};
 
 /// `kbatch demo`: a broker, the serving pipeline and a synthetic load, all in one process.
 #[derive(Debug, Clone, Args)]
@@ -39,11 +31,15 @@ pub struct DemoArgs {
     /// Use this broker instead of starting one (the demo creates its topics there).
     #[arg(long)]
     pub brokers: Option<String>,
-    /// tansu binary to start as the broker; default `.kbatch/bin/tansu`.
-    #[arg(long, env = "KBATCH_TANSU_BIN")]
+    /// Kafka installation (a folder with `libs/kafka_2.13-*.jar`) to start as the broker;
+    /// default `.kbatch/kafka`, where scripts/install-kafka.sh puts it.
+    #[arg(long, env = "KBATCH_KAFKA_HOME", conflicts_with = "brokers")]
+    pub kafka_home: Option<PathBuf>,
+    /// Start tansu (this binary) instead of Kafka: an explicit choice, never a default.
+    #[arg(long, conflicts_with_all = ["brokers", "kafka_home"])]
     pub tansu_bin: Option<PathBuf>,
-    /// Use librdkafka's in-process mock cluster even if tansu is installed.
-    #[arg(long, conflicts_with = "brokers")]
+    /// Use librdkafka's in-process mock cluster even if Kafka is installed.
+    #[arg(long, conflicts_with_all = ["brokers", "kafka_home", "tansu_bin"])]
     pub mock: bool,
     /// Requests per second.
     #[arg(long, short, default_value_t = 500.0)]
@@ -75,6 +71,8 @@ pub struct DemoArgs {
 pub enum DemoBroker {
     /// Given with `--brokers`.
     External(String),
+    /// Apache Kafka as a child process (stopped cleanly, killed on drop).
+    Kafka(KafkaProcess),
     /// A tansu child process, killed on drop.
     Tansu(TansuProcess),
     /// librdkafka's in-process mock cluster.
@@ -85,6 +83,7 @@ impl DemoBroker {
     pub fn bootstrap(&self) -> &str {
         match self {
             DemoBroker::External(b) => b,
+            DemoBroker::Kafka(k) => k.bootstrap(),
             DemoBroker::Tansu(t) => t.bootstrap(),
             DemoBroker::Mock(m) => m.bootstrap(),
         }
@@ -93,14 +92,23 @@ impl DemoBroker {
     fn describe(&self) -> String {
         match self {
             DemoBroker::External(b) => format!("broker: {b} (given with --brokers)"),
+            DemoBroker::Kafka(k) => format!(
+                "broker: Apache Kafka {} at {} (child process from {}; KRaft, one node; \
+                 started in {:.1} s)",
+                k.version(),
+                k.bootstrap(),
+                k.home().display(),
+                k.started_in().as_secs_f64()
+            ),
             DemoBroker::Tansu(t) => format!(
-                "broker: tansu {} at {} (child process, in-memory storage)",
+                "broker: tansu {} at {} (child process, in-memory storage; a stand-in \
+                 with known faults, see docs/testbench.md)",
                 t.binary().display(),
                 t.bootstrap()
             ),
             DemoBroker::Mock(m) => format!(
                 "broker: librdkafka mock cluster at {} (in-process). Note: it consumes only \
-                 ~1,200 msg/s, which caps the demo's throughput; run scripts/install-tansu.sh \
+                 ~1,200 msg/s, which caps the demo's throughput; run scripts/install-kafka.sh \
                  for a real broker.",
                 m.bootstrap()
             ),
@@ -111,126 +119,19 @@ impl DemoBroker {
     pub async fn stop(self) {
         match self {
             DemoBroker::External(_) => {}
+            DemoBroker::Kafka(k) => {
+                let version = k.version().to_owned();
+                let r = k.stop().await;
+                println!(
+                    "broker: Kafka {version} {} in {:.1} s",
+                    if r.clean { "shut down cleanly" } else { "killed (no clean shutdown within 30 s)" },
+                    r.took.as_secs_f64()
+                );
+            }
             DemoBroker::Tansu(t) => t.stop().await,
             DemoBroker::Mock(m) => m.stop(),
         }
     }
-}
-
-/// A tansu broker running as a child process on a free loopback port, with in-memory storage.
-pub struct TansuProcess {
-    child: Child,
-    bootstrap: String,
-    binary: PathBuf,
-    output: Arc<Mutex<VecDeque<String>>>,
-}
-
-/// Lines of broker output kept for error messages.
-const KEPT_LINES: usize = 40;
-
-impl TansuProcess {
-    /// Starts `binary` and waits (up to 10 s) until it accepts connections.
-    pub async fn start(binary: &Path) -> Result<Self, BenchError> {
-        let port = free_port().map_err(|e| tansu_error(binary, format!("no free port: {e}")))?;
-        let bootstrap = format!("127.0.0.1:{port}");
-        let url = format!("tcp://{bootstrap}");
-        let mut child = Command::new(binary)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-                "--storage-engine",
-                "memory://tansu/",
-                "--cluster-id",
-                "kbatch-demo",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| tansu_error(binary, format!("cannot start: {e}")))?;
-        // The pipes must be drained for as long as the broker runs, or it blocks on a full pipe.
-        let output = Arc::new(Mutex::new(VecDeque::with_capacity(KEPT_LINES)));
-        if let Some(out) = child.stdout.take() {
-            tokio::spawn(keep_lines(out, output.clone()));
-        }
-        if let Some(err) = child.stderr.take() {
-            tokio::spawn(keep_lines(err, output.clone()));
-        }
-        let mut this = Self {
-            child,
-            bootstrap,
-            binary: binary.to_owned(),
-            output,
-        };
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            if tokio::net::TcpStream::connect(&this.bootstrap)
-                .await
-                .is_ok()
-            {
-                return Ok(this);
-            }
-            if let Ok(Some(status)) = this.child.try_wait() {
-                let why = format!(
-                    "exited ({status}) before listening; output:\n{}",
-                    this.output()
-                );
-                return Err(tansu_error(binary, why));
-            }
-            if tokio::time::Instant::now() > deadline {
-                let why = format!(
-                    "did not listen on {} within 10 s; output:\n{}",
-                    this.bootstrap,
-                    this.output()
-                );
-                this.stop().await;
-                return Err(tansu_error(binary, why));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    pub fn bootstrap(&self) -> &str {
-        &self.bootstrap
-    }
-
-    pub fn binary(&self) -> &Path {
-        &self.binary
-    }
-
-    /// The last lines the broker printed.
-    pub fn output(&self) -> String {
-        let lines = self.output.lock().unwrap_or_else(|e| e.into_inner());
-        lines.iter().cloned().collect::<Vec<_>>().join("\n")
-    }
-
-    /// Kills the broker and reaps it.
-    pub async fn stop(mut self) {
-        let _ = self.child.kill().await;
-    }
-}
-
-fn tansu_error(binary: &Path, why: String) -> BenchError {
-    BenchError::InvalidArgument(format!("tansu broker {}: {why}", binary.display()))
-}
-
-async fn keep_lines(stream: impl AsyncRead + Unpin, keep: Arc<Mutex<VecDeque<String>>>) {
-    let mut lines = BufReader::new(stream).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        let mut k = keep.lock().unwrap_or_else(|e| e.into_inner());
-        if k.len() == KEPT_LINES {
-            k.pop_front();
-        }
-        k.push_back(line);
-    }
-}
-
-fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// librdkafka's mock cluster, held on its own thread (its handle is not `Send`) until stopped.
@@ -339,7 +240,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     cfg.kafka.brokers = broker.bootstrap().to_owned();
     cfg.kafka.group_id = format!("kbatch-demo-{run_id}");
     cfg.kafka.fetch_wait_max_ms = 10;
-    if !matches!(broker, DemoBroker::External(_)) {
+    if matches!(broker, DemoBroker::Tansu(_) | DemoBroker::Mock(_)) {
         // tansu holds a group join for about half the session timeout.
         cfg.kafka.session_timeout_ms = 6000;
     }
@@ -358,22 +259,44 @@ async fn pick_broker(args: &DemoArgs, topics: &[String]) -> anyhow::Result<DemoB
     if let Some(b) = &args.brokers {
         return Ok(DemoBroker::External(b.clone()));
     }
+    if let Some(bin) = &args.tansu_bin {
+        let t = TansuProcess::start(bin).await?;
+        return Ok(DemoBroker::Tansu(t));
+    }
     if !args.mock {
-        let bin = args
-            .tansu_bin
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_TANSU_BIN));
-        if bin.is_file() {
-            match TansuProcess::start(&bin).await {
+        if let Some(home) = &args.kafka_home {
+            // Named explicitly: a broken installation is an error, not a reason to fall back.
+            let home = KafkaHome::at(home)?;
+            println!("starting Apache Kafka {} ...", home.version());
+            return Ok(DemoBroker::Kafka(KafkaProcess::start(&home, &kafka_options(args)).await?));
+        }
+        if let Some(home) = KafkaHome::locate(None) {
+            println!("starting Apache Kafka {} ...", home.version());
+            match KafkaProcess::start(&home, &kafka_options(args)).await {
+                Ok(k) => return Ok(DemoBroker::Kafka(k)),
+                Err(e) => eprintln!("warning: {e}; trying the next broker"),
+            }
+        }
+        let tansu = PathBuf::from(crate::launcher::tansu::DEFAULT_BIN);
+        if tansu.is_file() {
+            eprintln!(
+                "warning: Apache Kafka is not installed (scripts/install-kafka.sh); using tansu"
+            );
+            match TansuProcess::start(&tansu).await {
                 Ok(t) => return Ok(DemoBroker::Tansu(t)),
                 Err(e) => eprintln!("warning: {e}; falling back to the mock cluster"),
             }
-        } else if args.tansu_bin.is_some() {
-            bail!("tansu binary {} does not exist", bin.display());
         }
     }
     let mock = MockBroker::start(topics.to_vec(), args.partitions)?;
     Ok(DemoBroker::Mock(mock))
+}
+
+fn kafka_options(args: &DemoArgs) -> KafkaOptions {
+    KafkaOptions {
+        default_partitions: args.partitions.max(1) as u32,
+        ..KafkaOptions::default()
+    }
 }
 
 async fn run_with_broker(
@@ -531,14 +454,5 @@ mod tests {
             .await
             .unwrap();
         mock.stop();
-    }
-
-    #[tokio::test]
-    async fn a_missing_tansu_binary_is_a_clear_error() {
-        let err = TansuProcess::start(Path::new("/nonexistent/tansu"))
-            .await
-            .err()
-            .expect("no such binary");
-        assert!(err.to_string().contains("/nonexistent/tansu"), "{err}");
     }
 }

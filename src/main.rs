@@ -37,6 +37,25 @@ enum Command {
     Stats(StatsArgs),
     /// Exit 0 when an instance's probe answers 200 (container health checks: images have no curl).
     Probe(ProbeArgs),
+    /// Run a local Apache Kafka broker (KRaft, one node) until SIGTERM or Ctrl-C.
+    Broker(BrokerArgs),
+}
+
+#[derive(Args)]
+struct BrokerArgs {
+    /// Kafka installation (a folder with `libs/kafka_2.13-*.jar`); default `.kbatch/kafka`,
+    /// where scripts/install-kafka.sh puts it.
+    #[arg(long, env = "KBATCH_KAFKA_HOME")]
+    kafka_home: Option<PathBuf>,
+    /// Client port on 127.0.0.1; a free one by default.
+    #[arg(long)]
+    port: Option<u16>,
+    /// JVM heap.
+    #[arg(long, default_value = "512m")]
+    heap: String,
+    /// Extra broker property (repeatable), e.g. `--property log.retention.ms=60000`.
+    #[arg(long = "property", value_name = "KEY=VALUE")]
+    properties: Vec<String>,
 }
 
 #[derive(Args)]
@@ -103,6 +122,7 @@ fn main() -> ExitCode {
         Command::Probe(args) => runtime().and_then(|rt| {
             rt.block_on(kbatch::telemetry::client::probe(&args.endpoint, &args.path))
         }),
+        Command::Broker(args) => runtime().and_then(|rt| rt.block_on(broker(args))),
         Command::Stats(args) => runtime().and_then(|rt| {
             let headers: Vec<(&str, &str)> = args
                 .api_key
@@ -151,6 +171,47 @@ async fn serve(args: ConfigArgs) -> anyhow::Result<()> {
     };
     let report = kbatch::app::serve_with(loaded.config, cancel, opts).await?;
     tracing::info!(?report, "stopped");
+    Ok(())
+}
+
+/// `kbatch broker`: start, print where it answers, wait for a signal, stop cleanly.
+async fn broker(args: BrokerArgs) -> anyhow::Result<()> {
+    use kbatch::launcher::{KafkaHome, KafkaOptions, KafkaProcess};
+    let root = args
+        .kafka_home
+        .unwrap_or_else(|| PathBuf::from(kbatch::launcher::kafka::DEFAULT_HOME));
+    let home = KafkaHome::at(&root)?;
+    let properties = args
+        .properties
+        .iter()
+        .map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+                .with_context(|| format!("--property {kv:?}: expected KEY=VALUE"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let opts = KafkaOptions {
+        port: args.port,
+        heap: args.heap,
+        properties,
+        ..KafkaOptions::default()
+    };
+    let kafka = KafkaProcess::start(&home, &opts).await?;
+    // Scripts wait for this line (and read the address from it).
+    println!(
+        "kafka {} ready at {} in {:.1} s",
+        kafka.version(),
+        kafka.bootstrap(),
+        kafka.started_in().as_secs_f64()
+    );
+    let cancel = CancellationToken::new();
+    cancel_on_signal(cancel.clone()).await;
+    let stop = kafka.stop().await;
+    println!(
+        "kafka stopped {} in {:.1} s",
+        if stop.clean { "cleanly" } else { "by SIGKILL" },
+        stop.took.as_secs_f64()
+    );
     Ok(())
 }
 

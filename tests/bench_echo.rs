@@ -255,7 +255,7 @@ fn tansu_bin() -> PathBuf {
     std::env::var_os("KBATCH_TANSU_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(kbatch::demo::DEFAULT_TANSU_BIN)
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(kbatch::launcher::tansu::DEFAULT_BIN)
         })
 }
 
@@ -263,7 +263,7 @@ fn tansu_bin() -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the tansu binary: scripts/install-tansu.sh"]
 async fn bench_backlog_and_paced_runs_against_a_tansu_process() {
-    let tansu = kbatch::demo::TansuProcess::start(&tansu_bin())
+    let tansu = kbatch::launcher::TansuProcess::start(&tansu_bin())
         .await
         .expect("start tansu");
     let bootstrap = tansu.bootstrap().to_owned();
