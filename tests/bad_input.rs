@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use common::pipeline::*;
-use common::{assert_no_more, consume_n, create_topic, producer, start_broker, with_timeout};
+use common::{assert_no_more, consume_n, create_topic, producer, shared_broker, with_timeout};
 use common::{Topics, WAIT};
 use kbatch::config::Config;
 use kbatch::kafka::REPLY_UNDELIVERABLE;
@@ -324,7 +324,7 @@ async fn send(p: &FutureProducer, topic: &str, key: &str, value: Option<&[u8]>) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_bad_input_gets_its_documented_outcome_and_serving_goes_on() {
-    let broker = start_broker().await;
+    let broker = shared_broker().await;
     let bootstrap = broker.bootstrap_servers();
     let mut cfg = test_config(bootstrap, 2).await;
     cfg.wire.max_request_bytes = MAX_REQUEST_BYTES;
@@ -604,7 +604,7 @@ async fn with_a_raised_producer_limit_a_near_limit_record_is_dead_lettered() {
 async fn near_limit_record_is_dead_lettered(properties: &[(&str, &str)]) {
     use rdkafka::Offset;
 
-    let broker = start_broker().await;
+    let broker = shared_broker().await;
     let bootstrap = broker.bootstrap_servers();
     // One partition: the unreadable record sits in front of the valid one.
     let mut cfg = test_config(bootstrap, 1).await;

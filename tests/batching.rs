@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::pipeline::*;
-use common::{producer, start_broker, with_timeout};
+use common::{producer, shared_broker, with_timeout};
 use kbatch::config::QueueFull;
 use kbatch::inference::load_backend;
 use kbatch::tier::Tier;
@@ -20,7 +20,7 @@ const DISTINCT: u64 = 12;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn identical_inputs_run_once_and_every_requester_gets_its_reply() {
-    let broker = start_broker().await;
+    let broker = shared_broker().await;
     let mut cfg = test_config(broker.bootstrap_servers(), 4).await;
     cfg.deduplication.enable_deduplication = true;
     cfg.deduplication.deduplication_ttl = 600.0;
@@ -100,7 +100,7 @@ async fn identical_inputs_run_once_and_every_requester_gets_its_reply() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_full_queue_in_rejecting_mode_answers_overloaded_at_once() {
     const SENT: usize = 40;
-    let broker = start_broker().await;
+    let broker = shared_broker().await;
     let mut cfg = test_config(broker.bootstrap_servers(), 4).await;
     // One request per second at most, and room for one queued per tier.
     cfg.adaptive_batching.enable_adaptive_batching = false;

@@ -308,7 +308,7 @@ async fn bench_backlog_and_paced_runs_against_a_tansu_process() {
 #[cfg(feature = "container-tests")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_matches_replies_from_an_echo_server_on_a_broker_container() {
-    let broker = common::start_broker().await;
+    let broker = common::shared_broker().await;
     let bootstrap = broker.bootstrap_servers().to_owned();
     let cfg = Config::default();
     bench::ensure_topics(&bootstrap, &cfg, PARTITIONS)

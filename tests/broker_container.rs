@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::{
     as_sent, assert_no_more, by_partition, consume_n, create_topic, keyed_records, produce_all,
-    producer, start_broker, subscribed_consumer, unique_group, unique_topic, with_timeout, Sent,
+    producer, shared_broker, subscribed_consumer, unique_group, unique_topic, with_timeout, Sent,
     Topics, WAIT,
 };
 use kbatch::config::WireConfig;
@@ -23,7 +23,7 @@ use rdkafka::Offset;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_round_trip_through_a_consumer_group_on_four_partitions() {
-    let broker = start_broker().await;
+    let broker = shared_broker().await;
     let bootstrap = broker.bootstrap_servers();
     let topic = unique_topic("bc-roundtrip");
     create_topic(bootstrap, Topics::Admin, &topic, 4).await;
@@ -110,7 +110,7 @@ fn minimal_request() -> Request {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn encoded_inference_requests_survive_a_real_broker_round_trip() {
-    let broker = start_broker().await;
+    let broker = shared_broker().await;
     let bootstrap = broker.bootstrap_servers();
     let topic = unique_topic("bc-wire");
     // One partition: the records come back in send order, so each decodes against its source.

@@ -59,7 +59,7 @@ fn committed_reader(bootstrap: &str, topic: &str) -> StreamConsumer {
 #[cfg(feature = "container-tests")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn on_the_broker_container_a_killed_instance_leaves_one_committed_reply_per_request() {
-    let broker = common::start_broker().await;
+    let broker = common::shared_broker().await;
     let bootstrap = broker.bootstrap_servers().to_owned();
     let cfg = config(&bootstrap);
     common::pipeline::create_test_topics(&bootstrap, &cfg, PARTITIONS).await;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::pipeline::*;
 use common::serving::{http_addr, serve_observed};
-use common::{producer, start_broker, with_timeout};
+use common::{producer, shared_broker, start_broker, with_timeout};
 use kbatch::app::{serve_with, ServeOptions};
 use kbatch::config::Config;
 use kbatch::telemetry::{client, Telemetry};
@@ -55,7 +55,7 @@ fn sum_over_tiers(page: &str, name: &str, extra: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn scraped_counts_match_the_requests_sent() {
-    let broker = start_broker().await;
+    let broker = shared_broker().await;
     let cfg = test_config(broker.bootstrap_servers(), 2).await;
     let replies = reader(broker.bootstrap_servers(), &cfg.replies.default_topic);
     let (telemetry, (cancel, serving)) = serve_observed(&cfg);
@@ -241,7 +241,7 @@ async fn batch_sizes(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_reload_changes_the_batch_size_and_a_bad_one_is_rejected() {
-    let broker = start_broker().await;
+    let broker = shared_broker().await;
     let mut cfg = test_config(broker.bootstrap_servers(), 1).await;
     cfg.adaptive_batching.enable_adaptive_batching = false;
     cfg.batch_processing.max_batch_size = 4;

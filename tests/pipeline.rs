@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::pipeline::*;
 use common::serving::{serve, stop};
-use common::{producer, start_broker, with_timeout};
+use common::{producer, shared_broker, with_timeout};
 use kbatch::config::Config;
 use kbatch::inference::load_backend;
 use kbatch::tier::Tier;
@@ -35,7 +35,7 @@ fn expected_outputs(cfg: &Config, reqs: &[Request]) -> HashMap<String, Vec<f32>>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_request_gets_exactly_one_reply_with_the_models_output() {
-    let broker = start_broker().await;
+    let broker = shared_broker().await;
     let cfg = test_config(broker.bootstrap_servers(), 4).await;
     let replies_reader = reader(broker.bootstrap_servers(), &cfg.replies.default_topic);
     let serving = serve(&cfg);
@@ -82,7 +82,7 @@ async fn every_request_gets_exactly_one_reply_with_the_models_output() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn critical_requests_overtake_a_low_priority_backlog() {
-    let broker = start_broker().await;
+    let broker = shared_broker().await;
     let mut cfg = test_config(broker.bootstrap_servers(), 4).await;
     cfg.batch_processing.max_batch_size = 8;
     // The default queue bound holds 250 per tier: a deep low-priority queue inside kbatch.
@@ -130,7 +130,7 @@ async fn critical_requests_overtake_a_low_priority_backlog() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn past_deadlines_are_answered_and_never_run() {
-    let broker = start_broker().await;
+    let broker = shared_broker().await;
     let cfg = test_config(broker.bootstrap_servers(), 2).await;
     let replies_reader = reader(broker.bootstrap_servers(), &cfg.replies.default_topic);
     let serving = serve(&cfg);
@@ -171,7 +171,7 @@ async fn past_deadlines_are_answered_and_never_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_input_is_dead_lettered_or_answered_and_serving_goes_on() {
-    let broker = start_broker().await;
+    let broker = shared_broker().await;
     let cfg = test_config(broker.bootstrap_servers(), 2).await;
     let replies_reader = reader(broker.bootstrap_servers(), &cfg.replies.default_topic);
     let dlq_reader = reader(broker.bootstrap_servers(), &cfg.replies.dead_letter_topic);
@@ -230,7 +230,7 @@ async fn bad_input_is_dead_lettered_or_answered_and_serving_goes_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_instances_split_the_partitions_and_answer_everything() {
-    let broker = start_broker().await;
+    let broker = shared_broker().await;
     let cfg = test_config(broker.bootstrap_servers(), 4).await;
     let replies_reader = reader(broker.bootstrap_servers(), &cfg.replies.default_topic);
     let mut second = cfg.clone();
@@ -276,7 +276,7 @@ async fn two_instances_split_the_partitions_and_answer_everything() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_mid_stream_and_restart_loses_no_request() {
-    let broker = start_broker().await;
+    let broker = shared_broker().await;
     let cfg = test_config(broker.bootstrap_servers(), 4).await;
     let replies_reader = reader(broker.bootstrap_servers(), &cfg.replies.default_topic);
     let spawn = || {
@@ -347,7 +347,7 @@ async fn kill_9_mid_stream_and_restart_loses_no_request() {
 async fn a_reply_to_a_missing_topic_is_dead_lettered_and_commits_go_on() {
     use rdkafka::{Message, Offset};
 
-    let broker = start_broker().await;
+    let broker = shared_broker().await;
     // One partition: the refused reply sits in front of the good one.
     let cfg = test_config(broker.bootstrap_servers(), 1).await;
     let replies_reader = reader(broker.bootstrap_servers(), &cfg.replies.default_topic);

@@ -11,7 +11,7 @@ mod common;
 use std::time::Duration;
 
 use common::pipeline::*;
-use common::{consume_n, start_broker, with_timeout};
+use common::{consume_n, shared_broker, with_timeout};
 use kbatch::config::{Config, Delivery};
 use kbatch::tier::Tier;
 use kbatch::wire::{Request, Status, WireCodec};
@@ -59,7 +59,7 @@ async fn under_exactly_once_the_poison_letter_and_reply_commit_together() {
 }
 
 async fn poison_is_isolated(delivery: Delivery) {
-    let broker = start_broker().await;
+    let broker = shared_broker().await;
     let bootstrap = broker.bootstrap_servers();
     let cfg = lookup_config(bootstrap, delivery).await;
     let replies_reader = reader(bootstrap, &cfg.replies.default_topic);

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::pipeline::*;
 use common::serving::{http_addr, serve, stop};
-use common::{producer, start_broker, with_timeout};
+use common::{producer, shared_broker, with_timeout};
 use kbatch::app::{serve_with, ServeOptions};
 use kbatch::config::{load, Config, LoadOptions, RateLimit, Secret};
 use kbatch::telemetry::{client, Telemetry};
@@ -45,7 +45,7 @@ async fn replies_by_id(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn only_listed_clients_are_served_on_a_restricted_tier() {
-    let broker = start_broker().await;
+    let broker = shared_broker().await;
     let mut cfg = test_config(broker.bootstrap_servers(), 2).await;
     cfg.security.tier_access.critical.allowed_clients = Some(vec!["trusted".into()]);
     let replies = reader(broker.bootstrap_servers(), &cfg.replies.default_topic);
@@ -102,7 +102,7 @@ async fn only_listed_clients_are_served_on_a_restricted_tier() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_burst_from_one_client_is_served_and_the_rest_rejected() {
-    let broker = start_broker().await;
+    let broker = shared_broker().await;
     let mut cfg = test_config(broker.bootstrap_servers(), 2).await;
     // A refill of one token per 100 s: nothing refills during the test, so the count is exact.
     cfg.security.tier_access.low.rate_limit = Some(RateLimit {
@@ -154,7 +154,7 @@ async fn status(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn api_keys_from_the_environment_protect_every_endpoint_but_liveness() {
     const KEY: &str = "e2e-api-key-0123456789";
-    let broker = start_broker().await;
+    let broker = shared_broker().await;
     let mut cfg = test_config(broker.bootstrap_servers(), 1).await;
     cfg.security.api_keys = vec![Secret::new("env:KBATCH_TEST_API_KEY")];
     // Through `load`, as `kbatch serve` reads it: the reference is resolved from the environment.

@@ -20,6 +20,53 @@ pub enum Delivery {
     ExactlyOnce,
 }
 
+/// The consumer-group protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupProtocol {
+    /// The classic protocol: members assign partitions among themselves
+    /// (`assignment_strategy`), the session timeout is the member's (`session_timeout_ms`).
+    #[default]
+    Classic,
+    /// KIP-848 (Kafka 4.0+): the broker assigns partitions incrementally and owns the session
+    /// timeout and heartbeat interval (`group.consumer.*` broker settings).
+    Consumer,
+}
+
+impl GroupProtocol {
+    pub fn as_librdkafka(self) -> &'static str {
+        match self {
+            Self::Classic => "classic",
+            Self::Consumer => "consumer",
+        }
+    }
+}
+
+/// How members of a classic group share partitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum AssignmentStrategy {
+    /// Eager: every rebalance revokes every partition of every member, then reassigns.
+    #[default]
+    #[serde(rename = "range")]
+    Range,
+    /// Eager, partitions dealt out one by one across members.
+    #[serde(rename = "roundrobin")]
+    RoundRobin,
+    /// Incremental: a rebalance revokes only the partitions that move; the others keep serving.
+    #[serde(rename = "cooperative-sticky")]
+    CooperativeSticky,
+}
+
+impl AssignmentStrategy {
+    pub fn as_librdkafka(self) -> &'static str {
+        match self {
+            Self::Range => "range",
+            Self::RoundRobin => "roundrobin",
+            Self::CooperativeSticky => "cooperative-sticky",
+        }
+    }
+}
+
 /// One request topic per priority tier.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -71,7 +118,11 @@ pub struct KafkaConfig {
     pub topics: TierTopics,
     /// At-least-once (default) or exactly-once delivery.
     pub delivery: Delivery,
-    /// Consumer session timeout (ms).
+    /// Consumer-group protocol: `classic` or `consumer` (KIP-848).
+    pub group_protocol: GroupProtocol,
+    /// Partition assignment of the classic protocol (the broker assigns under `consumer`).
+    pub assignment_strategy: AssignmentStrategy,
+    /// Consumer session timeout (ms) of the classic protocol (the broker's under `consumer`).
     pub session_timeout_ms: u32,
     /// Longest a fetch waits for data (ms); low values cut latency at idle.
     pub fetch_wait_max_ms: u32,
@@ -94,6 +145,8 @@ impl Default for KafkaConfig {
             client_id: "kbatch".into(),
             topics: TierTopics::default(),
             delivery: Delivery::AtLeastOnce,
+            group_protocol: GroupProtocol::Classic,
+            assignment_strategy: AssignmentStrategy::Range,
             session_timeout_ms: 10_000,
             fetch_wait_max_ms: 10,
             commit_interval_ms: 1000,

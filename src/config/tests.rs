@@ -340,3 +340,22 @@ fn retry_settings_have_bounds() {
     c.batch_processing.retry_delay = 10.0;
     assert!(validate(&c, None).is_empty());
 }
+
+#[test]
+fn classic_only_properties_are_rejected_under_the_consumer_protocol() {
+    let mut c = Config::default();
+    c.kafka
+        .properties
+        .insert("session.timeout.ms".into(), "45000".into());
+    assert!(validate(&c, None).is_empty(), "fine for a classic group");
+    c.kafka.group_protocol = GroupProtocol::Consumer;
+    let found = validate(&c, None);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].field, "kafka.properties");
+    assert!(found[0].message.contains("session.timeout.ms"), "{found:?}");
+    c.kafka.properties.clear();
+    c.kafka
+        .properties
+        .insert("group.protocol".into(), "classic".into());
+    assert_eq!(validate(&c, None)[0].field, "kafka.properties", "owned by kbatch");
+}

@@ -360,10 +360,29 @@ fn kafka_and_wire(r: &mut Rules<'_>, c: &Config) {
     r.check(k.commit_interval_ms > 0, "kafka.commit_interval_ms", || {
         "must be positive".into()
     });
+    if k.group_protocol == super::GroupProtocol::Consumer {
+        for classic_only in [
+            "session.timeout.ms",
+            "heartbeat.interval.ms",
+            "partition.assignment.strategy",
+        ] {
+            r.check(
+                !k.properties.contains_key(classic_only),
+                "kafka.properties",
+                || {
+                    format!(
+                        "`{classic_only}` belongs to the classic group protocol; under \
+                         kafka.group_protocol = consumer the broker sets it (group.consumer.*)"
+                    )
+                },
+            );
+        }
+    }
     for owned in [
         "enable.auto.commit",
         "enable.auto.offset.store",
         "group.id",
+        "group.protocol",
         "isolation.level",
         "transactional.id",
     ] {

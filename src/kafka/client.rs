@@ -6,7 +6,7 @@
 
 use rdkafka::config::ClientConfig;
 
-use crate::config::{Config, Delivery};
+use crate::config::{Config, Delivery, GroupProtocol};
 
 /// Settings common to the consumer and the producer: `defaults` first, so that
 /// `kafka.properties` can override them.
@@ -28,13 +28,21 @@ pub fn consumer_config(cfg: &Config) -> ClientConfig {
     let k = &cfg.kafka;
     let mut c = base(cfg, &[]);
     c.set("group.id", &k.group_id)
-        .set("session.timeout.ms", k.session_timeout_ms.to_string())
+        .set("group.protocol", k.group_protocol.as_librdkafka())
         .set("fetch.wait.max.ms", k.fetch_wait_max_ms.to_string())
         // A new group starts at the oldest request: every request gets an outcome.
         .set("auto.offset.reset", "earliest")
         // Committing is the offset tracker's decision (contiguous delivered prefix only).
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false");
+    if k.group_protocol == GroupProtocol::Classic {
+        // Under KIP-848 the broker owns both, and librdkafka refuses a client that sets them.
+        c.set("session.timeout.ms", k.session_timeout_ms.to_string())
+            .set(
+                "partition.assignment.strategy",
+                k.assignment_strategy.as_librdkafka(),
+            );
+    }
     if k.delivery == Delivery::ExactlyOnce {
         // Aborted transactions (ours after a failure, or an upstream producer's) are never
         // read as requests.
@@ -109,6 +117,38 @@ mod tests {
             Some("5000"),
             "tunable"
         );
+    }
+}
+
+#[cfg(test)]
+mod group_tests {
+    use rdkafka::consumer::BaseConsumer;
+
+    use super::*;
+    use crate::config::AssignmentStrategy;
+
+    /// librdkafka refuses a `group.protocol=consumer` client that sets classic-only properties,
+    /// so creating the client proves they are left out.
+    #[test]
+    fn each_group_protocol_gets_a_client_librdkafka_accepts() {
+        let mut cfg = Config::default();
+        cfg.kafka.assignment_strategy = AssignmentStrategy::CooperativeSticky;
+        let classic = consumer_config(&cfg);
+        assert_eq!(classic.get("group.protocol"), Some("classic"));
+        assert_eq!(
+            classic.get("partition.assignment.strategy"),
+            Some("cooperative-sticky")
+        );
+        assert_eq!(classic.get("session.timeout.ms"), Some("10000"));
+        assert!(classic.create::<BaseConsumer>().is_ok());
+
+        cfg.kafka.group_protocol = GroupProtocol::Consumer;
+        let kip848 = consumer_config(&cfg);
+        assert_eq!(kip848.get("group.protocol"), Some("consumer"));
+        assert_eq!(kip848.get("session.timeout.ms"), None);
+        assert_eq!(kip848.get("partition.assignment.strategy"), None);
+        let created = kip848.create::<BaseConsumer>();
+        assert!(created.is_ok(), "{:?}", created.err());
     }
 }
 

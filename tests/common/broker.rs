@@ -1,16 +1,21 @@
-//! A Kafka-compatible broker in a container, started through testcontainers.
+//! A Kafka broker in a container, started through testcontainers: one shared by every test of a
+//! test binary ([`shared_broker`]), or one of its own for a test that freezes or stops it
+//! ([`start_broker`]).
 //!
-//! Invariant: a [`Broker`] returned by [`start_broker`] has answered a metadata request at
-//! [`Broker::bootstrap_servers`], advertises exactly that address (Kafka clients reconnect to the
-//! advertised listener, not the one they dialled), and its container is removed when it drops.
+//! Invariant: a broker handed out here has answered a metadata request at its bootstrap address
+//! and advertises exactly that address (Kafka clients reconnect to the advertised listener, not
+//! the one they dialled); an own broker's container is removed when its [`Broker`] drops, the
+//! shared one's when the test process exits.
 //!
 //! Environment:
-//! - `KBATCH_TEST_BROKER_IMAGE`: image to run; default [`DEFAULT_IMAGE`].
+//! - `KBATCH_TEST_BROKER_IMAGE`: image to run; default [`DEFAULT_IMAGE`] (the test bench sets
+//!   the locally built Apache Kafka image).
 //! - `KBATCH_TEST_BROKER_KIND=tansu|kafka`: flavour; default guessed from the image name.
 //! - `KBATCH_TEST_BROKER_NETWORK=bridge|host`: default `bridge` with a 127.0.0.1 port binding.
 //! - `DOCKER_HOST`: the Docker-API socket (Podman's, from `.kbatch/testbench.env`, on our bench).
 use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use testcontainers::bollard::models::{HostConfig, PortBinding};
@@ -108,6 +113,90 @@ impl std::fmt::Debug for Broker {
             .field("image", &self.image)
             .field("container", &self.container.id())
             .finish()
+    }
+}
+
+/// The broker every test of this binary shares (topics and groups are unique per test, so
+/// tests do not see each other). Started on first use; removed when the process exits.
+pub struct SharedBroker {
+    bootstrap: String,
+    kind: BrokerKind,
+    image: String,
+    /// Dropping the sender tells the broker's thread to remove the container.
+    stop: Mutex<Option<mpsc::Sender<()>>>,
+    removed: Mutex<mpsc::Receiver<()>>,
+}
+
+impl SharedBroker {
+    pub fn bootstrap_servers(&self) -> &str {
+        &self.bootstrap
+    }
+
+    pub fn kind(&self) -> BrokerKind {
+        self.kind
+    }
+
+    pub fn image(&self) -> &str {
+        &self.image
+    }
+}
+
+static SHARED: OnceLock<SharedBroker> = OnceLock::new();
+
+/// The test binary's shared broker, started by the first test that asks.
+///
+/// Not for a test that freezes, stops or restarts its broker: that one takes [`start_broker`].
+pub async fn shared_broker() -> &'static SharedBroker {
+    tokio::task::spawn_blocking(|| SHARED.get_or_init(start_shared))
+        .await
+        .expect("starting the shared broker (its panic is above)")
+}
+
+/// Runs the container on a thread and runtime of its own, which outlive every test's runtime;
+/// the container is removed at process exit (`atexit`), since statics are never dropped.
+fn start_shared() -> SharedBroker {
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let (stop_tx, stop_rx) = mpsc::channel::<()>();
+    let (removed_tx, removed_rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("shared-broker".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("a runtime for the shared broker");
+            let broker = rt.block_on(start_broker());
+            let info = (broker.bootstrap.clone(), broker.kind, broker.image.clone());
+            let _ = ready_tx.send(info);
+            // Returns when the sender is dropped: at process exit.
+            let _ = stop_rx.recv();
+            let _ = rt.block_on(broker.container.rm());
+            let _ = removed_tx.send(());
+        })
+        .expect("spawning the shared broker's thread");
+    let (bootstrap, kind, image) = ready_rx
+        .recv()
+        .expect("the shared broker did not start (its panic is above)");
+    // SAFETY: registers a plain function with no captured state; it runs once at exit.
+    unsafe {
+        libc::atexit(remove_shared);
+    }
+    SharedBroker {
+        bootstrap,
+        kind,
+        image,
+        stop: Mutex::new(Some(stop_tx)),
+        removed: Mutex::new(removed_rx),
+    }
+}
+
+extern "C" fn remove_shared() {
+    let Some(shared) = SHARED.get() else { return };
+    drop(shared.stop.lock().map(|mut s| s.take()));
+    if let Ok(removed) = shared.removed.lock() {
+        // Bounded: a hung container engine must not hang the test run's exit.
+        let _ = removed.recv_timeout(Duration::from_secs(30));
     }
 }
 
@@ -276,6 +365,13 @@ fn kafka_env(
         ("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "1".to_owned()),
         // The default 3 s delay would slow every group join in every test.
         ("KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS", "0".to_owned()),
+        // KIP-848 groups (`group.protocol=consumer`) take their session timeout and heartbeat
+        // from the broker (45 s and 5 s by default); the classic groups of the tests use 6 s
+        // and 0.5 s, and a dead member must be noticed as fast under either protocol.
+        ("KAFKA_GROUP_CONSUMER_MIN_SESSION_TIMEOUT_MS", "6000".to_owned()),
+        ("KAFKA_GROUP_CONSUMER_SESSION_TIMEOUT_MS", "6000".to_owned()),
+        ("KAFKA_GROUP_CONSUMER_MIN_HEARTBEAT_INTERVAL_MS", "500".to_owned()),
+        ("KAFKA_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS", "500".to_owned()),
         ("KAFKA_AUTO_CREATE_TOPICS_ENABLE", "false".to_owned()),
     ]
     .into_iter()

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 // Re-exported for the test files; each test binary uses only some of them.
 #[allow(unused_imports)]
-pub use broker::{start_broker, Broker, BrokerKind};
+pub use broker::{shared_broker, start_broker, Broker, BrokerKind, SharedBroker};
 #[allow(unused_imports)]
 pub use kafka::*;
 
