@@ -237,7 +237,9 @@ fn enabled(fault: &str) -> bool {
 }
 
 /// The fault schedule: a graceful stop, two `kill -9`s, a frozen broker and a rolling restart of
-/// the whole group; every replacement is waited for until ready (as an orchestrator would).
+/// the whole group. A killed instance's replacement starts at once, as an orchestrator restarts
+/// a crashed pod, while the dead member still holds its partitions in the group; the next fault
+/// waits until the replacement is ready.
 async fn inject_faults(
     cfg: &Config,
     broker: &common::broker::Broker,
@@ -245,10 +247,6 @@ async fn inject_faults(
 ) -> BTreeMap<&'static str, u32> {
     let mut faults: BTreeMap<&str, u32> = BTreeMap::new();
     let pause = |s| tokio::time::sleep(Duration::from_secs(s));
-    // A killed member stays in the group until its session times out; its replacement joins
-    // after that (see docs/reliability.md: tansu 0.6's coordinator can stall a rebalance for
-    // good when a member joins while a dead one is still pending).
-    let session = Duration::from_millis(u64::from(cfg.kafka.session_timeout_ms) + 1000);
     pause(6).await;
     if enabled("stop") {
         sigterm(&mut inst[0]).await;
@@ -260,7 +258,6 @@ async fn inject_faults(
     if enabled("kill") {
         sigkill(&mut inst[1]).await;
         *faults.entry("kill -9").or_default() += 1;
-        tokio::time::sleep(session).await;
         inst[1] = spawn(cfg);
         wait_ready(&inst[1]).await;
     }
@@ -278,7 +275,6 @@ async fn inject_faults(
     if enabled("kill") {
         sigkill(&mut inst[2]).await;
         *faults.entry("kill -9").or_default() += 1;
-        tokio::time::sleep(session).await;
         inst[2] = spawn(cfg);
         wait_ready(&inst[2]).await;
     }

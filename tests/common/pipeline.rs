@@ -88,6 +88,14 @@ pub fn serve_env(cfg: &Config) -> Vec<(String, String)> {
             k.session_timeout_ms.to_string(),
         ),
         (
+            "KBATCH_KAFKA__GROUP_PROTOCOL",
+            k.group_protocol.as_librdkafka().to_owned(),
+        ),
+        (
+            "KBATCH_KAFKA__ASSIGNMENT_STRATEGY",
+            k.assignment_strategy.as_librdkafka().to_owned(),
+        ),
+        (
             "KBATCH_KAFKA__FETCH_WAIT_MAX_MS",
             k.fetch_wait_max_ms.to_string(),
         ),
