@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Benchmarks of issue 3 on this machine: a fresh tansu broker, 4 tiers x 4 partitions, kbatch
-# serve in its own process, `kbatch bench` as the load generator. Prints the bench report.
+# Benchmarks of issue 3 on this machine: a fresh Apache Kafka broker (`kbatch broker`, the
+# install of scripts/install-kafka.sh), 4 tiers x 4 partitions, kbatch serve in its own process,
+# `kbatch bench` as the load generator. Prints the bench report.
 #   scripts/bench.sh drain [N=50000] [serve args...]   backlog produced first, then serve drains it
 #   scripts/bench.sh rate  [R=1000]  [serve args...]   R requests/s for DURATION (30s) against a warm server
 #   scripts/bench.sh ratio [N=100000] [serve args...]  raw ONNX Runtime (1 and 2 threads), then a drain of N,
 #                                                      then the drain's share of the best raw figure
 # Serve args are e.g. `--profile off_hours` or `--set batch_processing.max_batch_size=128`.
-# TANSU_BIN (default .kbatch/bin/tansu) and TANSU_STORAGE (default memory://tansu/; e.g.
-# sqlite://.kbatch/bench.db for a tansu built with `--features libsql`, path relative to the
-# repository; the file is deleted first) pick the broker. SERVER=echo runs
+# BROKER=kafka (default) or BROKER=tansu picks the broker; for tansu, TANSU_BIN (default
+# .kbatch/bin/tansu) and TANSU_STORAGE (default memory://tansu/; e.g. sqlite://.kbatch/bench.db
+# for a tansu built with `--features libsql`, path relative to the repository; the file is
+# deleted first). SERVER=echo runs
 # examples/echo_server.rs (no model, no batching: the broker floor) instead of kbatch serve;
 # SERVER=/path/to/kbatch runs that build's `serve`. Each run ends with the CPU seconds of broker,
 # server and load generator and the server's peak RSS; PERF=1 (drain) records the server's stacks.
@@ -33,8 +35,13 @@ print(f"drain {drain:.0f} req/s = {drain / one:.2f}x raw ORT 1 thread ({one:.0f}
 PY
   exit 0
 fi
+broker_kind=${BROKER:-kafka}
 scripts/install-onnxruntime.sh >/dev/null
-scripts/install-tansu.sh >/dev/null
+case $broker_kind in
+  kafka) scripts/install-kafka.sh >/dev/null ;;
+  tansu) scripts/install-tansu.sh >/dev/null ;;
+  *) echo "BROKER=$broker_kind: expected kafka or tansu" >&2; exit 2 ;;
+esac
 cargo build --release --quiet --bin kbatch --example echo_server
 server=(./target/release/kbatch serve)
 case ${SERVER:-kbatch} in
@@ -46,14 +53,30 @@ esac
 # reports perf's own process, so its CPU figures include the sampling.
 if [[ -n ${PERF:-} ]]; then server=(perf record -F 999 -o /tmp/kbatch-serve.perf -- "${server[@]}"); fi
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-storage=${TANSU_STORAGE:-memory://tansu/}
-if [[ $storage == sqlite://* ]]; then rm -f "${storage#sqlite://}"*; fi
-${TANSU_BIN:-.kbatch/bin/tansu} broker --listener-url tcp://127.0.0.1:$port --advertised-listener-url tcp://127.0.0.1:$port \
-  --storage-engine "$storage" --cluster-id bench >/tmp/kbatch-bench-tansu.log 2>&1 &
-tansu=$!
-trap 'kill $tansu ${serve:-} 2>/dev/null || true' EXIT
-export KBATCH_KAFKA__BROKERS=127.0.0.1:$port KBATCH_KAFKA__SESSION_TIMEOUT_MS=6000 LOG_LEVEL=${LOG_LEVEL:-warn}
-sleep 0.5
+if [[ $broker_kind == kafka ]]; then
+  ./target/release/kbatch broker --port "$port" >/tmp/kbatch-bench-broker.log 2>&1 &
+  launcher=$!
+  trap 'kill $launcher ${serve:-} 2>/dev/null; wait $launcher 2>/dev/null || true' EXIT
+  for _ in $(seq 1 600); do
+    grep -q 'ready at' /tmp/kbatch-bench-broker.log && break
+    kill -0 $launcher 2>/dev/null || { cat /tmp/kbatch-bench-broker.log >&2; exit 1; }
+    sleep 0.1
+  done
+  grep 'ready at' /tmp/kbatch-bench-broker.log >&2
+  # The JVM is the launcher's child: its CPU time is the broker's.
+  broker=$(pgrep -P $launcher java)
+else
+  storage=${TANSU_STORAGE:-memory://tansu/}
+  if [[ $storage == sqlite://* ]]; then rm -f "${storage#sqlite://}"*; fi
+  ${TANSU_BIN:-.kbatch/bin/tansu} broker --listener-url tcp://127.0.0.1:$port --advertised-listener-url tcp://127.0.0.1:$port \
+    --storage-engine "$storage" --cluster-id bench >/tmp/kbatch-bench-tansu.log 2>&1 &
+  broker=$!
+  trap 'kill $broker ${serve:-} 2>/dev/null || true' EXIT
+  # tansu holds a group join for about half the session timeout.
+  export KBATCH_KAFKA__SESSION_TIMEOUT_MS=6000
+  sleep 0.5
+fi
+export KBATCH_KAFKA__BROKERS=127.0.0.1:$port LOG_LEVEL=${LOG_LEVEL:-warn}
 ./target/release/kbatch create-topics --partitions 4 >/dev/null
 out=${BENCH_JSON:-/tmp/kbatch-$mode.json}
 # CPU seconds (user + system) a process has used so far, and its peak resident memory.
@@ -61,7 +84,7 @@ cpu_s() { awk -v t="$(getconf CLK_TCK)" '{ printf "%.1f", ($14 + $15) / t }' "/p
 peak_mb() { awk '/VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
 usage() {
   [[ -n ${serve:-} && -e /proc/$serve ]] || return 0
-  echo "cpu seconds: broker $(cpu_s $tansu), server $(cpu_s $serve), load generator $(cat /tmp/kbatch-bench-cpu 2>/dev/null)"
+  echo "cpu seconds: broker $(cpu_s $broker), server $(cpu_s $serve), load generator $(cat /tmp/kbatch-bench-cpu 2>/dev/null)"
   echo "server peak RSS $(peak_mb $serve) MB"
 }
 bench=(/usr/bin/time -f '%U+%S' -o /tmp/kbatch-bench-cpu ./target/release/kbatch bench)

@@ -664,3 +664,98 @@ async fn near_limit_record_is_dead_lettered(properties: &[(&str, &str)]) {
     assert_eq!(report.replier.delivery_failures, 0, "{:?}", report.replier);
     assert_eq!(offset, Some(Offset::Offset(2)), "commits go past both");
 }
+
+/// A dead letter larger than the dead-letter topic accepts: the tier topic takes records up to
+/// 3 MB (topic `max.message.bytes`), `wire.max_request_bytes` is 2 MiB, and the dead-letter
+/// topic keeps Kafka's default limit (1 MiB). The unreadable 1.5 MB record's full dead letter is
+/// refused by the broker (MESSAGE_TOO_LARGE); kbatch sends it again without the original value
+/// and headers, pointing at the source record, and the partition's commits go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dead_letter_too_large_for_its_topic_is_sent_without_the_original_bytes() {
+    use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::Offset;
+
+    let broker = shared_broker().await;
+    let bootstrap = broker.bootstrap_servers();
+    let mut cfg = test_config(bootstrap, 1).await;
+    cfg.wire.max_request_bytes = 2 * 1024 * 1024;
+    let topic = cfg.kafka.topics.normal.clone();
+    let admin: AdminClient<DefaultClientContext> = common::client_config(bootstrap)
+        .create()
+        .expect("admin client");
+    let raise = AlterConfig::new(ResourceSpecifier::Topic(&topic)).set("max.message.bytes", "3000000");
+    let altered = with_timeout("AlterConfigs", WAIT, admin.alter_configs([&raise], &AdminOptions::new()))
+        .await
+        .expect("alter_configs");
+    assert!(altered.iter().all(Result::is_ok), "{altered:?}");
+    let replies_reader = reader(bootstrap, &cfg.replies.default_topic);
+    let dlq_reader = reader(bootstrap, &cfg.replies.dead_letter_topic);
+    let serving = {
+        let cancel = CancellationToken::new();
+        let handle = tokio::spawn(kbatch::app::serve(cfg.clone(), cancel.clone()));
+        (cancel, handle)
+    };
+    let big_producer: FutureProducer = common::producer_config(bootstrap)
+        .set("message.max.bytes", "3000000")
+        .create()
+        .expect("producer");
+    let mut value = vec![b'x'; 1_500_000];
+    value[0] = b'!';
+    // The topic's new limit may take a moment to apply on the partition leader.
+    let at = loop {
+        let rec = FutureRecord::<str, [u8]>::to(&topic).key("too-big").payload(&value);
+        match big_producer.send(rec, Duration::from_secs(10)).await {
+            Ok(d) => break d,
+            Err((e, _)) if e.to_string().contains("too large") => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            Err((e, _)) => panic!("producing the big record: {e}"),
+        }
+    };
+    send_request(&big_producer, &cfg, Tier::Normal, &request("after", 1)).await;
+
+    let replies = collect_replies(&replies_reader, &cfg, Duration::from_secs(60), |r| {
+        !r.is_empty()
+    })
+    .await;
+    let dead = tokio::time::timeout(Duration::from_secs(30), dlq_reader.recv())
+        .await
+        .ok()
+        .map(|m| m.expect("dlq consumer").detach());
+    let (cancel, handle) = serving;
+    cancel.cancel();
+    let report = with_timeout("a graceful drain", Duration::from_secs(30), handle)
+        .await
+        .expect("serve task")
+        .expect("serve ran");
+    let offset = committed_offset(bootstrap, &cfg.kafka.group_id, &topic, 0);
+
+    assert_eq!(replies.len(), 1, "the valid request behind it is served");
+    assert_eq!(replies[0].reply.status, Status::Ok);
+    let dead = dead
+        .unwrap_or_else(|| panic!("no dead letter; committed {offset:?}; {:?}", report.replier));
+    let trimmed = dead
+        .headers()
+        .and_then(|hs| {
+            use rdkafka::message::Headers;
+            hs.iter().find(|h| h.key == kbatch::kafka::TRIMMED_HEADER)
+        })
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).parse::<usize>().expect("a size"));
+    assert!(
+        trimmed.is_some_and(|n| n > 1_048_588),
+        "the refused letter's size is recorded: {trimmed:?}"
+    );
+    let dl = WireCodec::new(&cfg.wire)
+        .decode_dead_letter(dead.payload().unwrap())
+        .expect("dead letter decodes");
+    assert_eq!(dl.error_kind, "unknown_framing");
+    assert_eq!(dl.value, None, "the original bytes stay in the source topic");
+    assert_eq!((dl.source_topic.as_str(), dl.source_offset), (topic.as_str(), at.offset));
+    assert_eq!(dl.key.as_deref(), Some(&b"too-big"[..]));
+    assert!(dl.error.contains("omitted"), "{}", dl.error);
+    assert_eq!(report.replier.dead_letters, 1, "{:?}", report.replier);
+    assert_eq!(report.replier.delivery_failures, 0, "{:?}", report.replier);
+    assert_eq!(offset, Some(Offset::Offset(2)), "commits go past both");
+}

@@ -1,10 +1,10 @@
 //! The compose stack, for real: `docker-compose.yml` with `deploy/compose/local.yml` on top
 //! (images built here: kbatch FROM scratch out of this build's binary, Prometheus from Debian's
-//! binary, tansu as the broker; Grafana left out) is brought up on Podman, `kbatch bench` runs
-//! inside the stack's network against it, and the test checks every reply, that both replicas
-//! answered (one consumer group, partitions shared), that Prometheus scraped both and counts the
-//! same replies, and that the image's health-check command passes. The stack is torn down even
-//! when an assertion fails.
+//! binary, Apache Kafka 4.1.1 from Maven Central as the broker; Grafana left out) is brought up
+//! on Podman, `kbatch bench` runs inside the stack's network against it, and the test checks
+//! every reply, that both replicas answered (one consumer group, partitions shared), that
+//! Prometheus scraped both and counts the same replies, and that the image's health-check
+//! command passes. The stack is torn down even when an assertion fails.
 //!
 //! Needs the test bench (scripts/setup-testbench.sh: Podman's Docker API in `DOCKER_HOST`, the
 //! broker image) and scripts/setup-deploy.sh (docker-compose, prometheus); scripts/test.sh runs

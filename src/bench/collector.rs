@@ -73,6 +73,9 @@ pub struct Tally {
     pub server_latency: Histogram<u64>,
     /// `timings.batch_size` of OK replies.
     pub batch_sizes: Histogram<u64>,
+    /// End-to-end latency (µs) of answered requests by when they were sent: one histogram per
+    /// [`WINDOW`] since sending started, so a tail that grows during a run shows.
+    pub windows: Vec<Histogram<u64>>,
     pub first_reply: Option<Instant>,
     pub last_reply: Option<Instant>,
 }
@@ -91,11 +94,15 @@ impl Default for Tally {
             latency: std::array::from_fn(|_| latency_histogram()),
             server_latency: latency_histogram(),
             batch_sizes: batch_histogram(),
+            windows: Vec::new(),
             first_reply: None,
             last_reply: None,
         }
     }
 }
+
+/// Width of the report's latency windows.
+pub const WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Tallies since the last live snapshot.
 #[derive(Debug)]
@@ -180,6 +187,12 @@ impl Matcher {
         t.answered += 1;
         t.statuses[reply.status as usize] += 1;
         t.latency[tier.index()].saturating_record(us);
+        let window = (sent_at.saturating_duration_since(self.started).as_secs() / WINDOW.as_secs())
+            as usize;
+        if t.windows.len() <= window {
+            t.windows.resize_with(window + 1, latency_histogram);
+        }
+        t.windows[window].saturating_record(us);
         self.interval.latency[tier.index()].saturating_record(us);
         self.interval.answered += 1;
         // Zero or negative: the server did not measure it.

@@ -156,6 +156,9 @@ pub struct BenchReport {
     pub latency: Vec<LatencySummary>,
     /// The server's own `timings.end_to_end_us`, all tiers.
     pub server_latency: LatencySummary,
+    /// All tiers by when the request was sent, per 10-second window from the first send
+    /// (`tier` names the window, e.g. `10-20s`): a flat tail has about the same p99 in each.
+    pub windows: Vec<LatencySummary>,
     pub batch_size: Option<BatchSummary>,
 }
 
@@ -224,6 +227,15 @@ impl BenchReport {
             ),
             latency,
             server_latency: LatencySummary::of("server", &tally.server_latency),
+            windows: tally
+                .windows
+                .iter()
+                .enumerate()
+                .map(|(i, h)| {
+                    let w = super::collector::WINDOW.as_secs() as usize;
+                    LatencySummary::of(&format!("{}-{}s", i * w, (i + 1) * w), h)
+                })
+                .collect(),
             batch_size: (!b.is_empty()).then(|| BatchSummary {
                 mean: b.mean(),
                 p50: b.value_at_quantile(0.5),
@@ -354,6 +366,23 @@ impl BenchReport {
                 l.mean_us / 1000.0
             );
         }
+        if self.windows.len() > 1 {
+            let _ = writeln!(s, "by send time (all tiers):");
+            for w in &self.windows {
+                let _ = writeln!(
+                    s,
+                    "  {:<9} {:>9} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
+                    w.tier,
+                    w.count,
+                    ms(w.p50_us),
+                    ms(w.p90_us),
+                    ms(w.p99_us),
+                    ms(w.p999_us),
+                    ms(w.max_us),
+                    w.mean_us / 1000.0
+                );
+            }
+        }
         s
     }
 }
@@ -480,5 +509,39 @@ mod tests {
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["missing"], 10);
         assert_eq!(json["latency"][0]["tier"], "critical");
+    }
+
+    #[test]
+    fn latency_is_also_reported_per_ten_second_window_of_send_time() {
+        let mix = TierMix::new([1, 0, 0, 0]).unwrap();
+        let base = Instant::now();
+        let plan = std::sync::Arc::new(Plan::new(100, &mix, 0.0, 1));
+        let log = std::sync::Arc::new(SendLog::new(100, base));
+        let mut m = Matcher::new(RequestIds::new("w"), plan, log.clone());
+        m.restart_clock(base);
+        // Sent 300 ms apart (0 to 29.7 s); answered after 5 ms, then 50 ms from seq 67 on.
+        for seq in 0..100u64 {
+            let sent = base + Duration::from_millis(300 * seq);
+            log.mark_sent(seq, sent);
+            let r = Reply {
+                request_id: format!("w-{seq}"),
+                status: Status::Ok,
+                error: None,
+                model_name: "m".into(),
+                model_version: "1".into(),
+                output_shape: vec![3],
+                outputs: vec![0.0; 3],
+                tier: Tier::Critical,
+                timings: Timings::default(),
+                completed_at_ms: 0,
+            };
+            let latency = if seq < 67 { 5 } else { 50 };
+            m.on_reply(&r, sent + Duration::from_millis(latency));
+        }
+        let w = &m.tally().windows;
+        let counts: Vec<u64> = w.iter().map(|h| h.len()).collect();
+        assert_eq!(counts, [34, 33, 33], "sends at 0..=9.9 s, 10.2..=19.8 s, 20.1..=29.7 s");
+        let p99_ms: Vec<u64> = w.iter().map(|h| h.value_at_quantile(0.99) / 1000).collect();
+        assert_eq!(p99_ms, [5, 5, 50]);
     }
 }

@@ -117,11 +117,18 @@ impl ClientContext for KbatchContext {
     fn stats(&self, stats: Statistics) {
         let t = &self.telemetry;
         t.health.set_broker_up(observe::broker_up(&stats));
+        // Exactly-once reads `read_committed`: open transactions are not lag yet.
+        let end = if self.commits_in_transactions {
+            observe::LogEnd::LastStable
+        } else {
+            observe::LogEnd::HighWatermark
+        };
         let lags = observe::lags(
             &stats,
             &self.topics,
             &self.tracker.positions(),
             &self.tracker.assigned(),
+            end,
         );
         // Revoked partitions must not keep reporting their last lag.
         t.metrics.consumer_lag.reset();

@@ -9,6 +9,12 @@
 //!   re-encoded in `wire.reply_format` (kbatch keeps decoded requests, not their bytes), so it
 //!   can be inspected or produced back to its topic as is once the model is fixed.
 //!
+//! - a dead letter the dead-letter topic refuses as too large (a record near `max_request_bytes`
+//!   on a topic whose `max.message.bytes` is smaller, 1 MiB by default on Kafka) is sent again
+//!   without the original value and headers, [`trimmed_dead_letter`]: it still names the source
+//!   record, which stays readable in its own topic, so nothing is lost and the partition's
+//!   commits go on.
+//!
 //! Invariant: a request's outcome is always delivered somewhere before its offset is committed.
 
 use rdkafka::error::KafkaError as RdError;
@@ -94,6 +100,57 @@ pub fn reply_dead_letter(
         error: format!("reply topic '{}' refused the reply: {err}", msg.topic()),
         failed_at_ms: now_ms,
         processor: cfg.kafka.client_id.clone(),
+    }
+}
+
+/// Header marking a dead letter sent without its value and headers; its value is the size in
+/// bytes of the letter the dead-letter topic refused.
+pub const TRIMMED_HEADER: &str = "kbatch-dead-letter-trimmed";
+
+/// The dead letter `msg` (encoded, refused by its topic as too large: `err`) without the
+/// original record's value and headers. The letter is decoded to keep its error kind and text;
+/// if that fails the kind comes from the record's `kbatch-error-kind` header.
+pub fn trimmed_dead_letter(
+    (cfg, codec): (&Config, &WireCodec),
+    origin: &Origin,
+    msg: &OwnedMessage,
+    err: &RdError,
+    now_ms: i64,
+) -> DeadLetter {
+    let size = msg.payload().map_or(0, <[u8]>::len);
+    let omitted = format!(
+        "the dead letter ({size} bytes) was refused by '{}' ({err}); the original value and \
+         headers are omitted here and stay readable at the source topic, partition and offset",
+        msg.topic()
+    );
+    match msg.payload().map(|p| codec.decode_dead_letter(p)) {
+        Some(Ok(mut letter)) => {
+            letter.value = None;
+            letter.headers.clear();
+            letter.error = format!("{}; {omitted}", letter.error);
+            letter.failed_at_ms = now_ms;
+            letter
+        }
+        _ => {
+            let kind = msg
+                .headers()
+                .and_then(|hs| hs.iter().find(|h| h.key == "kbatch-error-kind"))
+                .and_then(|h| h.value)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_else(|| "unknown".to_owned());
+            DeadLetter {
+                source_topic: cfg.kafka.topics.topic(origin.topic_tier).to_owned(),
+                source_partition: origin.partition,
+                source_offset: origin.offset,
+                key: msg.key().map(<[u8]>::to_vec),
+                value: None,
+                headers: Vec::new(),
+                error_kind: kind,
+                error: omitted,
+                failed_at_ms: now_ms,
+                processor: cfg.kafka.client_id.clone(),
+            }
+        }
     }
 }
 

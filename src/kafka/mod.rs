@@ -31,7 +31,7 @@ pub use admission::{deadline_instant, Admission, Decision, RecordParts};
 pub use client::{consumer_config, producer_config};
 pub use consumer::{run_consumer, ConsumerInputs, ConsumerReport};
 pub use error::KafkaError;
-pub use fallback::REPLY_UNDELIVERABLE;
+pub use fallback::{REPLY_UNDELIVERABLE, TRIMMED_HEADER};
 pub use guard::ClientGuard;
 pub use offsets::{OffsetTracker, PartitionKey};
 pub use replier::{run_replier, ReplierReport, MAX_IN_FLIGHT};

@@ -23,7 +23,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use tokio::sync::mpsc::Receiver;
 
 use super::client::producer_config;
-use super::fallback::{poison_dead_letter, reply_dead_letter};
+use super::fallback::{poison_dead_letter, reply_dead_letter, trimmed_dead_letter, TRIMMED_HEADER};
 use super::{KafkaError, SharedTracker};
 use crate::config::Config;
 use crate::pipeline::{micros, now_ms, Origin, Outcome, ReplyTo};
@@ -191,6 +191,17 @@ impl Encoder {
                     a.then,
                 )))
             }
+            // A dead letter too large for its topic goes again without the original bytes
+            // (once: a trimmed letter refused again is given up like any other).
+            Some(msg)
+                if is_too_large(&e)
+                    && msg.topic() == self.cfg.replies.dead_letter_topic
+                    && !is_trimmed(&msg) =>
+            {
+                tracing::warn!(error = %e, origin = ?a.origin,
+                    "dead-letter topic refused a dead letter as too large; sending it without the original value");
+                Some(self.send_trimmed(producer, (a.origin, a.kind), &msg, &e, a.then).await)
+            }
             // Only a refusal by the topic itself: after transient failures (broker away) the
             // reply stays pending and is recomputed, so the requester still gets it.
             Some(msg) if is_permanent(&e) => match a.kind {
@@ -219,6 +230,37 @@ impl Encoder {
         tracing::error!(error = %e, attempts, origin = ?origin,
             "outcome not delivered; its offset stays uncommitted and will be re-read");
         None
+    }
+
+    /// Sends the dead letter `msg`, refused as too large, again without the original record's
+    /// value and headers; `then` (a poison request's reply) still follows it.
+    async fn send_trimmed(
+        &mut self,
+        producer: &FutureProducer,
+        (origin, kind): (Origin, Kind),
+        msg: &OwnedMessage,
+        e: &RdError,
+        then: Option<Box<Outcome>>,
+    ) -> InFlight {
+        let letter = trimmed_dead_letter((&self.cfg, &self.codec), &origin, msg, e, now_ms());
+        self.buf.clear();
+        self.codec.encode_dead_letter(&letter, &mut self.buf);
+        let refused = msg.payload().map_or(0, <[u8]>::len).to_string();
+        let headers = OwnedHeaders::new_with_capacity(3)
+            .insert(header("kbatch-error-kind", letter.error_kind.as_bytes()))
+            .insert(header(
+                "kbatch-instance",
+                self.cfg.kafka.client_id.as_bytes(),
+            ))
+            .insert(header(TRIMMED_HEADER, refused.as_bytes()));
+        let mut record = FutureRecord::to(&self.cfg.replies.dead_letter_topic)
+            .payload(&self.buf[..])
+            .headers(headers);
+        if let Some(k) = msg.key() {
+            record = record.key(k);
+        }
+        let enqueued = enqueue(producer, record).await;
+        Box::pin(attempt(enqueued, (origin, kind), 1, then))
     }
 
     /// Sends the refused reply `msg` to the dead-letter topic.
@@ -283,6 +325,21 @@ fn is_permanent(e: &RdError) -> bool {
                 | C::InvalidArgument
         )
     )
+}
+
+/// The broker (or librdkafka, before sending) refused the record for its size.
+fn is_too_large(e: &RdError) -> bool {
+    use RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(C::MessageSizeTooLarge | C::InvalidMessageSize | C::MessageBatchTooLarge)
+    )
+}
+
+fn is_trimmed(msg: &OwnedMessage) -> bool {
+    use rdkafka::message::Headers;
+    msg.headers()
+        .is_some_and(|hs| hs.iter().any(|h| h.key == TRIMMED_HEADER))
 }
 
 /// Turns outcomes into Kafka records, reusing one encode buffer.
