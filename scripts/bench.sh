@@ -53,10 +53,16 @@ esac
 # reports perf's own process, so its CPU figures include the sampling.
 if [[ -n ${PERF:-} ]]; then server=(perf record -F 999 -o /tmp/kbatch-serve.perf -- "${server[@]}"); fi
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+stop_all() {
+  if [[ -n ${serve:-} ]]; then kill "$serve" 2>/dev/null; wait "$serve" 2>/dev/null; fi
+  kill "${launcher:-${broker:-}}" 2>/dev/null
+  wait "${launcher:-${broker:-}}" 2>/dev/null || true
+}
 if [[ $broker_kind == kafka ]]; then
   ./target/release/kbatch broker --port "$port" >/tmp/kbatch-bench-broker.log 2>&1 &
   launcher=$!
-  trap 'kill $launcher ${serve:-} 2>/dev/null; wait $launcher 2>/dev/null || true' EXIT
+  # The server first (it drains and commits while the broker is still there), then the broker.
+  trap 'stop_all' EXIT
   for _ in $(seq 1 600); do
     grep -q 'ready at' /tmp/kbatch-bench-broker.log && break
     kill -0 $launcher 2>/dev/null || { cat /tmp/kbatch-bench-broker.log >&2; exit 1; }
@@ -71,7 +77,7 @@ else
   ${TANSU_BIN:-.kbatch/bin/tansu} broker --listener-url tcp://127.0.0.1:$port --advertised-listener-url tcp://127.0.0.1:$port \
     --storage-engine "$storage" --cluster-id bench >/tmp/kbatch-bench-tansu.log 2>&1 &
   broker=$!
-  trap 'kill $broker ${serve:-} 2>/dev/null || true' EXIT
+  trap 'stop_all' EXIT
   # tansu holds a group join for about half the session timeout.
   export KBATCH_KAFKA__SESSION_TIMEOUT_MS=6000
   sleep 0.5

@@ -59,6 +59,9 @@ pub struct DemoArgs {
     /// Partitions per topic.
     #[arg(long, default_value_t = 4)]
     pub partitions: i32,
+    /// Seconds of load at `--rate` before the measured run (broker JIT, batch size settling).
+    #[arg(long, default_value_t = 5)]
+    pub warmup_secs: u64,
     /// Longest wait for outstanding replies after sending ends (seconds).
     #[arg(long, default_value_t = 10)]
     pub wait_secs: u64,
@@ -124,7 +127,11 @@ impl DemoBroker {
                 let r = k.stop().await;
                 println!(
                     "broker: Kafka {version} {} in {:.1} s",
-                    if r.clean { "shut down cleanly" } else { "killed (no clean shutdown within 30 s)" },
+                    if r.clean {
+                        "shut down cleanly"
+                    } else {
+                        "killed (no clean shutdown within 30 s)"
+                    },
                     r.took.as_secs_f64()
                 );
             }
@@ -268,7 +275,9 @@ async fn pick_broker(args: &DemoArgs, topics: &[String]) -> anyhow::Result<DemoB
             // Named explicitly: a broken installation is an error, not a reason to fall back.
             let home = KafkaHome::at(home)?;
             println!("starting Apache Kafka {} ...", home.version());
-            return Ok(DemoBroker::Kafka(KafkaProcess::start(&home, &kafka_options(args)).await?));
+            return Ok(DemoBroker::Kafka(
+                KafkaProcess::start(&home, &kafka_options(args)).await?,
+            ));
         }
         if let Some(home) = KafkaHome::locate(None) {
             println!("starting Apache Kafka {} ...", home.version());
@@ -364,7 +373,8 @@ async fn run_with_broker(
     let signal = control.stop_on_ctrl_c();
 
     let mut ended = None;
-    let result = drive(&spec, &control, &mut serving, &mut ended).await;
+    let warmup = Duration::from_secs(args.warmup_secs);
+    let result = drive((&spec, warmup), &control, &mut serving, &mut ended).await;
     signal.abort();
 
     // Stop the pipeline (it drains what it took) unless it already ended.
@@ -403,20 +413,24 @@ type Serving = tokio::task::JoinHandle<Result<String, String>>;
 /// Warm-up, then the timed load with a live line per second. If the pipeline ends first, its
 /// outcome goes to `ended` (the handle must not be awaited again) and the load fails.
 async fn drive(
-    spec: &RunSpec,
+    (spec, warmup): (&RunSpec, Duration),
     control: &RunControl,
     serving: &mut Serving,
     ended: &mut Option<Result<String, String>>,
 ) -> anyhow::Result<bench::BenchReport> {
-    println!("warming up: waiting for the pipeline to answer a first request ...");
-    let warm = bench::warm_up(spec, Duration::from_secs(60));
+    println!(
+        "warming up: a first request per tier, then {} s at {}/s (not measured) ...",
+        warmup.as_secs(),
+        spec.rate
+    );
+    let warm = bench::warm_up(spec, Duration::from_secs(60), warmup);
     let took = tokio::select! {
         r = warm => r?,
         r = &mut *serving => return Err(pipeline_ended(ended.insert(flatten(r)))),
         _ = control.stop_sending.cancelled() => bail!("interrupted during warm-up"),
     };
     println!(
-        "first reply after {:.2} s; sending {} requests at {}/s, tiers {}",
+        "first reply after {:.2} s, warm-up load done; sending {} requests at {}/s, tiers {}",
         took.as_secs_f64(),
         spec.total,
         spec.rate,

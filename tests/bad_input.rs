@@ -684,10 +684,15 @@ async fn a_dead_letter_too_large_for_its_topic_is_sent_without_the_original_byte
     let admin: AdminClient<DefaultClientContext> = common::client_config(bootstrap)
         .create()
         .expect("admin client");
-    let raise = AlterConfig::new(ResourceSpecifier::Topic(&topic)).set("max.message.bytes", "3000000");
-    let altered = with_timeout("AlterConfigs", WAIT, admin.alter_configs([&raise], &AdminOptions::new()))
-        .await
-        .expect("alter_configs");
+    let raise =
+        AlterConfig::new(ResourceSpecifier::Topic(&topic)).set("max.message.bytes", "3000000");
+    let altered = with_timeout(
+        "AlterConfigs",
+        WAIT,
+        admin.alter_configs([&raise], &AdminOptions::new()),
+    )
+    .await
+    .expect("alter_configs");
     assert!(altered.iter().all(Result::is_ok), "{altered:?}");
     let replies_reader = reader(bootstrap, &cfg.replies.default_topic);
     let dlq_reader = reader(bootstrap, &cfg.replies.dead_letter_topic);
@@ -704,7 +709,9 @@ async fn a_dead_letter_too_large_for_its_topic_is_sent_without_the_original_byte
     value[0] = b'!';
     // The topic's new limit may take a moment to apply on the partition leader.
     let at = loop {
-        let rec = FutureRecord::<str, [u8]>::to(&topic).key("too-big").payload(&value);
+        let rec = FutureRecord::<str, [u8]>::to(&topic)
+            .key("too-big")
+            .payload(&value);
         match big_producer.send(rec, Duration::from_secs(10)).await {
             Ok(d) => break d,
             Err((e, _)) if e.to_string().contains("too large") => {
@@ -751,8 +758,14 @@ async fn a_dead_letter_too_large_for_its_topic_is_sent_without_the_original_byte
         .decode_dead_letter(dead.payload().unwrap())
         .expect("dead letter decodes");
     assert_eq!(dl.error_kind, "unknown_framing");
-    assert_eq!(dl.value, None, "the original bytes stay in the source topic");
-    assert_eq!((dl.source_topic.as_str(), dl.source_offset), (topic.as_str(), at.offset));
+    assert_eq!(
+        dl.value, None,
+        "the original bytes stay in the source topic"
+    );
+    assert_eq!(
+        (dl.source_topic.as_str(), dl.source_offset),
+        (topic.as_str(), at.offset)
+    );
     assert_eq!(dl.key.as_deref(), Some(&b"too-big"[..]));
     assert!(dl.error.contains("omitted"), "{}", dl.error);
     assert_eq!(report.replier.dead_letters, 1, "{:?}", report.replier);

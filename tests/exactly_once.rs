@@ -276,11 +276,15 @@ async fn lag_under_read_committed_ends_at_the_last_stable_offset() {
             .with_label_values(&[cfg.kafka.topics.normal.as_str(), "0"])
             .get()
     };
-    with_timeout("the plain requests answered", Duration::from_secs(60), async {
-        for _ in 0..10 {
-            reader.recv().await.expect("reader");
-        }
-    })
+    with_timeout(
+        "the plain requests answered",
+        Duration::from_secs(60),
+        async {
+            for _ in 0..10 {
+                reader.recv().await.expect("reader");
+            }
+        },
+    )
     .await;
 
     let upstream: FutureProducer = common::producer_config(&bootstrap)
@@ -291,7 +295,13 @@ async fn lag_under_read_committed_ends_at_the_last_stable_offset() {
     tokio::task::block_in_place(|| upstream.init_transactions(txn)).expect("init");
     upstream.begin_transaction().expect("begin");
     for i in 0..7 {
-        send_request(&upstream, &cfg, Tier::Normal, &request(&format!("txn-{i}"), i)).await;
+        send_request(
+            &upstream,
+            &cfg,
+            Tier::Normal,
+            &request(&format!("txn-{i}"), i),
+        )
+        .await;
     }
     tokio::task::block_in_place(|| upstream.flush(txn)).expect("flush");
     // Statistics arrive every second; give them three to see the open transaction.
@@ -307,16 +317,26 @@ async fn lag_under_read_committed_ends_at_the_last_stable_offset() {
         cfg.kafka.topics.normal
     );
     assert!(metrics.contains(&line), "no {line} in the scrape");
-    let stable_open = with_timeout("no reply from an open transaction", Duration::from_secs(3), async {
-        tokio::time::timeout(Duration::from_secs(2), reader.recv()).await.is_err()
-    })
+    let stable_open = with_timeout(
+        "no reply from an open transaction",
+        Duration::from_secs(3),
+        async {
+            tokio::time::timeout(Duration::from_secs(2), reader.recv())
+                .await
+                .is_err()
+        },
+    )
     .await;
     tokio::task::block_in_place(|| upstream.commit_transaction(txn)).expect("commit");
-    with_timeout("the transaction's requests answered", Duration::from_secs(60), async {
-        for _ in 0..7 {
-            reader.recv().await.expect("reader");
-        }
-    })
+    with_timeout(
+        "the transaction's requests answered",
+        Duration::from_secs(60),
+        async {
+            for _ in 0..7 {
+                reader.recv().await.expect("reader");
+            }
+        },
+    )
     .await;
     common::serving::stop(serving).await;
     assert!(stable_open, "a request of an open transaction was served");

@@ -80,7 +80,10 @@ async fn membership_changes_lose_nothing(protocol: GroupProtocol, strategy: Assi
     .await;
     let rc = stop(c).await;
     a2.start_kill().ok();
-    let ids: HashSet<&str> = replies.iter().map(|r| r.reply.request_id.as_str()).collect();
+    let ids: HashSet<&str> = replies
+        .iter()
+        .map(|r| r.reply.request_id.as_str())
+        .collect();
     let missing: Vec<u64> = (0..REQUESTS)
         .filter(|i| !ids.contains(format!("g-{i}").as_str()))
         .collect();
@@ -112,8 +115,11 @@ async fn membership_changes_lose_nothing(protocol: GroupProtocol, strategy: Assi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn classic_cooperative_sticky_rebalances_lose_nothing() {
-    membership_changes_lose_nothing(GroupProtocol::Classic, AssignmentStrategy::CooperativeSticky)
-        .await;
+    membership_changes_lose_nothing(
+        GroupProtocol::Classic,
+        AssignmentStrategy::CooperativeSticky,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -91,19 +91,23 @@ async fn scraped_counts_match_the_requests_sent() {
             })
         })
         .collect();
-    let page = with_timeout("dead letters, and lag 0 everywhere", Duration::from_secs(30), async {
-        loop {
-            let (_, page) = get(addr, "/metrics").await;
-            if sum_over_tiers(&page, "kbatch_dead_letters_total", "") >= 3.0
-                && lag_lines
-                    .iter()
-                    .all(|l| page.contains(&format!("{l} ")) && sample(&page, l) == 0.0)
-            {
-                return page;
+    let page = with_timeout(
+        "dead letters, and lag 0 everywhere",
+        Duration::from_secs(30),
+        async {
+            loop {
+                let (_, page) = get(addr, "/metrics").await;
+                if sum_over_tiers(&page, "kbatch_dead_letters_total", "") >= 3.0
+                    && lag_lines
+                        .iter()
+                        .all(|l| page.contains(&format!("{l} ")) && sample(&page, l) == 0.0)
+                {
+                    return page;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
+        },
+    )
     .await;
 
     assert_eq!(

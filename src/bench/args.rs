@@ -93,9 +93,13 @@ pub struct BenchArgs {
     /// Partitions of topics this command creates.
     #[arg(long, default_value_t = 4)]
     pub partitions: i32,
-    /// Send probe requests until one is answered before the timed run.
+    /// Send probe requests until one is answered before the timed run, then load at the run's
+    /// rate for `--warmup-secs` (not measured).
     #[arg(long)]
     pub warmup: bool,
+    /// Seconds of warm-up load at the run's rate after the first reply (with `--warmup`).
+    #[arg(long, default_value_t = 5)]
+    pub warmup_secs: u64,
     /// No per-second progress lines.
     #[arg(long, short)]
     pub quiet: bool,

@@ -187,8 +187,10 @@ impl Matcher {
         t.answered += 1;
         t.statuses[reply.status as usize] += 1;
         t.latency[tier.index()].saturating_record(us);
-        let window = (sent_at.saturating_duration_since(self.started).as_secs() / WINDOW.as_secs())
-            as usize;
+        // From the first send, so a run of whole windows has no stray last one.
+        let origin = self.log.sent_at(0).unwrap_or(self.started);
+        let window =
+            (sent_at.saturating_duration_since(origin).as_secs() / WINDOW.as_secs()) as usize;
         if t.windows.len() <= window {
             t.windows.resize_with(window + 1, latency_histogram);
         }

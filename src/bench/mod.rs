@@ -260,7 +260,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
     .with_context(|| format!("creating the reply topic {}", spec.reply_topic))?;
     eprintln!("{}", spec.describe());
     if args.warmup {
-        let took = warm_up(&spec, Duration::from_secs(args.wait_secs.max(30))).await?;
+        let took = warm_up(
+            &spec,
+            Duration::from_secs(args.wait_secs.max(30)),
+            Duration::from_secs(args.warmup_secs),
+        )
+        .await?;
         eprintln!("warm-up: first reply after {:.2} s", took.as_secs_f64());
     }
 

@@ -296,10 +296,17 @@ async fn await_deliveries(
 }
 
 /// Sends a probe request to every tier topic once a second until each tier has answered one;
-/// returns how long that took. Used before timed runs so a consumer-group join, model load or
-/// client start-up is not measured as request latency. Probe replies are ignored by the run's
-/// collector.
-pub async fn warm_up(spec: &RunSpec, limit: Duration) -> Result<Duration, BenchError> {
+/// returns how long that took. Then, for `sustain`, sends warm-up requests at the run's rate
+/// (round-robin over the tiers) and waits for their replies: a just-started broker JVM compiles
+/// its hot paths and the server's batcher finds its batch size in the first seconds under load,
+/// which a run should not measure. Used before timed runs so a consumer-group join, model load
+/// or client start-up is not measured as request latency. Warm-up replies are ignored by the
+/// run's collector.
+pub async fn warm_up(
+    spec: &RunSpec,
+    limit: Duration,
+    sustain: Duration,
+) -> Result<Duration, BenchError> {
     let producer = create_producer(spec)?;
     let consumer = reply_consumer(spec, ReplyStart::End).await?;
     let codec = WireCodec::new(&spec.wire);
@@ -341,12 +348,58 @@ pub async fn warm_up(spec: &RunSpec, limit: Duration) -> Result<Duration, BenchE
                     // No priority is set, so the served tier is the topic's.
                     answered[reply.tier.index()] = true;
                     if answered.iter().all(|a| *a) {
-                        return Ok(start.elapsed());
+                        break;
                     }
                 }
             }
         }
     }
+    let first = start.elapsed();
+    if sustain.is_zero() || spec.rate <= 0.0 {
+        return Ok(first);
+    }
+    let mut pace = tokio::time::interval(Duration::from_secs_f64(1.0 / spec.rate));
+    pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let until = tokio::time::Instant::now() + sustain;
+    let (mut sent, mut replied) = (0u64, 0u64);
+    while tokio::time::Instant::now() < until {
+        tokio::select! {
+            _ = pace.tick() => {
+                let id = ids.warm_up(n);
+                n += 1;
+                factory.encode(0, Kind::Valid, &id, now_ms(), &mut buf);
+                let record = FutureRecord::to(spec.topics.topic(Tier::ALL[(sent % 4) as usize]))
+                    .key(id.as_bytes())
+                    .payload(&buf);
+                producer
+                    .send_result(record)
+                    .map_err(|(source, _)| BenchError::Kafka { op: "produce", source })?;
+                sent += 1;
+            }
+            m = consumer.recv() => {
+                use rdkafka::Message as _;
+                if m.ok().and_then(|m| m.payload().and_then(|p| codec.decode_reply(p).ok()))
+                    .is_some_and(|r| ids.classify(&r.request_id) == IdKind::WarmUp) {
+                    replied += 1;
+                }
+            }
+        }
+    }
+    // Let the warm-up load drain (bounded) so the run starts on an idle pipeline.
+    let drain = tokio::time::Instant::now() + Duration::from_secs(10);
+    while replied < sent {
+        tokio::select! {
+            _ = tokio::time::sleep_until(drain) => break,
+            m = consumer.recv() => {
+                use rdkafka::Message as _;
+                if m.ok().and_then(|m| m.payload().and_then(|p| codec.decode_reply(p).ok()))
+                    .is_some_and(|r| ids.classify(&r.request_id) == IdKind::WarmUp) {
+                    replied += 1;
+                }
+            }
+        }
+    }
+    Ok(first)
 }
 
 /// Milliseconds since the Unix epoch.

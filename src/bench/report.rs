@@ -540,7 +540,11 @@ mod tests {
         }
         let w = &m.tally().windows;
         let counts: Vec<u64> = w.iter().map(|h| h.len()).collect();
-        assert_eq!(counts, [34, 33, 33], "sends at 0..=9.9 s, 10.2..=19.8 s, 20.1..=29.7 s");
+        assert_eq!(
+            counts,
+            [34, 33, 33],
+            "sends at 0..=9.9 s, 10.2..=19.8 s, 20.1..=29.7 s"
+        );
         let p99_ms: Vec<u64> = w.iter().map(|h| h.value_at_quantile(0.99) / 1000).collect();
         assert_eq!(p99_ms, [5, 5, 50]);
     }

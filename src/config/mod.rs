@@ -20,7 +20,9 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub use http::HttpConfig;
-pub use kafka::{AssignmentStrategy, Delivery, GroupProtocol, KafkaConfig, RepliesConfig, TierTopics};
+pub use kafka::{
+    AssignmentStrategy, Delivery, GroupProtocol, KafkaConfig, RepliesConfig, TierTopics,
+};
 pub use load::{load, LoadOptions, Loaded, PROFILES};
 pub use model::{Device, ModelConfig};
 pub use sections::{

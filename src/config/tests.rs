@@ -357,5 +357,9 @@ fn classic_only_properties_are_rejected_under_the_consumer_protocol() {
     c.kafka
         .properties
         .insert("group.protocol".into(), "classic".into());
-    assert_eq!(validate(&c, None)[0].field, "kafka.properties", "owned by kbatch");
+    assert_eq!(
+        validate(&c, None)[0].field,
+        "kafka.properties",
+        "owned by kbatch"
+    );
 }

@@ -200,7 +200,10 @@ impl Encoder {
             {
                 tracing::warn!(error = %e, origin = ?a.origin,
                     "dead-letter topic refused a dead letter as too large; sending it without the original value");
-                Some(self.send_trimmed(producer, (a.origin, a.kind), &msg, &e, a.then).await)
+                Some(
+                    self.send_trimmed(producer, (a.origin, a.kind), &msg, &e, a.then)
+                        .await,
+                )
             }
             // Only a refusal by the topic itself: after transient failures (broker away) the
             // reply stays pending and is recomputed, so the requester still gets it.

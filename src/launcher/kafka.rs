@@ -149,7 +149,8 @@ impl KafkaProcess {
         };
         let controller_port = free_port()?;
         let bootstrap = format!("127.0.0.1:{port}");
-        let dir = std::env::temp_dir().join(format!("kbatch-kafka-{}", uuid::Uuid::new_v4().simple()));
+        let dir =
+            std::env::temp_dir().join(format!("kbatch-kafka-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir)
             .map_err(|e| LaunchError::io(format!("creating {}", dir.display()), e))?;
         let props = dir.join("server.properties");
@@ -305,12 +306,18 @@ fn server_properties(dir: &Path, port: u16, controller_port: u16, opts: &KafkaOp
     let mut p: Vec<(String, String)> = [
         ("process.roles", "broker,controller".to_owned()),
         ("node.id", "1".to_owned()),
-        ("controller.quorum.voters", format!("1@127.0.0.1:{controller_port}")),
+        (
+            "controller.quorum.voters",
+            format!("1@127.0.0.1:{controller_port}"),
+        ),
         (
             "listeners",
             format!("PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}"),
         ),
-        ("advertised.listeners", format!("PLAINTEXT://127.0.0.1:{port}")),
+        (
+            "advertised.listeners",
+            format!("PLAINTEXT://127.0.0.1:{port}"),
+        ),
         ("controller.listener.names", "CONTROLLER".to_owned()),
         ("inter.broker.listener.name", "PLAINTEXT".to_owned()),
         (
@@ -326,7 +333,10 @@ fn server_properties(dir: &Path, port: u16, controller_port: u16, opts: &KafkaOp
         ("transaction.state.log.replication.factor", "1".to_owned()),
         ("transaction.state.log.min.isr", "1".to_owned()),
         ("transaction.state.log.num.partitions", "8".to_owned()),
-        ("share.coordinator.state.topic.replication.factor", "1".to_owned()),
+        (
+            "share.coordinator.state.topic.replication.factor",
+            "1".to_owned(),
+        ),
         ("share.coordinator.state.topic.min.isr", "1".to_owned()),
         // Two cores: as many network and I/O threads as cores, not Kafka's 3 and 8.
         ("num.network.threads", "2".to_owned()),
@@ -346,7 +356,8 @@ mod tests {
 
     #[test]
     fn a_folder_without_the_broker_jar_is_not_an_installation() {
-        let dir = std::env::temp_dir().join(format!("kbatch-home-{}", uuid::Uuid::new_v4().simple()));
+        let dir =
+            std::env::temp_dir().join(format!("kbatch-home-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(dir.join("libs")).unwrap();
         std::fs::write(dir.join("libs/kafka-clients-4.1.1.jar"), b"").unwrap();
         let err = KafkaHome::at(&dir).unwrap_err();
@@ -363,7 +374,10 @@ mod tests {
             ..KafkaOptions::default()
         };
         let text = server_properties(Path::new("/tmp/x"), 9092, 9093, &opts);
-        let io: Vec<&str> = text.lines().filter(|l| l.starts_with("num.io.threads=")).collect();
+        let io: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("num.io.threads="))
+            .collect();
         assert_eq!(io, ["num.io.threads=2", "num.io.threads=4"]);
         assert!(text.contains("advertised.listeners=PLAINTEXT://127.0.0.1:9092\n"));
         assert!(text.contains("controller.quorum.voters=1@127.0.0.1:9093\n"));

@@ -71,7 +71,10 @@ impl TansuProcess {
         let limit = Duration::from_secs(10);
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            if tokio::net::TcpStream::connect(&this.bootstrap).await.is_ok() {
+            if tokio::net::TcpStream::connect(&this.bootstrap)
+                .await
+                .is_ok()
+            {
                 return Ok(this);
             }
             if let Ok(Some(status)) = this.child.try_wait() {

@@ -368,10 +368,19 @@ fn kafka_env(
         // KIP-848 groups (`group.protocol=consumer`) take their session timeout and heartbeat
         // from the broker (45 s and 5 s by default); the classic groups of the tests use 6 s
         // and 0.5 s, and a dead member must be noticed as fast under either protocol.
-        ("KAFKA_GROUP_CONSUMER_MIN_SESSION_TIMEOUT_MS", "6000".to_owned()),
+        (
+            "KAFKA_GROUP_CONSUMER_MIN_SESSION_TIMEOUT_MS",
+            "6000".to_owned(),
+        ),
         ("KAFKA_GROUP_CONSUMER_SESSION_TIMEOUT_MS", "6000".to_owned()),
-        ("KAFKA_GROUP_CONSUMER_MIN_HEARTBEAT_INTERVAL_MS", "500".to_owned()),
-        ("KAFKA_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS", "500".to_owned()),
+        (
+            "KAFKA_GROUP_CONSUMER_MIN_HEARTBEAT_INTERVAL_MS",
+            "500".to_owned(),
+        ),
+        (
+            "KAFKA_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS",
+            "500".to_owned(),
+        ),
         ("KAFKA_AUTO_CREATE_TOPICS_ENABLE", "false".to_owned()),
     ]
     .into_iter()
