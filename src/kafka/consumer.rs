@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc::error::TrySendError;
@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::admission::{Admission, Decision, RecordParts};
 use super::client::consumer_config;
-use super::context::{assigned_of, set_paused, KbatchContext};
+use super::context::{assigned_of, commit, set_paused, KbatchContext};
 use super::intake::{Intake, Offer};
 use super::{KafkaError, SharedTracker};
 use crate::config::{Config, Delivery};
@@ -37,8 +37,6 @@ use crate::tier::Tier;
 const IDLE_POLL: Duration = Duration::from_millis(100);
 /// Poll timeout under backpressure: how often the stash and paused topics are retried.
 const STASH_POLL: Duration = Duration::from_millis(1);
-/// Longest the final commit of a shutdown waits for the broker's answer.
-const FINAL_COMMIT_LIMIT: Duration = Duration::from_secs(5);
 
 /// Where the consumer sends its work.
 pub struct ConsumerInputs {
@@ -176,7 +174,12 @@ impl<'a> PollLoop<'a> {
             }
             if Instant::now() >= next_commit && !self.ctx().commits_in_transactions {
                 let offsets = self.ctx().tracker.committable();
-                if let Err(e) = self.ctx().commit_async(self.consumer, &offsets) {
+                if let Err(e) = commit(
+                    self.consumer,
+                    &self.ctx().topics,
+                    &offsets,
+                    CommitMode::Async,
+                ) {
                     tracing::warn!(error = %e, "enqueueing an offset commit failed");
                 }
                 next_commit = Instant::now() + interval;
@@ -347,35 +350,6 @@ impl<'a> PollLoop<'a> {
         self.ctx().tracker.abandon(origin);
     }
 
-    /// Commits every delivered offset and waits (polling, so the answer is served) up to
-    /// [`FINAL_COMMIT_LIMIT`] for the broker's answer: a synchronous commit would wait forever
-    /// when the coordinator is unreachable, and hang a SIGTERM during a broker outage.
-    fn final_commit(&mut self) -> bool {
-        let positions = self.ctx().tracker.positions();
-        let ticket = match self.ctx().commit_async(self.consumer, &positions) {
-            Ok(Some(t)) => t,
-            Ok(None) => return true,
-            Err(e) => {
-                tracing::warn!(error = %e, "final offset commit failed; delivered records will be re-read");
-                return false;
-            }
-        };
-        let limit = Instant::now() + FINAL_COMMIT_LIMIT;
-        loop {
-            if let Some(failed) = self.ctx().answered(ticket) {
-                if failed {
-                    tracing::warn!("final offset commit failed; delivered records will be re-read");
-                }
-                return !failed;
-            }
-            if Instant::now() >= limit {
-                tracing::warn!(limit = ?FINAL_COMMIT_LIMIT, "final offset commit unanswered (broker unreachable?); delivered records will be re-read");
-                return false;
-            }
-            let _ = self.consumer.poll(Duration::from_millis(20));
-        }
-    }
-
     /// Stops intake, lets the pipeline drain, commits. A failed final commit is reported, not
     /// an error: it costs duplicates on the next start, never a lost record.
     fn shutdown(&mut self) {
@@ -406,9 +380,16 @@ impl<'a> PollLoop<'a> {
                 "shutdown drain timed out; undelivered records will be re-read"
             );
         }
-        if !self.ctx().commits_in_transactions {
-            // The replier's last transaction committed everything delivered otherwise.
-            self.report.final_commit_failed = !self.final_commit();
+        if self.ctx().commits_in_transactions {
+            // The replier's last transaction committed everything delivered.
+        } else if let Err(e) = commit(
+            self.consumer,
+            topics,
+            &tracker.positions(),
+            CommitMode::Sync,
+        ) {
+            tracing::warn!(error = %e, "final offset commit failed; delivered records will be re-read");
+            self.report.final_commit_failed = true;
         }
         self.ctx().set_closing();
     }

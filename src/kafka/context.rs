@@ -9,7 +9,7 @@
 //! The callbacks run on the consumer's polling thread (inside `BaseConsumer::poll`), which is
 //! a dedicated thread, so blocking here for the drain blocks no async task.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -38,12 +38,6 @@ pub struct KbatchContext {
     pub(crate) telemetry: Arc<Telemetry>,
     /// Exactly-once: offsets are committed in the replier's transactions, never by the consumer.
     pub(crate) commits_in_transactions: bool,
-    /// Offset commits enqueued and answered (successfully or not): a commit is known to be
-    /// finished when `answered` reaches its ticket, without a blocking commit that would wait
-    /// forever for an unreachable coordinator.
-    commits_sent: AtomicU64,
-    commits_answered: AtomicU64,
-    last_commit_failed: AtomicBool,
 }
 
 impl KbatchContext {
@@ -62,30 +56,7 @@ impl KbatchContext {
             closing: AtomicBool::new(false),
             telemetry,
             commits_in_transactions: false,
-            commits_sent: AtomicU64::new(0),
-            commits_answered: AtomicU64::new(0),
-            last_commit_failed: AtomicBool::new(false),
         }
-    }
-
-    /// Enqueues an asynchronous commit of `offsets`; returns its ticket (see [`Self::answered`]).
-    pub(crate) fn commit_async(
-        &self,
-        consumer: &BaseConsumer<Self>,
-        offsets: &[(Tier, i32, i64)],
-    ) -> KafkaResult<Option<u64>> {
-        if offsets.is_empty() {
-            return Ok(None);
-        }
-        consumer.commit(&offsets_list(&self.topics, offsets), CommitMode::Async)?;
-        Ok(Some(self.commits_sent.fetch_add(1, Ordering::AcqRel) + 1))
-    }
-
-    /// Whether the commit with `ticket` (and every one before it) has been answered, and
-    /// whether the last answer was a failure.
-    pub(crate) fn answered(&self, ticket: u64) -> Option<bool> {
-        (self.commits_answered.load(Ordering::Acquire) >= ticket)
-            .then(|| self.last_commit_failed.load(Ordering::Acquire))
     }
 
     pub(crate) fn intake(&self) -> MutexGuard<'_, Intake> {
@@ -131,10 +102,7 @@ impl KbatchContext {
             // The group evicted this member (session timeout): it must rejoin before serving.
             self.telemetry.health.set_group_joined(false);
         }
-        // While closing, the final commit was made by the shutdown already (bounded); a
-        // blocking commit here would wait forever for a coordinator that is gone.
-        let closing = self.closing.load(Ordering::Acquire);
-        if !finals.is_empty() && !lost && !closing && !self.commits_in_transactions {
+        if !finals.is_empty() && !lost && !self.commits_in_transactions {
             if let Err(e) = commit(consumer, &self.topics, &finals, CommitMode::Sync) {
                 self.telemetry.metrics.error(ErrorKind::Commit);
                 tracing::warn!(error = %e, "revoke: committing delivered offsets failed");
@@ -208,11 +176,6 @@ impl ConsumerContext for KbatchContext {
     }
 
     fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
-        // Commits without offsets to store (nothing new) answer `NoOffset`: not a failure.
-        let failed =
-            matches!(&result, Err(e) if e.rdkafka_error_code() != Some(RDKafkaErrorCode::NoOffset));
-        self.last_commit_failed.store(failed, Ordering::Release);
-        self.commits_answered.fetch_add(1, Ordering::AcqRel);
         if let Err(e) = result {
             // The next commit (periodic, revoke or shutdown) carries the same or later offsets.
             self.telemetry.metrics.error(ErrorKind::Commit);

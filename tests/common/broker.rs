@@ -91,10 +91,18 @@ impl Broker {
     /// empty, and librdkafka 2.12 crashes on the metadata tansu then returns (topics with a null
     /// name and no error) for the topic ids it remembered.
     pub async fn freeze(&self) {
-        self.container
-            .pause()
-            .await
-            .expect("pausing the broker container");
+        // runc's cgroup freezer occasionally reports a failure while the JVM's threads are
+        // being frozen ("runc pause ... exit status 1"); a second attempt succeeds.
+        for attempt in 1.. {
+            match self.container.pause().await {
+                Ok(()) => return,
+                Err(e) if attempt < 5 => {
+                    eprintln!("pausing the broker container (attempt {attempt}): {e}");
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                Err(e) => panic!("pausing the broker container: {e}"),
+            }
+        }
     }
 
     pub async fn thaw(&self) {
