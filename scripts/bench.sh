@@ -53,9 +53,14 @@ esac
 # reports perf's own process, so its CPU figures include the sampling.
 if [[ -n ${PERF:-} ]]; then server=(perf record -F 999 -o /tmp/kbatch-serve.perf -- "${server[@]}"); fi
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+# `|| true` throughout: under `set -e` a failing kill or a non-zero wait status (a process
+# ended by SIGTERM) would end the trap before the broker is stopped, leaving its JVM running.
 stop_all() {
-  if [[ -n ${serve:-} ]]; then kill "$serve" 2>/dev/null; wait "$serve" 2>/dev/null; fi
-  kill "${launcher:-${broker:-}}" 2>/dev/null
+  if [[ -n ${serve:-} ]]; then
+    kill "$serve" 2>/dev/null || true
+    wait "$serve" 2>/dev/null || true
+  fi
+  kill "${launcher:-${broker:-}}" 2>/dev/null || true
   wait "${launcher:-${broker:-}}" 2>/dev/null || true
 }
 if [[ $broker_kind == kafka ]]; then

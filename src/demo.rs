@@ -219,7 +219,7 @@ impl Drop for MockBroker {
 async fn serve_pipeline(config: Config, cancel: CancellationToken) -> Result<String, String> {
     crate::app::serve(config, cancel)
         .await
-        .map(|report| format!("{report:#?}"))
+        .map(|report| report.to_string())
         .map_err(|e| e.to_string())
 }
 

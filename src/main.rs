@@ -170,7 +170,7 @@ async fn serve(args: ConfigArgs) -> anyhow::Result<()> {
         reload: Some(args.options()),
     };
     let report = kbatch::app::serve_with(loaded.config, cancel, opts).await?;
-    tracing::info!(?report, "stopped");
+    tracing::info!("stopped: {}", report.to_string().replace('\n', "; "));
     Ok(())
 }
 

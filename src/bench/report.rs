@@ -397,6 +397,25 @@ mod tests {
     use crate::config::{Framing, TierTopics, WireConfig};
     use crate::wire::{Reply, Timings};
 
+    /// An OK critical-tier reply to `request_id` from a batch of `batch_size`.
+    fn ok_reply(request_id: String, batch_size: i32) -> Reply {
+        Reply {
+            request_id,
+            status: Status::Ok,
+            error: None,
+            model_name: "m".into(),
+            model_version: "1".into(),
+            output_shape: vec![3],
+            outputs: vec![0.0; 3],
+            tier: Tier::Critical,
+            timings: Timings {
+                batch_size,
+                ..Timings::default()
+            },
+            completed_at_ms: 0,
+        }
+    }
+
     #[test]
     fn throughput_uses_both_spans() {
         let t0 = Instant::now();
@@ -457,21 +476,7 @@ mod tests {
             log.mark_sent(seq, base + Duration::from_millis(10 * seq));
         }
         for seq in (0..90u64).chain([0]) {
-            let r = Reply {
-                request_id: format!("r-{seq}"),
-                status: Status::Ok,
-                error: None,
-                model_name: "m".into(),
-                model_version: "1".into(),
-                output_shape: vec![3],
-                outputs: vec![0.0; 3],
-                tier: Tier::Critical,
-                timings: Timings {
-                    batch_size: 8,
-                    ..Timings::default()
-                },
-                completed_at_ms: 0,
-            };
+            let r = ok_reply(format!("r-{seq}"), 8);
             let at = base + Duration::from_millis(11 * seq + 1);
             m.on_reply(&r, at);
         }
@@ -523,18 +528,7 @@ mod tests {
         for seq in 0..100u64 {
             let sent = base + Duration::from_millis(300 * seq);
             log.mark_sent(seq, sent);
-            let r = Reply {
-                request_id: format!("w-{seq}"),
-                status: Status::Ok,
-                error: None,
-                model_name: "m".into(),
-                model_version: "1".into(),
-                output_shape: vec![3],
-                outputs: vec![0.0; 3],
-                tier: Tier::Critical,
-                timings: Timings::default(),
-                completed_at_ms: 0,
-            };
+            let r = ok_reply(format!("w-{seq}"), 0);
             let latency = if seq < 67 { 5 } else { 50 };
             m.on_reply(&r, sent + Duration::from_millis(latency));
         }

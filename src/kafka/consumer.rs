@@ -382,6 +382,11 @@ impl<'a> PollLoop<'a> {
         }
         if self.ctx().commits_in_transactions {
             // The replier's last transaction committed everything delivered.
+        } else if !self.ctx().telemetry.health.broker_up() {
+            // librdkafka's synchronous commit has no timeout: with no broker it would wait for a
+            // coordinator forever and hang the shutdown.
+            tracing::warn!("no broker reachable: final offset commit skipped; delivered records will be re-read");
+            self.report.final_commit_failed = true;
         } else if let Err(e) = commit(
             self.consumer,
             topics,

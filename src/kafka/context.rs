@@ -102,7 +102,10 @@ impl KbatchContext {
             // The group evicted this member (session timeout): it must rejoin before serving.
             self.telemetry.health.set_group_joined(false);
         }
-        if !finals.is_empty() && !lost && !self.commits_in_transactions {
+        // While closing, the shutdown has made the final commit already; committing again here
+        // (synchronously, inside the close) would wait forever for a broker that is gone.
+        let closing = self.closing.load(Ordering::Acquire);
+        if !finals.is_empty() && !lost && !closing && !self.commits_in_transactions {
             if let Err(e) = commit(consumer, &self.topics, &finals, CommitMode::Sync) {
                 self.telemetry.metrics.error(ErrorKind::Commit);
                 tracing::warn!(error = %e, "revoke: committing delivered offsets failed");

@@ -246,24 +246,17 @@ impl Encoder {
         then: Option<Box<Outcome>>,
     ) -> InFlight {
         let letter = trimmed_dead_letter((&self.cfg, &self.codec), &origin, msg, e, now_ms());
-        self.buf.clear();
-        self.codec.encode_dead_letter(&letter, &mut self.buf);
         let refused = msg.payload().map_or(0, <[u8]>::len).to_string();
-        let headers = OwnedHeaders::new_with_capacity(3)
-            .insert(header("kbatch-error-kind", letter.error_kind.as_bytes()))
-            .insert(header(
-                "kbatch-instance",
-                self.cfg.kafka.client_id.as_bytes(),
-            ))
-            .insert(header(TRIMMED_HEADER, refused.as_bytes()));
-        let mut record = FutureRecord::to(&self.cfg.replies.dead_letter_topic)
-            .payload(&self.buf[..])
-            .headers(headers);
-        if let Some(k) = msg.key() {
-            record = record.key(k);
-        }
-        let enqueued = enqueue(producer, record).await;
-        Box::pin(attempt(enqueued, (origin, kind), 1, then))
+        let extra = header(TRIMMED_HEADER, refused.as_bytes());
+        self.send_letter(
+            producer,
+            &letter,
+            msg.key(),
+            Some(extra),
+            (origin, kind),
+            then,
+        )
+        .await
     }
 
     /// Sends the refused reply `msg` to the dead-letter topic.
@@ -275,27 +268,41 @@ impl Encoder {
         e: &RdError,
     ) -> InFlight {
         let letter = reply_dead_letter(&self.cfg, origin, msg, e, now_ms());
+        let kind = Kind::ReplyFallback(note);
+        self.send_letter(producer, &letter, msg.key(), None, (*origin, kind), None)
+            .await
+    }
+
+    /// Encodes `letter` and sends it to the dead-letter topic with kbatch's headers (plus
+    /// `extra`), keyed like the record it stands for; returns its first delivery attempt.
+    async fn send_letter(
+        &mut self,
+        producer: &FutureProducer,
+        letter: &DeadLetter,
+        key: Option<&[u8]>,
+        extra: Option<KHeader<'_, &[u8]>>,
+        (origin, kind): (Origin, Kind),
+        then: Option<Box<Outcome>>,
+    ) -> InFlight {
         self.buf.clear();
-        self.codec.encode_dead_letter(&letter, &mut self.buf);
-        let headers = OwnedHeaders::new_with_capacity(2)
+        self.codec.encode_dead_letter(letter, &mut self.buf);
+        let mut headers = OwnedHeaders::new_with_capacity(3)
             .insert(header("kbatch-error-kind", letter.error_kind.as_bytes()))
             .insert(header(
                 "kbatch-instance",
                 self.cfg.kafka.client_id.as_bytes(),
             ));
+        if let Some(h) = extra {
+            headers = headers.insert(h);
+        }
         let mut record = FutureRecord::to(&self.cfg.replies.dead_letter_topic)
             .payload(&self.buf[..])
             .headers(headers);
-        if let Some(k) = msg.key() {
+        if let Some(k) = key {
             record = record.key(k);
         }
         let enqueued = enqueue(producer, record).await;
-        Box::pin(attempt(
-            enqueued,
-            (*origin, Kind::ReplyFallback(note)),
-            1,
-            None,
-        ))
+        Box::pin(attempt(enqueued, (origin, kind), 1, then))
     }
 }
 

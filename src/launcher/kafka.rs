@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use tokio::process::{Child, Command};
 
-use super::{answers, free_port, tail, LaunchError};
+use super::{answers, await_ready, free_port, tail, LaunchError};
 
 /// Where `scripts/install-kafka.sh` installs Kafka, relative to the repository.
 pub const DEFAULT_HOME: &str = ".kbatch/kafka";
@@ -198,31 +198,22 @@ impl KafkaProcess {
             dir,
             started_in: Duration::ZERO,
         };
-        loop {
-            if answers(&this.bootstrap, Duration::from_secs(1)).await {
+        let bootstrap = this.bootstrap.clone();
+        let timing = (t0, opts.startup_limit, Duration::from_millis(200));
+        match await_ready(&mut this.child, timing, || {
+            answers(&bootstrap, Duration::from_secs(1))
+        })
+        .await
+        {
+            Ok(()) => {
                 this.started_in = t0.elapsed();
-                return Ok(this);
+                Ok(this)
             }
-            if let Ok(Some(status)) = this.child.try_wait() {
-                return Err(LaunchError::Exited {
-                    broker: name,
-                    bootstrap: this.bootstrap.clone(),
-                    status,
-                    log: tail(&log, 30),
-                });
-            }
-            if t0.elapsed() > opts.startup_limit {
+            Err(why) => {
                 let log = tail(&log, 30);
-                let bootstrap = this.bootstrap.clone();
                 this.stop().await;
-                return Err(LaunchError::Timeout {
-                    broker: name,
-                    bootstrap,
-                    limit: opts.startup_limit,
-                    log,
-                });
+                Err(why.error(name, &bootstrap, opts.startup_limit, log))
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 

@@ -92,6 +92,58 @@ pub async fn answers(bootstrap: &str, limit: Duration) -> bool {
     .unwrap_or(false)
 }
 
+/// Why a started broker process is not serving.
+enum NotReady {
+    Exited(std::process::ExitStatus),
+    TimedOut,
+}
+
+impl NotReady {
+    /// The error for broker `broker` at `bootstrap`, with the end of its output.
+    fn error(self, broker: String, bootstrap: &str, limit: Duration, log: String) -> LaunchError {
+        let bootstrap = bootstrap.to_owned();
+        match self {
+            Self::Exited(status) => LaunchError::Exited {
+                broker,
+                bootstrap,
+                status,
+                log,
+            },
+            Self::TimedOut => LaunchError::Timeout {
+                broker,
+                bootstrap,
+                limit,
+                log,
+            },
+        }
+    }
+}
+
+/// Polls `ready` every `every` until it says yes, the child exits, or `limit` (from `since`)
+/// passes. The caller stops a child that timed out.
+async fn await_ready<F, Fut>(
+    child: &mut tokio::process::Child,
+    (since, limit, every): (std::time::Instant, Duration, Duration),
+    mut ready: F,
+) -> Result<(), NotReady>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    loop {
+        if ready().await {
+            return Ok(());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(NotReady::Exited(status));
+        }
+        if since.elapsed() > limit {
+            return Err(NotReady::TimedOut);
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
 /// The last `lines` lines of a text file (a broker's log), for error messages.
 fn tail(path: &std::path::Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();

@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 
-use super::{free_port, LaunchError};
+use super::{await_ready, free_port, LaunchError};
 
 /// Default tansu binary, relative to the working directory (where `scripts/install-tansu.sh`
 /// puts it).
@@ -69,33 +69,16 @@ impl TansuProcess {
             output,
         };
         let limit = Duration::from_secs(10);
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            if tokio::net::TcpStream::connect(&this.bootstrap)
-                .await
-                .is_ok()
-            {
-                return Ok(this);
-            }
-            if let Ok(Some(status)) = this.child.try_wait() {
-                return Err(LaunchError::Exited {
-                    broker: name,
-                    bootstrap: this.bootstrap.clone(),
-                    status,
-                    log: this.output(),
-                });
-            }
-            if tokio::time::Instant::now() > deadline {
-                let (bootstrap, log) = (this.bootstrap.clone(), this.output());
+        let bootstrap = this.bootstrap.clone();
+        let timing = (std::time::Instant::now(), limit, Duration::from_millis(20));
+        let listening = || async { tokio::net::TcpStream::connect(&bootstrap).await.is_ok() };
+        match await_ready(&mut this.child, timing, listening).await {
+            Ok(()) => Ok(this),
+            Err(why) => {
+                let log = this.output();
                 this.stop().await;
-                return Err(LaunchError::Timeout {
-                    broker: name,
-                    bootstrap,
-                    limit,
-                    log,
-                });
+                Err(why.error(name, &bootstrap, limit, log))
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 

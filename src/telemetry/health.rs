@@ -77,6 +77,11 @@ impl Health {
     pub fn set_group_joined(&self, joined: bool) {
         self.group_joined.store(joined, Ordering::Release);
     }
+    /// Whether librdkafka holds a session to a broker (last statistics or error callback).
+    pub fn broker_up(&self) -> bool {
+        self.broker_up.load(Ordering::Acquire)
+    }
+
     pub fn set_broker_up(&self, up: bool) {
         self.broker_up.store(up, Ordering::Release);
     }
