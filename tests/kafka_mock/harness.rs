@@ -154,6 +154,10 @@ pub fn spawn_echo(
 /// The pipeline under test: consumer, echo batcher, replier.
 pub struct Pipeline {
     pub cancel: CancellationToken,
+    /// Cancels the pipeline when a test panics before `stop`: its consumer runs on a blocking
+    /// thread, and the test's runtime would otherwise wait for that thread forever on drop,
+    /// turning a failed assertion into a hung test binary.
+    _cancel_on_drop: tokio_util::sync::DropGuard,
     pub consumer: JoinHandle<Result<ConsumerReport, KafkaError>>,
     pub replier: JoinHandle<Result<ReplierReport, KafkaError>>,
     pub echo: Vec<JoinHandle<()>>,
@@ -187,6 +191,7 @@ pub fn start(cfg: &Arc<Config>, tier_capacity: usize, echo_delay: Duration) -> P
     ));
     let replier = tokio::spawn(run_replier(cfg.clone(), out_rx, tracker.clone(), telemetry));
     Pipeline {
+        _cancel_on_drop: cancel.clone().drop_guard(),
         cancel,
         consumer,
         replier,
