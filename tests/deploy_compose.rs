@@ -161,6 +161,17 @@ async fn the_compose_stack_serves_requests_and_prometheus_sees_both_replicas() {
     )
     .await;
     assert_eq!(up.len(), 2, "both replicas up in Prometheus: {up:?}");
+    // Both replicas own partitions: each reports lag for the partitions assigned to it. On Kafka
+    // the second member's join can complete after a short run is over, leaving it nothing to do,
+    // so the load starts only once the group has settled with both.
+    let owners = until(
+        stack.prometheus,
+        "count by (instance) (kbatch_consumer_lag_records)",
+        Duration::from_secs(90),
+        |r| r.len() == 2,
+    )
+    .await;
+    assert_eq!(owners.len(), 2, "both replicas hold partitions: {owners:?}");
 
     let n = REQUESTS.to_string();
     let out = stack.kbatch(&[
