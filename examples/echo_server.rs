@@ -11,10 +11,10 @@
 use std::time::Duration;
 
 use futures::stream::{FuturesUnordered, StreamExt};
-use kbatch::config::{load, LoadOptions};
-use kbatch::pipeline::now_ms;
-use kbatch::tier::Tier;
-use kbatch::wire::{Reply, Status, Timings, WireCodec};
+use kbatch_core::config::{load, LoadOptions};
+use kbatch_core::pipeline::now_ms;
+use kbatch_core::tier::Tier;
+use kbatch_core::wire::{Reply, Status, Timings, WireCodec};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};

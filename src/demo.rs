@@ -17,11 +17,12 @@ use rdkafka::mocking::MockCluster;
 use tokio_util::sync::CancellationToken;
 
 use crate::bench::{
-    self, ensure_named_topics, ensure_topics, new_run_id, parse_duration, BenchError, ConfigSource,
-    LiveStats, RunControl, RunSpec, TierMix,
+    self, new_run_id, parse_duration, BenchError, LiveStats, RunControl, RunSpec, TierMix,
 };
-use crate::config::{Config, Framing};
 use crate::launcher::{KafkaHome, KafkaOptions, KafkaProcess, TansuProcess};
+use crate::source::ConfigSource;
+use kbatch_core::config::{Config, Framing};
+use kbatch_core::kafka::{all_topics, ensure_named_topics, ensure_topics};
 
 /// `kbatch demo`: a broker, the serving pipeline and a synthetic load, all in one process.
 #[derive(Debug, Clone, Args)]
@@ -217,7 +218,7 @@ impl Drop for MockBroker {
 
 /// The serving pipeline, behind one function so the demo depends on `app::serve` in one place.
 async fn serve_pipeline(config: Config, cancel: CancellationToken) -> Result<String, String> {
-    crate::app::serve(config, cancel)
+    kbatch_core::app::serve(config, cancel)
         .await
         .map(|report| report.to_string())
         .map_err(|e| e.to_string())
@@ -225,9 +226,9 @@ async fn serve_pipeline(config: Config, cancel: CancellationToken) -> Result<Str
 
 /// `kbatch demo`.
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
-    let mut cfg = crate::config::load(&args.source.load_options())?.config;
+    let mut cfg = kbatch_core::config::load(&args.source.load_options())?.config;
     // Warnings only, so the live lines stay readable (RUST_LOG overrides).
-    crate::telemetry::init_tracing(&crate::config::Logging {
+    kbatch_core::telemetry::init_tracing(&kbatch_core::config::Logging {
         level: "warn".into(),
         format: cfg.logging.format,
     });
@@ -238,7 +239,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     } else {
         (cfg.replies.default_topic.clone(), false)
     };
-    let mut topics = bench::all_topics(&cfg);
+    let mut topics = all_topics(&cfg);
     topics.push(reply_topic.clone());
 
     let broker = pick_broker(&args, &topics).await?;
@@ -251,7 +252,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         // tansu holds a group join for about half the session timeout.
         cfg.kafka.session_timeout_ms = 6000;
     }
-    let issues = crate::config::validate(&cfg, None);
+    let issues = kbatch_core::config::validate(&cfg, None);
     if !issues.is_empty() {
         let list: Vec<String> = issues.iter().map(|i| format!("  - {i}")).collect();
         broker.stop().await;

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use kbatch::config::{load, LoadOptions};
+use kbatch::source::ConfigSource;
+use kbatch_core::config::load;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -22,9 +23,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the configured model: consume the tier topics, batch, infer, reply.
-    Serve(ConfigArgs),
+    Serve(ConfigSource),
     /// Load, merge and validate the configuration; print it (YAML) or every error with its source.
-    ValidateConfig(ConfigArgs),
+    ValidateConfig(ConfigSource),
     /// Load generator: send requests to the tier topics (fixed rate or backlog), measure replies.
     Bench(kbatch::bench::BenchArgs),
     /// Raw ONNX Runtime throughput of the configured model per batch size (no Kafka).
@@ -32,7 +33,7 @@ enum Command {
     /// Broker (given, tansu or in-process mock) + pipeline + load, with a live summary.
     Demo(kbatch::demo::DemoArgs),
     /// Create the four tier topics, the reply topic and the dead-letter topic.
-    CreateTopics(kbatch::bench::CreateTopicsArgs),
+    CreateTopics(kbatch::topics::CreateTopicsArgs),
     /// Print a running instance's statistics (its `/stats` endpoint).
     Stats(StatsArgs),
     /// Exit 0 when an instance's probe answers 200 (container health checks: images have no curl).
@@ -81,30 +82,6 @@ struct StatsArgs {
     api_key: Option<String>,
 }
 
-#[derive(Args)]
-struct ConfigArgs {
-    /// Configuration file (YAML or TOML); default `config/default.yaml` when it exists.
-    #[arg(long, short, env = "KBATCH_CONFIG")]
-    config: Option<PathBuf>,
-    /// Profile from `<config dir>/profiles/`: market_hours, off_hours, stress_test.
-    #[arg(long, short, env = "KBATCH_PROFILE")]
-    profile: Option<String>,
-    /// Override one key, e.g. `--set batch_processing.max_batch_size=64` (repeatable).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    overrides: Vec<String>,
-}
-
-impl ConfigArgs {
-    fn options(&self) -> LoadOptions {
-        LoadOptions {
-            file: self.config.clone(),
-            profile: self.profile.clone(),
-            overrides: self.overrides.clone(),
-            ..LoadOptions::default()
-        }
-    }
-}
-
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::ValidateConfig(args) => return validate_config(&args),
@@ -116,11 +93,17 @@ fn main() -> ExitCode {
             .map(drop)
             .map_err(Into::into),
         Command::Demo(args) => runtime().and_then(|rt| rt.block_on(kbatch::demo::run(args))),
-        Command::CreateTopics(args) => {
-            runtime().and_then(|rt| rt.block_on(kbatch::bench::create_topics(args)))
-        }
+        Command::CreateTopics(args) => runtime().and_then(|rt| {
+            for topic in rt.block_on(kbatch::topics::create_topics(&args))? {
+                println!("{} ({} partitions)", topic.name, topic.partitions);
+            }
+            Ok(())
+        }),
         Command::Probe(args) => runtime().and_then(|rt| {
-            rt.block_on(kbatch::telemetry::client::probe(&args.endpoint, &args.path))
+            rt.block_on(kbatch_core::telemetry::client::probe(
+                &args.endpoint,
+                &args.path,
+            ))
         }),
         Command::Broker(args) => runtime().and_then(|rt| rt.block_on(broker(args))),
         Command::Stats(args) => runtime().and_then(|rt| {
@@ -130,7 +113,7 @@ fn main() -> ExitCode {
                 .map(|k| ("X-API-Key", k))
                 .into_iter()
                 .collect();
-            let text = rt.block_on(kbatch::telemetry::client::stats_with_headers(
+            let text = rt.block_on(kbatch_core::telemetry::client::stats_with_headers(
                 &args.endpoint,
                 args.json,
                 &headers,
@@ -151,7 +134,7 @@ fn main() -> ExitCode {
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(kbatch::app::async_workers(
+        .worker_threads(kbatch_core::app::async_workers(
             cores,
             std::env::var("TOKIO_WORKER_THREADS").ok(),
         ))
@@ -160,16 +143,16 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the tokio runtime")
 }
 
-async fn serve(args: ConfigArgs) -> anyhow::Result<()> {
-    let loaded = load(&args.options())?;
-    kbatch::telemetry::init_tracing(&loaded.config.logging);
+async fn serve(args: ConfigSource) -> anyhow::Result<()> {
+    let loaded = load(&args.load_options())?;
+    kbatch_core::telemetry::init_tracing(&loaded.config.logging);
     let cancel = CancellationToken::new();
     tokio::spawn(cancel_on_signal(cancel.clone()));
-    let opts = kbatch::app::ServeOptions {
+    let opts = kbatch_core::app::ServeOptions {
         telemetry: None,
-        reload: Some(args.options()),
+        reload: Some(args.load_options()),
     };
-    let report = kbatch::app::serve_with(loaded.config, cancel, opts).await?;
+    let report = kbatch_core::app::serve_with(loaded.config, cancel, opts).await?;
     tracing::info!("stopped: {}", report.to_string().replace('\n', "; "));
     Ok(())
 }
@@ -235,8 +218,8 @@ async fn cancel_on_signal(cancel: CancellationToken) {
     cancel.cancel();
 }
 
-fn validate_config(args: &ConfigArgs) -> ExitCode {
-    match load(&args.options()) {
+fn validate_config(args: &ConfigSource) -> ExitCode {
+    match load(&args.load_options()) {
         Ok(loaded) => {
             let files: Vec<String> = loaded
                 .files
@@ -250,10 +233,10 @@ fn validate_config(args: &ConfigArgs) -> ExitCode {
                 } else {
                     files.join(", ")
                 },
-                kbatch::config::REDACTED
+                kbatch_core::config::REDACTED
             );
             // API keys and sensitive librdkafka properties are masked: this output gets pasted.
-            match serde_yaml::to_string(&kbatch::config::redacted(&loaded.config)) {
+            match serde_yaml::to_string(&kbatch_core::config::redacted(&loaded.config)) {
                 Ok(yaml) => print!("{yaml}"),
                 Err(e) => {
                     eprintln!("error: cannot print the configuration: {e}");

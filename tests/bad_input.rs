@@ -13,10 +13,10 @@ use std::time::Duration;
 use common::pipeline::*;
 use common::{assert_no_more, consume_n, create_topic, producer, shared_broker, with_timeout};
 use common::{Topics, WAIT};
-use kbatch::config::Config;
-use kbatch::kafka::REPLY_UNDELIVERABLE;
-use kbatch::tier::Tier;
-use kbatch::wire::{DeadLetter, Framing, Request, Status, Timings, WireCodec};
+use kbatch_core::config::Config;
+use kbatch_core::kafka::REPLY_UNDELIVERABLE;
+use kbatch_core::tier::Tier;
+use kbatch_core::wire::{DeadLetter, Framing, Request, Status, Timings, WireCodec};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::Message;
@@ -114,7 +114,7 @@ fn bad_records(cfg: &Config) -> Vec<Case> {
     let mut reply_bytes = Vec::new();
     WireCodec::new(&cfg.wire).encode_reply(
         // `Expect::Reply` shadows the record type here.
-        &kbatch::wire::Reply {
+        &kbatch_core::wire::Reply {
             request_id: "a-reply".into(),
             status: Status::Ok,
             error: None,
@@ -364,7 +364,7 @@ async fn every_bad_input_gets_its_documented_outcome_and_serving_goes_on() {
 
     let serving = {
         let cancel = CancellationToken::new();
-        let handle = tokio::spawn(kbatch::app::serve(cfg.clone(), cancel.clone()));
+        let handle = tokio::spawn(kbatch_core::app::serve(cfg.clone(), cancel.clone()));
         (cancel, handle)
     };
     let p = producer(bootstrap);
@@ -615,7 +615,7 @@ async fn near_limit_record_is_dead_lettered(properties: &[(&str, &str)]) {
     let dlq_reader = reader(bootstrap, &cfg.replies.dead_letter_topic);
     let serving = {
         let cancel = CancellationToken::new();
-        let handle = tokio::spawn(kbatch::app::serve(cfg.clone(), cancel.clone()));
+        let handle = tokio::spawn(kbatch_core::app::serve(cfg.clone(), cancel.clone()));
         (cancel, handle)
     };
     // A client allowed to write records up to the broker's limit.
@@ -698,7 +698,7 @@ async fn a_dead_letter_too_large_for_its_topic_is_sent_without_the_original_byte
     let dlq_reader = reader(bootstrap, &cfg.replies.dead_letter_topic);
     let serving = {
         let cancel = CancellationToken::new();
-        let handle = tokio::spawn(kbatch::app::serve(cfg.clone(), cancel.clone()));
+        let handle = tokio::spawn(kbatch_core::app::serve(cfg.clone(), cancel.clone()));
         (cancel, handle)
     };
     let big_producer: FutureProducer = common::producer_config(bootstrap)
@@ -746,7 +746,8 @@ async fn a_dead_letter_too_large_for_its_topic_is_sent_without_the_original_byte
         .headers()
         .and_then(|hs| {
             use rdkafka::message::Headers;
-            hs.iter().find(|h| h.key == kbatch::kafka::TRIMMED_HEADER)
+            hs.iter()
+                .find(|h| h.key == kbatch_core::kafka::TRIMMED_HEADER)
         })
         .and_then(|h| h.value)
         .map(|v| String::from_utf8_lossy(v).parse::<usize>().expect("a size"));

@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use common::pipeline::*;
 use common::{producer, shared_broker, with_timeout};
-use kbatch::config::QueueFull;
-use kbatch::inference::load_backend;
-use kbatch::tier::Tier;
-use kbatch::wire::{Request, Status};
+use kbatch_core::config::QueueFull;
+use kbatch_core::inference::load_backend;
+use kbatch_core::tier::Tier;
+use kbatch_core::wire::{Request, Status};
 use tokio_util::sync::CancellationToken;
 
 const REQUESTS: u64 = 120;
@@ -26,7 +26,7 @@ async fn identical_inputs_run_once_and_every_requester_gets_its_reply() {
     cfg.deduplication.deduplication_ttl = 600.0;
     let replies_reader = reader(broker.bootstrap_servers(), &cfg.replies.default_topic);
     let cancel = CancellationToken::new();
-    let serving = tokio::spawn(kbatch::app::serve(cfg.clone(), cancel.clone()));
+    let serving = tokio::spawn(kbatch_core::app::serve(cfg.clone(), cancel.clone()));
     let p = producer(broker.bootstrap_servers());
     // Twelve inputs, each sent ten times from every tier, under distinct request ids.
     let reqs: Vec<Request> = (0..REQUESTS)
@@ -110,7 +110,7 @@ async fn a_full_queue_in_rejecting_mode_answers_overloaded_at_once() {
     cfg.batch_processing.when_queue_full = QueueFull::Reject;
     let replies_reader = reader(broker.bootstrap_servers(), &cfg.replies.default_topic);
     let cancel = CancellationToken::new();
-    let serving = tokio::spawn(kbatch::app::serve(cfg.clone(), cancel.clone()));
+    let serving = tokio::spawn(kbatch_core::app::serve(cfg.clone(), cancel.clone()));
     let p = producer(broker.bootstrap_servers());
     for i in 0..SENT {
         let r = request(&format!("shed-{i}"), i as u64);

@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use common::{create_topic, mock_cluster, with_timeout, Topics, WAIT};
 use kbatch::bench::{self, BenchReport, RunControl, RunSpec, TierMix};
-use kbatch::config::{Config, Framing};
-use kbatch::tier::Tier;
-use kbatch::wire::{validate, Reply, Status, Timings, WireCodec};
+use kbatch_core::config::{Config, Framing};
+use kbatch_core::tier::Tier;
+use kbatch_core::wire::{validate, Reply, Status, Timings, WireCodec};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -231,11 +231,14 @@ async fn bench_matches_replies_from_an_echo_server_on_the_mock_cluster() {
     let bootstrap = cluster.bootstrap_servers();
     let cfg = Config::default();
     let spec = spec(&bootstrap, &cfg, 300, 150.0, 0.1);
-    for t in bench::all_topics(&cfg).iter().chain([&spec.reply_topic]) {
+    for t in kbatch_core::kafka::all_topics(&cfg)
+        .iter()
+        .chain([&spec.reply_topic])
+    {
         create_topic(&bootstrap, Topics::Mock(&cluster), t, PARTITIONS).await;
     }
     // Existing topics are only checked (the mock has no CreateTopics API).
-    bench::ensure_topics(&bootstrap, &cfg, PARTITIONS)
+    kbatch_core::kafka::ensure_topics(&bootstrap, &cfg, PARTITIONS)
         .await
         .unwrap();
     let (report, lines) = run_against_echo(&bootstrap, &cfg, &spec).await;
@@ -268,12 +271,12 @@ async fn bench_backlog_and_paced_runs_against_a_tansu_process() {
         .expect("start tansu");
     let bootstrap = tansu.bootstrap().to_owned();
     let cfg = Config::default();
-    bench::ensure_topics(&bootstrap, &cfg, PARTITIONS)
+    kbatch_core::kafka::ensure_topics(&bootstrap, &cfg, PARTITIONS)
         .await
         .expect("create topics");
 
     let backlog = spec(&bootstrap, &cfg, 5_000, 0.0, 0.02);
-    bench::ensure_named_topics(
+    kbatch_core::kafka::ensure_named_topics(
         &bootstrap,
         &[],
         std::slice::from_ref(&backlog.reply_topic),
@@ -285,7 +288,7 @@ async fn bench_backlog_and_paced_runs_against_a_tansu_process() {
     check(&report, &backlog);
 
     let paced = spec(&bootstrap, &cfg, 2_000, 1000.0, 0.0);
-    bench::ensure_named_topics(
+    kbatch_core::kafka::ensure_named_topics(
         &bootstrap,
         &[],
         std::slice::from_ref(&paced.reply_topic),
@@ -311,11 +314,11 @@ async fn bench_matches_replies_from_an_echo_server_on_a_broker_container() {
     let broker = common::shared_broker().await;
     let bootstrap = broker.bootstrap_servers().to_owned();
     let cfg = Config::default();
-    bench::ensure_topics(&bootstrap, &cfg, PARTITIONS)
+    kbatch_core::kafka::ensure_topics(&bootstrap, &cfg, PARTITIONS)
         .await
         .expect("create topics");
     let spec = spec(&bootstrap, &cfg, 2_000, 500.0, 0.05);
-    bench::ensure_named_topics(
+    kbatch_core::kafka::ensure_named_topics(
         &bootstrap,
         &[],
         std::slice::from_ref(&spec.reply_topic),

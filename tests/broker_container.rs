@@ -15,8 +15,8 @@ use common::{
     producer, shared_broker, subscribed_consumer, unique_group, unique_topic, with_timeout, Sent,
     Topics, WAIT,
 };
-use kbatch::config::WireConfig;
-use kbatch::wire::{Framing, Request, Tier, WireCodec};
+use kbatch_core::config::WireConfig;
+use kbatch_core::wire::{Framing, Request, Tier, WireCodec};
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::Offset;

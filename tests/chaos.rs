@@ -14,10 +14,10 @@ use std::time::Duration;
 
 use common::pipeline::*;
 use common::{producer, start_broker, with_timeout};
-use kbatch::config::{Config, Framing};
-use kbatch::inference::load_backend;
-use kbatch::tier::Tier;
-use kbatch::wire::{Status, WireCodec};
+use kbatch_core::config::{Config, Framing};
+use kbatch_core::inference::load_backend;
+use kbatch_core::tier::Tier;
+use kbatch_core::wire::{Status, WireCodec};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -74,7 +74,7 @@ fn spawn(cfg: &Config) -> Instance {
 async fn wait_ready(i: &Instance) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     while tokio::time::Instant::now() < deadline {
-        let r = kbatch::telemetry::client::get(i.http, "/ready", Duration::from_secs(2)).await;
+        let r = kbatch_core::telemetry::client::get(i.http, "/ready", Duration::from_secs(2)).await;
         if matches!(r, Ok((200, _))) {
             return;
         }
@@ -157,7 +157,7 @@ async fn watch_commits(cfg: Config, bootstrap: String, commits: Arc<Mutex<Commit
             tokio::task::spawn_blocking(move || c2.committed_offsets(tpl2, Duration::from_secs(3)))
                 .await
                 .expect("join");
-        let at = kbatch::pipeline::now_ms();
+        let at = kbatch_core::pipeline::now_ms();
         if let Ok(list) = got {
             let mut out = commits.lock().unwrap();
             for e in list.elements() {

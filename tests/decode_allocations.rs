@@ -4,7 +4,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use kbatch::wire::{Framing, Request, WireCodec, WireConfig};
+use kbatch_core::wire::{Framing, Request, WireCodec, WireConfig};
 
 struct Counting;
 

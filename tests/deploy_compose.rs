@@ -113,7 +113,7 @@ fn encode(query: &str) -> String {
 async fn instant(prometheus: SocketAddr, query: &str) -> Vec<(String, f64)> {
     let path = format!("/api/v1/query?query={}", encode(query));
     let Ok((200, body)) =
-        kbatch::telemetry::client::get(prometheus, &path, Duration::from_secs(5)).await
+        kbatch_core::telemetry::client::get(prometheus, &path, Duration::from_secs(5)).await
     else {
         return Vec::new();
     };

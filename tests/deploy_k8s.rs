@@ -21,7 +21,7 @@ mod checks;
 use std::collections::BTreeSet;
 
 use checks::*;
-use kbatch::config::{Config, PROFILES};
+use kbatch_core::config::{Config, PROFILES};
 use serde_yaml::Value;
 #[test]
 fn every_document_is_named_and_every_kustomization_complete() {

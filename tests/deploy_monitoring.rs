@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use common::promql::*;
 
-use kbatch::config::{Config, PerformanceMonitoring};
+use kbatch_core::config::{Config, PerformanceMonitoring};
 use serde_json::Value as Json;
 use serde_yaml::Value as Yaml;
 

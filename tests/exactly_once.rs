@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use common::pipeline::{base_config, request, send_request, serve_env};
 use common::{create_topic, mock_cluster, unique_group, with_timeout, Topics};
-use kbatch::config::{Config, Delivery};
-use kbatch::tier::Tier;
-use kbatch::wire::{Status, WireCodec};
+use kbatch_core::config::{Config, Delivery};
+use kbatch_core::tier::Tier;
+use kbatch_core::wire::{Status, WireCodec};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 
@@ -309,9 +309,10 @@ async fn lag_under_read_committed_ends_at_the_last_stable_offset() {
     let open = lag();
     // The gauge is live (a partition whose end is unknown would have no line at all).
     let addr = common::serving::http_addr(&telemetry).await;
-    let (_, metrics) = kbatch::telemetry::client::get(addr, "/metrics", Duration::from_secs(5))
-        .await
-        .expect("scrape");
+    let (_, metrics) =
+        kbatch_core::telemetry::client::get(addr, "/metrics", Duration::from_secs(5))
+            .await
+            .expect("scrape");
     let line = format!(
         "kbatch_consumer_lag_records{{partition=\"0\",topic=\"{}\"}} 0",
         cfg.kafka.topics.normal

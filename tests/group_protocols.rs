@@ -15,9 +15,9 @@ use std::time::Duration;
 use common::pipeline::*;
 use common::serving::{serve, stop};
 use common::{producer, shared_broker, with_timeout};
-use kbatch::config::{AssignmentStrategy, Config, GroupProtocol};
-use kbatch::tier::Tier;
-use kbatch::wire::Status;
+use kbatch_core::config::{AssignmentStrategy, Config, GroupProtocol};
+use kbatch_core::tier::Tier;
+use kbatch_core::wire::Status;
 
 const REQUESTS: u64 = 900;
 

@@ -10,11 +10,11 @@ use std::time::Duration;
 use common::pipeline::*;
 use common::serving::{http_addr, serve_observed};
 use common::{producer, shared_broker, start_broker, with_timeout};
-use kbatch::app::{serve_with, ServeOptions};
-use kbatch::config::Config;
-use kbatch::telemetry::{client, Telemetry};
-use kbatch::tier::Tier;
-use kbatch::wire::Request;
+use kbatch_core::app::{serve_with, ServeOptions};
+use kbatch_core::config::Config;
+use kbatch_core::telemetry::{client, Telemetry};
+use kbatch_core::tier::Tier;
+use kbatch_core::wire::Request;
 use tokio_util::sync::CancellationToken;
 
 async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
@@ -279,7 +279,7 @@ async fn a_reload_changes_the_batch_size_and_a_bad_one_is_rejected() {
     let telemetry = Telemetry::new(&cfg).expect("telemetry");
     let opts = ServeOptions {
         telemetry: Some(telemetry.clone()),
-        reload: Some(kbatch::config::LoadOptions {
+        reload: Some(kbatch_core::config::LoadOptions {
             file: Some(file.clone()),
             env: Some(Vec::new()),
             ..Default::default()

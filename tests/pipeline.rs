@@ -10,10 +10,10 @@ use std::time::Duration;
 use common::pipeline::*;
 use common::serving::{serve, stop};
 use common::{producer, shared_broker, with_timeout};
-use kbatch::config::Config;
-use kbatch::inference::load_backend;
-use kbatch::tier::Tier;
-use kbatch::wire::{Request, Status};
+use kbatch_core::config::Config;
+use kbatch_core::inference::load_backend;
+use kbatch_core::tier::Tier;
+use kbatch_core::wire::{Request, Status};
 
 fn unique_ids(replies: &[Received]) -> HashSet<String> {
     replies.iter().map(|r| r.reply.request_id.clone()).collect()
@@ -135,7 +135,7 @@ async fn past_deadlines_are_answered_and_never_run() {
     let replies_reader = reader(broker.bootstrap_servers(), &cfg.replies.default_topic);
     let serving = serve(&cfg);
     let p = producer(broker.bootstrap_servers());
-    let now = kbatch::pipeline::now_ms();
+    let now = kbatch_core::pipeline::now_ms();
     let late = Request {
         deadline_ms: Some(now - 1000),
         ..request("late", 1)
@@ -197,7 +197,7 @@ async fn bad_input_is_dead_lettered_or_answered_and_serving_goes_on() {
         r.len() >= 4
     })
     .await;
-    let codec = kbatch::wire::WireCodec::new(&cfg.wire);
+    let codec = kbatch_core::wire::WireCodec::new(&cfg.wire);
     let dead = common::consume_n(&dlq_reader, 2, Duration::from_secs(60)).await;
     stop(serving).await;
 
@@ -368,11 +368,11 @@ async fn a_reply_to_a_missing_topic_is_dead_lettered_and_commits_go_on() {
     .await;
     assert_eq!(unique_ids(&replies), HashSet::from(["after".to_string()]));
     let dead = common::consume_n(&dlq_reader, 1, Duration::from_secs(60)).await;
-    let codec = kbatch::wire::WireCodec::new(&cfg.wire);
+    let codec = kbatch_core::wire::WireCodec::new(&cfg.wire);
     let letter = codec
         .decode_dead_letter(dead[0].payload().unwrap())
         .expect("dead letter decodes");
-    assert_eq!(letter.error_kind, kbatch::kafka::REPLY_UNDELIVERABLE);
+    assert_eq!(letter.error_kind, kbatch_core::kafka::REPLY_UNDELIVERABLE);
     assert_eq!(letter.source_topic, cfg.kafka.topics.normal);
     assert_eq!(letter.source_offset, 0);
     assert!(letter.error.contains(&nowhere), "{}", letter.error);

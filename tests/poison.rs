@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use common::pipeline::*;
 use common::{consume_n, shared_broker, with_timeout};
-use kbatch::config::{Config, Delivery};
-use kbatch::tier::Tier;
-use kbatch::wire::{Request, Status, WireCodec};
+use kbatch_core::config::{Config, Delivery};
+use kbatch_core::tier::Tier;
+use kbatch_core::wire::{Request, Status, WireCodec};
 use rdkafka::message::{Headers, Message};
 use rdkafka::Offset;
 use tokio_util::sync::CancellationToken;
@@ -65,7 +65,7 @@ async fn poison_is_isolated(delivery: Delivery) {
     let replies_reader = reader(bootstrap, &cfg.replies.default_topic);
     let dlq_reader = reader(bootstrap, &cfg.replies.dead_letter_topic);
     let cancel = CancellationToken::new();
-    let serving = tokio::spawn(kbatch::app::serve(cfg.clone(), cancel.clone()));
+    let serving = tokio::spawn(kbatch_core::app::serve(cfg.clone(), cancel.clone()));
     let p = common::producer(bootstrap);
     for (i, &x) in INPUTS.iter().enumerate() {
         send_request(&p, &cfg, Tier::Normal, &lookup_request(&format!("p{i}"), x)).await;

@@ -12,11 +12,11 @@ use std::time::Duration;
 use common::pipeline::*;
 use common::serving::{http_addr, serve, stop};
 use common::{producer, shared_broker, with_timeout};
-use kbatch::app::{serve_with, ServeOptions};
-use kbatch::config::{load, Config, LoadOptions, RateLimit, Secret};
-use kbatch::telemetry::{client, Telemetry};
-use kbatch::tier::Tier;
-use kbatch::wire::{Request, Status};
+use kbatch_core::app::{serve_with, ServeOptions};
+use kbatch_core::config::{load, Config, LoadOptions, RateLimit, Secret};
+use kbatch_core::telemetry::{client, Telemetry};
+use kbatch_core::tier::Tier;
+use kbatch_core::wire::{Request, Status};
 use tokio_util::sync::CancellationToken;
 
 fn from(client: &str, id: &str, n: u64) -> Request {

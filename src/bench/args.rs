@@ -1,4 +1,4 @@
-//! Command-line arguments of `kbatch bench` and `kbatch create-topics`.
+//! Command-line arguments of `kbatch bench`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -7,37 +7,13 @@ use clap::Args;
 
 use super::pacing::parse_duration;
 use super::{BenchError, RunSpec, TierMix};
-use crate::config::{Config, Framing, LoadOptions};
+use crate::source::ConfigSource;
+use kbatch_core::config::{Config, Framing, LoadOptions};
 
 /// Requests sent when neither `--count` nor `--duration` says how many.
 const DEFAULT_DURATION: Duration = Duration::from_secs(10);
 /// Backlog size when `--backlog` is given without `--count`.
 const DEFAULT_BACKLOG: u64 = 10_000;
-
-/// Where the configuration comes from (shared by the bench, the demo and create-topics).
-#[derive(Debug, Clone, Default, Args)]
-pub struct ConfigSource {
-    /// Configuration file (YAML or TOML); default `config/default.yaml` when it exists.
-    #[arg(long, short, env = "KBATCH_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// Profile from `<config dir>/profiles/`: market_hours, off_hours, stress_test.
-    #[arg(long, short, env = "KBATCH_PROFILE")]
-    pub profile: Option<String>,
-    /// Override one configuration key, e.g. `--set kafka.topics.low=my.low` (repeatable).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    pub overrides: Vec<String>,
-}
-
-impl ConfigSource {
-    pub fn load_options(&self) -> LoadOptions {
-        LoadOptions {
-            file: self.config.clone(),
-            profile: self.profile.clone(),
-            overrides: self.overrides.clone(),
-            ..LoadOptions::default()
-        }
-    }
-}
 
 /// `kbatch bench`: sends requests to the tier topics at a fixed rate (or as a backlog) and
 /// measures the replies.
@@ -207,30 +183,6 @@ pub fn parse_framing(s: &str) -> Result<Framing, String> {
         _ => Err(format!(
             "framing `{s}`: expected confluent, single-object or json"
         )),
-    }
-}
-
-/// `kbatch create-topics`: the four tier topics, the default reply topic and the dead-letter
-/// topic of the configuration.
-#[derive(Debug, Clone, Args)]
-pub struct CreateTopicsArgs {
-    #[command(flatten)]
-    pub source: ConfigSource,
-    /// Bootstrap servers; default `kafka.brokers` from the configuration.
-    #[arg(long)]
-    pub brokers: Option<String>,
-    /// Partitions per topic (existing topics are left as they are).
-    #[arg(long, default_value_t = 4)]
-    pub partitions: i32,
-    /// Keep retrying this many seconds while the broker is not reachable yet (an init container
-    /// started together with its broker); 0 tries once.
-    #[arg(long, default_value_t = 0)]
-    pub wait_secs: u64,
-}
-
-impl CreateTopicsArgs {
-    pub fn load_options(&self) -> LoadOptions {
-        self.source.load_options()
     }
 }
 

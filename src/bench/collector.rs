@@ -15,13 +15,13 @@ use rdkafka::{Message as _, Offset, TopicPartitionList};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::admin::client_config;
 use super::live::{LiveStats, TierLive};
 use super::producer::producer_config;
 use super::workload::{IdKind, Kind, Plan, RequestIds};
 use super::{BenchError, RunSpec, SendLog};
-use crate::tier::Tier;
-use crate::wire::{Reply, Status, WireCodec};
+use kbatch_core::kafka::plain_client_config as client_config;
+use kbatch_core::tier::Tier;
+use kbatch_core::wire::{Reply, Status, WireCodec};
 
 /// Highest latency recorded exactly (µs): one hour; anything slower is clamped.
 const MAX_LATENCY_US: u64 = 3_600_000_000;

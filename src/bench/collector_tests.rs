@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::bench::TierMix;
-use crate::wire::Timings;
+use kbatch_core::wire::Timings;
 
 fn reply(id: &str, status: Status, batch: i32) -> Reply {
     Reply {

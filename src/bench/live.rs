@@ -7,8 +7,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::tier::Tier;
-use crate::wire::Status;
+use kbatch_core::tier::Tier;
+use kbatch_core::wire::Status;
 
 /// One tier's latency over the last interval.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

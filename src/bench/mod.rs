@@ -12,7 +12,6 @@
 //! send instant and tier without a shared map, and replies of other runs (or of older runs on a
 //! shared reply topic) are counted as unknown instead of being mistaken for ours.
 
-mod admin;
 mod args;
 mod collector;
 mod live;
@@ -29,10 +28,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
-pub use admin::{all_topics, ensure_named_topics, ensure_topics};
-pub use args::{
-    framing_name, new_run_id, parse_framing, plan_size, BenchArgs, ConfigSource, CreateTopicsArgs,
-};
+pub use args::{framing_name, new_run_id, parse_framing, plan_size, BenchArgs};
 pub use collector::{Collector, Match, Matcher, Tally};
 pub use live::{LiveStats, TierLive};
 pub use model::{run_model_bench, ModelBenchArgs, ModelPoint};
@@ -41,15 +37,17 @@ pub use producer::{warm_up, SendLog, Sent};
 pub use report::{BatchSummary, BenchReport, LatencySummary, Throughput};
 pub use workload::{IdKind, Kind, Plan, RecordFactory, RequestIds, TierMix, MODEL_SHAPE};
 
-use crate::config::{Framing, TierTopics, WireConfig};
+use kbatch_core::config::{Framing, TierTopics, WireConfig};
 
 /// Errors of the load generator's library parts (the CLI edge wraps them in `anyhow`).
 #[derive(Debug, Error)]
 pub enum BenchError {
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    #[error("topics: {0}")]
+    Topics(#[from] kbatch_core::kafka::KafkaError),
     #[error("configuration: {0}")]
-    Config(#[from] crate::config::ConfigError),
+    Config(#[from] kbatch_core::config::ConfigError),
     #[error("creating a Kafka {what} for {brokers}: {source}")]
     Client {
         what: &'static str,
@@ -238,19 +236,19 @@ pub async fn execute(
 /// (text on stdout, JSON to `--json`).
 pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
     use anyhow::Context as _;
-    let loaded = crate::config::load(&args.load_options())?;
+    let loaded = kbatch_core::config::load(&args.load_options())?;
     let cfg = loaded.config;
-    crate::telemetry::init_tracing(&crate::config::Logging {
+    kbatch_core::telemetry::init_tracing(&kbatch_core::config::Logging {
         level: "warn".into(),
         format: cfg.logging.format,
     });
     let spec = args.run_spec(&cfg)?;
     if args.create_topics {
-        ensure_topics(&spec.brokers, &cfg, args.partitions)
+        kbatch_core::kafka::ensure_topics(&spec.brokers, &cfg, args.partitions)
             .await
             .context("creating the request, reply and dead-letter topics")?;
     }
-    ensure_named_topics(
+    kbatch_core::kafka::ensure_named_topics(
         &spec.brokers,
         &spec.properties,
         std::slice::from_ref(&spec.reply_topic),
@@ -288,29 +286,6 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
         eprintln!("wrote {}", path.display());
     }
     Ok(report)
-}
-
-/// `kbatch create-topics`: the four tier topics, the default reply topic and the DLQ.
-pub async fn create_topics(args: CreateTopicsArgs) -> anyhow::Result<()> {
-    let mut cfg = crate::config::load(&args.load_options())?.config;
-    if let Some(b) = &args.brokers {
-        cfg.kafka.brokers = b.clone();
-    }
-    let deadline = Instant::now() + Duration::from_secs(args.wait_secs);
-    loop {
-        match ensure_topics(&cfg.kafka.brokers, &cfg, args.partitions).await {
-            Ok(()) => break,
-            Err(e) if Instant::now() < deadline => {
-                eprintln!("{e}; retrying in 2 s");
-                tokio::time::sleep(Duration::from_secs(2)).await;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    for t in all_topics(&cfg) {
-        println!("{t} ({} partitions)", args.partitions);
-    }
-    Ok(())
 }
 
 impl RunSpec {

@@ -12,9 +12,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use super::args::ConfigSource;
 use super::BenchError;
-use crate::inference::load_backend;
+use crate::source::ConfigSource;
+use kbatch_core::inference::load_backend;
 
 const SEED: u64 = 0x6b62_6174_6368;
 
@@ -48,7 +48,7 @@ pub struct ModelPoint {
 
 /// Measures every batch size; prints a table and returns the points.
 pub fn run_model_bench(args: &ModelBenchArgs) -> Result<Vec<ModelPoint>, BenchError> {
-    let loaded = crate::config::load(&args.source.load_options())?;
+    let loaded = kbatch_core::config::load(&args.source.load_options())?;
     let mut model = loaded.config.model.clone();
     if let Some(t) = args.threads {
         model.intra_op_threads = t;

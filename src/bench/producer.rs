@@ -17,12 +17,12 @@ use rdkafka::types::RDKafkaErrorCode;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::admin::client_config;
 use super::collector::{reply_consumer, ReplyStart};
 use super::workload::{IdKind, Kind, Plan, RecordFactory};
 use super::{BenchError, Pacer, RunSpec};
-use crate::tier::Tier;
-use crate::wire::WireCodec;
+use kbatch_core::kafka::plain_client_config as client_config;
+use kbatch_core::tier::Tier;
+use kbatch_core::wire::WireCodec;
 
 const UNSENT: u64 = 0;
 const FAILED: u64 = u64::MAX;

@@ -15,8 +15,8 @@ use super::collector::{latency_histogram, Tally};
 use super::producer::Sent;
 use super::workload::{Kind, Plan};
 use super::{RunSpec, SendLog};
-use crate::tier::Tier;
-use crate::wire::Status;
+use kbatch_core::tier::Tier;
+use kbatch_core::wire::Status;
 
 /// Answered requests per second, two ways.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -394,8 +394,8 @@ mod tests {
     use super::*;
     use crate::bench::collector::Matcher;
     use crate::bench::{RequestIds, TierMix};
-    use crate::config::{Framing, TierTopics, WireConfig};
-    use crate::wire::{Reply, Timings};
+    use kbatch_core::config::{Framing, TierTopics, WireConfig};
+    use kbatch_core::wire::{Reply, Timings};
 
     /// An OK critical-tier reply to `request_id` from a batch of `batch_size`.
     fn ok_reply(request_id: String, batch_size: i32) -> Reply {

@@ -11,9 +11,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::SendLog;
-use crate::config::Framing;
-use crate::tier::Tier;
-use crate::wire::{Request, WireCodec};
+use kbatch_core::config::Framing;
+use kbatch_core::tier::Tier;
+use kbatch_core::wire::{Request, WireCodec};
 
 /// One request's tensor shape for the bundled model (no batch dimension).
 pub const MODEL_SHAPE: [i32; 2] = [64, 16];
@@ -310,8 +310,8 @@ impl RecordFactory {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::WireConfig;
-    use crate::wire::validate;
+    use kbatch_core::config::WireConfig;
+    use kbatch_core::wire::validate;
 
     const SHAPE: [usize; 2] = [64, 16];
 

@@ -8,9 +8,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use kbatch::config::{Config, TierTopics};
-use kbatch::tier::Tier;
-use kbatch::wire::{Framing, Reply, Request, WireCodec};
+use kbatch_core::config::{Config, TierTopics};
+use kbatch_core::tier::Tier;
+use kbatch_core::wire::{Framing, Reply, Request, WireCodec};
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -143,7 +143,7 @@ fn tier_var(tier: Tier) -> &'static str {
 pub fn request(id: &str, n: u64) -> Request {
     Request {
         request_id: id.to_string(),
-        created_at_ms: kbatch::pipeline::now_ms(),
+        created_at_ms: kbatch_core::pipeline::now_ms(),
         deadline_ms: None,
         timeout_ms: None,
         model_name: None,

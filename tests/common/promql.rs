@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use kbatch::telemetry::Metrics;
+use kbatch_core::telemetry::Metrics;
 
 /// Labels Prometheus attaches to every scraped series (target labels).
 pub const TARGET_LABELS: [&str; 2] = ["instance", "job"];

@@ -5,9 +5,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kbatch::app::{serve_with, AppError, ServeOptions, ServeReport};
-use kbatch::config::Config;
-use kbatch::telemetry::Telemetry;
+use kbatch_core::app::{serve_with, AppError, ServeOptions, ServeReport};
+use kbatch_core::config::Config;
+use kbatch_core::telemetry::Telemetry;
 use tokio_util::sync::CancellationToken;
 
 use super::with_timeout;

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use kbatch::config::{load, Config, LoadOptions};
+use kbatch_core::config::{load, Config, LoadOptions};
 use serde::Deserialize;
 use serde_yaml::Value;
 

@@ -9,15 +9,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kbatch::config::{Config, Device, Framing};
-use kbatch::inference::ModelInfo;
-use kbatch::kafka::{
+use kbatch_core::config::{Config, Device, Framing};
+use kbatch_core::inference::ModelInfo;
+use kbatch_core::kafka::{
     run_consumer, run_replier, ConsumerInputs, ConsumerReport, KafkaError, ReplierReport,
     SharedTracker,
 };
-use kbatch::pipeline::{now_ms, Admitted, Outcome};
-use kbatch::tier::Tier;
-use kbatch::wire::{Reply, Request, Status, Timings, WireCodec};
+use kbatch_core::pipeline::{now_ms, Admitted, Outcome};
+use kbatch_core::tier::Tier;
+use kbatch_core::wire::{Reply, Request, Status, Timings, WireCodec};
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::mocking::MockCluster;
@@ -176,7 +176,7 @@ pub fn start(cfg: &Arc<Config>, tier_capacity: usize, echo_delay: Duration) -> P
     let tracker = SharedTracker::new();
     let cancel = CancellationToken::new();
     let echo = spawn_echo(rxs, out_tx.clone(), echo_delay);
-    let telemetry = kbatch::telemetry::Telemetry::new(cfg).expect("telemetry");
+    let telemetry = kbatch_core::telemetry::Telemetry::new(cfg).expect("telemetry");
     let inputs = ConsumerInputs {
         tiers: txs.try_into().expect("four senders"),
         outcomes: out_tx,

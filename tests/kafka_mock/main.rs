@@ -1,4 +1,4 @@
-//! `kbatch::kafka` end to end against librdkafka's in-process mock cluster: the consumer and the
+//! `kbatch_core::kafka` end to end against librdkafka's in-process mock cluster: the consumer and the
 //! replier around a fake "echo batcher", no model, no container (plain `cargo test`).
 //!
 //! Invariant checked: every consumed record gets exactly one outcome on the right topic (its

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kbatch::config::Config;
-use kbatch::tier::Tier;
-use kbatch::wire::{Request, Status, WireCodec};
+use kbatch_core::config::Config;
+use kbatch_core::tier::Tier;
+use kbatch_core::wire::{Request, Status, WireCodec};
 use rdkafka::message::{Message, OwnedMessage};
 
 use crate::common::{

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use kbatch::tier::Tier;
+use kbatch_core::tier::Tier;
 use rdkafka::message::Message;
 use rdkafka::Offset;
 

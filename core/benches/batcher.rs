@@ -13,13 +13,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use kbatch::batcher::adaptive::AdaptiveParams;
-use kbatch::batcher::dedup::{dedup_key, DedupParams};
-use kbatch::batcher::{run_batcher, BatchPolicy, BatcherParts, State, WorkerPool};
-use kbatch::config::Config;
-use kbatch::pipeline::{Admitted, BatchDone, Origin, ReplyTo};
-use kbatch::tier::Tier;
-use kbatch::wire::Request;
+use kbatch_core::batcher::adaptive::AdaptiveParams;
+use kbatch_core::batcher::dedup::{dedup_key, DedupParams};
+use kbatch_core::batcher::{run_batcher, BatchPolicy, BatcherParts, State, WorkerPool};
+use kbatch_core::config::Config;
+use kbatch_core::pipeline::{Admitted, BatchDone, Origin, ReplyTo};
+use kbatch_core::tier::Tier;
+use kbatch_core::wire::Request;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
 
@@ -98,7 +98,7 @@ fn state(c: &mut Criterion) {
 /// Sends `reqs` through a fresh batcher task and a stand-in worker; returns when all are batched.
 async fn through_task(cfg: &Config, reqs: Vec<Admitted>) {
     let (txs, rxs): (Vec<_>, Vec<_>) = (0..4).map(|_| mpsc::channel(1024)).unzip();
-    let (btx, mut brx) = mpsc::channel::<kbatch::pipeline::Batch>(1);
+    let (btx, mut brx) = mpsc::channel::<kbatch_core::pipeline::Batch>(1);
     let (otx, mut orx) = mpsc::channel(1024);
     let (ftx, frx) = mpsc::channel(16);
     let parts = BatcherParts {
@@ -114,7 +114,7 @@ async fn through_task(cfg: &Config, reqs: Vec<Admitted>) {
         feedback: frx,
         model: ("m".into(), "1".into()),
         utilization: tokio::sync::watch::channel(Default::default()).1,
-        telemetry: kbatch::telemetry::Telemetry::new(cfg).expect("telemetry"),
+        telemetry: kbatch_core::telemetry::Telemetry::new(cfg).expect("telemetry"),
         config: tokio::sync::watch::channel(Arc::new(cfg.clone())).1,
     };
     let task = tokio::spawn(run_batcher(parts));

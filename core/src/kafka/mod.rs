@@ -13,6 +13,7 @@
 //!      └────────────────────────► SharedTracker ◄─────────────────────
 //! ```
 
+mod admin;
 mod admission;
 mod client;
 mod consumer;
@@ -27,6 +28,9 @@ mod replier;
 mod shared;
 mod transactional;
 
+pub use admin::{
+    all_topics, client_config as plain_client_config, ensure_named_topics, ensure_topics,
+};
 pub use admission::{deadline_instant, Admission, Decision, RecordParts};
 pub use client::{consumer_config, producer_config};
 pub use consumer::{run_consumer, ConsumerInputs, ConsumerReport};

@@ -10,8 +10,11 @@ use super::load::SeedEnv;
 use super::*;
 use crate::tier::Tier;
 
+/// A file of the repository (the workspace root, one level above this crate).
 fn repo(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(path)
 }
 
 fn opts(profile: Option<&str>) -> LoadOptions {

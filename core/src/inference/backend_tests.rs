@@ -15,7 +15,7 @@ use crate::config::{Device, ModelConfig};
 const TOLERANCE: f32 = 1e-5;
 
 fn models_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models")
 }
 
 fn test_config() -> ModelConfig {

@@ -1,4 +1,5 @@
-//! Topic creation for `kbatch create-topics`, the bench and the demo.
+//! Topic administration: creating the request, reply and dead-letter topics (`kbatch
+//! create-topics`, and the tools that start from an empty broker).
 //!
 //! Invariant: when `ensure_*` returns Ok, every named topic is in the broker's metadata with
 //! every partition led, so a producer started right after never sees UNKNOWN_TOPIC_OR_PART.
@@ -14,7 +15,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::metadata::Metadata;
 use rdkafka::types::RDKafkaErrorCode;
 
-use super::BenchError;
+use super::KafkaError;
 use crate::config::Config;
 use crate::tier::Tier;
 
@@ -35,7 +36,7 @@ pub fn all_topics(cfg: &Config) -> Vec<String> {
 /// Creates the four tier topics, the reply topic and the DLQ of `cfg` with `partitions`
 /// partitions each (replication 1) on `brokers`, unless they exist, and waits until every
 /// partition has a leader.
-pub async fn ensure_topics(brokers: &str, cfg: &Config, partitions: i32) -> Result<(), BenchError> {
+pub async fn ensure_topics(brokers: &str, cfg: &Config, partitions: i32) -> Result<(), KafkaError> {
     let props: Vec<(String, String)> = cfg
         .kafka
         .properties
@@ -53,11 +54,9 @@ pub async fn ensure_named_topics(
     properties: &[(String, String)],
     topics: &[String],
     partitions: i32,
-) -> Result<(), BenchError> {
+) -> Result<(), KafkaError> {
     if partitions < 1 {
-        return Err(BenchError::InvalidArgument(format!(
-            "partitions must be at least 1, got {partitions}"
-        )));
+        return Err(KafkaError::InvalidPartitions(partitions));
     }
     let config = client_config(brokers, properties);
     let existing = topic_states(&config, brokers, Duration::from_secs(10)).await?;
@@ -67,8 +66,8 @@ pub async fn ensure_named_topics(
         .collect();
     if !missing.is_empty() {
         let admin: AdminClient<DefaultClientContext> =
-            config.create().map_err(|source| BenchError::Client {
-                what: "admin client",
+            config.create().map_err(|source| KafkaError::Admin {
+                op: "creating the admin client",
                 brokers: brokers.to_owned(),
                 source,
             })?;
@@ -81,14 +80,15 @@ pub async fn ensure_named_topics(
             admin
                 .create_topics(&new, &opts)
                 .await
-                .map_err(|source| BenchError::Kafka {
+                .map_err(|source| KafkaError::Admin {
                     op: "CreateTopics",
+                    brokers: brokers.to_owned(),
                     source,
                 })?;
         for r in results {
             match r {
                 Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((topic, code)) => return Err(BenchError::CreateTopic { topic, code }),
+                Err((topic, code)) => return Err(KafkaError::CreateTopic { topic, code }),
             }
         }
     }
@@ -111,7 +111,7 @@ pub async fn ensure_named_topics(
             return Ok(());
         };
         if started.elapsed() > READY_LIMIT {
-            return Err(BenchError::TopicNotReady {
+            return Err(KafkaError::TopicNotReady {
                 topic: topic.clone(),
                 partitions: n.unwrap_or(1),
                 waited: READY_LIMIT,
@@ -135,7 +135,9 @@ impl TopicState {
     }
 }
 
-pub(super) fn client_config(brokers: &str, properties: &[(String, String)]) -> ClientConfig {
+/// A client configuration for `brokers` with `properties` (TLS, SASL) applied: the settings
+/// every administration and tool client shares.
+pub fn client_config(brokers: &str, properties: &[(String, String)]) -> ClientConfig {
     let mut cfg = ClientConfig::new();
     cfg.set("bootstrap.servers", brokers)
         .set("socket.timeout.ms", "10000")
@@ -151,18 +153,19 @@ async fn topic_states(
     config: &ClientConfig,
     brokers: &str,
     timeout: Duration,
-) -> Result<HashMap<String, TopicState>, BenchError> {
-    let probe: BaseConsumer = config.create().map_err(|source| BenchError::Client {
-        what: "metadata client",
+) -> Result<HashMap<String, TopicState>, KafkaError> {
+    let probe: BaseConsumer = config.create().map_err(|source| KafkaError::Admin {
+        op: "creating the metadata client",
         brokers: brokers.to_owned(),
         source,
     })?;
     // fetch_metadata blocks its thread.
     let md = tokio::task::spawn_blocking(move || probe.fetch_metadata(None, timeout))
         .await
-        .map_err(|e| BenchError::Task(e.to_string()))?
-        .map_err(|source| BenchError::Kafka {
-            op: "metadata",
+        .map_err(|e| KafkaError::Blocking(e.to_string()))?
+        .map_err(|source| KafkaError::Admin {
+            op: "fetching metadata",
+            brokers: brokers.to_owned(),
             source,
         })?;
     Ok(states(&md))

@@ -23,17 +23,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use kbatch::batcher::adaptive::AdaptiveParams;
-use kbatch::batcher::dedup::DedupParams;
-use kbatch::batcher::{run_batcher, BatchPolicy, BatcherParts};
-use kbatch::config::{Config, Framing};
-use kbatch::inference::isolate::RetryPolicy;
-use kbatch::inference::{load_backend, spawn_workers, Backend};
-use kbatch::kafka::{Admission, Decision, RecordParts};
-use kbatch::pipeline::{now_ms, Admitted, Origin, Outcome};
-use kbatch::telemetry::Telemetry;
-use kbatch::tier::Tier;
-use kbatch::wire::{Request, WireCodec};
+use kbatch_core::batcher::adaptive::AdaptiveParams;
+use kbatch_core::batcher::dedup::DedupParams;
+use kbatch_core::batcher::{run_batcher, BatchPolicy, BatcherParts};
+use kbatch_core::config::{Config, Framing};
+use kbatch_core::inference::isolate::RetryPolicy;
+use kbatch_core::inference::{load_backend, spawn_workers, Backend};
+use kbatch_core::kafka::{Admission, Decision, RecordParts};
+use kbatch_core::pipeline::{now_ms, Admitted, Origin, Outcome};
+use kbatch_core::telemetry::Telemetry;
+use kbatch_core::tier::Tier;
+use kbatch_core::wire::{Request, WireCodec};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::mpsc;
@@ -44,7 +44,7 @@ const SEED: u64 = 0x6b62_6174_6368;
 
 fn config() -> Config {
     let mut cfg = Config::default();
-    cfg.model.registry_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models");
+    cfg.model.registry_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models");
     cfg.model.intra_op_threads = 1;
     cfg
 }

@@ -4,7 +4,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use kbatch::wire::{
+use kbatch_core::wire::{
     validate, Framing, Reply, Request, Status, Tier, Timings, WireCodec, WireConfig,
 };
 
@@ -38,7 +38,7 @@ fn decode(c: &mut Criterion) {
     let mut buf = Vec::new();
     codec.encode_request(&request(), Framing::Confluent, &mut buf);
     // Peer: the generic apache-avro reader, which builds one `Value` per float.
-    let schema = apache_avro::Schema::parse_str(kbatch::wire::REQUEST_SCHEMA).unwrap();
+    let schema = apache_avro::Schema::parse_str(kbatch_core::wire::REQUEST_SCHEMA).unwrap();
     group.bench_function("apache-avro generic Value (peer)", |b| {
         b.iter(|| apache_avro::from_avro_datum(&schema, &mut &black_box(&buf)[5..], None).unwrap())
     });

@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use kbatch::config::ModelConfig;
-use kbatch::inference::{Backend, OrtBackend};
+use kbatch_core::config::ModelConfig;
+use kbatch_core::inference::{Backend, OrtBackend};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -21,7 +21,7 @@ const SEED: u64 = 0x6b62_6174_6368;
 
 fn backend() -> OrtBackend {
     let config = ModelConfig {
-        registry_path: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models"),
+        registry_path: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models"),
         intra_op_threads: 2,
         warmup_batches: 6,
         ..ModelConfig::default()

@@ -12,9 +12,9 @@ use apache_avro::Schema;
 use super::error::WireError;
 pub use crate::config::Framing;
 
-pub const REQUEST_SCHEMA: &str = include_str!("../../schemas/request.avsc");
-pub const REPLY_SCHEMA: &str = include_str!("../../schemas/reply.avsc");
-pub const DEAD_LETTER_SCHEMA: &str = include_str!("../../schemas/dead_letter.avsc");
+pub const REQUEST_SCHEMA: &str = include_str!("../../../schemas/request.avsc");
+pub const REPLY_SCHEMA: &str = include_str!("../../../schemas/reply.avsc");
+pub const DEAD_LETTER_SCHEMA: &str = include_str!("../../../schemas/dead_letter.avsc");
 
 const CONFLUENT_MAGIC: u8 = 0x00;
 const SINGLE_OBJECT_MAGIC: [u8; 2] = [0xc3, 0x01];
