@@ -104,6 +104,7 @@ fn main() -> ExitCode {
                 &args.endpoint,
                 &args.path,
             ))
+            .map_err(Into::into)
         }),
         Command::Broker(args) => runtime().and_then(|rt| rt.block_on(broker(args))),
         Command::Stats(args) => runtime().and_then(|rt| {

@@ -14,10 +14,12 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use kbatch_core::batcher::adaptive::AdaptiveParams;
-use kbatch_core::batcher::dedup::{dedup_key, DedupParams};
-use kbatch_core::batcher::{run_batcher, BatchPolicy, BatcherParts, State, WorkerPool};
+use kbatch_core::batcher::dedup::DedupParams;
+use kbatch_core::batcher::{run_batcher, BatchPolicy, BatcherParts, State};
 use kbatch_core::config::Config;
-use kbatch_core::pipeline::{Admitted, BatchDone, Origin, ReplyTo};
+use kbatch_core::pipeline::{
+    dedup_key, Admitted, BatchDone, LeaderResult, ModelId, Origin, ReplyTo, WorkerPool,
+};
 use kbatch_core::tier::Tier;
 use kbatch_core::wire::Request;
 use tokio::sync::{mpsc, Semaphore};
@@ -112,7 +114,7 @@ async fn through_task(cfg: &Config, reqs: Vec<Admitted>) {
         },
         outcomes: otx,
         feedback: frx,
-        model: ("m".into(), "1".into()),
+        model: ModelId::new("m", "1"),
         utilization: tokio::sync::watch::channel(Default::default()).1,
         telemetry: kbatch_core::telemetry::Telemetry::new(cfg).expect("telemetry"),
         config: tokio::sync::watch::channel(Arc::new(cfg.clone())).1,
@@ -130,7 +132,12 @@ async fn through_task(cfg: &Config, reqs: Vec<Admitted>) {
                 results: b
                     .requests
                     .iter()
-                    .filter_map(|a| a.dedup_key.map(|k| (k, Some(outputs.clone()))))
+                    .filter_map(|a| {
+                        a.dedup_key.map(|key| LeaderResult {
+                            key,
+                            outputs: Some(outputs.clone()),
+                        })
+                    })
                     .collect(),
             };
             b.permit.take();
@@ -158,7 +165,7 @@ fn keyed(mut reqs: Vec<Admitted>, dedup: bool) -> Vec<Admitted> {
     if dedup {
         for a in &mut reqs {
             let r = &a.request;
-            a.dedup_key = Some(dedup_key("m", "1", &r.shape, &r.data));
+            a.dedup_key = Some(dedup_key(&ModelId::new("m", "1"), &r.shape, &r.data));
         }
     }
     reqs
@@ -169,7 +176,8 @@ fn hashing(c: &mut Criterion) {
     let mut group = c.benchmark_group("batcher");
     group.throughput(Throughput::Elements(1));
     group.bench_function("dedup_key/1024_floats", |b| {
-        b.iter(|| dedup_key(black_box("m"), "1", &[64, 16], black_box(&data)))
+        let model = ModelId::new("m", "1");
+        b.iter(|| dedup_key(black_box(&model), &[64, 16], black_box(&data)))
     });
     group.finish();
 }

@@ -28,7 +28,7 @@ use kbatch_core::batcher::dedup::DedupParams;
 use kbatch_core::batcher::{run_batcher, BatchPolicy, BatcherParts};
 use kbatch_core::config::{Config, Framing};
 use kbatch_core::inference::isolate::RetryPolicy;
-use kbatch_core::inference::{load_backend, spawn_workers, Backend};
+use kbatch_core::inference::{load_backend, spawn_workers, Backend, WorkerOutputs};
 use kbatch_core::kafka::{Admission, Decision, RecordParts};
 use kbatch_core::pipeline::{now_ms, Admitted, Origin, Outcome};
 use kbatch_core::telemetry::Telemetry;
@@ -135,9 +135,13 @@ fn start(rt: &tokio::runtime::Runtime, cfg: &Config) -> Pipeline {
         max_retries: cfg.batch_processing.max_retries,
         retry_delay: cfg.batch_processing.retry_delay(),
     };
-    let (pool, _workers) =
-        spawn_workers(vec![backend], otx.clone(), ftx, (&telemetry.health, retry))
-            .expect("workers");
+    let outputs = WorkerOutputs {
+        outcomes: otx.clone(),
+        feedback: ftx,
+    };
+    let alive = vec![telemetry.health.register("inference-0")];
+    let (pool, _workers) = spawn_workers(vec![backend], alive, &outputs, retry).expect("workers");
+    drop(outputs);
     rt.spawn(run_batcher(BatcherParts {
         policy,
         adaptive: AdaptiveParams::from_config(cfg),
@@ -146,7 +150,7 @@ fn start(rt: &tokio::runtime::Runtime, cfg: &Config) -> Pipeline {
         pool,
         outcomes: otx,
         feedback: frx,
-        model: (info.name.clone(), info.version.clone()),
+        model: info.id.clone(),
         utilization: tokio::sync::watch::channel(Default::default()).1,
         telemetry,
         config: tokio::sync::watch::channel(Arc::new(cfg.clone())).1,

@@ -15,6 +15,7 @@ use kbatch_core::kafka::{
     run_consumer, run_replier, ConsumerInputs, ConsumerReport, KafkaError, ReplierReport,
     SharedTracker,
 };
+use kbatch_core::pipeline::ModelId;
 use kbatch_core::pipeline::{now_ms, Admitted, Outcome};
 use kbatch_core::tier::Tier;
 use kbatch_core::wire::{Reply, Request, Status, Timings, WireCodec};
@@ -36,8 +37,7 @@ pub const CALLER_TOPIC_PREFIX: &str = "mock-caller-replies";
 
 pub fn model() -> ModelInfo {
     ModelInfo {
-        name: "cnn_lstm".into(),
-        version: "1".into(),
+        id: ModelId::new("cnn_lstm", "1"),
         input_name: "input".into(),
         output_name: "output".into(),
         input_shape: vec![2, 3],

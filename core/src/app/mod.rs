@@ -25,19 +25,19 @@ use crate::batcher::{run_batcher, BatchPolicy, BatcherParts};
 use crate::config::reload::{run_reloader, ReloadCounters};
 use crate::config::{Config, Delivery, LoadOptions};
 use crate::inference::isolate::RetryPolicy;
-use crate::inference::{load_backend, spawn_workers, Backend, WorkerReport};
+use crate::inference::{load_backend, spawn_workers, Backend, WorkerOutputs, WorkerReport};
 use crate::kafka::{
     run_consumer, run_replier, run_transactional_replier, ConsumerInputs, SharedTracker,
 };
 use crate::pipeline::Admitted;
 use crate::resources::{run_sampler, Sources, Utilization};
-use crate::telemetry::{set_log_level, Telemetry};
+use crate::telemetry::{set_log_level, Telemetry, TelemetryError};
 
 /// Worker threads of the async runtime for `cores` cores (`TOKIO_WORKER_THREADS`, when set to a
 /// positive number, wins). The async side is a handful of single tasks (batcher, replier, HTTP)
 /// while the consumer, the inference workers and librdkafka have threads of their own, so a
-/// worker per core only adds wake-ups and context switches: on 2 cores one worker drains
-/// 10.8k req/s against 9.3k with two (medians of 6 alternating runs, docs/benchmarks.md).
+/// worker per core only adds wake-ups and context switches (one worker drains faster than two
+/// on 2 cores; docs/benchmarks.md has the measurement).
 pub fn async_workers(cores: usize, env: Option<String>) -> usize {
     if let Some(n) = env.and_then(|v| v.trim().parse::<usize>().ok()) {
         if n > 0 {
@@ -53,19 +53,30 @@ pub fn async_workers(cores: usize, env: Option<String>) -> usize {
 
 /// ONNX Runtime sessions (one worker thread each) and intra-op threads per session.
 ///
-/// The seeds' `thread_pool_size` is the inference thread budget, shared out as
+/// `resource_management.thread_pool_size` is the inference thread budget, shared out as
 /// `intra_op_threads` per session, but never more than the machine's cores minus one: the
 /// Kafka clients, decoding and encoding need a core, and oversubscribed ORT threads spin
-/// against them (measured on 2 cores: 1 session x 1 thread drains 5.3k req/s, 2 x 1 3.5k,
-/// 1 x 2 4.3k; docs/benchmarks.md).
-pub fn inference_threads(cfg: &Config, cores: usize) -> (usize, usize) {
+/// against them (on 2 cores one session with one thread drains fastest; docs/benchmarks.md).
+pub fn inference_threads(cfg: &Config, cores: usize) -> InferenceThreads {
     let budget = cfg
         .resource_management
         .thread_pool_size
         .min(cores.saturating_sub(1))
         .max(1);
-    let intra = cfg.model.intra_op_threads.clamp(1, budget);
-    ((budget / intra).max(1), intra)
+    let intra_op = cfg.model.intra_op_threads.clamp(1, budget);
+    InferenceThreads {
+        sessions: (budget / intra_op).max(1),
+        intra_op,
+    }
+}
+
+/// How the inference thread budget is shared out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InferenceThreads {
+    /// ONNX Runtime sessions, one worker thread each.
+    pub sessions: usize,
+    /// Intra-op threads per session.
+    pub intra_op: usize,
 }
 
 /// Serves until `cancel` fires (then drains) or a stage fails.
@@ -96,7 +107,7 @@ pub async fn serve_with(
     let cfg = Arc::new(config);
     let telemetry = match opts.telemetry {
         Some(t) => t,
-        None => Telemetry::new(&cfg).map_err(|e| AppError::Metrics(e.to_string()))?,
+        None => Telemetry::new(&cfg)?,
     };
     // Probes answer while the model loads (not ready yet), so an orchestrator can tell a slow
     // start from a dead one.
@@ -141,16 +152,12 @@ async fn start_http(cfg: &Config, telemetry: &Arc<Telemetry>) -> Result<Option<H
         return Ok(None);
     }
     let Some(addr) = cfg.http.addr() else {
-        return Err(AppError::Http(format!(
-            "http.bind {:?} is not an IP address",
-            cfg.http.bind
-        )));
+        return Err(TelemetryError::BindAddress(cfg.http.bind.clone()).into());
     };
-    let keys =
-        crate::telemetry::http::ApiKeys::from_config(&cfg.security).map_err(AppError::Http)?;
+    let keys = crate::telemetry::http::ApiKeys::from_config(&cfg.security)?;
     let (_, serve) = crate::telemetry::http::bind_with(addr, telemetry.clone(), keys)
         .await
-        .map_err(|e| AppError::Http(format!("cannot listen on {addr}: {e}")))?;
+        .map_err(|source| TelemetryError::Listen { addr, source })?;
     // Its own token: the endpoint outlives the drain that `cancel` starts.
     let stop = CancellationToken::new();
     let task = tokio::spawn(serve(stop.clone()));
@@ -224,31 +231,31 @@ async fn run_stages(
 ) -> Result<ServeReport, AppError> {
     let telemetry = shared.telemetry;
     let info = backends[0].info().clone();
-    tracing::info!(sessions = backends.len(), device = ?info.device, model = %info.name, "model ready");
+    tracing::info!(sessions = backends.len(), device = ?info.device, model = %info.id, "model ready");
     let tracker = SharedTracker::default();
     let max_batch = cfg.batch_processing.max_batch_size;
     // Room for a few batches of outcomes; the replier keeps thousands of deliveries in flight.
     let (outcome_tx, outcome_rx) = mpsc::channel(4 * max_batch.max(256));
     // Each hand-off channel holds as much as its tier's batcher queue. A small channel (64)
     // overflows on every fetched burst before the batcher task runs; each overflow pauses the
-    // topic, librdkafka drops what it had prefetched and fetches it again: 4.4k req/s drained
-    // with 64, 10.5k with 256 (docs/benchmarks.md).
+    // topic, librdkafka drops what it had prefetched and fetches it again, which more than
+    // halved the drain rate (docs/benchmarks.md).
     let policy = BatchPolicy::from_config(&cfg);
     let (tier_txs, tier_rxs): (Vec<_>, Vec<_>) = (0..4)
         .map(|_| mpsc::channel::<Admitted>(policy.tier_capacity))
         .unzip();
     let replier = {
-        let (cfg, tracker, t, cancel) = (
-            cfg.clone(),
-            tracker.clone(),
-            telemetry.clone(),
-            cancel.clone(),
-        );
+        let cfg = cfg.clone();
+        let tracker = tracker.clone();
+        let stage_telemetry = telemetry.clone();
+        let cancel = cancel.clone();
         spawn_alive(&telemetry, "replier", async move {
             let result = match cfg.kafka.delivery {
-                Delivery::AtLeastOnce => run_replier(cfg, outcome_rx, tracker, t).await,
+                Delivery::AtLeastOnce => {
+                    run_replier(cfg, outcome_rx, tracker, stage_telemetry).await
+                }
                 Delivery::ExactlyOnce => {
-                    run_transactional_replier(cfg, outcome_rx, tracker, t).await
+                    run_transactional_replier(cfg, outcome_rx, tracker, stage_telemetry).await
                 }
             };
             // A replier that fails (an aborted transaction) stops intake: nothing more could be
@@ -261,26 +268,33 @@ async fn run_stages(
     };
     // Feedback per finished batch; the batcher reads it first, so a few slots per worker do.
     let (feedback_tx, feedback_rx) = mpsc::channel(16 * backends.len().max(1));
-    let (pool, workers) = spawn_workers(
-        backends,
-        outcome_tx.clone(),
-        feedback_tx,
-        (&telemetry.health, retry_policy(&cfg)),
-    )?;
-    let (sampler, util_rx) = start_sampler(&cfg);
-    let batcher = tokio::spawn(run_batcher(BatcherParts {
-        policy,
-        adaptive: AdaptiveParams::from_config(&cfg),
-        dedup: DedupParams::from_config(&cfg),
-        tiers: array(tier_rxs),
-        pool,
+    let outputs = WorkerOutputs {
         outcomes: outcome_tx.clone(),
-        feedback: feedback_rx,
-        model: (info.name.clone(), info.version.clone()),
-        utilization: util_rx,
-        telemetry: telemetry.clone(),
-        config: shared.config,
-    }));
+        feedback: feedback_tx,
+    };
+    let alive = (0..backends.len())
+        .map(|i| telemetry.health.register(format!("inference-{i}")))
+        .collect();
+    let (pool, workers) = spawn_workers(backends, alive, &outputs, retry_policy(&cfg))?;
+    drop(outputs);
+    let (sampler, util_rx) = start_sampler(&cfg);
+    let batcher = spawn_alive(
+        &telemetry,
+        "batcher",
+        run_batcher(BatcherParts {
+            policy,
+            adaptive: AdaptiveParams::from_config(&cfg),
+            dedup: DedupParams::from_config(&cfg),
+            tiers: array(tier_rxs),
+            pool,
+            outcomes: outcome_tx.clone(),
+            feedback: feedback_rx,
+            model: info.id.clone(),
+            utilization: util_rx,
+            telemetry: telemetry.clone(),
+            config: shared.config,
+        }),
+    );
     let inputs = ConsumerInputs {
         tiers: array(tier_txs),
         outcomes: outcome_tx,
@@ -294,16 +308,16 @@ async fn run_stages(
 
     // Any stage ending early stops intake, so the others drain instead of waiting forever.
     let guard = cancel.clone().drop_guard();
-    let consumer = consumer.await.map_err(|e| AppError::Task(e.to_string()))?;
+    let consumer = consumer.await.map_err(AppError::task("consumer"))?;
     drop(guard);
-    let batcher = batcher.await.map_err(|e| AppError::Task(e.to_string()))?;
+    let batcher = batcher.await.map_err(AppError::task("batcher"))?;
     sampler.cancel.cancel();
     sampler
         .task
         .await
-        .map_err(|e| AppError::Task(e.to_string()))?;
+        .map_err(AppError::task("resource sampler"))?;
     let workers = join_workers(workers).await?;
-    let replier = replier.await.map_err(|e| AppError::Task(e.to_string()))?;
+    let replier = replier.await.map_err(AppError::task("replier"))?;
     Ok(ServeReport {
         consumer: consumer?,
         batcher,
@@ -319,7 +333,9 @@ fn retry_policy(cfg: &Config) -> RetryPolicy {
     }
 }
 
-/// Spawns `fut` registered with the liveness probe for as long as it runs.
+/// Spawns `fut` registered with the liveness probe for as long as it runs. Every stage's
+/// liveness is registered here, in `run_stages` (the inference threads' too), so `/healthz`
+/// lists exactly the stages this function starts.
 fn spawn_alive<F>(
     telemetry: &Arc<Telemetry>,
     name: &str,
@@ -347,7 +363,7 @@ async fn join_workers(
             .collect()
     })
     .await
-    .map_err(|e| AppError::Task(e.to_string()))
+    .map_err(AppError::task("inference worker join"))
 }
 
 /// The resource sampler's task and its stop switch.
@@ -372,23 +388,23 @@ fn start_sampler(cfg: &Config) -> (Sampler, watch::Receiver<Utilization>) {
 
 async fn load_backends(cfg: &Arc<Config>) -> Result<Vec<Box<dyn Backend>>, AppError> {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let (n, intra) = inference_threads(cfg, cores);
+    let threads = inference_threads(cfg, cores);
     tracing::info!(
-        sessions = n,
-        intra_op_threads = intra,
+        sessions = threads.sessions,
+        intra_op_threads = threads.intra_op,
         cores,
         "inference threads"
     );
     let mut model = cfg.model.clone();
-    model.intra_op_threads = intra;
+    model.intra_op_threads = threads.intra_op;
     // Session creation and warm-up take a while; keep them off the async workers.
     tokio::task::spawn_blocking(move || {
-        (0..n)
+        (0..threads.sessions)
             .map(|_| load_backend(&model))
             .collect::<Result<Vec<_>, _>>()
     })
     .await
-    .map_err(|e| AppError::Task(e.to_string()))?
+    .map_err(AppError::task("model loading"))?
     .map_err(AppError::from)
 }
 
@@ -401,15 +417,19 @@ fn array<T>(v: Vec<T>) -> [T; 4] {
 mod tests {
     use super::*;
 
+    fn threads(sessions: usize, intra_op: usize) -> InferenceThreads {
+        InferenceThreads { sessions, intra_op }
+    }
+
     #[test]
     fn inference_threads_never_oversubscribe_and_keep_a_core_for_io() {
         let mut cfg = Config::default(); // thread_pool_size 4, intra_op_threads 2
-        assert_eq!(inference_threads(&cfg, 2), (1, 1));
-        assert_eq!(inference_threads(&cfg, 16), (2, 2));
+        assert_eq!(inference_threads(&cfg, 2), threads(1, 1));
+        assert_eq!(inference_threads(&cfg, 16), threads(2, 2));
         cfg.resource_management.thread_pool_size = 16;
-        assert_eq!(inference_threads(&cfg, 8), (3, 2));
+        assert_eq!(inference_threads(&cfg, 8), threads(3, 2));
         cfg.model.intra_op_threads = 1;
-        assert_eq!(inference_threads(&cfg, 1), (1, 1));
+        assert_eq!(inference_threads(&cfg, 1), threads(1, 1));
     }
 
     #[test]

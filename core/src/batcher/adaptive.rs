@@ -23,10 +23,10 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::config::{Config, OptimizationTarget};
+use crate::telemetry::stats::AdaptiveState;
 
 /// Why the target last changed or held (the `last_reason` of a snapshot).
 pub mod reason {
@@ -119,26 +119,6 @@ impl AdaptiveParams {
             1.5
         }
     }
-}
-
-/// What the controller knows, for metrics and logs.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct AdaptiveState {
-    pub target: usize,
-    pub enabled: bool,
-    pub objective: OptimizationTarget,
-    /// Requests per second dispatched over the last closed interval.
-    pub throughput_rps: f64,
-    /// EWMA of inference time per successful batch.
-    pub batch_latency_ms: f64,
-    /// Throughput estimate of the current target (0 when unknown or over the SLO).
-    pub score: f64,
-    pub adjustments: u64,
-    pub last_reason: &'static str,
-    /// Latest memory reading (host or GPU, the fuller), 0..=1; `None` = not sampled.
-    pub memory_utilization: Option<f64>,
-    /// Latest GPU utilization, 0..=1; `None` = no GPU.
-    pub gpu_utilization: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy)]

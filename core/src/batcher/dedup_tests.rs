@@ -6,6 +6,7 @@ use tokio::time::Instant;
 
 use super::*;
 use crate::pipeline::fixtures::admitted;
+use crate::pipeline::{dedup_key, ModelId};
 
 const TTL: Duration = Duration::from_secs(60);
 
@@ -22,7 +23,7 @@ fn req(id: &str, tier: Tier, data: &[f32], at: Instant) -> (Admitted, DedupKey) 
     let mut a = admitted(id, (tier, 0, 0), tier, at);
     a.request.shape = vec![data.len() as i32];
     a.request.data = data.to_vec();
-    let key = dedup_key("m", "1", &a.request.shape, &a.request.data);
+    let key = dedup_key(&ModelId::new("m", "1"), &a.request.shape, &a.request.data);
     (a, key)
 }
 
@@ -135,31 +136,31 @@ fn shrinking_or_disabling_on_reload_drops_results_but_keeps_followers() {
 
 #[test]
 fn keys_differ_by_model_version_shape_and_data() {
-    let base = dedup_key("m", "1", &[2], &[1.0, 2.0]);
-    assert_eq!(base, dedup_key("m", "1", &[2], &[1.0, 2.0]));
+    let base = dedup_key(&ModelId::new("m", "1"), &[2], &[1.0, 2.0]);
+    assert_eq!(base, dedup_key(&ModelId::new("m", "1"), &[2], &[1.0, 2.0]));
     let others = [
-        dedup_key("n", "1", &[2], &[1.0, 2.0]),
-        dedup_key("m", "2", &[2], &[1.0, 2.0]),
-        dedup_key("m", "1", &[1, 2], &[1.0, 2.0]),
-        dedup_key("m", "1", &[2], &[1.0, 2.5]),
-        dedup_key("m", "1", &[2], &[1.0]),
+        dedup_key(&ModelId::new("n", "1"), &[2], &[1.0, 2.0]),
+        dedup_key(&ModelId::new("m", "2"), &[2], &[1.0, 2.0]),
+        dedup_key(&ModelId::new("m", "1"), &[1, 2], &[1.0, 2.0]),
+        dedup_key(&ModelId::new("m", "1"), &[2], &[1.0, 2.5]),
+        dedup_key(&ModelId::new("m", "1"), &[2], &[1.0]),
         // Field boundaries matter: "m1" + "" is not "m" + "1".
-        dedup_key("m1", "", &[2], &[1.0, 2.0]),
+        dedup_key(&ModelId::new("m1", ""), &[2], &[1.0, 2.0]),
     ];
     for other in others {
         assert_ne!(base, other);
     }
     assert_ne!(
-        dedup_key("m", "1", &[1], &[0.0]),
-        dedup_key("m", "1", &[1], &[-0.0])
+        dedup_key(&ModelId::new("m", "1"), &[1], &[0.0]),
+        dedup_key(&ModelId::new("m", "1"), &[1], &[-0.0])
     );
     // More than one hasher update's worth of floats.
     let long: Vec<f32> = (0..3000).map(|i| i as f32).collect();
     let mut changed = long.clone();
     changed[2999] = -1.0;
     assert_ne!(
-        dedup_key("m", "1", &[3000], &long),
-        dedup_key("m", "1", &[3000], &changed)
+        dedup_key(&ModelId::new("m", "1"), &[3000], &long),
+        dedup_key(&ModelId::new("m", "1"), &[3000], &changed)
     );
 }
 
@@ -174,7 +175,7 @@ proptest! {
         let mut flipped = data.clone();
         flipped[i] = f32::from_bits(data[i].to_bits() ^ (1 << bit));
         let shape = [data.len() as i32];
-        prop_assert_ne!(dedup_key("m", "1", &shape, &data), dedup_key("m", "1", &shape, &flipped));
+        prop_assert_ne!(dedup_key(&ModelId::new("m", "1"), &shape, &data), dedup_key(&ModelId::new("m", "1"), &shape, &flipped));
     }
 }
 

@@ -16,6 +16,6 @@ mod tests;
 
 pub use policy::BatchPolicy;
 pub use queue::Expiry;
-pub use state::{reason, Selection, State};
+pub use state::{Selection, State};
 pub use strategy::{BatchStrategy, PriorityStrategy, QueueStats, QueueView};
-pub use task::{run_batcher, BatcherParts, BatcherReport, WorkerPool};
+pub use task::{run_batcher, BatcherParts, BatcherReport};

@@ -13,18 +13,8 @@ use tokio::time::Instant;
 use super::policy::BatchPolicy;
 use super::queue::{Entry, Expiry, TierQueue};
 use super::strategy::{BatchStrategy, PriorityStrategy, QueueStats, QueueView};
-use crate::pipeline::Admitted;
+use crate::pipeline::{Admitted, FlushReason};
 use crate::tier::Tier;
-
-/// Why a batch was closed (a metric label).
-pub mod reason {
-    pub const FULL: &str = "full";
-    pub const WAIT: &str = "wait";
-    pub const TIMEOUT: &str = "timeout";
-    pub const DRAIN: &str = "drain";
-    /// The default strategy's reasons (a custom strategy may add its own).
-    pub const ALL: [&str; 4] = [FULL, WAIT, TIMEOUT, DRAIN];
-}
 
 /// A formed batch and the requests that expired while it was formed.
 #[derive(Debug, Default)]
@@ -151,7 +141,7 @@ impl State {
     }
 
     /// Why a batch is due at `now`, or `None` if it should keep waiting for more requests.
-    pub fn ready(&self, now: Instant) -> Option<&'static str> {
+    pub fn ready(&self, now: Instant) -> Option<FlushReason> {
         if self.len == 0 || self.earliest_start().is_some_and(|s| now < s) {
             return None;
         }

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::tests::{entry, ids, policy, start};
 use super::*;
-use crate::pipeline::{Admitted, Outcome};
+use crate::pipeline::{Admitted, FlushReason, LeaderResult, Outcome};
 use crate::tier::Tier;
 use crate::wire::Status;
 
@@ -76,7 +76,7 @@ fn the_memory_bound_closes_a_batch_but_a_lone_large_request_still_runs() {
     }
     assert_eq!(
         s.ready(t0),
-        Some(reason::FULL),
+        Some(FlushReason::Full),
         "the queue holds a full batch of bytes"
     );
     assert_eq!(ids(&s.next_batch(t0).batch), ["r0", "r1"]);
@@ -98,11 +98,11 @@ fn batches_start_at_least_the_minimum_interval_apart() {
     for i in 0..8 {
         s.push(entry(i, Tier::Critical, t0));
     }
-    assert_eq!(s.ready(t0), Some(reason::FULL));
+    assert_eq!(s.ready(t0), Some(FlushReason::Full));
     assert_eq!(s.next_batch(t0).batch.len(), 4);
     assert_eq!(s.ready(t0 + ms(19)), None, "full, but too soon");
     assert_eq!(s.flush_at(), Some(t0 + ms(20)));
-    assert_eq!(s.ready(t0 + ms(20)), Some(reason::FULL));
+    assert_eq!(s.ready(t0 + ms(20)), Some(FlushReason::Full));
 }
 
 #[test]
@@ -113,7 +113,7 @@ fn the_target_caps_batches_below_max() {
     for i in 0..3 {
         s.push(entry(i, Tier::Normal, t0));
     }
-    assert_eq!(s.ready(t0), Some(reason::FULL));
+    assert_eq!(s.ready(t0), Some(FlushReason::Full));
     assert_eq!(s.next_batch(t0).batch.len(), 2);
     s.set_target(100);
     assert_eq!(s.target(), 4, "never above max_batch_size");
@@ -123,8 +123,9 @@ fn the_target_caps_batches_below_max() {
 struct RoundRobin;
 
 impl BatchStrategy for RoundRobin {
-    fn due(&self, view: &QueueView<'_>, _now: Instant) -> Option<&'static str> {
-        (view.len >= 2).then_some("pair")
+    fn due(&self, view: &QueueView<'_>, _now: Instant) -> Option<FlushReason> {
+        // A pair is this strategy's full batch.
+        (view.len >= 2).then_some(FlushReason::Full)
     }
     fn wake_at(&self, _view: &QueueView<'_>) -> Option<Instant> {
         None
@@ -146,8 +147,8 @@ impl BatchStrategy for RoundRobin {
 struct Lazy;
 
 impl BatchStrategy for Lazy {
-    fn due(&self, _view: &QueueView<'_>, _now: Instant) -> Option<&'static str> {
-        Some("always")
+    fn due(&self, _view: &QueueView<'_>, _now: Instant) -> Option<FlushReason> {
+        Some(FlushReason::Wait)
     }
     fn wake_at(&self, _view: &QueueView<'_>) -> Option<Instant> {
         None
@@ -172,7 +173,7 @@ fn a_custom_strategy_decides_when_and_from_where() {
     );
     s.push(entry(2, Tier::Critical, t0));
     s.push(entry(3, Tier::Low, t0));
-    assert_eq!(s.ready(t0), Some("pair"));
+    assert_eq!(s.ready(t0), Some(FlushReason::Full));
     // One critical and one low first, then the state fills by priority.
     assert_eq!(ids(&s.next_batch(t0).batch), ["r1", "r3", "r2"]);
     let mut lazy = State::with_strategy(policy(), Box::new(Lazy));
@@ -344,7 +345,10 @@ async fn identical_requests_run_once_and_every_requester_gets_the_result() {
         size: 1,
         inference: ms(1),
         ok: true,
-        results: vec![(key, Some(outputs.clone()))],
+        results: vec![LeaderResult {
+            key,
+            outputs: Some(outputs.clone()),
+        }],
     };
     h.feedback.send(done).await.unwrap();
     // A fourth identical request later is answered from the cache, never batched.
@@ -389,7 +393,7 @@ async fn when_a_leader_fails_a_twin_is_run_instead() {
         size: 1,
         inference: ms(1),
         ok: false,
-        results: vec![(key, None)],
+        results: vec![LeaderResult { key, outputs: None }],
     };
     h.feedback.send(failed).await.unwrap();
     let second = h.batches.recv().await.unwrap();

@@ -1,5 +1,5 @@
-//! The batching strategy seam (seed 001 `BatchingStrategy`): *when* a batch closes and *how many*
-//! requests each queue gives to it. `State` owns the queues and enforces what no strategy may
+//! The batching strategy seam: *when* a batch closes and *how many* requests each queue gives to
+//! it. `State` owns the queues and enforces what no strategy may
 //! break — never an empty batch, never more than the target size or the memory bound, expired
 //! requests never batched, earliest expiry first within a queue — so a custom strategy can be
 //! plugged in without touching the state or the task.
@@ -11,7 +11,7 @@
 use tokio::time::Instant;
 
 use super::policy::BatchPolicy;
-use super::state::reason;
+use crate::pipeline::FlushReason;
 
 /// What a strategy sees of one queue.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -44,7 +44,7 @@ impl QueueView<'_> {
 pub trait BatchStrategy: Send {
     /// Why a batch should close at `now`, or `None` to keep waiting. Only asked when requests
     /// are queued.
-    fn due(&self, view: &QueueView<'_>, now: Instant) -> Option<&'static str>;
+    fn due(&self, view: &QueueView<'_>, now: Instant) -> Option<FlushReason>;
     /// When `due` may turn true without a new arrival (a wait running out), if ever.
     fn wake_at(&self, view: &QueueView<'_>) -> Option<Instant>;
     /// Requests to take from each queue for a batch of at most `room`. The state clamps the
@@ -77,16 +77,16 @@ impl PriorityStrategy {
 }
 
 impl BatchStrategy for PriorityStrategy {
-    fn due(&self, view: &QueueView<'_>, now: Instant) -> Option<&'static str> {
+    fn due(&self, view: &QueueView<'_>, now: Instant) -> Option<FlushReason> {
         if view.len >= view.target || view.bytes >= view.policy.max_batch_bytes {
-            return Some(reason::FULL);
+            return Some(FlushReason::Full);
         }
         let oldest = view.oldest()?;
         if now >= oldest + view.policy.batch_timeout {
-            return Some(reason::TIMEOUT);
+            return Some(FlushReason::Timeout);
         }
         match self.wake_at(view) {
-            Some(at) if now >= at => Some(reason::WAIT),
+            Some(at) if now >= at => Some(FlushReason::Wait),
             _ => None,
         }
     }

@@ -15,27 +15,23 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, Instant};
 
-use super::adaptive::{AdaptiveController, AdaptiveParams, AdaptiveState};
-use super::dedup::{dedup_key, Admit, Coalescer, DedupParams, DedupStats};
-use super::state::{reason, State};
+use super::adaptive::{AdaptiveController, AdaptiveParams};
+use super::dedup::{Admit, Coalescer, DedupParams, DedupStats};
+use super::state::State;
 use super::{BatchPolicy, Expiry};
 use crate::config::Config;
-use crate::pipeline::{now_ms, Admitted, Batch, BatchDone, Outcome};
+use crate::pipeline::{
+    dedup_key, now_ms, Admitted, Batch, BatchDone, DedupKey, FlushCounts, FlushReason,
+    LeaderResult, ModelId, Outcome, WorkerPool,
+};
 use crate::resources::Utilization;
+use crate::telemetry::stats::AdaptiveState;
 use crate::telemetry::Telemetry;
 use crate::tier::Tier;
 use crate::wire::{Status, Timings};
-
-/// The free inference workers and the queue to them.
-#[derive(Clone)]
-pub struct WorkerPool {
-    /// One permit per idle worker; a batch carries its permit until the worker is done.
-    pub idle: Arc<Semaphore>,
-    pub batches: mpsc::Sender<Batch>,
-}
 
 /// Everything the batcher task is built from.
 pub struct BatcherParts {
@@ -47,8 +43,8 @@ pub struct BatcherParts {
     pub outcomes: mpsc::Sender<Outcome>,
     /// Finished batches, from the workers.
     pub feedback: mpsc::Receiver<BatchDone>,
-    /// Name and version of the served model (replies, deduplication keys).
-    pub model: (String, String),
+    /// The served model (replies, deduplication keys).
+    pub model: ModelId,
     /// Memory and GPU readings for the adaptive controller (`resources::run_sampler`); a
     /// channel whose sender is gone leaves the controller without them.
     pub utilization: watch::Receiver<Utilization>,
@@ -67,19 +63,11 @@ pub struct BatcherReport {
     pub expired: u64,
     /// Answered OVERLOADED: not batched within the starvation bound.
     pub starved: u64,
-    pub by_reason: Vec<(&'static str, u64)>,
+    /// Batches per flush reason.
+    pub by_reason: FlushCounts,
     pub dedup: DedupStats,
     /// The adaptive controller when the task ended.
     pub adaptive: Option<AdaptiveState>,
-}
-
-impl BatcherReport {
-    fn count(&mut self, reason: &'static str) {
-        match self.by_reason.iter_mut().find(|(r, _)| *r == reason) {
-            Some((_, n)) => *n += 1,
-            None => self.by_reason.push((reason, 1)),
-        }
-    }
 }
 
 /// The task's state besides the channels it selects on.
@@ -88,12 +76,13 @@ struct Batcher {
     adaptive: AdaptiveController,
     coalescer: Coalescer,
     outcomes: mpsc::Sender<Outcome>,
-    model: (String, String),
+    model: ModelId,
     report: BatcherReport,
     telemetry: Arc<Telemetry>,
 }
 
-/// Runs until every tier channel is closed and the queues are drained.
+/// Runs until every tier channel is closed and the queues are drained. The caller registers the
+/// task's liveness (with every other stage's).
 pub async fn run_batcher(parts: BatcherParts) -> BatcherReport {
     let BatcherParts {
         policy,
@@ -108,7 +97,6 @@ pub async fn run_batcher(parts: BatcherParts) -> BatcherReport {
         telemetry,
         mut config,
     } = parts;
-    let _alive = telemetry.health.register("batcher");
     let now = Instant::now();
     let followers_cap = policy.tier_capacity * Tier::ALL.len();
     let mut b = Batcher {
@@ -133,7 +121,7 @@ pub async fn run_batcher(parts: BatcherParts) -> BatcherReport {
             break;
         }
         let due = if draining {
-            (!b.state.is_empty()).then_some(reason::DRAIN)
+            (!b.state.is_empty()).then_some(FlushReason::Drain)
         } else {
             b.state.ready(Instant::now())
         };
@@ -151,7 +139,7 @@ pub async fn run_batcher(parts: BatcherParts) -> BatcherReport {
         b.publish_depths();
         let followers_room = b.coalescer.stats().waiting < followers_cap;
         let room = Tier::ALL.map(|t| open[t.index()] && b.state.has_room(t) && followers_room);
-        let [c, h, n, l] = &mut tiers;
+        let [critical, high, normal, low] = &mut tiers;
         tokio::select! {
             biased;
             done = feedback.recv(), if feedback_open => match done {
@@ -160,17 +148,17 @@ pub async fn run_batcher(parts: BatcherParts) -> BatcherReport {
             },
             permit = pool.idle.clone().acquire_owned(), if due.is_some() => {
                 let Ok(permit) = permit else { break };
-                let reason = due.unwrap_or(reason::DRAIN);
+                let reason = due.unwrap_or(FlushReason::Drain);
                 let Some(batch) = b.form(reason, permit).await else { continue };
                 if pool.batches.send(batch).await.is_err() {
                     tracing::error!("inference workers are gone; the batcher stops");
                     break;
                 }
             }
-            a = c.recv(), if room[0] => b.receive(a, &mut open[0]).await,
-            a = h.recv(), if room[1] => b.receive(a, &mut open[1]).await,
-            a = n.recv(), if room[2] => b.receive(a, &mut open[2]).await,
-            a = l.recv(), if room[3] => b.receive(a, &mut open[3]).await,
+            a = critical.recv(), if room[0] => b.receive(a, &mut open[0]).await,
+            a = high.recv(), if room[1] => b.receive(a, &mut open[1]).await,
+            a = normal.recv(), if room[2] => b.receive(a, &mut open[2]).await,
+            a = low.recv(), if room[3] => b.receive(a, &mut open[3]).await,
             _ = sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => b.on_timer().await,
             changed = utilization.changed(), if sampled => match changed {
                 Ok(()) => b.on_utilization(*utilization.borrow_and_update()),
@@ -211,10 +199,7 @@ impl Batcher {
         // admitted before deduplication was switched on.
         let key = match a.dedup_key {
             Some(k) => k,
-            None => {
-                let r = &a.request;
-                dedup_key(&self.model.0, &self.model.1, &r.shape, &r.data)
-            }
+            None => dedup_key(&self.model, &a.request.shape, &a.request.data),
         };
         match self.coalescer.admit(a, key, Instant::now()) {
             Admit::Run(leader) => {
@@ -233,7 +218,7 @@ impl Batcher {
     /// Pops the next batch; `None` when only expired requests were left.
     async fn form(
         &mut self,
-        reason: &'static str,
+        reason: FlushReason,
         permit: tokio::sync::OwnedSemaphorePermit,
     ) -> Option<Batch> {
         let now = Instant::now();
@@ -243,10 +228,10 @@ impl Batcher {
             return None;
         }
         self.adaptive
-            .on_dispatch(sel.batch.len(), reason == reason::FULL, now);
+            .on_dispatch(sel.batch.len(), reason == FlushReason::Full, now);
         self.report.batches += 1;
         self.report.requests += sel.batch.len() as u64;
-        self.report.count(reason);
+        self.report.by_reason.add(reason);
         self.telemetry.metrics.batch(reason, sel.batch.len());
         self.telemetry.stats.batch(sel.batch.len());
         Some(Batch {
@@ -313,7 +298,7 @@ impl Batcher {
             .inference_ms
             .observe(done.inference.as_secs_f64() * 1000.0);
         self.publish_adaptive();
-        for (key, outputs) in done.results {
+        for LeaderResult { key, outputs } in done.results {
             match outputs {
                 Some(outputs) => {
                     for f in self.coalescer.complete(&key, outputs.clone(), now) {
@@ -326,7 +311,7 @@ impl Batcher {
     }
 
     /// A leader failed or will never run: its followers are admitted again (one leads).
-    async fn readmit(&mut self, key: &[u8; 32]) {
+    async fn readmit(&mut self, key: &DedupKey) {
         for f in self.coalescer.fail(key) {
             Box::pin(self.admit(f)).await;
         }
@@ -364,8 +349,7 @@ impl Batcher {
     }
 
     async fn answer_error(&mut self, a: Admitted, status: Status, msg: &str) {
-        let model = (self.model.0.as_str(), self.model.1.as_str());
-        let outcome = Outcome::error(a, status, msg.to_string(), model, now_ms());
+        let outcome = Outcome::error(a, status, msg.to_string(), &self.model, now_ms());
         if self.outcomes.send(outcome).await.is_err() {
             tracing::error!(?status, "replier is gone; an error reply was not sent");
         }
@@ -378,8 +362,7 @@ impl Batcher {
             queue_wait_us: crate::pipeline::micros(a.admitted_at.elapsed()),
             ..Timings::default()
         };
-        let model = (self.model.0.as_str(), self.model.1.as_str());
-        let outcome = Outcome::ok(a, model, outputs.to_vec(), timings, now_ms());
+        let outcome = Outcome::ok(a, &self.model, outputs.to_vec(), timings, now_ms());
         if self.outcomes.send(outcome).await.is_err() {
             tracing::error!("replier is gone; a deduplicated reply was not sent");
         }

@@ -8,7 +8,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::time::Instant;
 
 use super::*;
-use crate::pipeline::{fixtures, Admitted, Batch, Outcome};
+use crate::pipeline::{fixtures, Admitted, Batch, FlushReason, ModelId, Outcome, WorkerPool};
 use crate::tier::Tier;
 use crate::wire::Status;
 
@@ -56,7 +56,7 @@ fn a_full_batch_is_due_at_once_and_capped_at_max() {
     for i in 0..6 {
         s.push(entry(i, Tier::Normal, t0));
     }
-    assert_eq!(s.ready(t0), Some(reason::FULL));
+    assert_eq!(s.ready(t0), Some(FlushReason::Full));
     let sel = s.next_batch(t0);
     assert_eq!(ids(&sel.batch), ["r0", "r1", "r2", "r3"]);
     assert_eq!(s.len(), 2);
@@ -69,7 +69,10 @@ fn a_partial_batch_waits_for_its_tier_wait() {
     s.push(entry(1, Tier::Low, t0));
     assert_eq!(s.flush_at(), Some(t0 + Duration::from_millis(20)));
     assert_eq!(s.ready(t0 + Duration::from_millis(19)), None);
-    assert_eq!(s.ready(t0 + Duration::from_millis(20)), Some(reason::WAIT));
+    assert_eq!(
+        s.ready(t0 + Duration::from_millis(20)),
+        Some(FlushReason::Wait)
+    );
     // A critical arrival shortens the wait to its own.
     s.push(entry(2, Tier::Critical, t0 + Duration::from_millis(1)));
     assert_eq!(s.flush_at(), Some(t0 + Duration::from_millis(3)));
@@ -86,7 +89,7 @@ fn below_min_batch_size_only_the_absolute_timeout_flushes() {
     assert_eq!(s.ready(t0 + Duration::from_millis(10)), None);
     assert_eq!(
         s.ready(t0 + Duration::from_millis(50)),
-        Some(reason::TIMEOUT)
+        Some(FlushReason::Timeout)
     );
 }
 
@@ -236,7 +239,7 @@ pub(super) fn start_with(
         pool,
         outcomes: otx,
         feedback: frx,
-        model: ("m".into(), "1".into()),
+        model: ModelId::new("m", "1"),
         utilization: util_rx,
         telemetry: crate::telemetry::Telemetry::new(&Default::default()).expect("telemetry"),
         config: config_rx,
@@ -258,7 +261,7 @@ async fn task_flushes_a_partial_batch_after_the_tier_wait() {
     let t0 = Instant::now();
     h.tiers[2].send(entry(1, Tier::Normal, t0)).await.unwrap();
     let batch = h.batches.recv().await.unwrap();
-    assert_eq!(batch.flush_reason, reason::WAIT);
+    assert_eq!(batch.flush_reason, FlushReason::Wait);
     assert_eq!(batch.formed_at - t0, Duration::from_millis(10));
     assert_eq!(ids(&batch.requests), ["r1"]);
 }
@@ -286,7 +289,7 @@ async fn next_batch_grows_while_the_worker_is_busy() {
     let second = h.batches.recv().await.unwrap();
     assert_eq!(
         (second.requests.len(), second.flush_reason),
-        (4, reason::FULL)
+        (4, FlushReason::Full)
     );
 }
 
@@ -314,7 +317,7 @@ async fn closing_the_inputs_drains_everything_then_ends() {
     let batch = h.batches.recv().await.unwrap();
     assert_eq!(
         (batch.requests.len(), batch.flush_reason),
-        (3, reason::DRAIN)
+        (3, FlushReason::Drain)
     );
     let Some(Outcome::Reply { reply, .. }) = h.outcomes.recv().await else {
         panic!("no expiry reply")
@@ -349,6 +352,6 @@ async fn a_reloaded_max_batch_size_applies_from_the_next_batch() {
     let batch = h.batches.recv().await.unwrap();
     assert_eq!(
         (batch.requests.len(), batch.flush_reason),
-        (8, reason::FULL)
+        (8, FlushReason::Full)
     );
 }

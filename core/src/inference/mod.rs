@@ -17,16 +17,15 @@ use std::path::PathBuf;
 
 pub use self::error::InferenceError;
 pub use self::ort_backend::OrtBackend;
-pub use self::worker::{spawn_workers, WorkerReport};
+pub use self::worker::{spawn_workers, WorkerOutputs, WorkerReport};
 use crate::config::{Device, ModelConfig};
+use crate::pipeline::ModelId;
 
 /// What a loaded model looks like, as the rest of the service needs to know it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelInfo {
-    /// Model name from the configuration (what requests refer to).
-    pub name: String,
-    /// Model version from the configuration (reported in replies).
-    pub version: String,
+    /// Name (what requests refer to) and version (reported in replies), from the configuration.
+    pub id: ModelId,
     /// Name of the model's input tensor, as declared in the ONNX file.
     pub input_name: String,
     /// Name of the model's output tensor, as declared in the ONNX file.
@@ -99,8 +98,7 @@ mod tests {
 
     fn info() -> ModelInfo {
         ModelInfo {
-            name: "m".into(),
-            version: "1".into(),
+            id: ModelId::new("m", "1"),
             input_name: "input".into(),
             output_name: "output".into(),
             input_shape: vec![4, 2],

@@ -15,6 +15,7 @@ use ort::value::{TensorElementType, TensorRef, ValueType};
 use super::runtime::{self, Runtime};
 use super::{Backend, InferenceError, ModelInfo};
 use crate::config::{Device, ModelConfig};
+use crate::pipeline::ModelId;
 
 /// Batch sizes used for warm-up grow up to this, so ORT's arena and per-shape caches are sized
 /// for realistic batches before live traffic rather than during the first large batch.
@@ -54,13 +55,12 @@ impl OrtBackend {
             });
         }
         let (session, device) = open_session(&runtime, config, &model_path)?;
-        let (input_name, output_name) = check_signature(&session, config)?;
+        let tensors = check_signature(&session, config)?;
 
         let info = ModelInfo {
-            name: config.name.clone(),
-            version: config.version.clone(),
-            input_name,
-            output_name,
+            id: ModelId::new(&config.name, &config.version),
+            input_name: tensors.input,
+            output_name: tensors.output,
             input_shape: config.input_shape.clone(),
             output_size: config.output_size,
             device,
@@ -76,8 +76,8 @@ impl OrtBackend {
         };
         backend.warm_up(config.warmup_batches)?;
         tracing::info!(
-            model = %backend.info.name,
-            version = %backend.info.version,
+            model = %backend.info.id.name,
+            version = %backend.info.id.version,
             path = %model_path.display(),
             device = ?backend.info.device,
             intra_op_threads = config.intra_op_threads,
@@ -208,12 +208,15 @@ fn with_cuda(_builder: SessionBuilder, _device_id: i32) -> Result<SessionBuilder
     Err("kbatch was built without the `cuda` cargo feature".into())
 }
 
+/// The names of a model's input and output tensors, as its ONNX file declares them.
+struct TensorNames {
+    input: String,
+    output: String,
+}
+
 /// Finds the input/output names and checks element types and per-row dims against the
 /// configuration; symbolic (dynamic) dims in the model match anything.
-fn check_signature(
-    session: &Session,
-    config: &ModelConfig,
-) -> Result<(String, String), InferenceError> {
+fn check_signature(session: &Session, config: &ModelConfig) -> Result<TensorNames, InferenceError> {
     let [input] = session.inputs() else {
         return Err(InferenceError::ModelMismatch(format!(
             "expected exactly one model input, found {}",
@@ -230,7 +233,10 @@ fn check_signature(
         output.dtype(),
         &[config.output_size],
     )?;
-    Ok((input.name().to_owned(), output.name().to_owned()))
+    Ok(TensorNames {
+        input: input.name().to_owned(),
+        output: output.name().to_owned(),
+    })
 }
 
 fn check_tensor(

@@ -15,9 +15,10 @@ use tokio::sync::{mpsc, Semaphore};
 
 use super::isolate::{guarded, isolate, RetryPolicy};
 use super::{Backend, InferenceError, ModelInfo};
-use crate::batcher::WorkerPool;
-use crate::pipeline::{micros, now_ms, Admitted, Batch, BatchDone, Outcome};
-use crate::telemetry::{Alive, Health};
+use crate::pipeline::{
+    micros, now_ms, Admitted, Batch, BatchDone, LeaderResult, ModelId, Outcome, WorkerPool,
+};
+use crate::telemetry::Alive;
 use crate::wire::Timings;
 
 /// What one worker did.
@@ -34,27 +35,51 @@ pub struct WorkerReport {
     pub inference_us: u64,
 }
 
-/// Starts one thread per backend. Returns the pool the batcher feeds and the threads' handles;
-/// the threads end when the pool's last sender is dropped and the queue is empty.
+/// Where a worker's results go.
+pub struct WorkerOutputs {
+    /// Every request's outcome, to the replier.
+    pub outcomes: mpsc::Sender<Outcome>,
+    /// Every finished batch, to the batcher.
+    pub feedback: mpsc::Sender<BatchDone>,
+}
+
+/// Starts one thread per backend, the `i`th reporting its liveness through `alive[i]` (the
+/// caller registers them, with every other stage). Returns the pool the batcher feeds and the
+/// threads' handles; the threads end when the pool's last sender is dropped and the queue is
+/// empty.
 pub fn spawn_workers(
     backends: Vec<Box<dyn Backend>>,
-    outcomes: mpsc::Sender<Outcome>,
-    feedback: mpsc::Sender<BatchDone>,
-    (health, policy): (&Arc<Health>, RetryPolicy),
+    alive: Vec<Alive>,
+    outputs: &WorkerOutputs,
+    policy: RetryPolicy,
 ) -> std::io::Result<(WorkerPool, Vec<JoinHandle<WorkerReport>>)> {
+    assert_eq!(
+        backends.len(),
+        alive.len(),
+        "one liveness handle per inference worker"
+    );
     let n = backends.len();
     // Capacity n: permits already bound what is in flight; the channel never holds more.
     let (tx, rx) = mpsc::channel::<Batch>(n.max(1));
     let rx = Arc::new(Mutex::new(rx));
     let mut handles = Vec::with_capacity(n);
-    for (i, backend) in backends.into_iter().enumerate() {
+    for (i, (backend, alive)) in backends.into_iter().zip(alive).enumerate() {
         let rx = Arc::clone(&rx);
-        let outcomes = outcomes.clone();
-        let feedback = feedback.clone();
-        let alive = health.register(format!("inference-{i}"));
+        let worker = Worker {
+            backend,
+            outputs: WorkerOutputs {
+                outcomes: outputs.outcomes.clone(),
+                feedback: outputs.feedback.clone(),
+            },
+            alive,
+            policy,
+            report: WorkerReport::default(),
+            input: Vec::new(),
+            output: Vec::new(),
+        };
         let handle = std::thread::Builder::new()
             .name(format!("kbatch-infer-{i}"))
-            .spawn(move || worker_loop(backend, &rx, (&outcomes, &feedback), (&alive, policy)))?;
+            .spawn(move || worker.run(&rx))?;
         handles.push(handle);
     }
     Ok((
@@ -66,79 +91,102 @@ pub fn spawn_workers(
     ))
 }
 
-fn worker_loop(
-    mut backend: Box<dyn Backend>,
-    rx: &Mutex<mpsc::Receiver<Batch>>,
-    (outcomes, feedback): (&mpsc::Sender<Outcome>, &mpsc::Sender<BatchDone>),
-    (alive, policy): (&Alive, RetryPolicy),
-) -> WorkerReport {
-    let mut report = WorkerReport::default();
-    let mut input = Vec::new();
-    let mut output = Vec::new();
-    loop {
-        // Holding the lock while blocked is fine: the other idle workers would only wait for
-        // the same next batch.
-        let batch = match rx.lock() {
-            Ok(mut guard) => guard.blocking_recv(),
-            Err(poisoned) => poisoned.into_inner().blocking_recv(),
-        };
-        let Some(mut batch) = batch else { break };
+/// One inference thread: its backend, where its results go, and the buffers it reuses.
+struct Worker {
+    backend: Box<dyn Backend>,
+    outputs: WorkerOutputs,
+    alive: Alive,
+    policy: RetryPolicy,
+    report: WorkerReport,
+    /// The batch's rows back to back (reused across batches).
+    input: Vec<f32>,
+    /// The model's outputs for the batch (reused across batches).
+    output: Vec<f32>,
+}
+
+impl Worker {
+    fn run(mut self, rx: &Mutex<mpsc::Receiver<Batch>>) -> WorkerReport {
+        loop {
+            // Holding the lock while blocked is fine: the other idle workers would only wait
+            // for the same next batch.
+            let batch = match rx.lock() {
+                Ok(mut guard) => guard.blocking_recv(),
+                Err(poisoned) => poisoned.into_inner().blocking_recv(),
+            };
+            let Some(batch) = batch else { break };
+            self.serve(batch);
+        }
+        self.report
+    }
+
+    /// Runs one batch, hands on its outcomes and tells the batcher, then frees the worker.
+    fn serve(&mut self, mut batch: Batch) {
         let permit = batch.permit.take();
         let span = tracing::info_span!(
             "batch",
-            seq = report.batches,
+            seq = self.report.batches,
             size = batch.requests.len(),
-            flush_reason = batch.flush_reason
+            flush_reason = batch.flush_reason.as_str()
         );
         let _entered = span.enter();
         log_links(&batch.requests);
         let started = tokio::time::Instant::now();
-        alive.busy(true);
-        let requests = &batch.requests;
-        let first = guarded(
-            &mut |_, out| run_batch(backend.as_mut(), requests, &mut input, out),
-            &[],
-            &mut output,
-        );
-        let rows = match first {
-            Ok(()) => Rows::Batch,
-            Err(e) => {
-                report.failed_batches += 1;
-                tracing::warn!(error = %e, size = requests.len(), "batch failed; re-running it in parts");
-                let out_size = backend.info().output_size;
-                let iso = isolate(
-                    requests.len(),
-                    out_size,
-                    policy,
-                    e,
-                    &mut |rows, out| run_rows(backend.as_mut(), requests, rows, &mut input, out),
-                    &mut std::thread::sleep,
-                );
-                report.retry_calls += u64::from(iso.calls);
-                report.isolated += iso.rows.iter().filter(|r| r.is_err()).count() as u64;
-                Rows::Each(iso.rows)
-            }
-        };
-        alive.busy(false);
+        self.alive.busy(true);
+        let rows = self.infer(&batch.requests);
+        self.alive.busy(false);
         let inference_us = micros(started.elapsed());
-        report.batches += 1;
-        report.requests += batch.requests.len() as u64;
-        report.inference_us += inference_us as u64;
+        self.report.batches += 1;
+        self.report.requests += batch.requests.len() as u64;
+        self.report.inference_us += inference_us as u64;
+        let ran = Ran {
+            rows: &rows,
+            output: &self.output,
+            started,
+            inference_us,
+        };
         let done = hand_on(
             &mut batch,
-            backend.info(),
-            (&rows, &output),
-            (started, inference_us),
-            outcomes,
+            self.backend.info(),
+            &ran,
+            &self.outputs.outcomes,
         );
         // The batcher stops reading only after the last worker is gone; an error here means it
         // ended early (a failed stage), and the outcomes above are already on their way.
-        if feedback.blocking_send(done).is_err() {
+        if self.outputs.feedback.blocking_send(done).is_err() {
             tracing::debug!("batcher is gone; batch feedback dropped");
         }
         drop(permit);
     }
-    report
+
+    /// Runs `requests` as one batch; if that fails, re-runs them in parts to find the ones that
+    /// fail alone (after their retries).
+    fn infer(&mut self, requests: &[Admitted]) -> Rows {
+        let backend = self.backend.as_mut();
+        let input = &mut self.input;
+        let first = guarded(
+            &mut |_, out| run_batch(backend, requests, input, out),
+            &[],
+            &mut self.output,
+        );
+        let error = match first {
+            Ok(()) => return Rows::Batch,
+            Err(error) => error,
+        };
+        self.report.failed_batches += 1;
+        tracing::warn!(error = %error, size = requests.len(), "batch failed; re-running it in parts");
+        let out_size = backend.info().output_size;
+        let isolated = isolate(
+            requests.len(),
+            out_size,
+            self.policy,
+            error,
+            &mut |rows, out| run_rows(backend, requests, rows, input, out),
+            &mut std::thread::sleep,
+        );
+        self.report.retry_calls += u64::from(isolated.calls);
+        self.report.isolated += isolated.rows.iter().filter(|r| r.is_err()).count() as u64;
+        Rows::Each(isolated.rows)
+    }
 }
 
 /// The batch span's links to its requests' spans (W3C trace:span pairs), at debug level: one
@@ -195,52 +243,62 @@ fn run_batch(
     backend.infer(input, requests.len(), output)
 }
 
+/// A batch that ran: how its rows turned out, when it started and how long the model took.
+struct Ran<'a> {
+    rows: &'a Rows,
+    /// The model's outputs, row after row (meaningful for `Rows::Batch`).
+    output: &'a [f32],
+    started: tokio::time::Instant,
+    inference_us: i64,
+}
+
 /// Turns every request of the finished `batch` into its outcome and sends it on; returns what
-/// the batcher is told about the batch. `run` is (when it started, its inference time in µs).
+/// the batcher is told about the batch.
 fn hand_on(
     batch: &mut Batch,
     info: &ModelInfo,
-    (rows, output): (&Rows, &[f32]),
-    run: (tokio::time::Instant, i64),
+    ran: &Ran<'_>,
     outcomes: &mpsc::Sender<Outcome>,
 ) -> BatchDone {
-    let (started, inference_us) = run;
     let size = batch.requests.len();
     let mut done = BatchDone {
         size,
-        inference: std::time::Duration::from_micros(inference_us.max(0) as u64),
-        ok: matches!(rows, Rows::Batch),
+        inference: std::time::Duration::from_micros(ran.inference_us.max(0) as u64),
+        ok: matches!(ran.rows, Rows::Batch),
         results: Vec::new(),
     };
-    for (i, a) in batch.requests.drain(..).enumerate() {
-        let result = match rows {
-            Rows::Batch => Ok(&output[i * info.output_size..(i + 1) * info.output_size]),
+    for (i, admitted) in batch.requests.drain(..).enumerate() {
+        let result = match ran.rows {
+            Rows::Batch => Ok(&ran.output[i * info.output_size..(i + 1) * info.output_size]),
             Rows::Each(each) => each[i].as_ref().map(Vec::as_slice),
         };
         let outcome = match result {
             Ok(row) => {
-                if let Some(key) = a.dedup_key {
-                    done.results.push((key, Some(row.into())));
+                if let Some(key) = admitted.dedup_key {
+                    done.results.push(LeaderResult {
+                        key,
+                        outputs: Some(row.into()),
+                    });
                 }
                 let timings = Timings {
-                    queue_wait_us: micros(started.saturating_duration_since(a.admitted_at)),
+                    queue_wait_us: micros(
+                        ran.started.saturating_duration_since(admitted.admitted_at),
+                    ),
                     batch_size: size as i32,
-                    inference_us,
+                    inference_us: ran.inference_us,
                     end_to_end_us: 0,
                 };
-                Outcome::ok(
-                    a,
-                    (&info.name, &info.version),
-                    row.to_vec(),
-                    timings,
-                    now_ms(),
-                )
+                Outcome::ok(admitted, &info.id, row.to_vec(), timings, now_ms())
             }
-            Err(e) => {
-                if let Some(key) = a.dedup_key {
-                    done.results.push((key, None));
+            Err(error) => {
+                if let Some(key) = admitted.dedup_key {
+                    done.results.push(LeaderResult { key, outputs: None });
                 }
-                model_error(a, info, e, (size as i32, inference_us))
+                let run = BatchRun {
+                    size: size as i32,
+                    inference_us: ran.inference_us,
+                };
+                model_error(admitted, &info.id, error, run)
             }
         };
         if outcomes.blocking_send(outcome).is_err() {
@@ -250,11 +308,23 @@ fn hand_on(
     done
 }
 
+/// The batch a failed request ran in, as its reply's timings report it.
+struct BatchRun {
+    size: i32,
+    inference_us: i64,
+}
+
 /// A request that failed on its own: MODEL_ERROR to the requester, its copy to the dead letters.
-fn model_error(a: Admitted, info: &ModelInfo, e: &InferenceError, run: (i32, i64)) -> Outcome {
-    let mut outcome = Outcome::poison(a, e.to_string(), (&info.name, &info.version), now_ms());
+fn model_error(
+    admitted: Admitted,
+    model: &ModelId,
+    error: &InferenceError,
+    run: BatchRun,
+) -> Outcome {
+    let mut outcome = Outcome::poison(admitted, error.to_string(), model, now_ms());
     if let Outcome::Poison { reply, .. } = &mut outcome {
-        (reply.timings.batch_size, reply.timings.inference_us) = run;
+        reply.timings.batch_size = run.size;
+        reply.timings.inference_us = run.inference_us;
     }
     outcome
 }

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use super::*;
 use crate::config::Device;
-use crate::pipeline::fixtures;
+use crate::pipeline::{fixtures, FlushReason, ModelId};
 use crate::telemetry::Health;
 use crate::tier::Tier;
 use crate::wire::Status;
@@ -34,8 +34,7 @@ impl Backend for Doubler {
 
 fn doubler() -> Box<dyn Backend> {
     Box::new(Doubler(ModelInfo {
-        name: "double".into(),
-        version: "1".into(),
+        id: ModelId::new("double", "1"),
         input_name: "x".into(),
         output_name: "y".into(),
         input_shape: vec![1],
@@ -62,7 +61,7 @@ fn batch_of(values: &[f32]) -> Batch {
         .collect();
     Batch {
         requests,
-        flush_reason: "full",
+        flush_reason: FlushReason::Full,
         formed_at: Instant::now(),
         permit: None,
     }
@@ -77,8 +76,13 @@ async fn a_poisoned_request_fails_alone_and_its_batch_mates_are_answered() {
         max_retries: 1,
         retry_delay: Duration::from_millis(1),
     };
-    let (pool, handles) =
-        spawn_workers(vec![doubler()], otx, ftx, (&health, policy)).expect("spawn");
+    let outputs = WorkerOutputs {
+        outcomes: otx,
+        feedback: ftx,
+    };
+    let alive = vec![health.register("inference-0")];
+    let (pool, handles) = spawn_workers(vec![doubler()], alive, &outputs, policy).expect("spawn");
+    drop(outputs);
     let values = [1.0, 2.0, 3.0, -1.0, 5.0, 6.0, 7.0, 8.0];
     pool.batches.send(batch_of(&values)).await.expect("send");
     let done = frx.recv().await.expect("feedback");

@@ -12,13 +12,13 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::guard::ClientGuard;
-use crate::batcher::dedup::dedup_key;
 use crate::config::Config;
 use crate::inference::ModelInfo;
-use crate::pipeline::{Admitted, Origin, Outcome, ReplyTo};
-use crate::telemetry::trace::TraceContext;
+use crate::pipeline::{dedup_key, Admitted, ModelId, Origin, Outcome, ReplyTo};
 use crate::tier::Tier;
-use crate::wire::{validate, DeadLetter, Header, Request, Status, WireCodec, WireError};
+use crate::wire::{
+    validate, DeadLetter, Header, Request, Status, TraceContext, WireCodec, WireError,
+};
 
 /// The parts of a Kafka record admission looks at, borrowed from the consumed message.
 #[derive(Debug, Clone, Copy)]
@@ -56,8 +56,8 @@ pub enum Decision {
 #[derive(Debug, Clone)]
 pub struct Admission {
     codec: WireCodec,
-    model_name: String,
-    model_version: String,
+    /// The served model: requests naming another are answered UNKNOWN_MODEL.
+    model: ModelId,
     input_shape: Vec<usize>,
     default_reply_topic: String,
     allow_request_reply_topic: bool,
@@ -85,8 +85,7 @@ impl Admission {
         reserved.push(cfg.replies.dead_letter_topic.clone());
         Self {
             codec: WireCodec::new(&cfg.wire),
-            model_name: model.name.clone(),
-            model_version: model.version.clone(),
+            model: model.id.clone(),
             input_shape: model.input_shape.clone(),
             default_reply_topic: cfg.replies.default_topic.clone(),
             allow_request_reply_topic: cfg.replies.allow_request_reply_topic,
@@ -125,7 +124,7 @@ impl Admission {
         let model_error = self.model_mismatch(&request);
         let validation = validate(&request, &self.input_shape);
         let admitted = self.admitted(rec, origin, request, now, now_ms);
-        let model = (self.model_name.as_str(), self.model_version.as_str());
+        let model = &self.model;
         if let Some(msg) = refusal {
             let o = Outcome::error(admitted, Status::Rejected, msg, model, now_ms);
             return Decision::Invalid(o);
@@ -152,7 +151,7 @@ impl Admission {
             "the {} queue is full (batch_processing.max_queue_size); retry later",
             a.tier
         );
-        let model = (self.model_name.as_str(), self.model_version.as_str());
+        let model = &self.model;
         Outcome::error(a, Status::Overloaded, msg, model, now_ms)
     }
 
@@ -172,31 +171,26 @@ impl Admission {
 
     fn keyed(&self, mut a: Admitted) -> Admitted {
         if self.hash_inputs {
-            let r = &a.request;
-            a.dedup_key = Some(dedup_key(
-                &self.model_name,
-                &self.model_version,
-                &r.shape,
-                &r.data,
-            ));
+            a.dedup_key = Some(dedup_key(&self.model, &a.request.shape, &a.request.data));
         }
         a
     }
 
     fn model_mismatch(&self, req: &Request) -> Option<String> {
-        if let Some(name) = req.model_name.as_deref().filter(|n| *n != self.model_name) {
+        let served = &self.model;
+        if let Some(name) = req.model_name.as_deref().filter(|n| *n != served.name) {
             return Some(format!(
                 "model {name:?} is not served here (serving {:?})",
-                self.model_name
+                served.name
             ));
         }
         let version = req
             .model_version
             .as_deref()
-            .filter(|v| *v != self.model_version)?;
+            .filter(|v| *v != served.version)?;
         Some(format!(
             "model {:?} version {version:?} is not served here (serving {:?})",
-            self.model_name, self.model_version
+            served.name, served.version
         ))
     }
 

@@ -11,8 +11,7 @@ const NOW_MS: i64 = 1_700_000_000_000;
 
 fn model() -> ModelInfo {
     ModelInfo {
-        name: "cnn_lstm".into(),
-        version: "1".into(),
+        id: ModelId::new("cnn_lstm", "1"),
         input_name: "input".into(),
         output_name: "output".into(),
         input_shape: vec![2, 3],
@@ -294,7 +293,7 @@ fn inputs_are_hashed_on_admission_only_when_deduplication_is_on() {
     let r = request();
     assert_eq!(
         same,
-        crate::batcher::dedup::dedup_key(&m.name, &m.version, &r.shape, &r.data),
+        crate::pipeline::dedup_key(&m.id, &r.shape, &r.data),
         "the batcher's fallback must compute the same key"
     );
 }

@@ -15,8 +15,23 @@
 //! Invariant: every record the consumer takes from Kafka becomes exactly one `Outcome` carrying
 //! its `Origin`, and only a delivered outcome marks its origin done in the offset tracker.
 
+//!
+//! The types two stages hand each other live here, below the stages, so no stage imports
+//! another: the worker pool (batcher → workers), the deduplication key (admission and batcher),
+//! flush reasons (batcher, workers, metrics) and the model's identity (every reply).
+
+mod dedup_key;
 #[cfg(test)]
 pub(crate) mod fixtures;
+mod flush;
+mod model;
 mod outcome;
+mod workers;
 
-pub use outcome::{micros, now_ms, Admitted, Batch, BatchDone, Origin, Outcome, ReplyTo};
+pub use dedup_key::{dedup_key, DedupKey};
+pub use flush::{FlushCounts, FlushReason};
+pub use model::ModelId;
+pub use outcome::{
+    micros, now_ms, Admitted, Batch, BatchDone, LeaderResult, Origin, Outcome, ReplyTo,
+};
+pub use workers::WorkerPool;

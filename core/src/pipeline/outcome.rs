@@ -10,8 +10,9 @@ use tokio::time::Instant;
 
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::telemetry::trace::TraceContext;
+use super::{DedupKey, FlushReason, ModelId};
 use crate::tier::Tier;
+use crate::wire::TraceContext;
 use crate::wire::{DeadLetter, Reply, Request, Status, Timings};
 
 /// Where a record came from. `topic_tier` names the topic (one per tier); `epoch` is the
@@ -54,14 +55,14 @@ pub struct Admitted {
     pub deadline: Option<Instant>,
     /// Set when deduplication is on and this request leads its identical inputs: whoever
     /// finishes it hands its result (or failure) back to the batcher under this key.
-    pub dedup_key: Option<[u8; 32]>,
+    pub dedup_key: Option<DedupKey>,
 }
 
 /// Requests selected to run together. Holding `permit` means an inference worker is free for it.
 pub struct Batch {
     pub requests: Vec<Admitted>,
-    /// Why the batcher closed this batch (metric label): `full`, `wait`, `timeout`, `drain`, ...
-    pub flush_reason: &'static str,
+    /// Why the batcher closed this batch.
+    pub flush_reason: FlushReason,
     pub formed_at: Instant,
     pub permit: Option<OwnedSemaphorePermit>,
 }
@@ -78,8 +79,12 @@ pub struct BatchDone {
     pub results: Vec<LeaderResult>,
 }
 
-/// A deduplication key and its leader's outputs (`None` when the leader failed).
-pub type LeaderResult = ([u8; 32], Option<Arc<[f32]>>);
+/// A deduplicated leader's key and its outputs (`None` when the leader failed).
+#[derive(Debug)]
+pub struct LeaderResult {
+    pub key: DedupKey,
+    pub outputs: Option<Arc<[f32]>>,
+}
 
 /// The single outcome of one consumed record.
 #[derive(Debug)]
@@ -117,7 +122,7 @@ impl Outcome {
     /// An OK reply with `outputs` for `a`. `timings.end_to_end_us` is filled in here.
     pub fn ok(
         a: Admitted,
-        model: (&str, &str),
+        model: &ModelId,
         outputs: Vec<f32>,
         mut timings: Timings,
         now_ms: i64,
@@ -127,8 +132,8 @@ impl Outcome {
             request_id: a.request.request_id,
             status: Status::Ok,
             error: None,
-            model_name: model.0.to_string(),
-            model_version: model.1.to_string(),
+            model_name: model.name.clone(),
+            model_version: model.version.clone(),
             output_shape: vec![outputs.len() as i32],
             outputs,
             tier: a.tier,
@@ -144,9 +149,13 @@ impl Outcome {
 
     /// The outcome of a poison request: a MODEL_ERROR reply saying `error`, plus the request
     /// itself for the dead-letter topic.
-    pub fn poison(a: Admitted, error: String, model: (&str, &str), now_ms: i64) -> Outcome {
+    pub fn poison(a: Admitted, error: String, model: &ModelId, now_ms: i64) -> Outcome {
         let id = a.request.request_id.clone();
-        let reply = error_reply(&a, id, (Status::ModelError, error), model, now_ms);
+        let failure = Failure {
+            status: Status::ModelError,
+            error,
+        };
+        let reply = error_reply(&a, id, failure, model, now_ms);
         Outcome::Poison {
             reply,
             reply_to: a.reply_to,
@@ -160,24 +169,30 @@ impl Outcome {
         mut a: Admitted,
         status: Status,
         error: String,
-        model: (&str, &str),
+        model: &ModelId,
         now_ms: i64,
     ) -> Outcome {
         let id = std::mem::take(&mut a.request.request_id);
         Outcome::Reply {
-            reply: error_reply(&a, id, (status, error), model, now_ms),
+            reply: error_reply(&a, id, Failure { status, error }, model, now_ms),
             reply_to: a.reply_to,
             origin: a.origin,
         }
     }
 }
 
-/// The reply (`status`, error text) to `a`, whose id is `request_id`, without outputs.
+/// Why a request is answered without outputs.
+struct Failure {
+    status: Status,
+    error: String,
+}
+
+/// The reply saying `failure` to `a`, whose id is `request_id`, without outputs.
 fn error_reply(
     a: &Admitted,
     request_id: String,
-    (status, error): (Status, String),
-    model: (&str, &str),
+    Failure { status, error }: Failure,
+    model: &ModelId,
     now_ms: i64,
 ) -> Box<Reply> {
     let timings = Timings {
@@ -190,8 +205,8 @@ fn error_reply(
         request_id,
         status,
         error: Some(error),
-        model_name: model.0.to_string(),
-        model_version: model.1.to_string(),
+        model_name: model.name.clone(),
+        model_version: model.version.clone(),
         output_shape: Vec::new(),
         outputs: Vec::new(),
         tier: a.tier,

@@ -7,6 +7,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::TelemetryError;
+
 /// `(status, body)` of `GET path` at `addr`, within `timeout`.
 pub async fn get(
     addr: SocketAddr,
@@ -49,7 +51,7 @@ pub async fn get_with_headers(
 
 /// `kbatch stats`: the `/stats` document of the instance at `endpoint` (`host:port`, an
 /// `http://` prefix allowed), as served (`json`) or as a summary.
-pub async fn stats(endpoint: &str, json: bool) -> anyhow::Result<String> {
+pub async fn stats(endpoint: &str, json: bool) -> Result<String, TelemetryError> {
     stats_with_headers(endpoint, json, &[]).await
 }
 
@@ -58,19 +60,22 @@ pub async fn stats_with_headers(
     endpoint: &str,
     json: bool,
     headers: &[(&str, &str)],
-) -> anyhow::Result<String> {
-    use anyhow::Context;
+) -> Result<String, TelemetryError> {
     let body = get_ok(endpoint, "/stats", headers, Duration::from_secs(10)).await?;
     if json {
         return Ok(body + "\n");
     }
-    let v: serde_json::Value = serde_json::from_str(&body).context("stats is not JSON")?;
+    let v: serde_json::Value =
+        serde_json::from_str(&body).map_err(|source| TelemetryError::NotJson {
+            url: format!("{endpoint}/stats"),
+            source,
+        })?;
     Ok(summary(&v))
 }
 
 /// `kbatch probe`: succeeds when `path` (`/healthz`, `/ready`) of the instance at `endpoint`
 /// answers 200 within 3 s — a container health check in an image without curl.
-pub async fn probe(endpoint: &str, path: &str) -> anyhow::Result<()> {
+pub async fn probe(endpoint: &str, path: &str) -> Result<(), TelemetryError> {
     get_ok(endpoint, path, &[], Duration::from_secs(3))
         .await
         .map(drop)
@@ -83,22 +88,30 @@ async fn get_ok(
     path: &str,
     headers: &[(&str, &str)],
     timeout: Duration,
-) -> anyhow::Result<String> {
-    use anyhow::Context;
+) -> Result<String, TelemetryError> {
     let hostport = endpoint.trim_start_matches("http://").trim_end_matches('/');
     let addr = tokio::net::lookup_host(hostport)
         .await
-        .with_context(|| format!("cannot resolve {hostport:?}"))?
+        .map_err(|source| TelemetryError::Resolve {
+            endpoint: hostport.to_owned(),
+            source,
+        })?
         .next()
-        .with_context(|| format!("{hostport:?} resolves to no address"))?;
+        .ok_or_else(|| TelemetryError::NoAddress(hostport.to_owned()))?;
+    let url = format!("http://{addr}{path}");
     let (status, body) = get_with_headers(addr, path, headers, timeout)
         .await
-        .with_context(|| format!("GET http://{addr}{path}"))?;
-    anyhow::ensure!(
-        status == 200,
-        "http://{addr}{path} answered {status}: {}",
-        body.trim()
-    );
+        .map_err(|source| TelemetryError::Get {
+            url: url.clone(),
+            source,
+        })?;
+    if status != 200 {
+        return Err(TelemetryError::Status {
+            url,
+            status,
+            body: body.trim().to_owned(),
+        });
+    }
     Ok(body)
 }
 

@@ -17,7 +17,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use tokio_util::sync::CancellationToken;
 
-use super::Telemetry;
+use super::{Telemetry, TelemetryError};
 use crate::config::SecurityConfig;
 
 /// The API keys the endpoint accepts, kept as BLAKE3 digests: a request's key is hashed and
@@ -50,13 +50,9 @@ impl ApiKeys {
     /// The keys of `security.api_keys` (resolved by `config::load`), read from
     /// `security.api_key_header`; fails only on a header name that is not one, which
     /// validation rejects first.
-    pub fn from_config(s: &SecurityConfig) -> Result<Self, String> {
-        let header = HeaderName::from_bytes(s.api_key_header.as_bytes()).map_err(|_| {
-            format!(
-                "security.api_key_header `{}` is not an HTTP header name",
-                s.api_key_header
-            )
-        })?;
+    pub fn from_config(s: &SecurityConfig) -> Result<Self, TelemetryError> {
+        let header = HeaderName::from_bytes(s.api_key_header.as_bytes())
+            .map_err(|_| TelemetryError::ApiKeyHeader(s.api_key_header.clone()))?;
         let digests = s
             .api_keys
             .iter()

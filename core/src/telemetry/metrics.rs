@@ -12,6 +12,7 @@ use prometheus::{
     Opts, Registry, TextEncoder,
 };
 
+use crate::pipeline::FlushReason;
 use crate::tier::Tier;
 use crate::wire::Status;
 
@@ -280,8 +281,8 @@ impl Metrics {
         for result in ["applied", "rejected"] {
             m.reloads.with_label_values(&[result]);
         }
-        for reason in crate::batcher::reason::ALL {
-            m.batches.with_label_values(&[reason]);
+        for reason in FlushReason::ALL {
+            m.batches.with_label_values(&[reason.as_str()]);
         }
         Ok(m)
     }
@@ -290,8 +291,10 @@ impl Metrics {
         &self.tiers[t.index()]
     }
 
-    pub fn batch(&self, flush_reason: &str, size: usize) {
-        self.batches.with_label_values(&[flush_reason]).inc();
+    pub fn batch(&self, flush_reason: FlushReason, size: usize) {
+        self.batches
+            .with_label_values(&[flush_reason.as_str()])
+            .inc();
         self.batch_size.observe(size as f64);
     }
 

@@ -54,7 +54,7 @@ fn the_exposition_shows_recorded_values_with_their_labels() {
     let m = Metrics::new(32).expect("registry");
     m.tier(Tier::High).replies[Status::Ok as usize].inc_by(3);
     m.tier(Tier::Low).queue_depth.set(7);
-    m.batch("full", 32);
+    m.batch(FlushReason::Full, 32);
     m.error(ErrorKind::Model);
     m.sync_reloads(0, 1);
     m.sync_reloads(0, 1);

@@ -6,17 +6,18 @@
 //! anything, so turning observability off cannot change what the pipeline does.
 
 pub mod client;
+mod error;
 pub mod health;
 pub mod http;
 mod logging;
 pub mod metrics;
 pub mod stats;
-pub mod trace;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+pub use error::TelemetryError;
 pub use health::{Alive, Health};
 pub use logging::{init_tracing, set_log_level};
 pub use metrics::{ErrorKind, Metrics};
@@ -50,7 +51,7 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
-    pub fn new(cfg: &Config) -> Result<Arc<Self>, prometheus::Error> {
+    pub fn new(cfg: &Config) -> Result<Arc<Self>, TelemetryError> {
         // An inference call this far over the latency alert threshold is stuck, not slow.
         let stall = Duration::from_secs_f64(
             (cfg.performance_monitoring.alert_threshold_latency_ms / 1000.0 * 600.0).max(60.0),

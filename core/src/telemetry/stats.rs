@@ -1,4 +1,4 @@
-//! Running statistics for `/stats` and `kbatch stats` (seed 001 `get_statistics`): totals,
+//! Running statistics for `/stats` and `kbatch stats`: totals,
 //! average batch size and wait, priority distribution, latency percentiles, error and timeout
 //! rates, and where the time went (Kafka in, queue wait, inference, reply delivery).
 //!
@@ -12,9 +12,30 @@ use std::time::Instant;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::batcher::adaptive::AdaptiveState;
+use crate::config::OptimizationTarget;
 use crate::tier::Tier;
 use crate::wire::{Status, Timings};
+
+/// What the adaptive batch-size controller knows (published by the batcher after each change),
+/// for `/stats`, the metrics and the batcher's report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AdaptiveState {
+    pub target: usize,
+    pub enabled: bool,
+    pub objective: OptimizationTarget,
+    /// Requests per second dispatched over the last closed interval.
+    pub throughput_rps: f64,
+    /// EWMA of inference time per successful batch.
+    pub batch_latency_ms: f64,
+    /// Throughput estimate of the current target (0 when unknown or over the SLO).
+    pub score: f64,
+    pub adjustments: u64,
+    pub last_reason: &'static str,
+    /// Latest memory reading (host or GPU, the fuller), 0..=1; `None` = not sampled.
+    pub memory_utilization: Option<f64>,
+    /// Latest GPU utilization, 0..=1; `None` = no GPU.
+    pub gpu_utilization: Option<f64>,
+}
 
 /// One delivered outcome, as the replier saw it acknowledged.
 #[derive(Debug, Clone, Copy)]

@@ -1,5 +1,6 @@
 //! The wire contract: Avro records for requests, replies and dead letters (`schemas/`), in
-//! Confluent framing, Avro single-object encoding or JSON, plus request validation.
+//! Confluent framing, Avro single-object encoding or JSON, plus request validation and the W3C
+//! `traceparent` header that requests and replies carry (`trace`).
 //!
 //! Invariant: `decode_request` either returns a request whose every field was read from the
 //! record under the bundled schema, or a typed `WireError`; it never panics on any input and
@@ -16,6 +17,7 @@ mod reply;
 mod request;
 #[cfg(test)]
 mod tests;
+mod trace;
 mod validate;
 
 pub use crate::config::WireConfig;
@@ -25,6 +27,7 @@ pub use error::WireError;
 pub use framing::{Framing, DEAD_LETTER_SCHEMA, FINGERPRINTS, REPLY_SCHEMA, REQUEST_SCHEMA};
 pub use reply::{Reply, Status, Timings};
 pub use request::Request;
+pub use trace::TraceContext;
 pub use validate::{validate, MAX_REQUEST_ID_BYTES};
 
 use framing::{split, write_header, Body, Expect};
