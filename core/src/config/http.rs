@@ -1,5 +1,5 @@
-//! The HTTP endpoint: `/metrics`, `/healthz`, `/ready`, `/stats` on one listener (seed 004 puts
-//! the exporter on 9090 and probes on 8000; one server serves every path).
+//! The HTTP endpoint: `/metrics`, `/healthz`, `/ready`, `/stats` on one listener (port 9090 by
+//! default, the exporter port existing scrape configurations expect; probes share it).
 
 use std::net::{IpAddr, SocketAddr};
 

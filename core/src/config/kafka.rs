@@ -171,7 +171,7 @@ pub struct RepliesConfig {
     pub correlation_header: String,
     /// Producer linger (ms): replies leave in batches. Every produce request costs the broker
     /// and librdkafka's I/O thread a round of work, so a few ms of linger buys throughput at a
-    /// latency cost of at most that (5 vs 1 ms: drain 9.3k vs 7.6k req/s; docs/benchmarks.md).
+    /// latency cost of at most that (docs/benchmarks.md compares 5 ms with 1 ms).
     pub linger_ms: u32,
 }
 

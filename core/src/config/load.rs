@@ -2,7 +2,8 @@
 //! each value so validation errors can say where a bad value came from.
 //!
 //! Invariant: layers merge in this order, later wins: defaults, file, profile, `KBATCH_*`
-//! variables, the seeds' variables, `--set` overrides.
+//! variables, the plain variables of the service kbatch replaces (`BATCH_TIMEOUT_MS`, ...),
+//! `--set` overrides.
 
 use std::path::{Path, PathBuf};
 
@@ -12,7 +13,7 @@ use figment::{Figment, Metadata, Profile, Provider};
 
 use super::{resolve_secrets, validate, Config, ConfigError, SECTIONS};
 
-/// The bundled profiles (seed 000 §3), in `<config dir>/profiles/<name>.yaml`.
+/// The bundled profiles (trading-day load shapes), in `<config dir>/profiles/<name>.yaml`.
 pub const PROFILES: [&str; 3] = ["market_hours", "off_hours", "stress_test"];
 
 /// Where to read configuration from.
@@ -109,7 +110,7 @@ fn assemble(
     }
     figment = figment
         .merge(KeyValues::kbatch_env(vars))
-        .merge(SeedEnv::from_vars(vars))
+        .merge(InheritedEnv::from_vars(vars))
         .merge(KeyValues::overrides(&opts.overrides)?);
     Ok((figment, files))
 }
@@ -121,8 +122,9 @@ fn merge_file(figment: Figment, path: &Path) -> Figment {
     }
 }
 
-/// The environment variables the seeds' deployments already set, mapped onto our keys.
-pub struct SeedEnv {
+/// The environment variables that deployments of the service kbatch replaces already set,
+/// mapped onto kbatch's keys.
+pub struct InheritedEnv {
     vars: Vec<(&'static str, String)>,
 }
 
@@ -231,7 +233,7 @@ impl Provider for KeyValues {
     }
 }
 
-const SEED_VARS: [&str; 5] = [
+const INHERITED_VARS: [&str; 5] = [
     "MAX_BATCH_SIZE",
     "BATCH_TIMEOUT_MS",
     "MODEL_REGISTRY_PATH",
@@ -239,9 +241,9 @@ const SEED_VARS: [&str; 5] = [
     "LOG_LEVEL",
 ];
 
-impl SeedEnv {
+impl InheritedEnv {
     pub fn from_vars(vars: &[(String, String)]) -> Self {
-        let known = |name: &str| SEED_VARS.iter().copied().find(|k| *k == name);
+        let known = |name: &str| INHERITED_VARS.iter().copied().find(|k| *k == name);
         Self {
             vars: vars
                 .iter()
@@ -251,9 +253,9 @@ impl SeedEnv {
     }
 }
 
-impl Provider for SeedEnv {
+impl Provider for InheritedEnv {
     fn metadata(&self) -> Metadata {
-        Metadata::named("seed environment variable").interpolater(|_, keys| {
+        Metadata::named("environment variable").interpolater(|_, keys| {
             match keys.join(".").as_str() {
                 "batch_processing.max_batch_size" => "MAX_BATCH_SIZE".into(),
                 "batch_processing.batch_timeout_seconds" => "BATCH_TIMEOUT_MS".into(),

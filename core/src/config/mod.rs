@@ -1,5 +1,6 @@
-//! kbatch's configuration: built-in defaults (the seeds' values) → YAML/TOML file → profile →
-//! environment (`KBATCH_...` and the seeds' variables) → command-line overrides.
+//! kbatch's configuration: built-in defaults (those of the service kbatch replaces) → YAML/TOML
+//! file → profile → environment (`KBATCH_...`, and the plain variables that service's
+//! deployments set, such as `BATCH_TIMEOUT_MS`) → command-line overrides.
 //!
 //! Invariant: a `Config` handed out by [`load`] has passed every range and cross-field rule of
 //! [`validate`]; errors name the field and the source (file, variable) that set it.

@@ -27,7 +27,7 @@ pub struct ModelConfig {
     pub name: String,
     /// Version string reported in every reply.
     pub version: String,
-    /// Directory that holds the model files (the seeds' `MODEL_REGISTRY_PATH`).
+    /// Directory that holds the model files (also set by the `MODEL_REGISTRY_PATH` variable).
     pub registry_path: PathBuf,
     /// ONNX file inside `registry_path`.
     pub file: String,
@@ -35,7 +35,7 @@ pub struct ModelConfig {
     pub input_shape: Vec<usize>,
     /// Number of output values per request.
     pub output_size: usize,
-    /// Execution device (the seeds' `DEVICE`).
+    /// Execution device (also set by the `DEVICE` variable).
     pub device: Device,
     /// CUDA device ordinal when `device = cuda`.
     pub cuda_device_id: i32,

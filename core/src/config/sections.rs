@@ -1,8 +1,9 @@
-//! The seed's batching sections (seed 000 §2): basic, adaptive, priority, resource and
-//! monitoring parameters, with the seed's names, units and defaults.
+//! The batching sections: basic, adaptive, priority, deduplication, resource and monitoring
+//! parameters. Their names, units and defaults are those of the Python service kbatch replaces,
+//! so its deployments' YAML sections load unchanged.
 //!
-//! Invariant: field names and units are the seed's (seconds as floats), so a seed YAML file
-//! section can be pasted in unchanged; `Duration` accessors convert at the edge.
+//! Invariant: field names and units stay those of that format (seconds as floats);
+//! `Duration` accessors convert at the edge.
 
 use std::time::Duration;
 
@@ -14,7 +15,8 @@ fn secs(s: f64) -> Duration {
     Duration::try_from_secs_f64(s).unwrap_or(Duration::ZERO)
 }
 
-/// Seed 000 §2.1, plus the queue bound of seed 001.
+/// Basic batching: batch size bounds, the waits and timeout that close a batch, the queue bound,
+/// and what happens to requests that fail alone.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BatchProcessing {
@@ -28,17 +30,17 @@ pub struct BatchProcessing {
     pub batch_timeout_seconds: f64,
     /// Most requests queued across all tiers; past it consumption pauses.
     pub max_queue_size: usize,
-    /// Least time between the starts of two batches (seconds, 0..=1; 0 = none; seed 003).
+    /// Least time between the starts of two batches (seconds, 0..=1; 0 = none, the default).
     pub min_batch_interval: f64,
-    /// Most tensor memory in one batch (MB, > 0; seed 003): a batch closes before it would pass.
+    /// Most tensor memory in one batch (MB, > 0): a batch closes before it would pass.
     pub max_batch_memory_mb: f64,
     /// What a full queue does to the next request: `pause` its topic (it waits in Kafka), or
     /// `reject` it at once with an OVERLOADED reply (fail fast instead of queueing in the log).
     pub when_queue_full: QueueFull,
-    /// Attempts of a request that fails on its own, beyond its first (0..=10; seed 003). A
+    /// Attempts of a request that fails on its own, beyond its first (0..=10). A
     /// failed batch is re-run in halves first, so one bad input fails only itself.
     pub max_retries: u32,
-    /// Seconds between two attempts of a request failing on its own (0..=10; seed 003).
+    /// Seconds between two attempts of a request failing on its own (0..=10).
     pub retry_delay: f64,
 }
 
@@ -89,7 +91,8 @@ impl BatchProcessing {
     }
 }
 
-/// Seed 000 §2.2.
+/// Adaptive batch sizing: the controller that moves the target batch size between the bounds
+/// from measured latency and throughput.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdaptiveBatching {
@@ -108,13 +111,13 @@ pub struct AdaptiveBatching {
     /// What the controller maximizes: batch throughput, or throughput within the latency SLO
     /// (`performance_monitoring.alert_threshold_latency_ms`).
     pub optimization_target: OptimizationTarget,
-    /// Shrink the target after a failed batch (seed 003).
+    /// Shrink the target after a failed batch.
     pub reduce_batch_on_failure: bool,
     /// Target to start from (0 = between min and max batch size, geometric mean).
     pub initial_batch_size: usize,
 }
 
-/// The adaptive controller's objective (seed 001 `optimization_target`).
+/// The adaptive controller's objective.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OptimizationTarget {
@@ -138,7 +141,8 @@ impl Default for AdaptiveBatching {
     }
 }
 
-/// Seed 000 §2.3, extended with the `critical` tier the Kafka design adds.
+/// Priority queueing: per-tier waits and the anti-starvation rules, for the three tiers of the
+/// service kbatch replaces plus the `critical` tier (one Kafka topic per tier).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PriorityQueueing {
@@ -214,8 +218,8 @@ impl PriorityQueueing {
     }
 }
 
-/// Request deduplication (seed 001 "Request Deduplication"): identical inputs for the same
-/// model within the TTL are computed once, and every requester gets its own reply.
+/// Request deduplication: identical inputs for the same model within the TTL are computed once,
+/// and every requester gets its own reply.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Deduplication {
@@ -242,13 +246,14 @@ impl Deduplication {
     }
 }
 
-/// Seed 000 §2.4.
+/// Resource management: the inference thread budget and the memory and GPU thresholds that
+/// shrink the adaptive target.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ResourceManagement {
     /// Use GPU-specific session options when the device is CUDA.
     pub enable_gpu_optimization: bool,
-    /// Full graph optimization of the ONNX model at load (the seed's TorchScript compilation).
+    /// Full graph optimization of the ONNX model at load.
     pub enable_model_compilation: bool,
     /// Periodically release cached device memory.
     pub enable_memory_cleanup: bool,
@@ -273,7 +278,8 @@ impl Default for ResourceManagement {
     }
 }
 
-/// Seed 000 §2.5.
+/// Performance monitoring: what is measured and logged, and the alert thresholds (error rate,
+/// latency) that the alert rules and the adaptive controller's latency objective use.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PerformanceMonitoring {
@@ -308,7 +314,8 @@ impl Default for PerformanceMonitoring {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Logging {
-    /// A tracing filter directive: `info`, `debug`, `kbatch=debug,rdkafka=warn`, ... (the seeds' `LOG_LEVEL`).
+    /// A tracing filter directive: `info`, `debug`, `kbatch=debug,rdkafka=warn`, ... (also set
+    /// by the `LOG_LEVEL` variable).
     pub level: String,
     /// `text` for people, `json` for log pipelines.
     pub format: LogFormat,

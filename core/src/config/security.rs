@@ -60,7 +60,8 @@ impl From<&str> for Secret {
     }
 }
 
-/// The `security` configuration section (seed 004 §7.1's `api_key_header`). Restart-only.
+/// The `security` configuration section: API keys for the HTTP endpoint, sent in
+/// `api_key_header` (`X-API-Key` by default). Restart-only.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SecurityConfig {

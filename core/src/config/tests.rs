@@ -1,4 +1,4 @@
-//! Config tests: seed defaults, bundled profiles, every layer's precedence, and errors that name
+//! Config tests: inherited defaults, bundled profiles, every layer's precedence, and errors that name
 //! the field and where its value came from.
 
 use std::path::PathBuf;
@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use figment::providers::Serialized;
 use figment::Figment;
 
-use super::load::SeedEnv;
+use super::load::InheritedEnv;
 use super::*;
 use crate::tier::Tier;
 
@@ -33,7 +33,7 @@ fn issues(err: ConfigError) -> Vec<Issue> {
 }
 
 #[test]
-fn built_in_defaults_are_the_seeds_and_valid() {
+fn built_in_defaults_are_the_inherited_ones_and_valid() {
     let c = Config::default();
     assert_eq!(c.batch_processing.max_batch_size, 32);
     assert_eq!(c.batch_processing.max_wait_time_seconds, 0.01);
@@ -208,8 +208,8 @@ fn nan_is_never_in_range() {
 }
 
 #[test]
-fn seed_environment_variables_map_onto_keys_with_units() {
-    let env = SeedEnv::from_vars(&vars(&[
+fn inherited_environment_variables_map_onto_keys_with_units() {
+    let env = InheritedEnv::from_vars(&vars(&[
         ("MAX_BATCH_SIZE", "64"),
         ("BATCH_TIMEOUT_MS", "20"),
         ("MODEL_REGISTRY_PATH", "/srv/models"),
@@ -226,7 +226,7 @@ fn seed_environment_variables_map_onto_keys_with_units() {
     assert_eq!(c.model.registry_path, PathBuf::from("/srv/models"));
     assert_eq!(c.model.device, Device::Cuda);
     assert_eq!(c.logging.level, "debug");
-    let bad = SeedEnv::from_vars(&vars(&[("BATCH_TIMEOUT_MS", "soon")]));
+    let bad = InheritedEnv::from_vars(&vars(&[("BATCH_TIMEOUT_MS", "soon")]));
     let err = Figment::from(Serialized::defaults(Config::default()))
         .merge(bad)
         .extract::<Config>()
@@ -256,7 +256,7 @@ fn layers_apply_in_order_and_errors_name_the_variable() {
     assert_eq!(c.kafka.topics.low, "requests.bulk");
     assert_eq!(
         c.batch_processing.max_batch_size, 48,
-        "seed env beats the profile's 64"
+        "the inherited variable beats the profile's 64"
     );
     assert_eq!(
         c.batch_processing.batch_timeout_seconds, 0.02,

@@ -1,4 +1,5 @@
-//! Range rules (seed 000 §4.2) and cross-field rules over a whole `Config`.
+//! Range rules (each numeric key's allowed interval) and cross-field rules (e.g. a tier wait
+//! within the batch timeout) over a whole `Config`.
 //!
 //! Invariant: every rule reports the dotted field it is about, and, when a figment is given,
 //! the layer (file path or environment variable) that set that field.

@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use super::InferenceError;
 
-/// Seed 003's `max_retries` and `retry_delay`.
+/// How often, and how far apart, a request that fails alone is retried
+/// (`batch_processing.max_retries`, `batch_processing.retry_delay`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RetryPolicy {
     /// Attempts of a request failing alone, beyond its first.

@@ -1,4 +1,5 @@
-//! Liveness and readiness (seed 004 §5), from facts the pipeline reports as they happen.
+//! Liveness and readiness (the `/healthz` and `/ready` probes), from facts the pipeline reports
+//! as they happen.
 //!
 //! Invariants: liveness fails only for faults a restart can cure — a pipeline task or inference
 //! thread that ended while the service was not shutting down, or an inference call running past

@@ -16,7 +16,8 @@ use crate::pipeline::FlushReason;
 use crate::tier::Tier;
 use crate::wire::Status;
 
-/// Seed 004 §6.1.
+/// Buckets of `kbatch_prediction_latency_ms` (ms): the bounds the dashboards and alert rules
+/// of the service kbatch replaces were built on, kept so they keep working.
 pub const PREDICTION_LATENCY_BUCKETS_MS: [f64; 8] = [10., 25., 50., 75., 100., 250., 500., 1000.];
 /// End-to-end and queue-wait buckets (ms): sub-millisecond to the 30 s starvation bound.
 const LATENCY_BUCKETS_MS: [f64; 16] = [
@@ -26,7 +27,8 @@ const INFERENCE_BUCKETS_MS: [f64; 12] = [
     0.1, 0.25, 0.5, 1., 2.5, 5., 10., 25., 50., 100., 250., 1000.,
 ];
 
-/// Seed 004's `[1, 5, 10, 20, 32]`, then doubling up to the configured maximum batch size.
+/// `[1, 5, 10, 20, 32]` (the buckets existing dashboards use), then doubling up to the
+/// configured maximum batch size.
 pub fn batch_size_buckets(max_batch_size: usize) -> Vec<f64> {
     let mut b: Vec<f64> = vec![1., 5., 10., 20., 32.];
     let mut next = 64.0;
