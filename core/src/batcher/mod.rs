@@ -7,8 +7,6 @@ pub mod dedup;
 mod policy;
 mod queue;
 mod state;
-#[cfg(test)]
-mod state_tests;
 mod strategy;
 mod task;
 #[cfg(test)]

@@ -8,6 +8,9 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::time::Instant;
 
 use super::*;
+
+/// The pure state's rules, and what the task makes of them.
+mod state;
 use crate::pipeline::{fixtures, Admitted, Batch, FlushReason, ModelId, Outcome, WorkerPool};
 use crate::tier::Tier;
 use crate::wire::Status;

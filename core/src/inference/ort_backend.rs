@@ -269,3 +269,7 @@ fn check_tensor(
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "ort_backend_tests.rs"]
+mod tests;

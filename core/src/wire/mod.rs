@@ -10,9 +10,6 @@ mod avro;
 mod dead_letter;
 mod error;
 mod framing;
-#[cfg(test)]
-#[path = "fuzz_tests.rs"]
-mod fuzz_tests;
 mod reply;
 mod request;
 #[cfg(test)]

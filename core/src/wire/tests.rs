@@ -7,6 +7,9 @@ use proptest::prelude::*;
 
 use super::*;
 
+/// Every input, however hostile, ends in a value or a typed error.
+mod fuzz;
+
 fn codec() -> WireCodec {
     WireCodec::new(&WireConfig::default())
 }

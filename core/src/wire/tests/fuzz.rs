@@ -12,8 +12,8 @@ use proptest::collection::vec;
 use proptest::option;
 use proptest::prelude::*;
 
-use super::avro::{Reader, Writer};
 use super::*;
+use crate::wire::avro::{Reader, Writer};
 
 /// The bundled model's per-request input shape.
 const MODEL_SHAPE: [usize; 2] = [64, 16];

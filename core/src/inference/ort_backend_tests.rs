@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::{load_backend, Backend, InferenceError, OrtBackend};
 use crate::config::{Device, ModelConfig};
+use crate::inference::{load_backend, Backend, InferenceError, OrtBackend};
 
 const TOLERANCE: f32 = 1e-5;
 

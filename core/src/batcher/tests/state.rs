@@ -8,8 +8,8 @@ use std::time::Duration;
 use proptest::prelude::*;
 use tokio::time::Instant;
 
-use super::tests::{entry, ids, policy, start};
 use super::*;
+use super::{entry, ids, policy, start};
 use crate::pipeline::{Admitted, FlushReason, LeaderResult, Outcome};
 use crate::tier::Tier;
 use crate::wire::Status;
@@ -327,7 +327,7 @@ fn dedup_on() -> dedup::DedupParams {
 
 #[tokio::test(start_paused = true)]
 async fn identical_requests_run_once_and_every_requester_gets_the_result() {
-    use super::tests::start_with;
+    use super::start_with;
     use crate::pipeline::BatchDone;
     let mut h = start_with(policy(), 1, None, dedup_on());
     let t0 = Instant::now();
@@ -380,7 +380,7 @@ async fn identical_requests_run_once_and_every_requester_gets_the_result() {
 
 #[tokio::test(start_paused = true)]
 async fn when_a_leader_fails_a_twin_is_run_instead() {
-    use super::tests::start_with;
+    use super::start_with;
     use crate::pipeline::BatchDone;
     let mut h = start_with(policy(), 1, None, dedup_on());
     let t0 = Instant::now();
@@ -407,7 +407,7 @@ async fn when_a_leader_fails_a_twin_is_run_instead() {
 
 #[tokio::test(start_paused = true)]
 async fn a_failed_batch_shrinks_the_adaptive_target_of_the_next_one() {
-    use super::tests::start_with;
+    use super::start_with;
     use crate::pipeline::BatchDone;
     let mut cfg = crate::config::Config::default();
     cfg.batch_processing.max_batch_size = 4;
@@ -443,7 +443,7 @@ async fn a_failed_batch_shrinks_the_adaptive_target_of_the_next_one() {
 
 #[tokio::test(start_paused = true)]
 async fn memory_over_its_threshold_shrinks_the_next_batch() {
-    use super::tests::start_with;
+    use super::start_with;
     use crate::resources::Utilization;
     let mut cfg = crate::config::Config::default();
     cfg.batch_processing.max_batch_size = 4;

@@ -1,0 +1,69 @@
+//! Unit tests of `health`.
+
+use super::*;
+
+fn ready_health() -> Arc<Health> {
+    let h = Arc::new(Health::new(Duration::from_millis(50)));
+    h.set_model_ready(true);
+    h.set_group_joined(true);
+    h.set_broker_up(true);
+    h
+}
+
+#[test]
+fn readiness_names_every_missing_condition() {
+    let h = Arc::new(Health::new(Duration::from_secs(60)));
+    let why = h.readiness().unwrap_err();
+    for part in ["model", "broker", "group"] {
+        assert!(why.contains(part), "{why}");
+    }
+    h.set_model_ready(true);
+    h.set_group_joined(true);
+    assert_eq!(h.readiness().unwrap_err(), "no broker reachable");
+    h.set_broker_up(true);
+    assert_eq!(h.readiness(), Ok(()));
+    // A broker outage is not a liveness failure: restarting would not bring it back.
+    h.set_broker_up(false);
+    assert_eq!(h.liveness(), Ok(()));
+    assert!(h.readiness().is_err());
+}
+
+#[test]
+fn a_component_ending_early_fails_liveness_but_not_during_shutdown() {
+    let h = ready_health();
+    let batcher = h.register("batcher");
+    assert_eq!(h.liveness(), Ok(()));
+    drop(batcher);
+    let why = h.liveness().unwrap_err();
+    assert!(why.contains("batcher ended: stopped"), "{why}");
+    assert!(h.readiness().is_err());
+    h.set_draining();
+    assert_eq!(h.liveness(), Ok(()));
+    assert_eq!(h.readiness().unwrap_err(), "shutting down");
+}
+
+#[test]
+fn a_stalled_inference_call_fails_liveness() {
+    let h = ready_health();
+    let worker = h.register("inference-0");
+    worker.busy(true);
+    assert_eq!(h.liveness(), Ok(()));
+    std::thread::sleep(Duration::from_millis(80));
+    let why = h.liveness().unwrap_err();
+    assert!(why.contains("inference-0 has run one batch"), "{why}");
+    worker.busy(false);
+    assert_eq!(h.liveness(), Ok(()));
+}
+
+#[test]
+fn a_panicking_thread_is_reported_as_such() {
+    let h = ready_health();
+    let alive = h.register("inference-1");
+    let joined = std::thread::spawn(move || {
+        let _alive = alive;
+        panic!("model crashed");
+    })
+    .join();
+    assert!(joined.is_err());
+    assert!(h.liveness().unwrap_err().contains("panicked"));
+}
