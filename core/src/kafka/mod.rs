@@ -19,14 +19,12 @@ mod client;
 mod consumer;
 mod context;
 mod error;
-mod fallback;
 mod guard;
 mod intake;
 mod observe;
 mod offsets;
-mod replier;
+mod reply;
 mod shared;
-mod transactional;
 
 pub use admin::{
     all_topics, client_config as plain_client_config, ensure_named_topics, ensure_topics,
@@ -35,9 +33,10 @@ pub use admission::{deadline_instant, Admission, Decision, RecordParts};
 pub use client::{consumer_config, producer_config};
 pub use consumer::{run_consumer, ConsumerInputs, ConsumerReport};
 pub use error::KafkaError;
-pub use fallback::{REPLY_UNDELIVERABLE, TRIMMED_HEADER};
 pub use guard::ClientGuard;
 pub use offsets::{OffsetTracker, PartitionKey};
-pub use replier::{run_replier, ReplierReport, MAX_IN_FLIGHT};
+pub use reply::{
+    run_replier, run_transactional_replier, ReplierReport, MAX_IN_FLIGHT, REPLY_UNDELIVERABLE,
+    TRIMMED_HEADER,
+};
 pub use shared::SharedTracker;
-pub use transactional::run_transactional_replier;

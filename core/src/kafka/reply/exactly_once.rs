@@ -18,11 +18,13 @@ use rdkafka::producer::{FutureProducer, Producer};
 use tokio::sync::mpsc::Receiver;
 use tokio::time::{sleep_until, Instant};
 
-use super::client::producer_config;
-use super::context::offsets_list;
-use super::replier::{create_producer, Attempt, Encoder, ReplierReport};
-use super::{KafkaError, SharedTracker};
+use super::delivery::{create_producer, Attempt, Sender};
+use super::record::RecordBuilder;
+use super::settlement::{ReplierReport, Settlement};
 use crate::config::{Config, TierTopics};
+use crate::kafka::client::producer_config;
+use crate::kafka::context::offsets_list;
+use crate::kafka::{KafkaError, SharedTracker};
 use crate::pipeline::{Origin, Outcome};
 use crate::telemetry::Telemetry;
 
@@ -35,7 +37,7 @@ const TXN_CALL: Duration = Duration::from_secs(30);
 /// leaving read-committed readers blocked until the transaction times out. Replicas on one host
 /// need distinct `kafka.client_id`s (in Kubernetes the pod name is the host name).
 fn transactional_config(cfg: &Config) -> rdkafka::ClientConfig {
-    let mut c = producer_config(cfg);
+    let mut config = producer_config(cfg);
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())
@@ -46,13 +48,14 @@ fn transactional_config(cfg: &Config) -> rdkafka::ClientConfig {
         cfg.kafka.client_id,
         host.trim()
     );
-    c.set("transactional.id", id)
+    config
+        .set("transactional.id", id)
         // A crashed instance's open transaction blocks read-committed readers of its reply
         // partitions until the coordinator times it out: keep that short.
         .set("transaction.timeout.ms", "10000")
         // librdkafka requires a delivery to give up within its transaction.
         .set("message.timeout.ms", "10000");
-    c
+    config
 }
 
 /// Runs a blocking transaction call off the async workers.
@@ -80,29 +83,36 @@ pub async fn run_transactional_replier(
         p.init_transactions(TXN_CALL)
     })
     .await?;
-    let mut enc = Encoder::new(cfg.clone(), telemetry);
     let interval = Duration::from_millis(cfg.kafka.commit_interval_ms);
-    let mut report = ReplierReport::default();
+    let mut sender = Sender::new(producer, RecordBuilder::new(cfg.clone()));
+    let mut settlement = Settlement::new(tracker.clone(), telemetry);
     while let Some(first) = outcomes.recv().await {
-        call(&producer, "begin_transaction", |p| p.begin_transaction()).await?;
+        call(sender.producer(), "begin_transaction", |p| {
+            p.begin_transaction()
+        })
+        .await?;
         let batch = collect(&mut outcomes, first, interval).await;
-        let topics = &cfg.kafka.topics;
-        let result = transact(&producer, &mut enc, (&tracker, topics), batch).await;
-        match result {
-            Ok(attempts) => settle(&enc, &tracker, &mut report, attempts),
-            Err(e) => {
-                tracing::error!(error = %e, "transaction failed; aborting it and stopping");
-                if let Err(abort) = call(&producer, "abort_transaction", |p| {
+        match transact(&mut sender, &tracker, &cfg.kafka.topics, batch).await {
+            // Settled only now that the transaction committed.
+            Ok(attempts) => {
+                for attempt in &attempts {
+                    settlement.acknowledged(&attempt.job);
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "transaction failed; aborting it and stopping");
+                if let Err(abort) = call(sender.producer(), "abort_transaction", |p| {
                     p.abort_transaction(TXN_CALL)
                 })
                 .await
                 {
                     tracing::error!(error = %abort, "abort failed too");
                 }
-                return Err(e);
+                return Err(error);
             }
         }
     }
+    let report = settlement.into_report();
     tracing::info!(?report, "transactional replier finished");
     Ok(report)
 }
@@ -117,8 +127,8 @@ async fn collect(
     let mut batch = vec![first];
     loop {
         tokio::select! {
-            o = outcomes.recv() => match o {
-                Some(o) => batch.push(o),
+            next = outcomes.recv() => match next {
+                Some(outcome) => batch.push(outcome),
                 None => return batch,
             },
             _ = sleep_until(deadline) => return batch,
@@ -126,32 +136,38 @@ async fn collect(
     }
 }
 
-/// Produces `batch` and commits it with the offsets it settles; returns the acknowledged attempts.
+/// Produces `batch` and commits it with the offsets it settles (positions of `tracker`'s
+/// partitions, whose topics are `topics`); returns the acknowledged attempts. No retry: any
+/// failed delivery fails the transaction.
 async fn transact(
-    producer: &FutureProducer,
-    enc: &mut Encoder,
-    (tracker, topics): (&SharedTracker, &TierTopics),
+    sender: &mut Sender,
+    tracker: &SharedTracker,
+    topics: &TierTopics,
     batch: Vec<Outcome>,
 ) -> Result<Vec<Attempt>, KafkaError> {
     let origins: Vec<Origin> = batch.iter().map(Outcome::origin).collect();
     let mut in_flight = Vec::with_capacity(batch.len());
-    for o in batch {
-        in_flight.push(enc.send(producer, o).await);
+    for outcome in batch {
+        in_flight.push(sender.send(outcome).await);
     }
     let mut attempts = futures::future::join_all(in_flight).await;
     // Second parts (a poison record's reply after its dead letter) go in the same transaction.
     let then: Vec<Outcome> = attempts
         .iter_mut()
-        .filter_map(|a| a.then.take().map(|o| *o))
+        .filter_map(|attempt| attempt.job.then.take().map(|outcome| *outcome))
         .collect();
     let mut second = Vec::with_capacity(then.len());
-    for o in then {
-        second.push(enc.send(producer, o).await);
+    for outcome in then {
+        second.push(sender.send(outcome).await);
     }
     attempts.extend(futures::future::join_all(second).await);
-    if let Some(Err((e, _))) = attempts.iter().map(|a| &a.result).find(|r| r.is_err()) {
-        return Err(KafkaError::Transaction(format!("a delivery failed: {e}")));
+    if let Some(Err(failure)) = attempts.iter().map(|a| &a.result).find(|r| r.is_err()) {
+        return Err(KafkaError::Transaction(format!(
+            "a delivery failed: {}",
+            failure.error
+        )));
     }
+    let producer = sender.producer();
     let offsets = tracker.positions_if_done(&origins);
     if !offsets.is_empty() {
         let group = tracker
@@ -168,16 +184,4 @@ async fn transact(
     })
     .await?;
     Ok(attempts)
-}
-
-/// Counts a committed transaction's outcomes and marks them done.
-fn settle(
-    enc: &Encoder,
-    tracker: &SharedTracker,
-    report: &mut ReplierReport,
-    attempts: Vec<Attempt>,
-) {
-    for a in &attempts {
-        enc.acknowledged(a, tracker, report);
-    }
 }

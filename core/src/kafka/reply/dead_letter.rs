@@ -1,4 +1,5 @@
-//! The dead letters the replier builds itself (the consumer builds those of unreadable records):
+//! The dead letters the replier builds itself (the consumer builds those of unreadable records),
+//! as plain `DeadLetter` values; [`super::record`] turns them into Kafka records.
 //!
 //! - a reply its own topic refuses goes to the dead-letter topic wrapped in a `DeadLetter` whose
 //!   `error_kind` is [`REPLY_UNDELIVERABLE`]: a reply topic that does not exist (or refuses the
@@ -7,15 +8,15 @@
 //! - a poison request (one the model failed on alone, after its retries) is isolated there too,
 //!   `error_kind` [`POISON`], besides its MODEL_ERROR reply: its `value` is the request
 //!   re-encoded in `wire.reply_format` (kbatch keeps decoded requests, not their bytes), so it
-//!   can be inspected or produced back to its topic as is once the model is fixed.
-//!
+//!   can be inspected or produced back to its topic as is once the model is fixed;
 //! - a dead letter the dead-letter topic refuses as too large (a record near `max_request_bytes`
 //!   on a topic whose `max.message.bytes` is smaller, 1 MiB by default on Kafka) is sent again
 //!   without the original value and headers, [`trimmed_dead_letter`]: it still names the source
 //!   record, which stays readable in its own topic, so nothing is lost and the partition's
 //!   commits go on.
 //!
-//! Invariant: a request's outcome is always delivered somewhere before its offset is committed.
+//! Invariant: every letter built here names its source record (topic, partition, offset), so a
+//! request's outcome can always be delivered somewhere before its offset is committed. No I/O.
 
 use rdkafka::error::KafkaError as RdError;
 use rdkafka::message::{Headers, Message, OwnedMessage};
@@ -29,30 +30,62 @@ pub const REPLY_UNDELIVERABLE: &str = "reply_undeliverable";
 /// `error_kind` of a dead letter that isolates a request the model failed on.
 pub const POISON: &str = "poison";
 
-/// The dead letter isolating the poison `request` read at `origin`; `error` is the model's.
+/// What every letter is built with: the service's settings and its wire codec.
+#[derive(Debug, Clone, Copy)]
+pub struct LetterContext<'a> {
+    pub cfg: &'a Config,
+    pub codec: &'a WireCodec,
+}
+
+/// A request the model failed on alone, as its poison outcome carries it.
+#[derive(Debug, Clone, Copy)]
+pub struct PoisonRequest<'a> {
+    /// Where the request was read.
+    pub origin: &'a Origin,
+    pub reply_to: &'a ReplyTo,
+    pub request: &'a Request,
+    /// The model's error.
+    pub error: &'a str,
+}
+
+/// A record its topic refused: the message librdkafka handed back, why, and the request record
+/// it stands for.
+#[derive(Debug, Clone, Copy)]
+pub struct Refused<'a> {
+    pub origin: &'a Origin,
+    pub message: &'a OwnedMessage,
+    pub error: &'a RdError,
+}
+
+/// The dead letter isolating a poison request.
 pub fn poison_dead_letter(
-    (cfg, codec): (&Config, &WireCodec),
-    origin: &Origin,
-    (reply_to, request): (&ReplyTo, &Request),
-    error: &str,
+    ctx: LetterContext<'_>,
+    poison: &PoisonRequest<'_>,
     now_ms: i64,
 ) -> DeadLetter {
+    let LetterContext { cfg, codec } = ctx;
+    let PoisonRequest {
+        origin,
+        reply_to,
+        request,
+        error,
+    } = *poison;
     let mut value = Vec::with_capacity(64 + 4 * request.data.len());
     codec.encode_request(request, cfg.wire.reply_format, &mut value);
     let mut headers = vec![Header {
         key: "request-id".to_owned(),
         value: Some(request.request_id.as_bytes().to_vec()),
     }];
-    if let Some(c) = &reply_to.correlation_id {
+    if let Some(correlation) = &reply_to.correlation_id {
         headers.push(Header {
             key: cfg.replies.correlation_header.clone(),
-            value: Some(c.clone()),
+            value: Some(correlation.clone()),
         });
     }
-    if let Some(t) = reply_to.trace {
+    if let Some(trace) = reply_to.trace {
         headers.push(Header {
             key: "traceparent".to_owned(),
-            value: Some(t.reply_header().into_bytes()),
+            value: Some(trace.reply_header().into_bytes()),
         });
     }
     DeadLetter {
@@ -69,16 +102,15 @@ pub fn poison_dead_letter(
     }
 }
 
-/// The dead letter for the reply `msg`, which could not be delivered to `msg.topic()`.
+/// The dead letter for the refused reply, which could not be delivered to its topic.
 /// `source_*` name the request record; `value` is the encoded reply, unchanged.
-pub fn reply_dead_letter(
-    cfg: &Config,
-    origin: &Origin,
-    msg: &OwnedMessage,
-    err: &RdError,
-    now_ms: i64,
-) -> DeadLetter {
-    let headers = msg
+pub fn reply_dead_letter(cfg: &Config, refused: &Refused<'_>, now_ms: i64) -> DeadLetter {
+    let Refused {
+        origin,
+        message,
+        error,
+    } = *refused;
+    let headers = message
         .headers()
         .map(|hs| {
             hs.iter()
@@ -93,11 +125,14 @@ pub fn reply_dead_letter(
         source_topic: cfg.kafka.topics.topic(origin.topic_tier).to_owned(),
         source_partition: origin.partition,
         source_offset: origin.offset,
-        key: msg.key().map(<[u8]>::to_vec),
-        value: msg.payload().map(<[u8]>::to_vec),
+        key: message.key().map(<[u8]>::to_vec),
+        value: message.payload().map(<[u8]>::to_vec),
         headers,
         error_kind: REPLY_UNDELIVERABLE.to_owned(),
-        error: format!("reply topic '{}' refused the reply: {err}", msg.topic()),
+        error: format!(
+            "reply topic '{}' refused the reply: {error}",
+            message.topic()
+        ),
         failed_at_ms: now_ms,
         processor: cfg.kafka.client_id.clone(),
     }
@@ -107,23 +142,27 @@ pub fn reply_dead_letter(
 /// bytes of the letter the dead-letter topic refused.
 pub const TRIMMED_HEADER: &str = "kbatch-dead-letter-trimmed";
 
-/// The dead letter `msg` (encoded, refused by its topic as too large: `err`) without the
-/// original record's value and headers. The letter is decoded to keep its error kind and text;
-/// if that fails the kind comes from the record's `kbatch-error-kind` header.
+/// The refused dead letter (encoded, refused by its topic as too large) without the original
+/// record's value and headers. The letter is decoded to keep its error kind and text; if that
+/// fails the kind comes from the record's `kbatch-error-kind` header.
 pub fn trimmed_dead_letter(
-    (cfg, codec): (&Config, &WireCodec),
-    origin: &Origin,
-    msg: &OwnedMessage,
-    err: &RdError,
+    ctx: LetterContext<'_>,
+    refused: &Refused<'_>,
     now_ms: i64,
 ) -> DeadLetter {
-    let size = msg.payload().map_or(0, <[u8]>::len);
+    let LetterContext { cfg, codec } = ctx;
+    let Refused {
+        origin,
+        message,
+        error,
+    } = *refused;
+    let size = message.payload().map_or(0, <[u8]>::len);
     let omitted = format!(
-        "the dead letter ({size} bytes) was refused by '{}' ({err}); the original value and \
+        "the dead letter ({size} bytes) was refused by '{}' ({error}); the original value and \
          headers are omitted here and stay readable at the source topic, partition and offset",
-        msg.topic()
+        message.topic()
     );
-    match msg.payload().map(|p| codec.decode_dead_letter(p)) {
+    match message.payload().map(|p| codec.decode_dead_letter(p)) {
         Some(Ok(mut letter)) => {
             letter.value = None;
             letter.headers.clear();
@@ -132,7 +171,7 @@ pub fn trimmed_dead_letter(
             letter
         }
         _ => {
-            let kind = msg
+            let kind = message
                 .headers()
                 .and_then(|hs| hs.iter().find(|h| h.key == "kbatch-error-kind"))
                 .and_then(|h| h.value)
@@ -142,7 +181,7 @@ pub fn trimmed_dead_letter(
                 source_topic: cfg.kafka.topics.topic(origin.topic_tier).to_owned(),
                 source_partition: origin.partition,
                 source_offset: origin.offset,
-                key: msg.key().map(<[u8]>::to_vec),
+                key: message.key().map(<[u8]>::to_vec),
                 value: None,
                 headers: Vec::new(),
                 error_kind: kind,
@@ -185,7 +224,12 @@ mod tests {
             epoch: 1,
         };
         let err = RdError::MessageProduction(RDKafkaErrorCode::UnknownTopic);
-        let dl = reply_dead_letter(&cfg, &origin, &msg, &err, 1_000);
+        let refused = Refused {
+            origin: &origin,
+            message: &msg,
+            error: &err,
+        };
+        let dl = reply_dead_letter(&cfg, &refused, 1_000);
         assert_eq!(dl.source_topic, cfg.kafka.topics.high);
         assert_eq!((dl.source_partition, dl.source_offset), (3, 77));
         assert_eq!(dl.value.as_deref(), Some(&b"reply bytes"[..]));
@@ -218,7 +262,17 @@ mod tests {
         );
         let mut reply_to = a.reply_to.clone();
         reply_to.correlation_id = Some(b"corr".to_vec());
-        let dl = poison_dead_letter((&cfg, &codec), &origin, (&reply_to, &a.request), "boom", 5);
+        let poison = PoisonRequest {
+            origin: &origin,
+            reply_to: &reply_to,
+            request: &a.request,
+            error: "boom",
+        };
+        let ctx = LetterContext {
+            cfg: &cfg,
+            codec: &codec,
+        };
+        let dl = poison_dead_letter(ctx, &poison, 5);
         assert_eq!(dl.error_kind, POISON);
         assert!(dl.error.ends_with("boom"), "{}", dl.error);
         assert_eq!(dl.source_topic, cfg.kafka.topics.low);

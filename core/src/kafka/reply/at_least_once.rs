@@ -1,0 +1,122 @@
+//! The at-least-once replier (`kafka.delivery: at_least_once`, the default): writes every
+//! outcome to its topic and, once Kafka has acknowledged it, marks its origin done in the
+//! offset tracker.
+//!
+//! Invariant: `tracker.done` is called only for an outcome whose record was acknowledged
+//! (acks=all). A reply its topic refuses (missing topic, permanent error, retries spent) goes to
+//! the dead-letter topic instead; an outcome that cannot be delivered there either stays
+//! pending, so its input offset is never committed past: at-least-once, the record is re-read by
+//! whoever owns the partition next.
+//!
+//! Many deliveries are in flight at once (up to `MAX_IN_FLIGHT`); at the bound the replier stops
+//! reading its channel, which backs up into the batcher and the consumer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use rdkafka::message::Message;
+use rdkafka::producer::Producer;
+use tokio::sync::mpsc::Receiver;
+
+use super::delivery::{create_producer, Attempt, InFlight, Sender, Step, MAX_IN_FLIGHT};
+use super::record::RecordBuilder;
+use super::settlement::{ReplierReport, Settlement};
+use crate::config::Config;
+use crate::kafka::client::producer_config;
+use crate::kafka::{KafkaError, SharedTracker};
+use crate::pipeline::Outcome;
+use crate::telemetry::Telemetry;
+
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Delivers outcomes until `outcomes` is closed and every delivery has finished.
+pub async fn run_replier(
+    cfg: Arc<Config>,
+    mut outcomes: Receiver<Outcome>,
+    tracker: SharedTracker,
+    telemetry: Arc<Telemetry>,
+) -> Result<ReplierReport, KafkaError> {
+    let producer = create_producer(producer_config(&cfg), "producer")?;
+    let mut replier = Replier {
+        sender: Sender::new(producer, RecordBuilder::new(cfg)),
+        settlement: Settlement::new(tracker, telemetry),
+    };
+    let mut in_flight: FuturesUnordered<InFlight> = FuturesUnordered::new();
+    let mut open = true;
+    loop {
+        let busy = !in_flight.is_empty();
+        let room = in_flight.len() < MAX_IN_FLIGHT;
+        tokio::select! {
+            // Acknowledgements first: they free room and move commit points.
+            biased;
+            Some(attempt) = in_flight.next(), if busy => {
+                if let Some(next) = replier.settle(attempt).await {
+                    in_flight.push(next);
+                }
+            }
+            next = outcomes.recv(), if open && room => match next {
+                Some(outcome) => {
+                    // Awaited before `push` borrows `in_flight` (a borrow across the await
+                    // would require the futures to be `Sync`).
+                    let delivery = replier.sender.send(outcome).await;
+                    in_flight.push(delivery);
+                }
+                None => open = false,
+            },
+            else => break,
+        }
+    }
+    let flusher = replier.sender.producer().clone();
+    tokio::task::spawn_blocking(move || flusher.flush(FLUSH_TIMEOUT))
+        .await
+        .map_err(|e| KafkaError::Thread(e.to_string()))?
+        .map_err(KafkaError::Flush)?;
+    let report = replier.settlement.into_report();
+    tracing::info!(?report, "replier finished");
+    Ok(report)
+}
+
+/// The replier's two halves: sending records, and settling them once acknowledged.
+struct Replier {
+    sender: Sender,
+    settlement: Settlement,
+}
+
+impl Replier {
+    /// Accounts for a finished attempt; returns the follow-up, retry or fallback to run, if any.
+    async fn settle(&mut self, attempt: Attempt) -> Option<InFlight> {
+        let Attempt { mut job, result } = attempt;
+        let failure = match result {
+            Ok(()) => {
+                self.settlement.acknowledged(&job);
+                return match job.then.take() {
+                    Some(next) => Some(self.sender.send(*next).await),
+                    None => None,
+                };
+            }
+            Err(failure) => failure,
+        };
+        match failure.next_step(&job, self.sender.dead_letter_topic()) {
+            Step::Retry(returned) => {
+                self.settlement.retrying(&job, &returned.error);
+                Some(self.sender.retry(returned.message, job))
+            }
+            Step::Trim(returned) => {
+                tracing::warn!(error = %returned.error, origin = ?job.pending.origin,
+                    "dead-letter topic refused a dead letter as too large; sending it without the original value");
+                Some(self.sender.send_trimmed(&returned, job).await)
+            }
+            Step::Fallback(returned, note) => {
+                tracing::warn!(error = %returned.error, topic = returned.message.topic(),
+                    origin = ?job.pending.origin,
+                    "reply topic refused the reply; sending it to the dead-letter topic");
+                Some(self.sender.send_fallback(&returned, &job, note).await)
+            }
+            Step::GiveUp(error) => {
+                self.settlement.given_up(&job, &error);
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! Settlement: what an acknowledged (or abandoned) delivery changes outside the producer — the
+//! origin marked done in the offset tracker, the [`ReplierReport`] counters, the telemetry.
+//!
+//! Invariant: an origin is marked done only through [`Settlement::acknowledged`], and only for
+//! the last part of its outcome (a poison record's reply, after its dead letter); the repliers
+//! call it only once the record is safely written (acknowledged with acks=all, or its
+//! transaction committed). A delivery given up leaves its origin pending, so its offset is never
+//! committed past and the record is read again.
+
+use std::sync::Arc;
+
+use rdkafka::error::KafkaError as RdError;
+
+use super::delivery::Job;
+use super::record::Kind;
+use crate::kafka::SharedTracker;
+use crate::pipeline::micros;
+use crate::telemetry::{Delivered, ErrorKind, Telemetry};
+use crate::wire::Status;
+
+/// What the replier delivered, returned when it stops.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplierReport {
+    /// Delivered replies, indexed by `Status as usize` (see [`ReplierReport::replies_with`]).
+    pub replies: [u64; Status::ALL.len()],
+    pub dead_letters: u64,
+    /// Replies their topic refused, delivered to the dead-letter topic instead (also counted in
+    /// `dead_letters`, not in `replies`).
+    pub reply_fallbacks: u64,
+    /// Outcomes given up after their last attempt (or a permanent error); their offsets stay
+    /// pending.
+    pub delivery_failures: u64,
+    /// Re-sends after a failed delivery.
+    pub retries: u64,
+}
+
+impl ReplierReport {
+    pub fn replies_with(&self, status: Status) -> u64 {
+        self.replies[status as usize]
+    }
+
+    pub fn total_replies(&self) -> u64 {
+        self.replies.iter().sum()
+    }
+
+    /// Counts one acknowledged record of `kind`.
+    fn count(&mut self, kind: Kind) {
+        match kind {
+            Kind::Reply(status, _) => self.replies[status as usize] += 1,
+            Kind::DeadLetter(_) => self.dead_letters += 1,
+            Kind::ReplyFallback(_) => {
+                self.dead_letters += 1;
+                self.reply_fallbacks += 1;
+            }
+        }
+    }
+}
+
+impl Kind {
+    /// What the metrics and statistics record for an acknowledged record of this kind.
+    fn delivered(self) -> Delivered {
+        let (status, note, fallback) = match self {
+            Kind::Reply(status, note) => (Some(status), note, false),
+            Kind::DeadLetter(note) => (None, note, false),
+            Kind::ReplyFallback(note) => (None, note, true),
+        };
+        Delivered {
+            tier: note.tier,
+            status,
+            timings: note.timings,
+            reply_us: micros(note.ready.elapsed()),
+            fallback,
+        }
+    }
+}
+
+/// The offset tracker, telemetry and report a replier settles its deliveries in.
+pub(super) struct Settlement {
+    tracker: SharedTracker,
+    telemetry: Arc<Telemetry>,
+    report: ReplierReport,
+}
+
+impl Settlement {
+    pub(super) fn new(tracker: SharedTracker, telemetry: Arc<Telemetry>) -> Self {
+        Self {
+            tracker,
+            telemetry,
+            report: ReplierReport::default(),
+        }
+    }
+
+    pub(super) fn into_report(self) -> ReplierReport {
+        self.report
+    }
+
+    /// An acknowledged record (committed, under exactly-once): counted, recorded, and its
+    /// origin done when it is its outcome's last part.
+    pub(super) fn acknowledged(&mut self, job: &Job) {
+        self.telemetry.delivered(&job.pending.kind.delivered());
+        self.report.count(job.pending.kind);
+        if job.finishes {
+            self.tracker.done(&job.pending.origin);
+        }
+    }
+
+    /// A failed attempt about to be made again.
+    pub(super) fn retrying(&mut self, job: &Job, error: &RdError) {
+        self.report.retries += 1;
+        tracing::warn!(error = %error, attempt = job.attempt, origin = ?job.pending.origin,
+            "delivery failed; retrying");
+    }
+
+    /// A record given up after `job.attempt` attempts: its origin stays pending.
+    pub(super) fn given_up(&mut self, job: &Job, error: &RdError) {
+        self.report.delivery_failures += 1;
+        self.telemetry.metrics.error(ErrorKind::Delivery);
+        tracing::error!(error = %error, attempts = job.attempt, origin = ?job.pending.origin,
+            "outcome not delivered; its offset stays uncommitted and will be re-read");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kafka::reply::record::{Note, Pending};
+    use crate::pipeline::Origin;
+    use crate::tier::Tier;
+    use crate::wire::Timings;
+
+    fn job(kind: Kind, origin: Origin, finishes: bool) -> Job {
+        Job {
+            pending: Pending { origin, kind },
+            attempt: 1,
+            then: None,
+            finishes,
+        }
+    }
+
+    #[test]
+    fn only_the_last_part_of_an_outcome_marks_its_origin_done() {
+        let tracker = SharedTracker::new();
+        let epoch = tracker.assign(Tier::Low, 0);
+        tracker.track(Tier::Low, 0, 7);
+        let origin = Origin {
+            topic_tier: Tier::Low,
+            partition: 0,
+            offset: 7,
+            epoch,
+        };
+        let note = Note {
+            tier: Tier::Low,
+            timings: Timings::default(),
+            ready: std::time::Instant::now(),
+        };
+        let mut settlement = Settlement::new(
+            tracker.clone(),
+            Telemetry::new(&Default::default()).expect("telemetry"),
+        );
+        settlement.acknowledged(&job(Kind::DeadLetter(note), origin, false));
+        assert_eq!(
+            tracker.total_pending(),
+            1,
+            "the poison letter alone is not done"
+        );
+        settlement.acknowledged(&job(Kind::Reply(Status::ModelError, note), origin, true));
+        assert_eq!(tracker.total_pending(), 0);
+        settlement.acknowledged(&job(Kind::ReplyFallback(note), origin, true));
+        let report = settlement.into_report();
+        assert_eq!(report.replies_with(Status::ModelError), 1);
+        assert_eq!(report.total_replies(), 1);
+        assert_eq!((report.dead_letters, report.reply_fallbacks), (2, 1));
+    }
+}
