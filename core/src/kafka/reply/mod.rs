@@ -29,4 +29,4 @@ pub use exactly_once::run_transactional_replier;
 pub use settlement::ReplierReport;
 
 #[cfg(test)]
-mod replier_tests;
+mod tests;

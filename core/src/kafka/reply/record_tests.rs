@@ -7,8 +7,9 @@ use rdkafka::types::RDKafkaErrorCode;
 use super::*;
 use crate::kafka::reply::dead_letter::{POISON, REPLY_UNDELIVERABLE};
 use crate::pipeline::fixtures::admitted;
-use crate::telemetry::trace::TraceContext;
+use crate::pipeline::ModelId;
 use crate::wire::Header;
+use crate::wire::TraceContext;
 
 const TRACEPARENT: &[u8] = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
@@ -55,7 +56,13 @@ fn reply_outcome(id: &str) -> Outcome {
         correlation_id: Some(b"corr-1".to_vec()),
         trace: TraceContext::join(Some(TRACEPARENT)),
     };
-    Outcome::error(a, Status::ModelError, "boom".into(), ("m", "3"), 1_000)
+    Outcome::error(
+        a,
+        Status::ModelError,
+        "boom".into(),
+        &ModelId::new("m", "3"),
+        1_000,
+    )
 }
 
 fn letter() -> DeadLetter {
@@ -152,7 +159,13 @@ fn a_reply_without_correlation_or_trace_carries_neither_header() {
         tokio::time::Instant::now(),
     );
     a.reply_to.key = None;
-    let outcome = Outcome::error(a, Status::Rejected, "full".into(), ("m", "1"), 0);
+    let outcome = Outcome::error(
+        a,
+        Status::Rejected,
+        "full".into(),
+        &ModelId::new("m", "1"),
+        0,
+    );
     let mut records = builder();
     let built = records.outcome(outcome);
     assert_eq!(built.record.key, None);
@@ -199,7 +212,7 @@ fn a_poison_outcome_is_its_dead_letter_first_then_its_reply() {
     );
     let mut reply_to = a.reply_to.clone();
     reply_to.key = Some(b"pk".to_vec());
-    let mut outcome = Outcome::poison(a, "nan".into(), ("m", "1"), 0);
+    let mut outcome = Outcome::poison(a, "nan".into(), &ModelId::new("m", "1"), 0);
     if let Outcome::Poison { reply_to: r, .. } = &mut outcome {
         *r = reply_to.clone();
     }

@@ -13,7 +13,7 @@ use super::{run_replier, run_transactional_replier, ReplierReport};
 use crate::config::Config;
 use crate::kafka::SharedTracker;
 use crate::pipeline::fixtures::admitted;
-use crate::pipeline::Outcome;
+use crate::pipeline::{ModelId, Outcome};
 use crate::telemetry::Telemetry;
 use crate::tier::Tier;
 use crate::wire::{DeadLetter, Status};
@@ -47,8 +47,14 @@ fn outcome(kind: &str, offset: i64, reply_topic: &str) -> Outcome {
     a.origin.epoch = 1;
     a.reply_to.topic = reply_topic.to_owned();
     match kind {
-        "reply" => Outcome::error(a, Status::Rejected, "full".into(), ("m", "1"), 0),
-        "poison" => Outcome::poison(a, "nan".into(), ("m", "1"), 0),
+        "reply" => Outcome::error(
+            a,
+            Status::Rejected,
+            "full".into(),
+            &ModelId::new("m", "1"),
+            0,
+        ),
+        "poison" => Outcome::poison(a, "nan".into(), &ModelId::new("m", "1"), 0),
         _ => Outcome::DeadLetter {
             letter: Box::new(DeadLetter {
                 source_topic: "requests".into(),
