@@ -137,6 +137,17 @@ pub struct KafkaConfig {
     pub properties: BTreeMap<String, String>,
 }
 
+impl KafkaConfig {
+    /// `properties` as (name, value) pairs, for clients built outside the consumer and the
+    /// replier (topic administration, the tools).
+    pub fn property_pairs(&self) -> Vec<(String, String)> {
+        self.properties
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
 impl Default for KafkaConfig {
     fn default() -> Self {
         Self {

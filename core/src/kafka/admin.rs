@@ -37,12 +37,7 @@ pub fn all_topics(cfg: &Config) -> Vec<String> {
 /// partitions each (replication 1) on `brokers`, unless they exist, and waits until every
 /// partition has a leader.
 pub async fn ensure_topics(brokers: &str, cfg: &Config, partitions: i32) -> Result<(), KafkaError> {
-    let props: Vec<(String, String)> = cfg
-        .kafka
-        .properties
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let props = cfg.kafka.property_pairs();
     ensure_named_topics(brokers, &props, &all_topics(cfg), partitions).await
 }
 
