@@ -99,7 +99,7 @@ pub async fn run_batcher(parts: BatcherParts) -> BatcherReport {
     } = parts;
     let now = Instant::now();
     let followers_cap = policy.tier_capacity * Tier::ALL.len();
-    let mut b = Batcher {
+    let mut batcher = Batcher {
         state: State::new(policy),
         adaptive: AdaptiveController::new(adaptive, now),
         coalescer: Coalescer::new(dedup),
@@ -108,7 +108,7 @@ pub async fn run_batcher(parts: BatcherParts) -> BatcherReport {
         report: BatcherReport::default(),
         telemetry,
     };
-    b.state.set_target(b.adaptive.target());
+    batcher.state.set_target(batcher.adaptive.target());
     let mut open = [true; 4];
     let mut feedback_open = true;
     let mut sampled = true;
@@ -116,72 +116,77 @@ pub async fn run_batcher(parts: BatcherParts) -> BatcherReport {
     loop {
         let draining = open.iter().all(|o| !o);
         // Leaders still running settle through feedback; with every worker gone none will.
-        let unsettled = feedback_open && b.coalescer.stats().pending > 0;
-        if draining && b.state.is_empty() && !unsettled {
+        let unsettled = feedback_open && batcher.coalescer.stats().pending > 0;
+        if draining && batcher.state.is_empty() && !unsettled {
             break;
         }
         let due = if draining {
-            (!b.state.is_empty()).then_some(FlushReason::Drain)
+            (!batcher.state.is_empty()).then_some(FlushReason::Drain)
         } else {
-            b.state.ready(Instant::now())
+            batcher.state.ready(Instant::now())
         };
         // The flush timer matters only while no batch is due; the expiry timers always do
         // (a due batch may wait for a busy worker while a deadline passes).
         let flush = if due.is_none() {
-            b.state.flush_at()
+            batcher.state.flush_at()
         } else {
             None
         };
-        let wake = [flush, b.state.next_expiry(), b.coalescer.next_deadline()]
-            .into_iter()
-            .flatten()
-            .min();
-        b.publish_depths();
-        let followers_room = b.coalescer.stats().waiting < followers_cap;
-        let room = Tier::ALL.map(|t| open[t.index()] && b.state.has_room(t) && followers_room);
+        let wake = [
+            flush,
+            batcher.state.next_expiry(),
+            batcher.coalescer.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        batcher.publish_depths();
+        let followers_room = batcher.coalescer.stats().waiting < followers_cap;
+        let room =
+            Tier::ALL.map(|t| open[t.index()] && batcher.state.has_room(t) && followers_room);
         let [critical, high, normal, low] = &mut tiers;
         tokio::select! {
             biased;
             done = feedback.recv(), if feedback_open => match done {
-                Some(done) => b.on_done(done).await,
+                Some(done) => batcher.on_done(done).await,
                 None => feedback_open = false,
             },
             permit = pool.idle.clone().acquire_owned(), if due.is_some() => {
                 let Ok(permit) = permit else { break };
                 let reason = due.unwrap_or(FlushReason::Drain);
-                let Some(batch) = b.form(reason, permit).await else { continue };
+                let Some(batch) = batcher.form(reason, permit).await else { continue };
                 if pool.batches.send(batch).await.is_err() {
                     tracing::error!("inference workers are gone; the batcher stops");
                     break;
                 }
             }
-            a = critical.recv(), if room[0] => b.receive(a, &mut open[0]).await,
-            a = high.recv(), if room[1] => b.receive(a, &mut open[1]).await,
-            a = normal.recv(), if room[2] => b.receive(a, &mut open[2]).await,
-            a = low.recv(), if room[3] => b.receive(a, &mut open[3]).await,
-            _ = sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => b.on_timer().await,
+            admitted = critical.recv(), if room[0] => batcher.receive(admitted, &mut open[0]).await,
+            admitted = high.recv(), if room[1] => batcher.receive(admitted, &mut open[1]).await,
+            admitted = normal.recv(), if room[2] => batcher.receive(admitted, &mut open[2]).await,
+            admitted = low.recv(), if room[3] => batcher.receive(admitted, &mut open[3]).await,
+            _ = sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => batcher.on_timer().await,
             changed = utilization.changed(), if sampled => match changed {
-                Ok(()) => b.on_utilization(*utilization.borrow_and_update()),
+                Ok(()) => batcher.on_utilization(*utilization.borrow_and_update()),
                 Err(_) => sampled = false,
             },
             changed = config.changed(), if reloading => match changed {
                 Ok(()) => {
                     let cfg = config.borrow_and_update().clone();
-                    b.on_reload(&cfg);
+                    batcher.on_reload(&cfg);
                 }
                 Err(_) => reloading = false,
             },
         }
     }
-    b.report.dedup = b.coalescer.stats();
-    b.report.adaptive = Some(b.adaptive.snapshot());
-    b.report
+    batcher.report.dedup = batcher.coalescer.stats();
+    batcher.report.adaptive = Some(batcher.adaptive.snapshot());
+    batcher.report
 }
 
 impl Batcher {
-    async fn receive(&mut self, a: Option<Admitted>, open: &mut bool) {
-        match a {
-            Some(a) => self.admit(a).await,
+    async fn receive(&mut self, admitted: Option<Admitted>, open: &mut bool) {
+        match admitted {
+            Some(admitted) => self.admit(admitted).await,
             None => *open = false,
         }
     }

@@ -294,23 +294,28 @@ impl<'a> PollLoop<'a> {
         }
     }
 
-    fn admit(&mut self, a: Admitted) -> Result<(), KafkaError> {
+    fn admit(&mut self, admitted: Admitted) -> Result<(), KafkaError> {
         self.report.admitted += 1;
-        self.ctx().telemetry.metrics.tier(a.tier).admitted.inc();
-        let offer = self.ctx().intake().offer(a);
+        self.ctx()
+            .telemetry
+            .metrics
+            .tier(admitted.tier)
+            .admitted
+            .inc();
+        let offer = self.ctx().intake().offer(admitted);
         match offer {
             Offer::Sent => Ok(()),
             Offer::Stashed => {
                 self.apply_pauses();
                 Ok(())
             }
-            Offer::Full(a) => {
+            Offer::Full(refused) => {
                 self.report.shed += 1;
-                let o = self.admission.overloaded(*a, now_ms());
-                self.send_outcome(o)
+                let outcome = self.admission.overloaded(*refused, now_ms());
+                self.send_outcome(outcome)
             }
-            Offer::Closed(a) => {
-                self.abandon(&a.origin);
+            Offer::Closed(unsent) => {
+                self.abandon(&unsent.origin);
                 Err(KafkaError::ChannelClosed("tier"))
             }
         }
@@ -318,15 +323,15 @@ impl<'a> PollLoop<'a> {
 
     /// Sends an immediate outcome; when the replier is behind, waits for room (the replier
     /// never waits on the consumer, so this cannot deadlock), but not past cancellation.
-    fn send_outcome(&mut self, o: Outcome) -> Result<(), KafkaError> {
-        let origin = o.origin();
+    fn send_outcome(&mut self, outcome: Outcome) -> Result<(), KafkaError> {
+        let origin = outcome.origin();
         let Some(tx) = &self.outcomes else {
             self.abandon(&origin);
             return Err(KafkaError::ChannelClosed("outcome"));
         };
-        let o = match tx.try_send(o) {
+        let outcome = match tx.try_send(outcome) {
             Ok(()) => return Ok(()),
-            Err(TrySendError::Full(o)) => o,
+            Err(TrySendError::Full(outcome)) => outcome,
             Err(TrySendError::Closed(_)) => {
                 self.abandon(&origin);
                 return Err(KafkaError::ChannelClosed("outcome"));
@@ -335,7 +340,7 @@ impl<'a> PollLoop<'a> {
         let cancel = self.cancel.clone();
         let sent = self.rt.block_on(async {
             tokio::select! {
-                r = tx.send(o) => r.map_err(|_| KafkaError::ChannelClosed("outcome")).map(|()| true),
+                sent = tx.send(outcome) => sent.map_err(|_| KafkaError::ChannelClosed("outcome")).map(|()| true),
                 () = cancel.cancelled() => Ok(false),
             }
         });
