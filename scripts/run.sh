@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The main job: `kbatch demo`. Installs ONNX Runtime and (if it can) the tansu broker, builds
-# kbatch, then serves the bundled model on an embedded broker (tansu when installed, else
-# librdkafka's in-process mock cluster) under a synthetic mixed-tier load, printing a live
-# summary. Extra arguments go to `kbatch demo` (e.g. `--rate 1000 --duration 60s`).
+# kbatch, then serves the bundled model on a local broker (Apache Kafka when
+# scripts/install-kafka.sh has installed it, else tansu, else librdkafka's in-process mock
+# cluster) under a synthetic mixed-tier load, printing a live line per second (stderr) and a
+# summary table at the end (stdout). Extra arguments go to `kbatch demo` (e.g.
+# `--rate 1000 --duration 60s`, `--json` for the summary as JSON, `--report FILE` to keep it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -1,12 +1,12 @@
 //! Command-line arguments of `kbatch bench`.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
 
 use super::pacing::parse_duration;
 use super::{BenchError, RunSpec, TierMix};
+use crate::output::ReportArgs;
 use crate::source::ConfigSource;
 use kbatch_core::config::{Config, Framing, LoadOptions};
 
@@ -60,9 +60,9 @@ pub struct BenchArgs {
     /// Longest wait for outstanding replies after the last send (seconds).
     #[arg(long, default_value_t = 30)]
     pub wait_secs: u64,
-    /// Write the report as JSON to this file.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
+    /// The final report: a table on stdout, or JSON (`--json`), and a JSON file (`--report`).
+    #[command(flatten)]
+    pub output: ReportArgs,
     /// Create the tier, reply and dead-letter topics first (--partitions each).
     #[arg(long)]
     pub create_topics: bool,
@@ -248,6 +248,22 @@ mod tests {
         assert_eq!(s.reply_topic, "shared");
         assert!(!s.reply_from_start, "a shared topic is read from its end");
         assert_eq!(s.framing, Framing::SingleObject);
+    }
+
+    #[test]
+    fn json_prints_the_report_and_report_writes_it() {
+        let a = parse(&["--json"]);
+        assert!(a.output.json && a.output.report.is_none());
+        let b = parse(&["--report", "/tmp/r.json"]);
+        assert!(!b.output.json);
+        assert_eq!(
+            b.output.report.as_deref(),
+            Some(std::path::Path::new("/tmp/r.json"))
+        );
+        assert!(
+            Cli::try_parse_from(["bench", "--json", "r.json"]).is_err(),
+            "--json takes no path: the file is --report's"
+        );
     }
 
     #[test]

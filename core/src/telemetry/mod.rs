@@ -11,6 +11,7 @@ pub mod http;
 mod logging;
 pub mod metrics;
 pub mod stats;
+pub mod table;
 pub mod trace;
 
 use std::net::SocketAddr;
