@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks of issue 3 on this machine: a fresh Apache Kafka broker (`kbatch broker`, the
 # install of scripts/install-kafka.sh), 4 tiers x 4 partitions, kbatch serve in its own process,
-# `kbatch bench` as the load generator. Prints the bench report.
+# `kbatch bench` as the load generator. Prints the bench report (a table) and keeps it as JSON in
+# BENCH_JSON (default /tmp/kbatch-<mode>.json; `kbatch bench --report`).
 #   scripts/bench.sh drain [N=50000] [serve args...]   backlog produced first, then serve drains it
 #   scripts/bench.sh rate  [R=1000]  [serve args...]   R requests/s for DURATION (30s) against a warm server
 #   scripts/bench.sh ratio [N=100000] [serve args...]  raw ONNX Runtime (1 and 2 threads), then a drain of N,
@@ -22,13 +23,29 @@ if [[ $mode == ratio ]]; then
   cargo build --release --quiet --bin kbatch
   raw=()
   for t in 1 2; do
-    ./target/release/kbatch bench-model --threads $t --seconds 2 --json /tmp/kbatch-raw-$t.json "$@" | tail -1
-    raw+=("$(python3 -c "import json; print(max(p['items_per_s'] for p in json.load(open('/tmp/kbatch-raw-$t.json'))))")")
+    # --json: the report as JSON on stdout (the per-size progress goes to stderr).
+    ./target/release/kbatch bench-model --threads $t --seconds 2 --json "$@" >/tmp/kbatch-raw-$t.json
+    raw+=("$(python3 - /tmp/kbatch-raw-$t.json <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+b = r['best']
+print(f"raw ONNX Runtime, {r['intra_op_threads']} thread(s): best batch {b['batch']} at "
+      f"{b['items_per_s']:.0f} items/s", file=sys.stderr)
+print(b['items_per_s'])
+PY
+)")
   done
-  BENCH_JSON=/tmp/kbatch-ratio.json "$0" drain "${arg:-100000}" "$@" | grep -E 'throughput|batch size|cpu|RSS'
+  # The drain's table goes to stdout; only its resource lines are kept, the figures come from
+  # its JSON report.
+  BENCH_JSON=/tmp/kbatch-ratio.json "$0" drain "${arg:-100000}" "$@" | grep -E 'cpu|RSS'
   python3 - "${raw[@]}" <<'PY'
 import json, sys
-drain = json.load(open('/tmp/kbatch-ratio.json'))['throughput']['between_replies']
+report = json.load(open('/tmp/kbatch-ratio.json'))
+t, b = report['throughput'], report['batch_size']
+drain = t['between_replies']
+print(f"throughput {drain:.0f}/s over {t['first_to_last_reply_s']:.2f} s (first → last reply)")
+if b:
+    print(f"batch size mean {b['mean']:.1f}, p50 {b['p50']}, p99 {b['p99']}, max {b['max']}")
 one, two = (float(x) for x in sys.argv[1:3])
 print(f"drain {drain:.0f} req/s = {drain / one:.2f}x raw ORT 1 thread ({one:.0f}/s), "
       f"{drain / two:.2f}x raw ORT 2 threads ({two:.0f}/s), {drain / 1900:.1f}x the Python design (1,900/s)")
@@ -101,7 +118,7 @@ usage() {
 bench=(/usr/bin/time -f '%U+%S' -o /tmp/kbatch-bench-cpu ./target/release/kbatch bench)
 case $mode in
   drain)
-    "${bench[@]}" --backlog -n "${arg:-50000}" --wait-secs 120 -q --json "$out" &
+    "${bench[@]}" --backlog -n "${arg:-50000}" --wait-secs 120 -q --report "$out" &
     bench=$!
     sleep 4   # the backlog is produced in well under a second
     "${server[@]}" "$@" >/tmp/kbatch-bench-serve.log 2>&1 &
@@ -111,7 +128,7 @@ case $mode in
   rate)
     "${server[@]}" "$@" >/tmp/kbatch-bench-serve.log 2>&1 &
     serve=$!
-    "${bench[@]}" --rate "${arg:-1000}" -d "${DURATION:-30s}" --warmup -q --json "$out"
+    "${bench[@]}" --rate "${arg:-1000}" -d "${DURATION:-30s}" --warmup -q --report "$out"
     usage ;;
   *) echo "usage: $0 drain|rate|ratio [N|R] [serve args...]" >&2; exit 2 ;;
 esac

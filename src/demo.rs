@@ -1,28 +1,133 @@
 //! `kbatch demo`: the whole service on one machine in one command. It picks a broker (the one
 //! given, else Apache Kafka as a child process when it is installed, else tansu when it is,
-//! else librdkafka's in-process mock cluster), creates the
-//! topics, runs the serving pipeline in-process, drives it with the load generator and prints a
-//! live summary every second and a report at the end.
+//! else librdkafka's in-process mock cluster), creates the topics, runs the serving pipeline
+//! in-process, drives it with the load generator, prints a live line every second (stderr) and
+//! returns a `DemoReport`: what the client saw and what the pipeline counted.
 //!
 //! Invariant: everything the demo starts it also stops, in reverse order: load, then the
 //! pipeline (which drains), then the broker, also on Ctrl-C and on errors (a broker child is
 //! killed when its handle drops).
 
+use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context as _};
 use clap::Args;
 use rdkafka::mocking::MockCluster;
+use serde::Serialize;
+use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
 use crate::bench::{
-    self, new_run_id, parse_duration, BenchError, LiveStats, RunControl, RunSpec, TierMix,
+    self, new_run_id, parse_duration, BenchError, BenchReport, LiveStats, RunControl, RunSpec,
+    TierMix,
 };
-use crate::launcher::{KafkaHome, KafkaOptions, KafkaProcess, TansuProcess};
+use crate::launcher::{KafkaHome, KafkaOptions, KafkaProcess, LaunchError, TansuProcess};
+use crate::output::ReportArgs;
 use crate::source::ConfigSource;
-use kbatch_core::config::{Config, Framing};
-use kbatch_core::kafka::{all_topics, ensure_named_topics, ensure_topics};
+use kbatch_core::app::{AppError, ServeReport};
+use kbatch_core::config::{Config, ConfigError, Framing};
+use kbatch_core::kafka::{all_topics, ensure_named_topics, ensure_topics, KafkaError};
+use kbatch_core::telemetry::table::Table;
+
+/// Why the demo could not run to its report.
+#[derive(Debug, Error)]
+pub enum DemoError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("the demo's configuration is invalid:\n{0}")]
+    InvalidConfig(String),
+    #[error(transparent)]
+    Broker(#[from] LaunchError),
+    #[error("creating {what}: {source}")]
+    Topics {
+        what: &'static str,
+        source: Box<KafkaError>,
+    },
+    #[error(transparent)]
+    Load(#[from] BenchError),
+    #[error("interrupted during warm-up")]
+    Interrupted,
+    #[error("the serving pipeline stopped before the load ended; what it counted:\n{0}")]
+    PipelineStoppedEarly(Box<ServeReport>),
+    #[error("the serving pipeline failed: {0}")]
+    Pipeline(#[from] AppError),
+    #[error("the serving pipeline did not stop within {0:?}")]
+    PipelineStuck(Duration),
+}
+
+/// What one demo run measured: the broker, the load as the client saw it, and the pipeline's
+/// own counts.
+#[derive(Debug, Serialize)]
+pub struct DemoReport {
+    pub broker: BrokerSummary,
+    /// `model.name` of the served model.
+    pub model: String,
+    pub load: BenchReport,
+    pub pipeline: ServeReport,
+}
+
+impl DemoReport {
+    /// One table in three parts: the demo, the load, the pipeline.
+    pub fn table(&self) -> Table {
+        let mut t = Table::titled("kbatch demo");
+        t.row("broker", &self.broker);
+        if let Some(s) = self.broker.started_in_s {
+            t.row("broker start-up", format!("{s:.1} s"));
+        }
+        t.row("model", &self.model);
+        t.title("load, as the client saw it")
+            .append(self.load.table())
+            .title("pipeline, as the server counted it")
+            .append(self.pipeline.table());
+        t
+    }
+}
+
+/// Which broker served the demo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BrokerKind {
+    /// Given with `--brokers`.
+    Given,
+    /// Apache Kafka, a child process.
+    Kafka,
+    /// tansu, a child process.
+    Tansu,
+    /// librdkafka's in-process mock cluster.
+    Mock,
+}
+
+/// The broker in a report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BrokerSummary {
+    pub kind: BrokerKind,
+    /// Apache Kafka's version, when the demo started it.
+    pub version: Option<String>,
+    pub bootstrap: String,
+    /// Seconds the demo waited for a broker it started to answer.
+    pub started_in_s: Option<f64>,
+}
+
+impl fmt::Display for BrokerSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            BrokerKind::Given => write!(f, "{} (given with --brokers)", self.bootstrap),
+            BrokerKind::Kafka => write!(
+                f,
+                "Apache Kafka {} at {} (child process)",
+                self.version.as_deref().unwrap_or("?"),
+                self.bootstrap
+            ),
+            BrokerKind::Tansu => write!(f, "tansu at {} (child process)", self.bootstrap),
+            BrokerKind::Mock => write!(
+                f,
+                "librdkafka mock cluster at {} (in-process)",
+                self.bootstrap
+            ),
+        }
+    }
+}
 
 /// `kbatch demo`: a broker, the serving pipeline and a synthetic load, all in one process.
 #[derive(Debug, Clone, Args)]
@@ -66,9 +171,9 @@ pub struct DemoArgs {
     /// Longest wait for outstanding replies after sending ends (seconds).
     #[arg(long, default_value_t = 10)]
     pub wait_secs: u64,
-    /// Write the final load report as JSON to this file.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
+    /// The final report: a table on stdout, or JSON (`--json`), and a JSON file (`--report`).
+    #[command(flatten)]
+    pub output: ReportArgs,
 }
 
 /// The broker the demo runs against.
@@ -93,6 +198,27 @@ impl DemoBroker {
         }
     }
 
+    /// What a report says about the broker.
+    pub fn summary(&self) -> BrokerSummary {
+        let (kind, version, started) = match self {
+            DemoBroker::External(_) => (BrokerKind::Given, None, None),
+            DemoBroker::Kafka(k) => (
+                BrokerKind::Kafka,
+                Some(k.version().to_owned()),
+                Some(k.started_in().as_secs_f64()),
+            ),
+            DemoBroker::Tansu(_) => (BrokerKind::Tansu, None, None),
+            DemoBroker::Mock(_) => (BrokerKind::Mock, None, None),
+        };
+        BrokerSummary {
+            kind,
+            version,
+            bootstrap: self.bootstrap().to_owned(),
+            started_in_s: started,
+        }
+    }
+
+    /// One sentence for the start of the run, with what to expect of this broker.
     fn describe(&self) -> String {
         match self {
             DemoBroker::External(b) => format!("broker: {b} (given with --brokers)"),
@@ -126,7 +252,7 @@ impl DemoBroker {
             DemoBroker::Kafka(k) => {
                 let version = k.version().to_owned();
                 let r = k.stop().await;
-                println!(
+                eprintln!(
                     "broker: Kafka {version} {} in {:.1} s",
                     if r.clean {
                         "shut down cleanly"
@@ -216,16 +342,8 @@ impl Drop for MockBroker {
     }
 }
 
-/// The serving pipeline, behind one function so the demo depends on `app::serve` in one place.
-async fn serve_pipeline(config: Config, cancel: CancellationToken) -> Result<String, String> {
-    kbatch_core::app::serve(config, cancel)
-        .await
-        .map(|report| report.to_string())
-        .map_err(|e| e.to_string())
-}
-
-/// `kbatch demo`.
-pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+/// `kbatch demo`: the run's report, for the caller to print.
+pub async fn run(args: DemoArgs) -> Result<DemoReport, DemoError> {
     let mut cfg = kbatch_core::config::load(&args.source.load_options())?.config;
     // Warnings only, so the live lines stay readable (RUST_LOG overrides).
     kbatch_core::telemetry::init_tracing(&kbatch_core::config::Logging {
@@ -243,7 +361,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     topics.push(reply_topic.clone());
 
     let broker = pick_broker(&args, &topics).await?;
-    println!("{}", broker.describe());
+    eprintln!("{}", broker.describe());
 
     cfg.kafka.brokers = broker.bootstrap().to_owned();
     cfg.kafka.group_id = format!("kbatch-demo-{run_id}");
@@ -256,14 +374,22 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     if !issues.is_empty() {
         let list: Vec<String> = issues.iter().map(|i| format!("  - {i}")).collect();
         broker.stop().await;
-        bail!("the demo's configuration is invalid:\n{}", list.join("\n"));
+        return Err(DemoError::InvalidConfig(list.join("\n")));
     }
+    let summary = broker.summary();
+    let model = cfg.model.name.clone();
     let outcome = run_with_broker(&args, cfg, &broker, reply_topic, reply_from_start, run_id).await;
     broker.stop().await;
-    outcome
+    let (load, pipeline) = outcome?;
+    Ok(DemoReport {
+        broker: summary,
+        model,
+        load,
+        pipeline,
+    })
 }
 
-async fn pick_broker(args: &DemoArgs, topics: &[String]) -> anyhow::Result<DemoBroker> {
+async fn pick_broker(args: &DemoArgs, topics: &[String]) -> Result<DemoBroker, DemoError> {
     if let Some(b) = &args.brokers {
         return Ok(DemoBroker::External(b.clone()));
     }
@@ -275,13 +401,13 @@ async fn pick_broker(args: &DemoArgs, topics: &[String]) -> anyhow::Result<DemoB
         if let Some(home) = &args.kafka_home {
             // Named explicitly: a broken installation is an error, not a reason to fall back.
             let home = KafkaHome::at(home)?;
-            println!("starting Apache Kafka {} ...", home.version());
+            eprintln!("starting Apache Kafka {} ...", home.version());
             return Ok(DemoBroker::Kafka(
                 KafkaProcess::start(&home, &kafka_options(args)).await?,
             ));
         }
         if let Some(home) = KafkaHome::locate(None) {
-            println!("starting Apache Kafka {} ...", home.version());
+            eprintln!("starting Apache Kafka {} ...", home.version());
             match KafkaProcess::start(&home, &kafka_options(args)).await {
                 Ok(k) => return Ok(DemoBroker::Kafka(k)),
                 Err(e) => eprintln!("warning: {e}; trying the next broker"),
@@ -309,6 +435,7 @@ fn kafka_options(args: &DemoArgs) -> KafkaOptions {
     }
 }
 
+/// Topics, pipeline and load on a running broker: the load's report and the pipeline's.
 async fn run_with_broker(
     args: &DemoArgs,
     cfg: Config,
@@ -316,18 +443,16 @@ async fn run_with_broker(
     reply_topic: String,
     reply_from_start: bool,
     run_id: String,
-) -> anyhow::Result<()> {
+) -> Result<(BenchReport, ServeReport), DemoError> {
     let brokers = broker.bootstrap().to_owned();
-    let props: Vec<(String, String)> = cfg
-        .kafka
-        .properties
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let props = cfg.kafka.property_pairs();
     if !matches!(broker, DemoBroker::Mock(_)) {
         ensure_topics(&brokers, &cfg, args.partitions)
             .await
-            .context("creating the topics")?;
+            .map_err(|source| DemoError::Topics {
+                what: "the topics",
+                source: Box::new(source),
+            })?;
     }
     ensure_named_topics(
         &brokers,
@@ -336,7 +461,10 @@ async fn run_with_broker(
         args.partitions,
     )
     .await
-    .context("creating the reply topic")?;
+    .map_err(|source| DemoError::Topics {
+        what: "the reply topic",
+        source: Box::new(source),
+    })?;
 
     let total = bench::plan_size(args.rate, None, Some(args.duration))?;
     let spec = RunSpec {
@@ -358,10 +486,10 @@ async fn run_with_broker(
         run_id,
     };
     if !(0.0..=1.0).contains(&spec.bad_fraction) {
-        bail!("--bad-fraction must be in 0..=1");
+        return Err(BenchError::InvalidArgument("--bad-fraction must be in 0..=1".into()).into());
     }
 
-    println!(
+    eprintln!(
         "pipeline: model {} ({}), max batch {}, group {}",
         cfg.model.name,
         cfg.model.model_path().display(),
@@ -369,57 +497,62 @@ async fn run_with_broker(
         cfg.kafka.group_id
     );
     let serve_stop = CancellationToken::new();
-    let mut serving = tokio::spawn(serve_pipeline(cfg.clone(), serve_stop.clone()));
+    let mut serving: Serving =
+        tokio::spawn(kbatch_core::app::serve(cfg.clone(), serve_stop.clone()));
     let control = RunControl::default();
     let signal = control.stop_on_ctrl_c();
-
-    let mut ended = None;
     let warmup = Duration::from_secs(args.warmup_secs);
-    let result = drive((&spec, warmup), &control, &mut serving, &mut ended).await;
+    let load = drive(&spec, warmup, &control, &mut serving).await;
     signal.abort();
 
     // Stop the pipeline (it drains what it took) unless it already ended.
     serve_stop.cancel();
-    let served = match ended {
-        Some(r) => r,
-        None => {
-            let limit =
-                Duration::from_millis(cfg.kafka.shutdown_timeout_ms) + Duration::from_secs(10);
-            match tokio::time::timeout(limit, &mut serving).await {
-                Ok(r) => flatten(r),
-                Err(_) => {
-                    serving.abort();
-                    Err(format!("the pipeline did not stop within {limit:?}"))
-                }
+    let limit = Duration::from_millis(cfg.kafka.shutdown_timeout_ms) + Duration::from_secs(10);
+    match load {
+        Ok(LoadEnd::Done(load)) => match stop_pipeline(serving, limit).await {
+            Ok(pipeline) => Ok((load, pipeline)),
+            Err(e) => {
+                // The load's figures are still worth having.
+                eprintln!(
+                    "the load's report, before the pipeline's error:\n{}",
+                    load.table()
+                );
+                Err(e)
             }
+        },
+        Ok(LoadEnd::PipelineEnded(Ok(report))) => {
+            Err(DemoError::PipelineStoppedEarly(Box::new(report)))
         }
-    };
-
-    let report = result?;
-    println!("\n{}", report.render_text());
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
-            .with_context(|| format!("writing {}", path.display()))?;
-        println!("wrote {}", path.display());
+        Ok(LoadEnd::PipelineEnded(Err(e))) => Err(DemoError::Pipeline(e)),
+        Err(e) => {
+            // The load's error is the one to report; the pipeline only has to stop.
+            if let Err(p) = stop_pipeline(serving, limit).await {
+                eprintln!("also: {p}");
+            }
+            Err(e)
+        }
     }
-    match served {
-        Ok(serve_report) => println!("pipeline report:\n{serve_report}"),
-        Err(e) => bail!("serving pipeline: {e}"),
-    }
-    Ok(())
 }
 
-type Serving = tokio::task::JoinHandle<Result<String, String>>;
+type Serving = tokio::task::JoinHandle<Result<ServeReport, AppError>>;
 
-/// Warm-up, then the timed load with a live line per second. If the pipeline ends first, its
-/// outcome goes to `ended` (the handle must not be awaited again) and the load fails.
+/// How the load phase ended.
+enum LoadEnd {
+    /// The load ran its course (or was interrupted); the pipeline is still running.
+    Done(BenchReport),
+    /// The pipeline ended first, with this result; the load is abandoned and the pipeline's
+    /// task is finished (its handle must not be awaited again).
+    PipelineEnded(Result<ServeReport, AppError>),
+}
+
+/// Warm-up, then the timed load with a live line per second, unless the pipeline ends first.
 async fn drive(
-    (spec, warmup): (&RunSpec, Duration),
+    spec: &RunSpec,
+    warmup: Duration,
     control: &RunControl,
     serving: &mut Serving,
-    ended: &mut Option<Result<String, String>>,
-) -> anyhow::Result<bench::BenchReport> {
-    println!(
+) -> Result<LoadEnd, DemoError> {
+    eprintln!(
         "warming up: a first request per tier, then {} s at {}/s (not measured) ...",
         warmup.as_secs(),
         spec.rate
@@ -427,47 +560,47 @@ async fn drive(
     let warm = bench::warm_up(spec, Duration::from_secs(60), warmup);
     let took = tokio::select! {
         r = warm => r?,
-        r = &mut *serving => return Err(pipeline_ended(ended.insert(flatten(r)))),
-        _ = control.stop_sending.cancelled() => bail!("interrupted during warm-up"),
+        r = &mut *serving => return Ok(LoadEnd::PipelineEnded(joined(r))),
+        _ = control.stop_sending.cancelled() => return Err(DemoError::Interrupted),
     };
-    println!(
+    eprintln!(
         "first reply after {:.2} s, warm-up load done; sending {} requests at {}/s, tiers {}",
         took.as_secs_f64(),
         spec.total,
         spec.rate,
         spec.mix
     );
-    let mut print = |s: &LiveStats| println!("{s}");
+    let mut print = |s: &LiveStats| eprintln!("{s}");
     let load = bench::execute(spec, control, Some(&mut print));
     tokio::select! {
-        r = load => Ok(r?),
-        r = &mut *serving => Err(pipeline_ended(ended.insert(flatten(r)))),
+        r = load => Ok(LoadEnd::Done(r?)),
+        r = &mut *serving => Ok(LoadEnd::PipelineEnded(joined(r))),
     }
 }
 
-fn flatten(r: Result<Result<String, String>, tokio::task::JoinError>) -> Result<String, String> {
-    r.unwrap_or_else(|e| Err(format!("the pipeline task panicked: {e}")))
+/// Waits up to `limit` for the cancelled pipeline to drain; aborts it past that.
+async fn stop_pipeline(mut serving: Serving, limit: Duration) -> Result<ServeReport, DemoError> {
+    match tokio::time::timeout(limit, &mut serving).await {
+        Ok(r) => Ok(joined(r)?),
+        Err(_) => {
+            serving.abort();
+            Err(DemoError::PipelineStuck(limit))
+        }
+    }
 }
 
-fn pipeline_ended(r: &Result<String, String>) -> anyhow::Error {
-    match r {
-        Ok(report) => anyhow!("the serving pipeline stopped early:\n{report}"),
-        Err(e) => anyhow!("the serving pipeline failed: {e}"),
-    }
+/// The pipeline task's result, a panic counted as a failed task.
+fn joined(
+    joined: Result<Result<ServeReport, AppError>, tokio::task::JoinError>,
+) -> Result<ServeReport, AppError> {
+    joined.unwrap_or_else(|source| {
+        Err(AppError::Task {
+            stage: "serving pipeline",
+            source,
+        })
+    })
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn mock_broker_serves_metadata_for_its_topics_and_stops() {
-        let topics = vec!["demo.a".to_owned(), "demo.b".to_owned()];
-        let mock = MockBroker::start(topics.clone(), 2).unwrap();
-        // The topics exist already: this only checks metadata (the mock has no CreateTopics).
-        ensure_named_topics(mock.bootstrap(), &[], &topics, 2)
-            .await
-            .unwrap();
-        mock.stop();
-    }
-}
+#[path = "demo_tests.rs"]
+mod tests;

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use kbatch::output::ReportArgs;
 use kbatch::source::ConfigSource;
 use kbatch_core::config::load;
 use tokio_util::sync::CancellationToken;
@@ -23,7 +24,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the configured model: consume the tier topics, batch, infer, reply.
-    Serve(ConfigSource),
+    Serve(ServeArgs),
     /// Load, merge and validate the configuration; print it (YAML) or every error with its source.
     ValidateConfig(ConfigSource),
     /// Load generator: send requests to the tier topics (fixed rate or backlog), measure replies.
@@ -40,6 +41,15 @@ enum Command {
     Probe(ProbeArgs),
     /// Run a local Apache Kafka broker (KRaft, one node) until SIGTERM or Ctrl-C.
     Broker(BrokerArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    source: ConfigSource,
+    /// The report at exit: a table on stdout, or JSON (`--json`), and a JSON file (`--report`).
+    #[command(flatten)]
+    output: ReportArgs,
 }
 
 #[derive(Args)]
@@ -86,13 +96,19 @@ fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::ValidateConfig(args) => return validate_config(&args),
         Command::Serve(args) => runtime().and_then(|rt| rt.block_on(serve(args))),
-        Command::Bench(args) => {
-            runtime().and_then(|rt| rt.block_on(kbatch::bench::run(args)).map(drop))
-        }
+        Command::Bench(args) => runtime().and_then(|rt| {
+            let output = args.output.clone();
+            let report = rt.block_on(kbatch::bench::run(args))?;
+            Ok(output.emit(&report.table(), &report)?)
+        }),
         Command::BenchModel(args) => kbatch::bench::run_model_bench(&args)
-            .map(drop)
-            .map_err(Into::into),
-        Command::Demo(args) => runtime().and_then(|rt| rt.block_on(kbatch::demo::run(args))),
+            .map_err(anyhow::Error::from)
+            .and_then(|report| Ok(args.output.emit(&report.table(), &report)?)),
+        Command::Demo(args) => runtime().and_then(|rt| {
+            let output = args.output.clone();
+            let report = rt.block_on(kbatch::demo::run(args))?;
+            Ok(output.emit(&report.table(), &report)?)
+        }),
         Command::CreateTopics(args) => runtime().and_then(|rt| {
             for topic in rt.block_on(kbatch::topics::create_topics(&args))? {
                 println!("{} ({} partitions)", topic.name, topic.partitions);
@@ -144,17 +160,20 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the tokio runtime")
 }
 
-async fn serve(args: ConfigSource) -> anyhow::Result<()> {
-    let loaded = load(&args.load_options())?;
+/// `kbatch serve`: runs until a signal has drained the pipeline, then logs the summary as one
+/// event's fields (for log pipelines) and prints it (for the person who stopped it).
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let loaded = load(&args.source.load_options())?;
     kbatch_core::telemetry::init_tracing(&loaded.config.logging);
     let cancel = CancellationToken::new();
     tokio::spawn(cancel_on_signal(cancel.clone()));
     let opts = kbatch_core::app::ServeOptions {
         telemetry: None,
-        reload: Some(args.load_options()),
+        reload: Some(args.source.load_options()),
     };
     let report = kbatch_core::app::serve_with(loaded.config, cancel, opts).await?;
-    tracing::info!("stopped: {}", report.to_string().replace('\n', "; "));
+    report.log_stopped();
+    args.output.emit(&report.table(), &report)?;
     Ok(())
 }
 

@@ -4,8 +4,8 @@
 //! counting, statuses and per-tier latency end to end through a broker.
 //!
 //! Invariant: every test owns its broker, topics and run id. The MockCluster test runs in plain
-//! `cargo test` (small counts: the mock consumes ~1,200 msg/s); the tansu-binary test needs
-//! `scripts/install-tansu.sh` and is ignored by default; the container test needs the
+//! `cargo test` (small counts: the mock consumes slowly, see docs/bench.md); the tansu-binary
+//! test needs `scripts/install-tansu.sh` and is ignored by default; the container test needs the
 //! `container-tests` feature.
 mod common;
 
@@ -183,7 +183,7 @@ async fn run_against_echo(bootstrap: &str, cfg: &Config, spec: &RunSpec) -> (Ben
     with_timeout("the echo server to stop", WAIT, echo)
         .await
         .unwrap();
-    eprintln!("{}", report.render_text());
+    eprintln!("{}", report.table());
     (report, lines)
 }
 

@@ -1,12 +1,12 @@
 //! Command-line arguments of `kbatch bench`.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
 
 use super::pacing::parse_duration;
 use super::{BenchError, RunSpec, TierMix};
+use crate::output::ReportArgs;
 use crate::source::ConfigSource;
 use kbatch_core::config::{Config, Framing, LoadOptions};
 
@@ -60,9 +60,9 @@ pub struct BenchArgs {
     /// Longest wait for outstanding replies after the last send (seconds).
     #[arg(long, default_value_t = 30)]
     pub wait_secs: u64,
-    /// Write the report as JSON to this file.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
+    /// The final report: a table on stdout, or JSON (`--json`), and a JSON file (`--report`).
+    #[command(flatten)]
+    pub output: ReportArgs,
     /// Create the tier, reply and dead-letter topics first (--partitions each).
     #[arg(long)]
     pub create_topics: bool,
@@ -113,12 +113,7 @@ impl BenchArgs {
                 .brokers
                 .clone()
                 .unwrap_or_else(|| cfg.kafka.brokers.clone()),
-            properties: cfg
-                .kafka
-                .properties
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            properties: cfg.kafka.property_pairs(),
             topics: cfg.kafka.topics.clone(),
             reply_topic,
             reply_from_start,
@@ -187,76 +182,5 @@ pub fn parse_framing(s: &str) -> Result<Framing, String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use clap::Parser;
-
-    use super::*;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        bench: BenchArgs,
-    }
-
-    fn parse(args: &[&str]) -> BenchArgs {
-        Cli::try_parse_from(std::iter::once("bench").chain(args.iter().copied()))
-            .unwrap()
-            .bench
-    }
-
-    #[test]
-    fn plan_size_follows_count_rate_and_duration() {
-        let secs = |s| Some(Duration::from_secs(s));
-        assert_eq!(plan_size(100.0, None, None).unwrap(), 1000);
-        assert_eq!(plan_size(100.0, None, secs(3)).unwrap(), 300);
-        assert_eq!(plan_size(100.0, Some(50), secs(3)).unwrap(), 50);
-        assert_eq!(plan_size(100.0, Some(500), secs(3)).unwrap(), 300);
-        assert_eq!(plan_size(0.0, Some(7), secs(3)).unwrap(), 7);
-        assert_eq!(plan_size(0.0, None, None).unwrap(), DEFAULT_BACKLOG);
-        assert!(plan_size(0.1, None, secs(1)).is_err());
-    }
-
-    #[test]
-    fn arguments_build_a_run_spec_with_config_defaults() {
-        let cfg = Config::default();
-        let a = parse(&["--rate", "200", "--duration", "2s", "--tier-mix", "1,1,1,1"]);
-        let s = a.run_spec(&cfg).unwrap();
-        assert_eq!((s.total, s.rate), (400, 200.0));
-        assert_eq!(s.brokers, cfg.kafka.brokers);
-        assert_eq!(s.framing, Framing::Confluent);
-        assert_eq!(
-            s.reply_topic,
-            format!("inference.replies.bench-{}", s.run_id)
-        );
-        assert!(s.reply_from_start);
-        assert_eq!(s.run_id.len(), 8);
-
-        let b = parse(&[
-            "--backlog",
-            "-n",
-            "5000",
-            "--brokers",
-            "k:1",
-            "--reply-topic",
-            "shared",
-            "--framing",
-            "single-object",
-        ]);
-        let s = b.run_spec(&cfg).unwrap();
-        assert_eq!((s.total, s.rate), (5000, 0.0));
-        assert_eq!(s.brokers, "k:1");
-        assert_eq!(s.reply_topic, "shared");
-        assert!(!s.reply_from_start, "a shared topic is read from its end");
-        assert_eq!(s.framing, Framing::SingleObject);
-    }
-
-    #[test]
-    fn bad_arguments_are_rejected() {
-        let cfg = Config::default();
-        assert!(parse(&["--bad-fraction", "1.5"]).run_spec(&cfg).is_err());
-        assert!(parse(&["--timeout-ms=-1"]).run_spec(&cfg).is_err());
-        assert!(Cli::try_parse_from(["bench", "--tier-mix", "1,2"]).is_err());
-        assert!(Cli::try_parse_from(["bench", "--framing", "xml"]).is_err());
-        assert!(Cli::try_parse_from(["bench", "--duration", "soon"]).is_err());
-    }
-}
+#[path = "args_tests.rs"]
+mod tests;

@@ -31,21 +31,28 @@ use tokio_util::sync::CancellationToken;
 pub use args::{framing_name, new_run_id, parse_framing, plan_size, BenchArgs};
 pub use collector::{Collector, Match, Matcher, Tally};
 pub use live::{LiveStats, TierLive};
-pub use model::{run_model_bench, ModelBenchArgs, ModelPoint};
+pub use model::{run_model_bench, ModelBenchArgs, ModelBenchReport, ModelPoint};
 pub use pacing::{parse_duration, Pacer};
 pub use producer::{warm_up, SendLog, Sent};
-pub use report::{BatchSummary, BenchReport, LatencySummary, Throughput};
+pub use report::{BatchSummary, BenchReport, LatencySummary, PerTier, Throughput};
 pub use workload::{IdKind, Kind, Plan, RecordFactory, RequestIds, TierMix, MODEL_SHAPE};
 
 use kbatch_core::config::{Framing, TierTopics, WireConfig};
 
-/// Errors of the load generator's library parts (the CLI edge wraps them in `anyhow`).
+/// Errors of the load generator (`kbatch bench`, `kbatch bench-model`, the demo's load); only
+/// the command's entry point (`main.rs`) turns them into `anyhow`.
 #[derive(Debug, Error)]
 pub enum BenchError {
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
     #[error("topics: {0}")]
     Topics(#[from] kbatch_core::kafka::KafkaError),
+    #[error("creating {what}: {source}")]
+    CreateTopics {
+        what: String,
+        // Boxed: the variant would make every `Result<_, BenchError>` large.
+        source: Box<kbatch_core::kafka::KafkaError>,
+    },
     #[error("configuration: {0}")]
     Config(#[from] kbatch_core::config::ConfigError),
     #[error("creating a Kafka {what} for {brokers}: {source}")]
@@ -232,10 +239,9 @@ pub async fn execute(
     Ok(BenchReport::build(spec, &plan, &log, &sent, &tally))
 }
 
-/// `kbatch bench`: loads the configuration, creates topics, runs the load and prints the report
-/// (text on stdout, JSON to `--json`).
-pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
-    use anyhow::Context as _;
+/// `kbatch bench`: loads the configuration, creates topics, runs the load (progress on stderr)
+/// and returns the report; the caller prints it.
+pub async fn run(args: BenchArgs) -> Result<BenchReport, BenchError> {
     let loaded = kbatch_core::config::load(&args.load_options())?;
     let cfg = loaded.config;
     kbatch_core::telemetry::init_tracing(&kbatch_core::config::Logging {
@@ -246,7 +252,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
     if args.create_topics {
         kbatch_core::kafka::ensure_topics(&spec.brokers, &cfg, args.partitions)
             .await
-            .context("creating the request, reply and dead-letter topics")?;
+            .map_err(|source| BenchError::CreateTopics {
+                what: "the request, reply and dead-letter topics".into(),
+                source: Box::new(source),
+            })?;
     }
     kbatch_core::kafka::ensure_named_topics(
         &spec.brokers,
@@ -255,7 +264,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
         args.partitions,
     )
     .await
-    .with_context(|| format!("creating the reply topic {}", spec.reply_topic))?;
+    .map_err(|source| BenchError::CreateTopics {
+        what: format!("the reply topic {}", spec.reply_topic),
+        source: Box::new(source),
+    })?;
     eprintln!("{}", spec.describe());
     if args.warmup {
         let took = warm_up(
@@ -277,15 +289,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<BenchReport> {
     };
     let report = execute(&spec, &control, live).await;
     signal.abort();
-    let report = report?;
-    println!("{}", report.render_text());
-    if let Some(path) = &args.json {
-        let json = serde_json::to_string_pretty(&report)?;
-        std::fs::write(path, json + "\n")
-            .with_context(|| format!("writing the JSON report to {}", path.display()))?;
-        eprintln!("wrote {}", path.display());
-    }
-    Ok(report)
+    report
 }
 
 impl RunSpec {

@@ -1,6 +1,6 @@
 //! `kbatch bench-model`: the raw ONNX Runtime throughput of the configured model, per batch size,
 //! with no Kafka, no batcher and no copies: the ceiling the serving pipeline is measured against
-//! (scripts/bench.sh `ratio` runs it beside a drain).
+//! (scripts/bench.sh `ratio` runs it beside a drain and reads its `--json` report).
 //!
 //! Invariant: every batch size runs on the same fixed-seed input for the same wall time after a
 //! warm-up, one backend at a time, so figures of one run are comparable with each other.
@@ -13,8 +13,11 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use super::BenchError;
+use crate::output::ReportArgs;
 use crate::source::ConfigSource;
+use kbatch_core::config::Device;
 use kbatch_core::inference::load_backend;
+use kbatch_core::telemetry::table::{Grid, Table};
 
 const SEED: u64 = 0x6b62_6174_6368;
 
@@ -32,13 +35,13 @@ pub struct ModelBenchArgs {
     /// Seconds of measurement per batch size (after a warm-up as long, at most one second).
     #[arg(long, default_value_t = 3.0)]
     pub seconds: f64,
-    /// Write the results as JSON to this file as well.
-    #[arg(long)]
-    pub json: Option<std::path::PathBuf>,
+    /// The final report: a table on stdout, or JSON (`--json`), and a JSON file (`--report`).
+    #[command(flatten)]
+    pub output: ReportArgs,
 }
 
 /// One batch size's result.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ModelPoint {
     pub batch: usize,
     pub calls: u64,
@@ -46,8 +49,57 @@ pub struct ModelPoint {
     pub median_batch_us: f64,
 }
 
-/// Measures every batch size; prints a table and returns the points.
-pub fn run_model_bench(args: &ModelBenchArgs) -> Result<Vec<ModelPoint>, BenchError> {
+/// What `kbatch bench-model` measured.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelBenchReport {
+    /// The model file.
+    pub model: String,
+    /// The execution device, as configured (`model.device`).
+    pub device: Device,
+    pub intra_op_threads: usize,
+    /// Measured seconds per batch size (after as long a warm-up, at most one second).
+    pub seconds: f64,
+    /// One point per batch size, in the order asked.
+    pub points: Vec<ModelPoint>,
+    /// The point with the most items per second.
+    pub best: Option<ModelPoint>,
+}
+
+impl ModelBenchReport {
+    pub fn table(&self) -> Table {
+        let mut t = Table::new();
+        t.section("raw ONNX Runtime")
+            .row("model", &self.model)
+            .row(
+                "device",
+                match self.device {
+                    Device::Cpu => "cpu",
+                    Device::Cuda => "cuda",
+                },
+            )
+            .row("intra-op threads", self.intra_op_threads)
+            .row("seconds per batch size", self.seconds);
+        let mut g = Grid::new(["batch", "calls", "items/s", "median µs"]);
+        for p in &self.points {
+            g.row([
+                p.batch.to_string(),
+                p.calls.to_string(),
+                format!("{:.0}", p.items_per_s),
+                format!("{:.1}", p.median_batch_us),
+            ]);
+        }
+        t.section("per batch size").grid(g);
+        if let Some(b) = &self.best {
+            t.section("best")
+                .row("batch", b.batch)
+                .row("items/s", format!("{:.0}", b.items_per_s));
+        }
+        t
+    }
+}
+
+/// Measures every batch size (a progress line per size on stderr) and returns the report.
+pub fn run_model_bench(args: &ModelBenchArgs) -> Result<ModelBenchReport, BenchError> {
     let loaded = kbatch_core::config::load(&args.source.load_options())?;
     let mut model = loaded.config.model.clone();
     if let Some(t) = args.threads {
@@ -68,14 +120,6 @@ pub fn run_model_bench(args: &ModelBenchArgs) -> Result<Vec<ModelPoint>, BenchEr
         .collect();
     let mut out = Vec::new();
     let mut points = Vec::with_capacity(args.batch_sizes.len());
-    println!(
-        "raw ONNX Runtime, {} intra-op thread(s), {} ({:?})",
-        model.intra_op_threads, model.file, model.device
-    );
-    println!(
-        "{:>6} {:>10} {:>12} {:>14}",
-        "batch", "calls", "items/s", "median µs"
-    );
     for &batch in &args.batch_sizes {
         let rows = &input[..batch * row];
         let mut infer = |out: &mut Vec<f32>| {
@@ -102,65 +146,23 @@ pub fn run_model_bench(args: &ModelBenchArgs) -> Result<Vec<ModelPoint>, BenchEr
             items_per_s: (times.len() * batch) as f64 / total,
             median_batch_us: times[times.len() / 2].as_secs_f64() * 1e6,
         };
-        println!(
-            "{:>6} {:>10} {:>12.0} {:>14.1}",
-            p.batch, p.calls, p.items_per_s, p.median_batch_us
-        );
+        eprintln!("batch {:>4}: {:.0} items/s", p.batch, p.items_per_s);
         points.push(p);
     }
-    if let Some(best) = points
+    let best = points
         .iter()
         .max_by(|a, b| a.items_per_s.total_cmp(&b.items_per_s))
-    {
-        println!(
-            "best: batch {} at {:.0} items/s",
-            best.batch, best.items_per_s
-        );
-    }
-    if let Some(path) = &args.json {
-        let text = serde_json::to_string_pretty(&points)
-            .map_err(|e| BenchError::InvalidArgument(e.to_string()))?;
-        std::fs::write(path, text)
-            .map_err(|e| BenchError::InvalidArgument(format!("{}: {e}", path.display())))?;
-    }
-    Ok(points)
+        .cloned();
+    Ok(ModelBenchReport {
+        model: model.file.clone(),
+        device: model.device,
+        intra_op_threads: model.intra_op_threads,
+        seconds: args.seconds,
+        points,
+        best,
+    })
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn args(batch_sizes: Vec<usize>) -> ModelBenchArgs {
-        ModelBenchArgs {
-            source: ConfigSource {
-                overrides: vec![format!(
-                    "model.registry_path={}/models",
-                    env!("CARGO_MANIFEST_DIR")
-                )],
-                ..ConfigSource::default()
-            },
-            batch_sizes,
-            threads: Some(1),
-            seconds: 0.05,
-            json: None,
-        }
-    }
-
-    #[test]
-    fn every_batch_size_runs_the_real_model_and_reports_its_rate() {
-        let points = run_model_bench(&args(vec![1, 4])).expect("bench");
-        assert_eq!(points.iter().map(|p| p.batch).collect::<Vec<_>>(), [1, 4]);
-        for p in &points {
-            assert!(p.calls > 0 && p.items_per_s > 0.0, "{p:?}");
-            // items/s is calls x batch over the measured time, which covers the median call.
-            let bound = 1e6 / p.median_batch_us * p.batch as f64;
-            assert!(p.items_per_s <= bound * 1.05, "{p:?} vs {bound}");
-        }
-    }
-
-    #[test]
-    fn a_zero_batch_is_refused_before_the_model_loads() {
-        let err = run_model_bench(&args(vec![8, 0])).unwrap_err();
-        assert!(err.to_string().contains("positive"), "{err}");
-    }
-}
+#[path = "model_tests.rs"]
+mod tests;

@@ -1,11 +1,10 @@
-//! The final report of a run: counts, throughput and latency percentiles, as a text table and as
-//! JSON.
+//! The final report of a run: counts, throughput and latency percentiles, as a table
+//! (`BenchReport::table`) and as JSON (its `Serialize`).
 //!
 //! Invariant: every figure is derived from the plan, the send log and the collector's tallies
 //! alone, by the pure functions here, so the arithmetic is unit-tested without a broker.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::time::Instant;
 
 use hdrhistogram::Histogram;
@@ -15,6 +14,7 @@ use super::collector::{latency_histogram, Tally};
 use super::producer::Sent;
 use super::workload::{Kind, Plan};
 use super::{RunSpec, SendLog};
+use kbatch_core::telemetry::table::{Grid, Table};
 use kbatch_core::tier::Tier;
 use kbatch_core::wire::Status;
 
@@ -91,6 +91,27 @@ impl LatencySummary {
     }
 }
 
+/// One value per tier, named (JSON `{"critical": …, "high": …, "normal": …, "low": …}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PerTier<T> {
+    pub critical: T,
+    pub high: T,
+    pub normal: T,
+    pub low: T,
+}
+
+/// From an array in `Tier::ALL` order (highest first), as the plan and the mix keep them.
+impl<T> From<[T; 4]> for PerTier<T> {
+    fn from([critical, high, normal, low]: [T; 4]) -> Self {
+        Self {
+            critical,
+            high,
+            normal,
+            low,
+        }
+    }
+}
+
 /// Batch sizes the server reported on OK replies.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BatchSummary {
@@ -109,14 +130,14 @@ pub struct BenchReport {
     pub framing: String,
     /// Offered rate (requests/s); 0 for a backlog run.
     pub rate: f64,
-    /// Tier weights critical, high, normal, low.
-    pub tier_mix: [u32; 4],
+    /// Tier weights.
+    pub tier_mix: PerTier<u32>,
     pub bad_fraction: f64,
     pub timeout_ms: Option<i32>,
     /// Requests planned.
     pub planned: u64,
-    /// Requests planned per tier, highest first.
-    pub planned_per_tier: [u64; 4],
+    /// Requests planned per tier.
+    pub planned_per_tier: PerTier<u64>,
     /// Records the broker acknowledged.
     pub sent: u64,
     pub send_errors: u64,
@@ -196,11 +217,11 @@ impl BenchReport {
             reply_topic: spec.reply_topic.clone(),
             framing: super::args::framing_name(spec.framing).to_owned(),
             rate: spec.rate,
-            tier_mix: spec.mix.weights(),
+            tier_mix: PerTier::from(spec.mix.weights()),
             bad_fraction: spec.bad_fraction,
             timeout_ms: spec.timeout_ms,
             planned: plan.len(),
-            planned_per_tier: plan.per_tier(),
+            planned_per_tier: PerTier::from(plan.per_tier()),
             sent: sent.delivered,
             send_errors: sent.failed,
             first_send_error: sent.first_error.clone(),
@@ -245,107 +266,114 @@ impl BenchReport {
         }
     }
 
-    /// The human-readable report.
-    pub fn render_text(&self) -> String {
-        let mut s = String::new();
-        let rate = if self.rate > 0.0 {
-            format!("{}/s offered", self.rate)
-        } else {
-            "backlog (unpaced)".to_owned()
-        };
-        let _ = writeln!(
-            s,
-            "run {}: {} requests, {rate}, tiers {}, framing {}, reply topic {}",
-            self.run_id,
-            self.planned,
-            self.tier_mix.map(|w| w.to_string()).join("/"),
-            self.framing,
-            self.reply_topic
-        );
-        let _ = writeln!(
-            s,
-            "sent        {} acknowledged, {} errors{} in {:.2} s ({}){}{}",
-            self.sent,
-            self.send_errors,
-            if self.sent_invalid + self.sent_undecodable > 0 {
+    /// The report as a table: the run, what was sent, what was answered, throughput, batch
+    /// sizes, latency per tier and, for runs longer than one window, per 10 s of send time.
+    pub fn table(&self) -> Table {
+        let mut t = Table::new();
+        t.section(format!("run {}", self.run_id))
+            .row("requests", self.planned)
+            .row(
+                "offered rate",
+                if self.rate > 0.0 {
+                    format!("{}/s", self.rate)
+                } else {
+                    "backlog (unpaced)".to_owned()
+                },
+            )
+            .row(
+                "tier mix",
                 format!(
-                    " ({} invalid, {} undecodable)",
-                    self.sent_invalid, self.sent_undecodable
-                )
-            } else {
-                String::new()
-            },
-            self.send_seconds,
-            self.send_rate
-                .map_or("-".to_owned(), |r| format!("{r:.0}/s")),
-            if self.rate > 0.0 {
-                format!(", max lag behind schedule {:.1} ms", self.max_send_lag_ms)
-            } else {
-                String::new()
-            },
-            if self.stopped_early {
-                ", stopped early"
-            } else {
-                ""
-            },
-        );
+                    "{} (critical/high/normal/low)",
+                    [
+                        self.tier_mix.critical,
+                        self.tier_mix.high,
+                        self.tier_mix.normal,
+                        self.tier_mix.low
+                    ]
+                    .map(|w| w.to_string())
+                    .join("/")
+                ),
+            )
+            .row("framing", &self.framing)
+            .row("reply topic", &self.reply_topic);
+
+        t.section("sent")
+            .row("acknowledged", self.sent)
+            .row("send errors", self.send_errors);
         if let Some(e) = &self.first_send_error {
-            let _ = writeln!(s, "            first send error: {e}");
+            t.row("first send error", e);
         }
-        let _ = writeln!(
-            s,
-            "answered    {} of {} expected: missing {}, duplicates {}, unknown {}, undecodable {}, unexpected status {}",
-            self.answered,
-            self.expected_replies,
-            self.missing,
-            self.duplicates,
-            self.unknown,
-            self.undecodable_replies,
-            self.unexpected_status
-        );
-        let statuses: Vec<String> = self
-            .statuses
-            .iter()
-            .map(|(k, v)| format!("{k} {v}"))
-            .collect();
-        let _ = writeln!(
-            s,
-            "statuses    {}",
-            if statuses.is_empty() {
-                "-".to_owned()
-            } else {
-                statuses.join(", ")
+        t.row("invalid records", self.sent_invalid)
+            .row("undecodable records", self.sent_undecodable)
+            .row("send time", format!("{:.2} s", self.send_seconds))
+            .row(
+                "send rate",
+                self.send_rate
+                    .map_or("-".to_owned(), |r| format!("{r:.0}/s")),
+            );
+        if self.rate > 0.0 {
+            t.row(
+                "max lag behind schedule",
+                format!("{:.1} ms", self.max_send_lag_ms),
+            );
+        }
+        if self.stopped_early {
+            t.row("stopped early", "yes (interrupted)");
+        }
+
+        t.section("answered")
+            .row("expected", self.expected_replies)
+            .row("answered", self.answered)
+            .row("missing", self.missing)
+            .row("duplicates", self.duplicates)
+            .row("unknown", self.unknown)
+            .row("undecodable replies", self.undecodable_replies)
+            .row("unexpected status", self.unexpected_status)
+            .row("consumer errors", self.consumer_errors);
+        if self.statuses.is_empty() {
+            t.row("statuses", "none");
+        } else {
+            let mut statuses = Grid::new(["status", "first replies"]);
+            for (status, n) in &self.statuses {
+                statuses.row([status.clone(), n.to_string()]);
             }
-        );
-        let t = &self.throughput;
-        let fmt_rate = |r: Option<f64>, secs: Option<f64>| match (r, secs) {
+            t.grid(statuses);
+        }
+
+        let th = &self.throughput;
+        let rate = |r: Option<f64>, secs: Option<f64>| match (r, secs) {
             (Some(r), Some(secs)) => format!("{r:.0}/s over {secs:.2} s"),
             _ => "-".to_owned(),
         };
-        let _ = writeln!(
-            s,
-            "throughput  {} (first send → last reply); {} (first → last reply)",
-            fmt_rate(t.from_first_send, t.first_send_to_last_reply_s),
-            fmt_rate(t.between_replies, t.first_to_last_reply_s)
-        );
-        if let Some(b) = &self.batch_size {
-            let _ = writeln!(
-                s,
-                "batch size  mean {:.1}, p50 {}, p99 {}, max {}",
-                b.mean, b.p50, b.p99, b.max
+        t.section("throughput")
+            .row(
+                "first send → last reply",
+                rate(th.from_first_send, th.first_send_to_last_reply_s),
+            )
+            .row(
+                "first → last reply",
+                rate(th.between_replies, th.first_to_last_reply_s),
             );
+
+        if let Some(b) = &self.batch_size {
+            let mut g = Grid::new(["", "mean", "p50", "p99", "max"]);
+            g.row([
+                "batch size".to_owned(),
+                format!("{:.1}", b.mean),
+                b.p50.to_string(),
+                b.p99.to_string(),
+                b.max.to_string(),
+            ]);
+            t.section("batch size (server, OK replies)").grid(g);
         }
-        let _ = writeln!(
-            s,
-            "latency ms  {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
-            "count", "p50", "p90", "p99", "p99.9", "max", "mean"
-        );
-        let ms = |us: u64| us as f64 / 1000.0;
+
+        let mut latency = Grid::new(["tier", "count", "p50", "p90", "p99", "p99.9", "max", "mean"]);
         for l in self
             .latency
             .iter()
             .chain(std::iter::once(&self.server_latency))
         {
+            // Tiers the mix left out have no row; `all` always has one.
             if l.count == 0 && l.tier != "all" {
                 continue;
             }
@@ -354,192 +382,39 @@ impl BenchReport {
             } else {
                 l.tier.as_str()
             };
-            let _ = writeln!(
-                s,
-                "{name:<11} {:>9} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
-                l.count,
-                ms(l.p50_us),
-                ms(l.p90_us),
-                ms(l.p99_us),
-                ms(l.p999_us),
-                ms(l.max_us),
-                l.mean_us / 1000.0
-            );
+            latency.row(latency_cells(name, l));
         }
+        t.section("latency (ms)").grid(latency);
+
         if self.windows.len() > 1 {
-            let _ = writeln!(s, "by send time (all tiers):");
+            let mut windows = Grid::new([
+                "sent at", "count", "p50", "p90", "p99", "p99.9", "max", "mean",
+            ]);
             for w in &self.windows {
-                let _ = writeln!(
-                    s,
-                    "  {:<9} {:>9} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
-                    w.tier,
-                    w.count,
-                    ms(w.p50_us),
-                    ms(w.p90_us),
-                    ms(w.p99_us),
-                    ms(w.p999_us),
-                    ms(w.max_us),
-                    w.mean_us / 1000.0
-                );
+                windows.row(latency_cells(&w.tier, w));
             }
+            t.section("latency by send time, all tiers (ms)")
+                .grid(windows);
         }
-        s
+        t
     }
+}
+
+/// One latency row: the name, the count, then the percentiles in milliseconds.
+fn latency_cells(name: &str, l: &LatencySummary) -> Vec<String> {
+    let ms = |us: u64| format!("{:.2}", us as f64 / 1000.0);
+    vec![
+        name.to_owned(),
+        l.count.to_string(),
+        ms(l.p50_us),
+        ms(l.p90_us),
+        ms(l.p99_us),
+        ms(l.p999_us),
+        ms(l.max_us),
+        format!("{:.2}", l.mean_us / 1000.0),
+    ]
 }
 
 #[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use super::*;
-    use crate::bench::collector::Matcher;
-    use crate::bench::{RequestIds, TierMix};
-    use kbatch_core::config::{Framing, TierTopics, WireConfig};
-    use kbatch_core::wire::{Reply, Timings};
-
-    /// An OK critical-tier reply to `request_id` from a batch of `batch_size`.
-    fn ok_reply(request_id: String, batch_size: i32) -> Reply {
-        Reply {
-            request_id,
-            status: Status::Ok,
-            error: None,
-            model_name: "m".into(),
-            model_version: "1".into(),
-            output_shape: vec![3],
-            outputs: vec![0.0; 3],
-            tier: Tier::Critical,
-            timings: Timings {
-                batch_size,
-                ..Timings::default()
-            },
-            completed_at_ms: 0,
-        }
-    }
-
-    #[test]
-    fn throughput_uses_both_spans() {
-        let t0 = Instant::now();
-        let t = Throughput::compute(
-            1000,
-            Some(t0),
-            Some(t0 + Duration::from_millis(500)),
-            Some(t0 + Duration::from_millis(2500)),
-        );
-        assert_eq!(t.from_first_send, Some(400.0));
-        assert_eq!(t.between_replies, Some(500.0));
-        assert_eq!(t.first_send_to_last_reply_s, Some(2.5));
-        assert_eq!(t.first_to_last_reply_s, Some(2.0));
-    }
-
-    #[test]
-    fn throughput_is_undefined_without_a_span() {
-        let t0 = Instant::now();
-        let none = Throughput::compute(0, Some(t0), None, None);
-        assert_eq!((none.from_first_send, none.between_replies), (None, None));
-        let one = Throughput::compute(1, Some(t0), Some(t0), Some(t0));
-        assert_eq!(one.between_replies, None);
-        assert_eq!(one.from_first_send, None, "zero-length span");
-    }
-
-    #[test]
-    fn latency_summary_of_an_empty_histogram_is_zero() {
-        let l = LatencySummary::of("low", &latency_histogram());
-        assert_eq!((l.count, l.p99_us, l.max_us, l.mean_us), (0, 0, 0, 0.0));
-    }
-
-    #[test]
-    fn report_counts_missing_duplicates_and_percentiles() {
-        let spec = RunSpec {
-            brokers: "b:9092".into(),
-            properties: vec![],
-            topics: TierTopics::default(),
-            reply_topic: "replies".into(),
-            reply_from_start: true,
-            wire: WireConfig::default(),
-            framing: Framing::Confluent,
-            correlation_header: "correlation-id".into(),
-            total: 100,
-            rate: 100.0,
-            mix: TierMix::new([1, 0, 0, 0]).unwrap(),
-            bad_fraction: 0.0,
-            timeout_ms: None,
-            seed: 1,
-            wait: Duration::from_secs(1),
-            run_id: "r".into(),
-        };
-        let base = Instant::now();
-        let plan = std::sync::Arc::new(Plan::new(100, &spec.mix, 0.0, 1));
-        let log = std::sync::Arc::new(SendLog::new(100, base));
-        let mut m = Matcher::new(RequestIds::new("r"), plan.clone(), log.clone());
-        // 100 sent 10 ms apart; the first 90 answered after (seq + 1) ms; seq 0 twice.
-        for seq in 0..100u64 {
-            log.mark_sent(seq, base + Duration::from_millis(10 * seq));
-        }
-        for seq in (0..90u64).chain([0]) {
-            let r = ok_reply(format!("r-{seq}"), 8);
-            let at = base + Duration::from_millis(11 * seq + 1);
-            m.on_reply(&r, at);
-        }
-        let sent = Sent {
-            attempted: 100,
-            delivered: 100,
-            first_send: Some(base),
-            last_send: Some(base + Duration::from_millis(990)),
-            ..Sent::default()
-        };
-        let r = BenchReport::build(&spec, &plan, &log, &sent, &m.into_tally());
-        assert_eq!(
-            (r.expected_replies, r.answered, r.missing, r.duplicates),
-            (100, 90, 10, 1)
-        );
-        assert_eq!(r.statuses.get("OK"), Some(&90));
-        let crit = &r.latency[0];
-        assert_eq!((crit.tier.as_str(), crit.count), ("critical", 90));
-        // Latency of seq s is s + 1 ms: 1..=90 ms.
-        assert!(crit.p50_us.abs_diff(45_000) <= 1_000, "{}", crit.p50_us);
-        assert!(crit.max_us.abs_diff(90_000) <= 90, "{}", crit.max_us);
-        assert_eq!(r.latency[4].tier, "all");
-        assert_eq!(r.latency[4].count, 90);
-        assert_eq!(r.batch_size.as_ref().map(|b| b.max), Some(8));
-        // Last reply at 11 × 89 + 1 = 980 ms after the first send, first reply at 1 ms.
-        assert!((r.throughput.from_first_send.unwrap() - 90.0 / 0.980).abs() < 0.01);
-        assert!((r.throughput.between_replies.unwrap() - 90.0 / 0.979).abs() < 0.01);
-        let text = r.render_text();
-        assert!(
-            text.contains("answered    90 of 100 expected: missing 10, duplicates 1"),
-            "{text}"
-        );
-        assert!(text.contains("critical"), "{text}");
-        assert!(!text.contains("\nlow "), "empty tiers are left out: {text}");
-        let json = serde_json::to_value(&r).unwrap();
-        assert_eq!(json["missing"], 10);
-        assert_eq!(json["latency"][0]["tier"], "critical");
-    }
-
-    #[test]
-    fn latency_is_also_reported_per_ten_second_window_of_send_time() {
-        let mix = TierMix::new([1, 0, 0, 0]).unwrap();
-        let base = Instant::now();
-        let plan = std::sync::Arc::new(Plan::new(100, &mix, 0.0, 1));
-        let log = std::sync::Arc::new(SendLog::new(100, base));
-        let mut m = Matcher::new(RequestIds::new("w"), plan, log.clone());
-        m.restart_clock(base);
-        // Sent 300 ms apart (0 to 29.7 s); answered after 5 ms, then 50 ms from seq 67 on.
-        for seq in 0..100u64 {
-            let sent = base + Duration::from_millis(300 * seq);
-            log.mark_sent(seq, sent);
-            let r = ok_reply(format!("w-{seq}"), 0);
-            let latency = if seq < 67 { 5 } else { 50 };
-            m.on_reply(&r, sent + Duration::from_millis(latency));
-        }
-        let w = &m.tally().windows;
-        let counts: Vec<u64> = w.iter().map(|h| h.len()).collect();
-        assert_eq!(
-            counts,
-            [34, 33, 33],
-            "sends at 0..=9.9 s, 10.2..=19.8 s, 20.1..=29.7 s"
-        );
-        let p99_ms: Vec<u64> = w.iter().map(|h| h.value_at_quantile(0.99) / 1000).collect();
-        assert_eq!(p99_ms, [5, 5, 50]);
-    }
-}
+#[path = "report_tests.rs"]
+mod tests;

@@ -114,15 +114,5 @@ async fn keep_lines(stream: impl AsyncRead + Unpin, keep: Arc<Mutex<VecDeque<Str
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn a_missing_binary_is_a_clear_error() {
-        let err = TansuProcess::start(Path::new("/nonexistent/tansu"))
-            .await
-            .err()
-            .expect("a missing binary cannot start");
-        assert!(err.to_string().contains("/nonexistent/tansu"), "{err}");
-    }
-}
+#[path = "tansu_tests.rs"]
+mod tests;

@@ -17,7 +17,10 @@ mod error;
 mod report;
 
 pub use error::AppError;
-pub use report::ServeReport;
+pub use report::{
+    BatchingSummary, Count, Counts, InferenceSummary, IntakeSummary, RepliesSummary, ServeReport,
+    ServeSummary,
+};
 
 use crate::batcher::adaptive::AdaptiveParams;
 use crate::batcher::dedup::DedupParams;

@@ -61,6 +61,11 @@ impl FlushCounts {
         self.0[reason.index()] += 1;
     }
 
+    /// Sets the count of `reason` (a report built from elsewhere, a test).
+    pub fn set(&mut self, reason: FlushReason, count: u64) {
+        self.0[reason.index()] = count;
+    }
+
     pub fn get(&self, reason: FlushReason) -> u64 {
         self.0[reason.index()]
     }

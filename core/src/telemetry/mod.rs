@@ -12,6 +12,7 @@ pub mod http;
 mod logging;
 pub mod metrics;
 pub mod stats;
+pub mod table;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};

@@ -73,7 +73,7 @@ pub async fn run_replier(
         .map_err(|e| KafkaError::Thread(e.to_string()))?
         .map_err(KafkaError::Flush)?;
     let report = replier.settlement.into_report();
-    tracing::info!(?report, "replier finished");
+    report.log_finished("at_least_once");
     Ok(report)
 }
 

@@ -113,7 +113,7 @@ pub async fn run_transactional_replier(
         }
     }
     let report = settlement.into_report();
-    tracing::info!(?report, "transactional replier finished");
+    report.log_finished("exactly_once");
     Ok(report)
 }
 

@@ -43,6 +43,26 @@ impl ReplierReport {
         self.replies.iter().sum()
     }
 
+    /// Logs the report as one event with a field per figure (`replier` names which one).
+    pub fn log_finished(&self, replier: &'static str) {
+        let by_status = Status::ALL
+            .iter()
+            .filter(|&&s| self.replies_with(s) > 0)
+            .map(|&s| format!("{}={}", s.as_str(), self.replies_with(s)))
+            .collect::<Vec<_>>()
+            .join(",");
+        tracing::info!(
+            replier,
+            replies = self.total_replies(),
+            by_status = %by_status,
+            dead_letters = self.dead_letters,
+            reply_fallbacks = self.reply_fallbacks,
+            delivery_failures = self.delivery_failures,
+            retries = self.retries,
+            "replier finished"
+        );
+    }
+
     /// Counts one acknowledged record of `kind`.
     fn count(&mut self, kind: Kind) {
         match kind {
