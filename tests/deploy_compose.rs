@@ -184,18 +184,15 @@ async fn the_compose_stack_serves_requests_and_prometheus_sees_both_replicas() {
         "100",
         "--wait-secs",
         "60",
+        "--json",
     ]);
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        report.contains(&format!(
-            "answered    {REQUESTS} of {REQUESTS} expected: missing 0"
-        )),
-        "{report}"
-    );
-    assert!(
-        report.contains(&format!("statuses    OK {REQUESTS}")),
-        "{report}"
-    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let report: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("bench --json: {e}: {text}"));
+    assert_eq!(report["expected_replies"], REQUESTS, "{report}");
+    assert_eq!(report["answered"], REQUESTS, "{report}");
+    assert_eq!(report["missing"], 0, "{report}");
+    assert_eq!(report["statuses"]["OK"], REQUESTS, "{report}");
 
     let query = "sum by (instance) (kbatch_replies_total{status=\"OK\"})";
     let replies = until(stack.prometheus, query, Duration::from_secs(60), |r| {
