@@ -16,6 +16,16 @@ pub enum TelemetryError {
     /// `security.api_key_header` is not an HTTP header name.
     #[error("security.api_key_header `{0}` is not an HTTP header name")]
     ApiKeyHeader(String),
+    /// `logging.level` is not a tracing filter directive.
+    #[error("bad log level {level:?}: {source}")]
+    LogLevel {
+        level: String,
+        #[source]
+        source: tracing_subscriber::filter::ParseError,
+    },
+    /// The log filter could not be swapped (its subscriber is gone).
+    #[error("cannot apply the log level: {0}")]
+    LogReload(#[from] tracing_subscriber::reload::Error),
     /// `http.bind` is not an IP address.
     #[error("http.bind {0:?} is not an IP address")]
     BindAddress(String),

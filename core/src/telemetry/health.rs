@@ -7,16 +7,85 @@
 //! broker back). Readiness needs all three: model loaded and warmed up, consumer group joined,
 //! a broker reachable; every failing condition is named in the body.
 
+use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
+
+/// One reason a probe fails.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Unhealthy {
+    /// Shutdown began: the instance takes no more traffic.
+    ShuttingDown,
+    /// The model is not loaded and warmed up yet.
+    ModelNotReady,
+    /// No broker answered recently.
+    NoBroker,
+    /// The consumer has not joined its group (or left it).
+    GroupNotJoined,
+    /// A stage's task or thread ended while the service was not shutting down.
+    Ended { stage: String, how: &'static str },
+    /// An inference call has run longer than the stall bound.
+    Stalled {
+        stage: String,
+        running: Duration,
+        bound: Duration,
+    },
+}
+
+impl fmt::Display for Unhealthy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Unhealthy::ShuttingDown => f.write_str("shutting down"),
+            Unhealthy::ModelNotReady => f.write_str("model not loaded and warmed up"),
+            Unhealthy::NoBroker => f.write_str("no broker reachable"),
+            Unhealthy::GroupNotJoined => f.write_str("consumer group not joined"),
+            Unhealthy::Ended { stage, how } => write!(f, "{stage} ended: {how}"),
+            Unhealthy::Stalled {
+                stage,
+                running,
+                bound,
+            } => write!(
+                f,
+                "{stage} has run one batch for {:.1} s (bound {:.0} s)",
+                running.as_secs_f64(),
+                bound.as_secs_f64()
+            ),
+        }
+    }
+}
+
+/// Every reason a probe fails, in the order checked; shown as one line, `; `-separated (the
+/// probe's response body).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reasons(pub Vec<Unhealthy>);
+
+impl fmt::Display for Reasons {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, reason) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{reason}")?;
+        }
+        Ok(())
+    }
+}
+
+fn verdict(reasons: Vec<Unhealthy>) -> Result<(), Reasons> {
+    if reasons.is_empty() {
+        Ok(())
+    } else {
+        Err(Reasons(reasons))
+    }
+}
 
 /// One task or thread whose end the liveness probe must notice.
 #[derive(Debug)]
 struct Component {
     name: String,
-    /// `Some(why)` once it ended.
-    ended: Option<String>,
+    /// `Some(how)` once it ended: `stopped` or `panicked`.
+    ended: Option<&'static str>,
     /// Inference threads: when the running batch started.
     busy_since: Option<Instant>,
 }
@@ -92,52 +161,50 @@ impl Health {
     }
 
     /// `Err` names every reason the process should be restarted.
-    pub fn liveness(&self) -> Result<(), String> {
+    pub fn liveness(&self) -> Result<(), Reasons> {
+        verdict(self.liveness_reasons())
+    }
+
+    fn liveness_reasons(&self) -> Vec<Unhealthy> {
         let draining = self.draining.load(Ordering::Acquire);
         let now = Instant::now();
         let mut why = Vec::new();
-        for c in self.lock().iter() {
-            match (&c.ended, c.busy_since) {
-                (Some(reason), _) if !draining => why.push(format!("{} ended: {reason}", c.name)),
-                (None, Some(t)) if now.duration_since(t) > self.stall_bound => why.push(format!(
-                    "{} has run one batch for {:.1} s (bound {:.0} s)",
-                    c.name,
-                    now.duration_since(t).as_secs_f64(),
-                    self.stall_bound.as_secs_f64()
-                )),
+        for component in self.lock().iter() {
+            match (component.ended, component.busy_since) {
+                (Some(how), _) if !draining => why.push(Unhealthy::Ended {
+                    stage: component.name.clone(),
+                    how,
+                }),
+                (None, Some(since)) if now.duration_since(since) > self.stall_bound => {
+                    why.push(Unhealthy::Stalled {
+                        stage: component.name.clone(),
+                        running: now.duration_since(since),
+                        bound: self.stall_bound,
+                    })
+                }
                 _ => {}
             }
         }
-        if why.is_empty() {
-            Ok(())
-        } else {
-            Err(why.join("; "))
-        }
+        why
     }
 
     /// `Err` names every condition keeping the instance from taking traffic.
-    pub fn readiness(&self) -> Result<(), String> {
+    pub fn readiness(&self) -> Result<(), Reasons> {
         let mut why = Vec::new();
         if self.draining.load(Ordering::Acquire) {
-            why.push("shutting down".to_owned());
+            why.push(Unhealthy::ShuttingDown);
         }
         if !self.model_ready.load(Ordering::Acquire) {
-            why.push("model not loaded and warmed up".to_owned());
+            why.push(Unhealthy::ModelNotReady);
         }
         if !self.broker_up.load(Ordering::Acquire) {
-            why.push("no broker reachable".to_owned());
+            why.push(Unhealthy::NoBroker);
         }
         if !self.group_joined.load(Ordering::Acquire) {
-            why.push("consumer group not joined".to_owned());
+            why.push(Unhealthy::GroupNotJoined);
         }
-        if let Err(e) = self.liveness() {
-            why.push(e);
-        }
-        if why.is_empty() {
-            Ok(())
-        } else {
-            Err(why.join("; "))
-        }
+        why.extend(self.liveness_reasons());
+        verdict(why)
     }
 }
 
@@ -159,7 +226,7 @@ impl Drop for Alive {
             "stopped"
         };
         if let Some(c) = self.health.lock().get_mut(self.id) {
-            c.ended = Some(reason.to_owned());
+            c.ended = Some(reason);
             c.busy_since = None;
         }
     }

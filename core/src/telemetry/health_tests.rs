@@ -13,13 +13,16 @@ fn ready_health() -> Arc<Health> {
 #[test]
 fn readiness_names_every_missing_condition() {
     let h = Arc::new(Health::new(Duration::from_secs(60)));
-    let why = h.readiness().unwrap_err();
+    let why = h.readiness().unwrap_err().to_string();
     for part in ["model", "broker", "group"] {
         assert!(why.contains(part), "{why}");
     }
     h.set_model_ready(true);
     h.set_group_joined(true);
-    assert_eq!(h.readiness().unwrap_err(), "no broker reachable");
+    assert_eq!(
+        h.readiness().unwrap_err().to_string(),
+        "no broker reachable"
+    );
     h.set_broker_up(true);
     assert_eq!(h.readiness(), Ok(()));
     // A broker outage is not a liveness failure: restarting would not bring it back.
@@ -34,12 +37,12 @@ fn a_component_ending_early_fails_liveness_but_not_during_shutdown() {
     let batcher = h.register("batcher");
     assert_eq!(h.liveness(), Ok(()));
     drop(batcher);
-    let why = h.liveness().unwrap_err();
+    let why = h.liveness().unwrap_err().to_string();
     assert!(why.contains("batcher ended: stopped"), "{why}");
     assert!(h.readiness().is_err());
     h.set_draining();
     assert_eq!(h.liveness(), Ok(()));
-    assert_eq!(h.readiness().unwrap_err(), "shutting down");
+    assert_eq!(h.readiness().unwrap_err().to_string(), "shutting down");
 }
 
 #[test]
@@ -49,7 +52,7 @@ fn a_stalled_inference_call_fails_liveness() {
     worker.busy(true);
     assert_eq!(h.liveness(), Ok(()));
     std::thread::sleep(Duration::from_millis(80));
-    let why = h.liveness().unwrap_err();
+    let why = h.liveness().unwrap_err().to_string();
     assert!(why.contains("inference-0 has run one batch"), "{why}");
     worker.busy(false);
     assert_eq!(h.liveness(), Ok(()));
@@ -65,5 +68,5 @@ fn a_panicking_thread_is_reported_as_such() {
     })
     .join();
     assert!(joined.is_err());
-    assert!(h.liveness().unwrap_err().contains("panicked"));
+    assert!(h.liveness().unwrap_err().to_string().contains("panicked"));
 }

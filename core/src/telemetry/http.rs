@@ -17,6 +17,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use tokio_util::sync::CancellationToken;
 
+use super::health::Reasons;
 use super::{Telemetry, TelemetryError};
 use crate::config::SecurityConfig;
 
@@ -164,8 +165,8 @@ async fn metrics(State(t): State<Arc<Telemetry>>) -> Response {
         .into_response()
 }
 
-fn probe(r: Result<(), String>) -> Response {
-    match r {
+fn probe(verdict: Result<(), Reasons>) -> Response {
+    match verdict {
         Ok(()) => (StatusCode::OK, "ok\n".to_owned()).into_response(),
         Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response(),
     }

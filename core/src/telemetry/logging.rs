@@ -10,6 +10,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{fmt, reload, EnvFilter, Registry};
 
+use super::TelemetryError;
 use crate::config::{LogFormat, Logging};
 
 static FILTER: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new();
@@ -41,14 +42,17 @@ pub fn init_tracing(cfg: &Logging) {
 
 /// Applies a reloaded `logging.level`. `Ok(false)`: nothing changed (no subscriber installed by
 /// `init_tracing`, or `RUST_LOG` overrides the configuration).
-pub fn set_log_level(level: &str) -> Result<bool, String> {
+pub fn set_log_level(level: &str) -> Result<bool, TelemetryError> {
     let Some(handle) = FILTER.get() else {
         return Ok(false);
     };
     if env_overrides() {
         return Ok(false);
     }
-    let filter = EnvFilter::try_new(level).map_err(|e| format!("bad log level {level:?}: {e}"))?;
-    handle.reload(filter).map_err(|e| e.to_string())?;
+    let filter = EnvFilter::try_new(level).map_err(|source| TelemetryError::LogLevel {
+        level: level.to_owned(),
+        source,
+    })?;
+    handle.reload(filter)?;
     Ok(true)
 }

@@ -19,7 +19,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 pub use error::TelemetryError;
-pub use health::{Alive, Health};
+pub use health::{Alive, Health, Reasons, Unhealthy};
 pub use logging::{init_tracing, set_log_level};
 pub use metrics::{ErrorKind, Metrics};
 pub use stats::{Delivered, Stats, StatsSnapshot};
