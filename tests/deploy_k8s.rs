@@ -2,9 +2,10 @@
 //! a broken manifest otherwise fails only in a cluster, or worse, runs and misbehaves.
 //!
 //! Checked: every YAML document has `apiVersion`, `kind` and `metadata.name`; kustomizations
-//! name files that exist and the base lists every file beside it; the Deployment's pod labels
+//! name files that exist and the base lists every file beside it; the StatefulSet's pod labels
 //! satisfy its own, the Service's and the PodDisruptionBudget's selectors and the ScaledObject
-//! scales that Deployment; the probes GET `/healthz` and `/ready` on a declared port; every
+//! scales that StatefulSet; each replica keeps its name across pod replacements (a headless
+//! governing Service, the pod name as Kafka client id), which exactly-once fencing needs; the probes GET `/healthz` and `/ready` on a declared port; every
 //! ConfigMap and key a volume or variable names exists, and `KBATCH_CONFIG`/`KBATCH_PROFILE`
 //! name mounted files; the grace period outlasts the `kafka.shutdown_timeout_ms` drain; the
 //! ConfigMap's configuration loads and validates with kbatch's own loader under every profile
@@ -56,6 +57,7 @@ fn pods_are_selected_probed_configured_and_drained() {
     check_selectors(&docs).unwrap();
     check_probes(&docs).unwrap();
     check_config_refs(&docs).unwrap();
+    check_identity(&docs).unwrap();
     let deployed = load_mounted(&docs).unwrap().into_iter();
     let drains = deployed.map(|(_, c)| c.kafka.shutdown_timeout_ms);
     let drain = drains.fold(Config::default().kafka.shutdown_timeout_ms, u64::max);
@@ -128,6 +130,7 @@ fn check_named(name: &str, docs: &[Value]) -> Check {
         "keda" => check_keda(docs, &defaults),
         "replicas" => check_replicas(find(docs, "ScaledObject")?),
         "header" => docs.iter().try_for_each(check_header),
+        "identity" => check_identity(docs),
         other => panic!("no check {other}"),
     }
 }
@@ -137,21 +140,25 @@ fn broken_base_documents_are_rejected() {
     let cases = [
         "selectors: Service spec/selector={app: kbatch}",
         "selectors: PodDisruptionBudget spec/selector={}",
-        "selectors: Deployment spec/selector/matchLabels={tier: x}",
+        "selectors: StatefulSet spec/selector/matchLabels={tier: x}",
         "selectors: ScaledObject spec/scaleTargetRef/name=kbatch-old",
-        "probes: Deployment ctr/readinessProbe/httpGet/path=/healthz",
-        "probes: Deployment ctr/livenessProbe/httpGet/port=metrics",
-        "probes: Deployment ctr/ports/0/name=metrics",
-        "refs: Deployment spec/template/spec/volumes/0/configMap/items/1/key=x",
+        "probes: StatefulSet ctr/readinessProbe/httpGet/path=/healthz",
+        "probes: StatefulSet ctr/livenessProbe/httpGet/port=metrics",
+        "probes: StatefulSet ctr/ports/0/name=metrics",
+        "refs: StatefulSet spec/template/spec/volumes/0/configMap/items/1/key=x",
         "refs: ConfigMap data/brokers=~",
-        "refs: Deployment ctr/env/1/value=weekend",
-        "grace: Deployment spec/template/spec/terminationGracePeriodSeconds=10",
+        "refs: StatefulSet ctr/env/1/value=weekend",
+        "grace: StatefulSet spec/template/spec/terminationGracePeriodSeconds=10",
         "loads: ConfigMap data/kbatch.yaml='batch_processing: {max_batch_size: 0}'",
         "keda: ScaledObject spec/triggers/0/metadata/consumerGroup=other",
         "keda: ScaledObject spec/triggers/3/metadata/topic=inference.requests.high",
         "replicas: ScaledObject spec/maxReplicaCount=30",
         "replicas: ScaledObject spec/triggers/4/metadata/desiredReplicas='1'",
         "header: Service metadata/name=''",
+        "identity: StatefulSet kind=Deployment",
+        "identity: StatefulSet spec/serviceName=kbatch",
+        "identity: 3 spec/clusterIP=10.0.0.9",
+        "identity: StatefulSet ctr/env/3/valueFrom/fieldRef/fieldPath=status.podIP",
     ];
     for case in cases {
         let (check, edit) = case.split_once(": ").unwrap();

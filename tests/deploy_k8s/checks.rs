@@ -87,14 +87,64 @@ pub fn find<'a>(docs: &'a [Value], kind: &str) -> Result<&'a Value, String> {
     Ok(all[0])
 }
 
+/// The one document of `kind` named `name`.
+pub fn find_named<'a>(docs: &'a [Value], kind: &str, name: &str) -> Result<&'a Value, String> {
+    let is_it = |d: &&Value| d["kind"] == kind && d["metadata"]["name"] == name;
+    let all: Vec<_> = docs.iter().filter(is_it).collect();
+    let n = all.len();
+    ensure!(n == 1, "{n} documents {kind} {name}, not one");
+    Ok(all[0])
+}
+
+/// The workload: a StatefulSet, so each replica keeps its name (see `check_identity`).
+pub const WORKLOAD: &str = "StatefulSet";
+
 pub fn pod(docs: &[Value]) -> Result<&Value, String> {
-    Ok(&find(docs, "Deployment")?["spec"]["template"])
+    Ok(&find(docs, WORKLOAD)?["spec"]["template"])
 }
 
 pub fn container(docs: &[Value]) -> Result<&Value, String> {
     let c = &pod(docs)?["spec"]["containers"][0];
-    ensure!(c.is_mapping(), "the Deployment has no container");
+    ensure!(c.is_mapping(), "the {WORKLOAD} has no container");
     Ok(c)
+}
+
+/// Each replica keeps its identity across pod replacements, which exactly-once fencing needs
+/// (the transactional id is `<group>-<client id>-<host name>`): the workload is a StatefulSet
+/// governed by a headless Service that selects its pods, and the Kafka client id is the pod
+/// name (stable under a StatefulSet: kbatch-0, kbatch-1, ...).
+pub fn check_identity(docs: &[Value]) -> Check {
+    let set = find(docs, WORKLOAD)?;
+    let governing = text(&set["spec"]["serviceName"]);
+    ensure!(
+        !governing.is_empty(),
+        "the {WORKLOAD} names no governing Service"
+    );
+    let service = find_named(docs, "Service", governing)?;
+    let headless = service["spec"]["clusterIP"] == "None";
+    ensure!(
+        headless,
+        "Service {governing} is not headless (clusterIP: None)"
+    );
+    let labels = &pod(docs)?["metadata"]["labels"];
+    let selector = service["spec"]["selector"]
+        .as_mapping()
+        .filter(|m| !m.is_empty());
+    let selector = selector.ok_or(format!("Service {governing} selects nothing"))?;
+    let stray = selector.iter().find(|(k, v)| labels[*k] != **v);
+    ensure!(
+        stray.is_none(),
+        "Service {governing} selects {stray:?}: no pod"
+    );
+    let env = seq(&container(docs)?["env"]);
+    let client_id = env.iter().find(|e| e["name"] == "KBATCH_KAFKA__CLIENT_ID");
+    let from_pod =
+        client_id.is_some_and(|e| e["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name");
+    ensure!(
+        from_pod,
+        "KBATCH_KAFKA__CLIENT_ID is not the pod's name: {client_id:?}"
+    );
+    Ok(())
 }
 
 pub fn check_header(doc: &Value) -> Check {
@@ -105,14 +155,17 @@ pub fn check_header(doc: &Value) -> Check {
     Ok(())
 }
 
-/// Every selector is non-empty and all its labels are on the pods; KEDA scales the Deployment.
+/// Every selector is non-empty and all its labels are on the pods; KEDA scales the workload.
 pub fn check_selectors(docs: &[Value]) -> Check {
-    let deploy = find(docs, "Deployment")?;
+    let deploy = find(docs, WORKLOAD)?;
     let labels = &pod(docs)?["metadata"]["labels"];
     let pdb = &find(docs, "PodDisruptionBudget")?["spec"];
     let selectors = [
-        ("Deployment", &deploy["spec"]["selector"]["matchLabels"]),
-        ("Service", &find(docs, "Service")?["spec"]["selector"]),
+        (WORKLOAD, &deploy["spec"]["selector"]["matchLabels"]),
+        (
+            "Service",
+            &find_named(docs, "Service", "kbatch")?["spec"]["selector"],
+        ),
         ("PodDisruptionBudget", &pdb["selector"]["matchLabels"]),
     ];
     for (what, selector) in selectors {
@@ -123,7 +176,7 @@ pub fn check_selectors(docs: &[Value]) -> Check {
     }
     let target = &find(docs, "ScaledObject")?["spec"]["scaleTargetRef"];
     let name = &deploy["metadata"]["name"];
-    let ok = target["kind"] == "Deployment" && target["name"] == *name;
+    let ok = target["kind"] == WORKLOAD && target["name"] == *name;
     ensure!(ok, "the ScaledObject scales {target:?}");
     Ok(())
 }
@@ -144,7 +197,7 @@ pub fn check_probes(docs: &[Value]) -> Check {
     }
     let http = ports.iter().find(|p| p["name"] == "http");
     let http = http.ok_or("no port named http")?["containerPort"].as_u64();
-    let target = &find(docs, "Service")?["spec"]["ports"][0]["targetPort"];
+    let target = &find_named(docs, "Service", "kbatch")?["spec"]["ports"][0]["targetPort"];
     let scrape = &pod(docs)?["metadata"]["annotations"]["prometheus.io/port"];
     let scrape = int(scrape, "prometheus.io/port")?;
     let ok = declared(target) && Some(scrape) == http;
@@ -342,7 +395,7 @@ pub fn check_tier(patch: &[Value], base: &[Value]) -> Check {
         let ok = *name == target["metadata"]["name"];
         ensure!(ok, "no {kind} {name:?} in base");
         match kind {
-            "Deployment" => check_tier_resources(doc, base)?,
+            WORKLOAD => check_tier_resources(doc, base)?,
             "ScaledObject" => check_replicas(&merged(target, doc))?,
             other => return Err(format!("a tier patches {other}")),
         }

@@ -189,7 +189,13 @@ pub fn start(cfg: &Arc<Config>, tier_capacity: usize, echo_delay: Duration) -> P
         tracker.clone(),
         cancel.clone(),
     ));
-    let replier = tokio::spawn(run_replier(cfg.clone(), out_rx, tracker.clone(), telemetry));
+    let replier = tokio::spawn(run_replier(
+        cfg.clone(),
+        out_rx,
+        tracker.clone(),
+        telemetry,
+        tokio_util::sync::CancellationToken::new(),
+    ));
     Pipeline {
         _cancel_on_drop: cancel.clone().drop_guard(),
         cancel,

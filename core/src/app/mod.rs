@@ -247,18 +247,29 @@ async fn run_stages(
     let (tier_txs, tier_rxs): (Vec<_>, Vec<_>) = (0..4)
         .map(|_| mpsc::channel::<Admitted>(policy.tier_capacity))
         .unzip();
+    // Fires once the consumer has made its final commit and left: from then on the replier
+    // stops retrying failed deliveries (their records are re-read by the next owner).
+    let intake_done = CancellationToken::new();
     let replier = {
         let cfg = cfg.clone();
         let tracker = tracker.clone();
         let stage_telemetry = telemetry.clone();
         let cancel = cancel.clone();
+        let intake_done = intake_done.clone();
         spawn_alive(&telemetry, "replier", async move {
             let result = match cfg.kafka.delivery {
                 Delivery::AtLeastOnce => {
-                    run_replier(cfg, outcome_rx, tracker, stage_telemetry).await
+                    run_replier(cfg, outcome_rx, tracker, stage_telemetry, intake_done).await
                 }
                 Delivery::ExactlyOnce => {
-                    run_transactional_replier(cfg, outcome_rx, tracker, stage_telemetry).await
+                    run_transactional_replier(
+                        cfg,
+                        outcome_rx,
+                        tracker,
+                        stage_telemetry,
+                        intake_done,
+                    )
+                    .await
                 }
             };
             // A replier that fails (an aborted transaction) stops intake: nothing more could be
@@ -311,7 +322,9 @@ async fn run_stages(
 
     // Any stage ending early stops intake, so the others drain instead of waiting forever.
     let guard = cancel.clone().drop_guard();
-    let consumer = consumer.await.map_err(AppError::task("consumer"))?;
+    let consumer = consumer.await.map_err(AppError::task("consumer"));
+    intake_done.cancel();
+    let consumer = consumer?;
     drop(guard);
     let batcher = batcher.await.map_err(AppError::task("batcher"))?;
     sampler.cancel.cancel();

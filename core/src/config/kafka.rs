@@ -46,13 +46,14 @@ impl GroupProtocol {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum AssignmentStrategy {
     /// Eager: every rebalance revokes every partition of every member, then reassigns.
-    #[default]
     #[serde(rename = "range")]
     Range,
     /// Eager, partitions dealt out one by one across members.
     #[serde(rename = "roundrobin")]
     RoundRobin,
     /// Incremental: a rebalance revokes only the partitions that move; the others keep serving.
+    /// The default: a replica joining or leaving (a KEDA scale step) does not stop the group.
+    #[default]
     #[serde(rename = "cooperative-sticky")]
     CooperativeSticky,
 }
@@ -157,7 +158,7 @@ impl Default for KafkaConfig {
             topics: TierTopics::default(),
             delivery: Delivery::AtLeastOnce,
             group_protocol: GroupProtocol::Classic,
-            assignment_strategy: AssignmentStrategy::Range,
+            assignment_strategy: AssignmentStrategy::CooperativeSticky,
             session_timeout_ms: 10_000,
             fetch_wait_max_ms: 10,
             commit_interval_ms: 1000,
@@ -178,6 +179,13 @@ pub struct RepliesConfig {
     pub dead_letter_topic: String,
     /// Honour a request's own `reply_topic`; when false every reply goes to `default_topic`.
     pub allow_request_reply_topic: bool,
+    /// Globs (`*` = any characters) a request's own `reply_topic` must match; empty: any Kafka
+    /// topic name. A request naming another gets a REJECTED reply on `default_topic`.
+    pub allowed_reply_topics: Vec<String>,
+    /// Distinct request-named reply topics one instance writes to; a request naming one more
+    /// gets a REJECTED reply on `default_topic`. Each topic costs the producer memory for as
+    /// long as it lives, so names chosen by requesters are bounded.
+    pub max_reply_topics: usize,
     /// Kafka header carrying the caller's correlation id, copied from request to reply.
     pub correlation_header: String,
     /// Producer linger (ms): replies leave in batches. Every produce request costs the broker
@@ -192,6 +200,8 @@ impl Default for RepliesConfig {
             default_topic: "inference.replies".into(),
             dead_letter_topic: "inference.dlq".into(),
             allow_request_reply_topic: true,
+            allowed_reply_topics: Vec::new(),
+            max_reply_topics: 1000,
             correlation_header: "correlation-id".into(),
             linger_ms: 5,
         }

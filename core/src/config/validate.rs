@@ -354,6 +354,16 @@ fn kafka_and_wire(r: &mut Rules<'_>, c: &Config) {
         seen.push((field, name));
     }
     r.check(
+        c.replies.max_reply_topics >= 1,
+        "replies.max_reply_topics",
+        || "must be at least 1 (set replies.allow_request_reply_topic = false to use only the default topic)".into(),
+    );
+    for pattern in &c.replies.allowed_reply_topics {
+        r.check(!pattern.is_empty(), "replies.allowed_reply_topics", || {
+            "an empty pattern matches no topic name".into()
+        });
+    }
+    r.check(
         k.session_timeout_ms >= 1000,
         "kafka.session_timeout_ms",
         || "must be >= 1000".into(),

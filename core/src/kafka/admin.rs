@@ -4,11 +4,12 @@
 //! Invariant: when `ensure_*` returns Ok, every named topic is in the broker's metadata with
 //! every partition led, so a producer started right after never sees UNKNOWN_TOPIC_OR_PART.
 //! Topics that already exist are left as they are (their partition count is not changed).
+//! `topic_max_message_bytes` reads the one topic setting kbatch adapts to (the dead-letter size).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -183,3 +184,40 @@ fn states(md: &Metadata) -> HashMap<String, TopicState> {
 #[cfg(test)]
 #[path = "admin_tests.rs"]
 mod tests;
+
+/// The broker's limit on a record batch written to `topic` (its `max.message.bytes`), if the
+/// broker says: what a dead letter must fit in. `None` when the topic is not described (it does
+/// not exist yet, or the client may not describe it).
+pub async fn topic_max_message_bytes(
+    brokers: &str,
+    properties: &[(String, String)],
+    topic: &str,
+) -> Result<Option<usize>, KafkaError> {
+    let config = client_config(brokers, properties);
+    let admin: AdminClient<DefaultClientContext> =
+        config.create().map_err(|source| KafkaError::Admin {
+            op: "creating the admin client",
+            brokers: brokers.to_owned(),
+            source,
+        })?;
+    let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
+    let results = admin
+        .describe_configs(&[ResourceSpecifier::Topic(topic)], &opts)
+        .await
+        .map_err(|source| KafkaError::Admin {
+            op: "DescribeConfigs",
+            brokers: brokers.to_owned(),
+            source,
+        })?;
+    Ok(results
+        .into_iter()
+        .filter_map(Result::ok)
+        .find_map(|resource| {
+            resource
+                .get("max.message.bytes")?
+                .value
+                .as_deref()?
+                .parse()
+                .ok()
+        }))
+}

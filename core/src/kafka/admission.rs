@@ -12,6 +12,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::guard::ClientGuard;
+use super::headers::RawHeader;
+use super::reply_topics::ReplyTopics;
 use crate::config::Config;
 use crate::inference::ModelInfo;
 use crate::pipeline::{dedup_key, Admitted, ModelId, Origin, Outcome, ReplyTo};
@@ -28,8 +30,8 @@ pub struct RecordParts<'a> {
     pub offset: i64,
     pub key: Option<&'a [u8]>,
     pub value: Option<&'a [u8]>,
-    /// Headers in record order, as (name, value).
-    pub headers: &'a [(&'a str, Option<&'a [u8]>)],
+    /// Headers in record order; names are bytes (Kafka does not check their encoding).
+    pub headers: &'a [RawHeader<'a>],
     /// Record timestamp (ms since the epoch), if the record has one.
     pub timestamp_ms: Option<i64>,
 }
@@ -44,9 +46,10 @@ pub enum Decision {
     Admit(Admitted),
     /// Not readable as a request: an `Outcome::DeadLetter`.
     DeadLetter(Outcome),
-    /// A readable request with invalid content, an `INVALID_INPUT` reply; or one refused by
-    /// `security.tier_access` (client not allowed on its tier, or over its rate limit), a
-    /// `REJECTED` reply. Both are immediate error replies, so the consumer treats them alike.
+    /// A readable request with invalid content (or a malformed `reply_topic`), an
+    /// `INVALID_INPUT` reply; or one refused by `security.tier_access` (client not allowed on
+    /// its tier, or over its rate limit) or by the reply-topic rules (`replies.*`), a `REJECTED`
+    /// reply. All are immediate error replies, so the consumer treats them alike.
     Invalid(Outcome),
     /// A request for another model or version: an `UNKNOWN_MODEL` reply.
     UnknownModel(Outcome),
@@ -59,11 +62,9 @@ pub struct Admission {
     /// The served model: requests naming another are answered UNKNOWN_MODEL.
     model: ModelId,
     input_shape: Vec<usize>,
-    default_reply_topic: String,
-    allow_request_reply_topic: bool,
-    /// Topics a reply must never go to: the four request topics and the DLQ. A reply written
-    /// there would be read back as a request (and dead-lettered) or pollute the DLQ.
-    reserved_topics: Vec<String>,
+    /// Where replies may go. Shared by clones like `guard`: the bound on distinct names is one
+    /// instance's.
+    reply_topics: Arc<Mutex<ReplyTopics>>,
     correlation_header: String,
     processor: String,
     /// Per served tier: the timeout of a request that sets neither a deadline nor a timeout.
@@ -78,18 +79,11 @@ pub struct Admission {
 
 impl Admission {
     pub fn new(cfg: &Config, model: &ModelInfo) -> Self {
-        let mut reserved: Vec<String> = Tier::ALL
-            .iter()
-            .map(|&t| cfg.kafka.topics.topic(t).to_owned())
-            .collect();
-        reserved.push(cfg.replies.dead_letter_topic.clone());
         Self {
             codec: WireCodec::new(&cfg.wire),
             model: model.id.clone(),
             input_shape: model.input_shape.clone(),
-            default_reply_topic: cfg.replies.default_topic.clone(),
-            allow_request_reply_topic: cfg.replies.allow_request_reply_topic,
-            reserved_topics: reserved,
+            reply_topics: Arc::new(Mutex::new(ReplyTopics::new(cfg))),
             correlation_header: cfg.replies.correlation_header.clone(),
             processor: cfg.kafka.client_id.clone(),
             default_timeout_ms: Tier::ALL.map(|t| {
@@ -123,10 +117,29 @@ impl Admission {
         let refusal = self.refusal(&request, origin.topic_tier, now).err();
         let model_error = self.model_mismatch(&request);
         let validation = validate(&request, &self.input_shape);
-        let admitted = self.admitted(rec, origin, request, now, now_ms);
+        let reply_topic = self.reply_topics().resolve(request.reply_topic.as_deref());
+        let (reply_topic, topic_refusal) = match reply_topic {
+            Ok(topic) => (topic, None),
+            Err(refusal) => (
+                self.reply_topics().default_topic().to_owned(),
+                Some(refusal),
+            ),
+        };
+        let admitted = self.admitted(rec, origin, request, reply_topic, now, now_ms);
         let model = &self.model;
         if let Some(msg) = refusal {
             let o = Outcome::error(admitted, Status::Rejected, msg, model, now_ms);
+            return Decision::Invalid(o);
+        }
+        // Before the model and the content: the refusal decides where the reply goes.
+        if let Some(refusal) = topic_refusal {
+            let o = Outcome::error(
+                admitted,
+                refusal.status(),
+                refusal.to_string(),
+                model,
+                now_ms,
+            );
             return Decision::Invalid(o);
         }
         // The model is checked before the content: a request for another model is validated
@@ -194,16 +207,23 @@ impl Admission {
         ))
     }
 
+    fn reply_topics(&self) -> std::sync::MutexGuard<'_, ReplyTopics> {
+        self.reply_topics
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn admitted(
         &self,
         rec: &RecordParts<'_>,
         origin: Origin,
         request: Request,
+        reply_topic: String,
         now: Instant,
         now_ms: i64,
     ) -> Admitted {
         let reply_to = ReplyTo {
-            topic: self.reply_topic(&request).to_owned(),
+            topic: reply_topic,
             key: rec.key.map(<[u8]>::to_vec),
             correlation_id: header(rec, &self.correlation_header),
             trace: TraceContext::join(header_ref(rec, "traceparent")),
@@ -226,20 +246,6 @@ impl Admission {
         }
     }
 
-    /// The request's own reply topic when allowed and harmless, else the default.
-    pub fn reply_topic<'a>(&'a self, req: &'a Request) -> &'a str {
-        match req.reply_topic.as_deref() {
-            Some(t)
-                if self.allow_request_reply_topic
-                    && !t.is_empty()
-                    && !self.reserved_topics.iter().any(|r| r == t) =>
-            {
-                t
-            }
-            _ => &self.default_reply_topic,
-        }
-    }
-
     fn dead_letter(
         &self,
         rec: &RecordParts<'_>,
@@ -250,10 +256,7 @@ impl Admission {
         let headers = rec
             .headers
             .iter()
-            .map(|(k, v)| Header {
-                key: (*k).to_owned(),
-                value: v.map(<[u8]>::to_vec),
-            })
+            .map(|h| Header::from_raw(h.key, h.value))
             .collect();
         let letter = DeadLetter {
             source_topic: rec.topic.to_owned(),
@@ -283,8 +286,8 @@ fn header(rec: &RecordParts<'_>, name: &str) -> Option<Vec<u8>> {
 fn header_ref<'a>(rec: &RecordParts<'a>, name: &str) -> Option<&'a [u8]> {
     rec.headers
         .iter()
-        .find(|(k, _)| *k == name)
-        .and_then(|(_, v)| *v)
+        .find(|h| h.key == name.as_bytes())
+        .and_then(|h| h.value)
 }
 
 /// The wall-clock deadline `deadline_ms` on the monotonic clock, given that `now` (monotonic)

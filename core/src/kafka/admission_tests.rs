@@ -52,15 +52,19 @@ fn origin(tier: Tier) -> Origin {
     }
 }
 
+fn raw<'a>(key: &'a [u8], value: Option<&'a [u8]>) -> RawHeader<'a> {
+    RawHeader { key, value }
+}
+
 /// Runs admission on a record holding `value`, read from the topic of `tier`.
 fn decide_with(cfg: &Config, tier: Tier, value: &[u8]) -> Decision {
-    let headers: [(&str, Option<&[u8]>); 3] = [
-        ("correlation-id", Some(b"corr-9")),
-        (
-            "traceparent",
+    let headers = [
+        raw(b"correlation-id", Some(b"corr-9")),
+        raw(
+            b"traceparent",
             Some(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
         ),
-        ("other", None),
+        raw(b"other", None),
     ];
     let rec = RecordParts {
         topic: cfg.kafka.topics.topic(tier),
@@ -174,13 +178,7 @@ fn undecodable_records_are_dead_lettered_byte_for_byte() {
     assert_eq!(letter.processor, "kbatch");
     assert_eq!(letter.failed_at_ms, NOW_MS);
     assert_eq!(letter.headers.len(), 3);
-    assert_eq!(
-        letter.headers[2],
-        Header {
-            key: "other".into(),
-            value: None
-        }
-    );
+    assert_eq!(letter.headers[2], Header::new("other", None));
 }
 
 #[test]

@@ -55,6 +55,12 @@ pub fn consumer_config(cfg: &Config) -> ClientConfig {
     c
 }
 
+/// The reply producer's `message.max.bytes`: room for a dead letter of the largest accepted
+/// record (twice `wire.max_request_bytes`, plus its headers and error text).
+pub fn producer_max_bytes(cfg: &Config) -> usize {
+    (2 * cfg.wire.max_request_bytes + 64 * 1024).max(1_000_000)
+}
+
 /// The reply producer: every outcome acknowledged by all in-sync replicas, idempotent so the
 /// producer's own retries can neither duplicate nor reorder replies (checked against the
 /// librdkafka mock cluster and tansu 0.6).
@@ -62,9 +68,7 @@ pub fn producer_config(cfg: &Config) -> ClientConfig {
     // A dead letter carries the whole refused record (up to `wire.max_request_bytes`) plus its
     // headers and error text: librdkafka's 1,000,000-byte default would refuse the letter of a
     // record near the limit and stall its partition's commits for good.
-    let max_bytes = (2 * cfg.wire.max_request_bytes + 64 * 1024)
-        .max(1_000_000)
-        .to_string();
+    let max_bytes = producer_max_bytes(cfg).to_string();
     // librdkafka's default (300 s) would hold an undeliverable reply, and with it the commit
     // point of its partition, for five minutes per attempt; a reply that late is worthless.
     // A reply topic named by a request is not created on its behalf (requests must not be able

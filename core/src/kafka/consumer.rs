@@ -8,24 +8,25 @@
 //!
 //! One dedicated thread polls a `BaseConsumer`: librdkafka runs the rebalance callback inside
 //! `poll`, and that callback blocks while revoked partitions drain, which must not stall a tokio
-//! worker. When a tier channel is full the record is stashed and its source topic paused; the
-//! loop keeps polling (1 ms timeouts) so the other topics flow with low latency while the stash
-//! is retried, rather than blocking on `Sender::reserve` for one tier.
+//! worker. The thread itself never waits for a channel: when a tier channel is full the record
+//! is stashed and its topic paused, when the replier's channel is full the outcome is queued and
+//! every topic paused ([`Intake`]); the loop keeps polling (1 ms timeouts) so the other topics
+//! flow with low latency and the group keeps this member (`max.poll.interval.ms`) while the
+//! stash is retried.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::message::{BorrowedMessage, Headers, Message};
-use tokio::runtime::Handle;
-use tokio::sync::mpsc::error::TrySendError;
+use rdkafka::message::{BorrowedMessage, Message};
 use tokio::sync::mpsc::Sender;
 use tokio_util::sync::CancellationToken;
 
 use super::admission::{Admission, Decision, RecordParts};
 use super::client::consumer_config;
 use super::context::{assigned_of, commit, set_paused, KbatchContext};
-use super::intake::{Intake, Offer};
+use super::headers::headers_of;
+use super::intake::{Closed, Intake, Offer, OutcomeOffer};
 use super::{KafkaError, SharedTracker};
 use crate::config::{Config, Delivery};
 use crate::inference::ModelInfo;
@@ -52,7 +53,7 @@ pub struct ConsumerInputs {
 pub struct ConsumerReport {
     /// Records polled from Kafka.
     pub consumed: u64,
-    /// Requests sent (or stashed for) a tier channel.
+    /// Requests sent (or stashed for) a tier channel; shed requests are not admitted.
     pub admitted: u64,
     pub dead_lettered: u64,
     /// Answered INVALID_INPUT.
@@ -63,8 +64,11 @@ pub struct ConsumerReport {
     pub skipped: u64,
     /// Times a topic was paused because a tier channel was full.
     pub paused: u64,
-    /// Requests answered OVERLOADED because their queue was full (`when_queue_full: reject`).
+    /// Requests answered OVERLOADED because their queue was full (`when_queue_full: reject`,
+    /// or a request demoted to a tier whose stash of demoted requests is at its bound).
     pub shed: u64,
+    /// Times the replier's channel was full and immediate outcomes waited in the backlog.
+    pub outcome_backlogs: u64,
     /// Records given up without an outcome (stashed at revoke/shutdown); never committed past.
     pub abandoned: u64,
     /// Records still pending when the shutdown drain timed out.
@@ -83,7 +87,11 @@ pub async fn run_consumer(
     cancel: CancellationToken,
 ) -> Result<ConsumerReport, KafkaError> {
     let k = &cfg.kafka;
-    let intake = Intake::new(inputs.tiers, cfg.batch_processing.when_queue_full);
+    let intake = Intake::new(
+        inputs.tiers,
+        inputs.outcomes,
+        cfg.batch_processing.when_queue_full,
+    );
     let drain = Duration::from_millis(k.revoke_drain_timeout_ms);
     let mut context = KbatchContext::new(
         k.topics.clone(),
@@ -107,15 +115,11 @@ pub async fn run_consumer(
             source,
         })?;
     let admission = Admission::new(&cfg, &model);
-    let rt = Handle::current();
-    let outcomes = Some(inputs.outcomes);
     let thread = tokio::task::spawn_blocking(move || {
         let poll_loop = PollLoop {
             consumer: &consumer,
             cfg: &cfg,
             admission,
-            outcomes,
-            rt,
             cancel,
             report: ConsumerReport::default(),
         };
@@ -133,8 +137,6 @@ struct PollLoop<'a> {
     consumer: &'a BaseConsumer<KbatchContext>,
     cfg: &'a Config,
     admission: Admission,
-    outcomes: Option<Sender<Outcome>>,
-    rt: Handle,
     cancel: CancellationToken,
     report: ConsumerReport,
 }
@@ -172,7 +174,13 @@ impl<'a> PollLoop<'a> {
                 Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
                 None => {}
             }
-            if Instant::now() >= next_commit && !self.ctx().commits_in_transactions {
+            if Instant::now() >= next_commit && self.ctx().commits_in_transactions {
+                // Exactly-once commits offsets under the group's membership: refreshed here too,
+                // not only after a rebalance callback, so a generation the callbacks did not
+                // report is picked up by the next transaction.
+                self.ctx().tracker.set_group(self.consumer.group_metadata());
+                next_commit = Instant::now() + interval;
+            } else if Instant::now() >= next_commit {
                 let offsets = self.ctx().tracker.committable();
                 if let Err(e) = commit(
                     self.consumer,
@@ -198,7 +206,10 @@ impl<'a> PollLoop<'a> {
             }
             intake.flush()
         };
-        result.map_err(|_| KafkaError::ChannelClosed("tier"))?;
+        result.map_err(|closed| match closed {
+            Closed::Tier(_) => KafkaError::ChannelClosed("tier"),
+            Closed::Outcomes => KafkaError::ChannelClosed("outcome"),
+        })?;
         self.apply_pauses();
         Ok(self.ctx().intake().needs_attention())
     }
@@ -261,10 +272,7 @@ impl<'a> PollLoop<'a> {
             epoch,
         };
         ctx.telemetry.metrics.tier(tier).consumed.inc();
-        let headers: Vec<(&str, Option<&[u8]>)> = msg
-            .headers()
-            .map(|hs| hs.iter().map(|h| (h.key, h.value)).collect())
-            .unwrap_or_default();
+        let headers = headers_of(msg);
         let parts = RecordParts {
             topic: msg.topic(),
             partition,
@@ -295,14 +303,12 @@ impl<'a> PollLoop<'a> {
     }
 
     fn admit(&mut self, admitted: Admitted) -> Result<(), KafkaError> {
-        self.report.admitted += 1;
-        self.ctx()
-            .telemetry
-            .metrics
-            .tier(admitted.tier)
-            .admitted
-            .inc();
+        let tier = admitted.tier;
         let offer = self.ctx().intake().offer(admitted);
+        if matches!(offer, Offer::Sent | Offer::Stashed) {
+            self.report.admitted += 1;
+            self.ctx().telemetry.metrics.tier(tier).admitted.inc();
+        }
         match offer {
             Offer::Sent => Ok(()),
             Offer::Stashed => {
@@ -321,33 +327,25 @@ impl<'a> PollLoop<'a> {
         }
     }
 
-    /// Sends an immediate outcome; when the replier is behind, waits for room (the replier
-    /// never waits on the consumer, so this cannot deadlock), but not past cancellation.
+    /// Hands an immediate outcome to the replier; when its channel is full the outcome waits
+    /// in the intake's backlog and every topic is paused until it drains (never a blocking
+    /// wait on this thread, which must keep polling).
     fn send_outcome(&mut self, outcome: Outcome) -> Result<(), KafkaError> {
-        let origin = outcome.origin();
-        let Some(tx) = &self.outcomes else {
-            self.abandon(&origin);
-            return Err(KafkaError::ChannelClosed("outcome"));
-        };
-        let outcome = match tx.try_send(outcome) {
-            Ok(()) => return Ok(()),
-            Err(TrySendError::Full(outcome)) => outcome,
-            Err(TrySendError::Closed(_)) => {
-                self.abandon(&origin);
-                return Err(KafkaError::ChannelClosed("outcome"));
+        let offer = self.ctx().intake().offer_outcome(outcome);
+        match offer {
+            OutcomeOffer::Sent => Ok(()),
+            OutcomeOffer::Queued => {
+                if self.ctx().intake().backlog() == 1 {
+                    self.report.outcome_backlogs += 1;
+                }
+                self.apply_pauses();
+                Ok(())
             }
-        };
-        let cancel = self.cancel.clone();
-        let sent = self.rt.block_on(async {
-            tokio::select! {
-                sent = tx.send(outcome) => sent.map_err(|_| KafkaError::ChannelClosed("outcome")).map(|()| true),
-                () = cancel.cancelled() => Ok(false),
+            OutcomeOffer::Closed(outcome) => {
+                self.abandon(&outcome.origin());
+                Err(KafkaError::ChannelClosed("outcome"))
             }
-        });
-        if !matches!(sent, Ok(true)) {
-            self.abandon(&origin);
         }
-        sent.map(|_| ())
     }
 
     fn abandon(&mut self, origin: &Origin) {
@@ -358,12 +356,20 @@ impl<'a> PollLoop<'a> {
     /// Stops intake, lets the pipeline drain, commits. A failed final commit is reported, not
     /// an error: it costs duplicates on the next start, never a lost record.
     fn shutdown(&mut self) {
+        let deadline = Instant::now() + Duration::from_millis(self.cfg.kafka.shutdown_timeout_ms);
+        // Outcomes already decided are worth delivering: give the replier the backlog first
+        // (polling meanwhile, so rebalance callbacks are served).
+        while self.ctx().intake().backlog() > 0 && Instant::now() < deadline {
+            if self.ctx().intake().flush_outcomes().is_err() {
+                break;
+            }
+            let _ = self.consumer.poll(Duration::from_millis(5));
+        }
+        // Dropping the senders is how the batcher and replier learn that no more work comes.
         let dropped = self.ctx().intake().close();
         for origin in &dropped {
             self.abandon(origin);
         }
-        // Dropping the senders is how the batcher and replier learn that no more work comes.
-        self.outcomes = None;
         let topics = &self.ctx().topics;
         set_paused(
             self.consumer,
@@ -371,7 +377,6 @@ impl<'a> PollLoop<'a> {
             &assigned_of(self.consumer, topics, &Tier::ALL),
             true,
         );
-        let deadline = Instant::now() + Duration::from_millis(self.cfg.kafka.shutdown_timeout_ms);
         let tracker = &self.ctx().tracker;
         // Keep polling while waiting so rebalance callbacks are served. Records polled now are
         // not tracked, so they stay after the commit point and are read again by the next owner.

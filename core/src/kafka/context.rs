@@ -4,7 +4,9 @@
 //! Invariant: a partition is given up only after its in-flight records were delivered or
 //! `revoke_drain_timeout_ms` passed, and after its delivered prefix was committed synchronously;
 //! its stashed (never admitted) records are abandoned first, so they are never committed past.
-//! Work finished after the revoke carries a stale epoch and is ignored by the tracker.
+//! Work finished after the revoke carries a stale epoch and is ignored by the tracker; under
+//! exactly-once the revoke also waits for a transaction already committing, and transactions
+//! after it drop (or abort for) outcomes of the revoked assignment.
 //!
 //! The callbacks run on the consumer's polling thread (inside `BaseConsumer::poll`), which is
 //! a dedicated thread, so blocking here for the drain blocks no async task.
@@ -25,6 +27,10 @@ use super::shared::SharedTracker;
 use crate::config::TierTopics;
 use crate::telemetry::{ErrorKind, Telemetry};
 use crate::tier::Tier;
+
+/// Longest a revoke waits for an exactly-once transaction that passed the commit gate: its two
+/// remaining calls (offsets, commit) are bounded by 30 s each.
+const COMMIT_GATE_WAIT: Duration = Duration::from_secs(65);
 
 /// State shared between the polling loop and the rebalance callbacks.
 pub struct KbatchContext {
@@ -97,6 +103,10 @@ impl KbatchContext {
             .iter()
             .filter_map(|&(t, p)| self.tracker.revoke(t, p).map(|o| (t, p, o)))
             .collect();
+        if self.commits_in_transactions && !self.tracker.wait_commit_finished(COMMIT_GATE_WAIT) {
+            // Only a transaction call hanging past its own bound gets here.
+            tracing::error!(timeout = ?COMMIT_GATE_WAIT, "revoke: an exactly-once transaction is still committing; giving the partitions up anyway");
+        }
         let lost = consumer.assignment_lost();
         if lost {
             // The group evicted this member (session timeout): it must rejoin before serving.
@@ -178,11 +188,13 @@ impl ConsumerContext for KbatchContext {
         set_paused(consumer, &self.topics, &running, false);
     }
 
-    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
         if let Err(e) = result {
-            // The next commit (periodic, revoke or shutdown) carries the same or later offsets.
+            // Reported again by the next periodic commit, even if the partition stays idle.
             self.telemetry.metrics.error(ErrorKind::Commit);
-            tracing::warn!(error = %e, "offset commit failed");
+            tracing::warn!(error = %e, "offset commit failed; it will be made again");
+            self.tracker
+                .commit_failed(&commit_offsets(&self.topics, offsets));
         }
     }
 }
@@ -193,6 +205,19 @@ pub fn partitions(topics: &TierTopics, tpl: &TopicPartitionList) -> Vec<Partitio
     tpl.elements()
         .iter()
         .filter_map(|e| Some((topics.tier_of(e.topic())?, e.partition())))
+        .collect()
+}
+
+/// The (tier, partition, commit offset) entries of a partition list.
+fn commit_offsets(topics: &TierTopics, tpl: &TopicPartitionList) -> Vec<(Tier, i32, i64)> {
+    tpl.elements()
+        .iter()
+        .filter_map(|e| {
+            let Offset::Offset(offset) = e.offset() else {
+                return None;
+            };
+            Some((topics.tier_of(e.topic())?, e.partition(), offset))
+        })
         .collect()
 }
 

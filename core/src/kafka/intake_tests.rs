@@ -13,9 +13,32 @@ fn admitted(topic: Tier, served: Tier, partition: i32, offset: i64) -> Admitted 
 }
 
 fn intake(capacity: usize) -> (Intake, Vec<Receiver<Admitted>>) {
+    let (intake, rxs, _outcomes) = intake_with_outcomes(capacity, 16, QueueFull::Pause);
+    (intake, rxs)
+}
+
+fn intake_with_outcomes(
+    capacity: usize,
+    outcome_capacity: usize,
+    when_full: QueueFull,
+) -> (Intake, Vec<Receiver<Admitted>>, Receiver<Outcome>) {
     let (txs, rxs): (Vec<_>, Vec<_>) = (0..4).map(|_| channel(capacity)).unzip();
     let senders: [Sender<Admitted>; 4] = txs.try_into().unwrap();
-    (Intake::new(senders, QueueFull::Pause), rxs)
+    let (outcome_tx, outcome_rx) = channel(outcome_capacity);
+    (Intake::new(senders, outcome_tx, when_full), rxs, outcome_rx)
+}
+
+/// An immediate outcome (an error reply) for the record at `offset` of `topic`'s partition 0.
+fn outcome(topic: Tier, offset: i64) -> Outcome {
+    let model = crate::pipeline::ModelId::new("m", "1");
+    let a = admitted(topic, topic, 0, offset);
+    Outcome::error(
+        a,
+        crate::wire::Status::InvalidInput,
+        "bad".into(),
+        &model,
+        0,
+    )
 }
 
 fn offsets(rx: &mut Receiver<Admitted>) -> Vec<i64> {
@@ -25,24 +48,19 @@ fn offsets(rx: &mut Receiver<Admitted>) -> Vec<i64> {
 }
 
 #[test]
-fn a_full_tier_stashes_in_order_and_pauses_the_source_topic() {
+fn a_full_tier_stashes_in_order_and_pauses_its_topic() {
     let (mut intake, mut rxs) = intake(2);
     for off in 0..5 {
-        // Read from the normal topic, demoted to low.
-        let o = intake.offer(admitted(Tier::Normal, Tier::Low, 0, off));
+        let o = intake.offer(admitted(Tier::Low, Tier::Low, 0, off));
         assert_eq!(matches!(o, Offer::Sent), off < 2, "offset {off}");
     }
     assert!(matches!(
         intake.offer(admitted(Tier::High, Tier::High, 0, 0)),
         Offer::Sent
     ));
-    assert_eq!(
-        intake.pauses_due(),
-        vec![Tier::Normal],
-        "the source topic, not the served tier"
-    );
+    assert_eq!(intake.pauses_due(), vec![Tier::Low]);
     assert!(intake.pauses_due().is_empty(), "reported once");
-    assert!(intake.is_paused(Tier::Normal));
+    assert!(intake.is_paused(Tier::Low));
 
     assert_eq!(offsets(&mut rxs[3]), vec![0, 1]);
     assert_eq!(intake.flush(), Ok(2));
@@ -50,8 +68,111 @@ fn a_full_tier_stashes_in_order_and_pauses_the_source_topic() {
     assert_eq!(offsets(&mut rxs[3]), vec![2, 3]);
     assert_eq!(intake.flush(), Ok(1));
     assert!(!intake.has_stash());
-    assert_eq!(intake.resumes_due(), vec![Tier::Normal]);
+    assert_eq!(intake.resumes_due(), vec![Tier::Low]);
     assert_eq!(offsets(&mut rxs[3]), vec![4]);
+}
+
+#[test]
+fn a_demoted_request_never_pauses_its_source_topic() {
+    let (mut intake, mut rxs) = intake(2);
+    // The low channel is full of low requests.
+    for off in 0..2 {
+        assert!(matches!(
+            intake.offer(admitted(Tier::Low, Tier::Low, 0, off)),
+            Offer::Sent
+        ));
+    }
+    // Critical records asking to be served at low: they wait in the low stash, up to the
+    // channel's capacity, without pausing the critical topic; one more is handed back.
+    for off in 0..2 {
+        assert!(matches!(
+            intake.offer(admitted(Tier::Critical, Tier::Low, 0, off)),
+            Offer::Stashed
+        ));
+    }
+    match intake.offer(admitted(Tier::Critical, Tier::Low, 0, 2)) {
+        Offer::Full(a) => assert_eq!(a.origin.offset, 2),
+        other => panic!("expected the demoted request back, got {other:?}"),
+    }
+    assert!(
+        intake.pauses_due().is_empty(),
+        "nothing pauses the critical topic"
+    );
+    assert!(!intake.is_paused(Tier::Critical));
+    // Critical requests served at critical still flow.
+    assert!(matches!(
+        intake.offer(admitted(Tier::Critical, Tier::Critical, 0, 3)),
+        Offer::Sent
+    ));
+    // A low request behind the demoted ones pauses only the low topic.
+    assert!(matches!(
+        intake.offer(admitted(Tier::Low, Tier::Low, 0, 2)),
+        Offer::Stashed
+    ));
+    assert_eq!(intake.pauses_due(), vec![Tier::Low]);
+    // Order within the low tier is kept as room appears.
+    assert_eq!(offsets(&mut rxs[3]), vec![0, 1]);
+    assert_eq!(intake.flush(), Ok(2));
+    let origins: Vec<(Tier, i64)> = std::iter::from_fn(|| rxs[3].try_recv().ok())
+        .map(|a| (a.origin.topic_tier, a.origin.offset))
+        .collect();
+    assert_eq!(origins, vec![(Tier::Critical, 0), (Tier::Critical, 1)]);
+    assert_eq!(intake.flush(), Ok(1));
+    assert_eq!(offsets(&mut rxs[3]), vec![2]);
+    assert_eq!(intake.resumes_due(), vec![Tier::Low]);
+}
+
+#[test]
+fn a_full_outcome_channel_queues_and_pauses_every_topic_without_blocking() {
+    let (mut intake, _rxs, mut outcomes) = intake_with_outcomes(4, 1, QueueFull::Pause);
+    assert!(matches!(
+        intake.offer_outcome(outcome(Tier::High, 0)),
+        OutcomeOffer::Sent
+    ));
+    assert!(matches!(
+        intake.offer_outcome(outcome(Tier::High, 1)),
+        OutcomeOffer::Queued
+    ));
+    assert!(matches!(
+        intake.offer_outcome(outcome(Tier::Low, 0)),
+        OutcomeOffer::Queued
+    ));
+    assert_eq!(intake.backlog(), 2);
+    assert_eq!(
+        intake.pauses_due(),
+        Tier::ALL.to_vec(),
+        "every topic feeds the replier"
+    );
+    assert!(intake.needs_attention());
+    assert_eq!(intake.flush(), Ok(0), "no room yet");
+    assert_eq!(outcomes.try_recv().unwrap().origin().offset, 0);
+    assert_eq!(intake.flush(), Ok(1));
+    assert!(intake.resumes_due().is_empty(), "one outcome still queued");
+    assert_eq!(outcomes.try_recv().unwrap().origin().offset, 1);
+    assert_eq!(intake.flush(), Ok(1));
+    assert_eq!(intake.backlog(), 0);
+    assert_eq!(intake.resumes_due(), Tier::ALL.to_vec());
+    let last = outcomes.try_recv().unwrap().origin();
+    assert_eq!((last.topic_tier, last.offset), (Tier::Low, 0), "order kept");
+}
+
+#[test]
+fn revoke_and_close_hand_back_queued_outcomes() {
+    let (mut intake, _rxs, _outcomes) = intake_with_outcomes(4, 1, QueueFull::Pause);
+    intake.offer_outcome(outcome(Tier::High, 0));
+    intake.offer_outcome(outcome(Tier::High, 1));
+    intake.offer_outcome(outcome(Tier::Low, 2));
+    let dropped = intake.drop_partitions(&[(Tier::High, 0)]);
+    assert_eq!(
+        dropped.iter().map(|o| o.offset).collect::<Vec<_>>(),
+        vec![1]
+    );
+    let closed = intake.close();
+    assert_eq!(closed.iter().map(|o| o.offset).collect::<Vec<_>>(), vec![2]);
+    assert!(matches!(
+        intake.offer_outcome(outcome(Tier::Low, 3)),
+        OutcomeOffer::Closed(_)
+    ));
 }
 
 #[test]
@@ -142,9 +263,7 @@ fn a_closed_channel_hands_the_request_back() {
 
 #[test]
 fn rejecting_mode_hands_back_instead_of_stashing_or_pausing() {
-    let (txs, mut rxs): (Vec<_>, Vec<_>) = (0..4).map(|_| channel(2)).unzip();
-    let senders: [Sender<Admitted>; 4] = txs.try_into().unwrap();
-    let mut intake = Intake::new(senders, QueueFull::Reject);
+    let (mut intake, mut rxs, _outcomes) = intake_with_outcomes(2, 16, QueueFull::Reject);
     let mut full = Vec::new();
     for off in 0..5 {
         match intake.offer(admitted(Tier::Low, Tier::Low, 0, off)) {

@@ -20,10 +20,12 @@ mod consumer;
 mod context;
 mod error;
 mod guard;
+mod headers;
 mod intake;
 mod observe;
 mod offsets;
 mod reply;
+mod reply_topics;
 mod shared;
 
 pub use admin::{
@@ -34,9 +36,11 @@ pub use client::{consumer_config, producer_config};
 pub use consumer::{run_consumer, ConsumerInputs, ConsumerReport};
 pub use error::KafkaError;
 pub use guard::ClientGuard;
+pub use headers::RawHeader;
 pub use offsets::{OffsetTracker, PartitionKey};
 pub use reply::{
     run_replier, run_transactional_replier, ReplierReport, MAX_IN_FLIGHT, REPLY_UNDELIVERABLE,
     TRIMMED_HEADER,
 };
+pub use reply_topics::{glob_matches, topic_name_error, ReplyTopicRefusal, ReplyTopics};
 pub use shared::SharedTracker;

@@ -162,6 +162,20 @@ impl OffsetTracker {
         out
     }
 
+    /// An offset commit of `offsets` failed: each partition whose last reported point is the
+    /// failed one reports it again from the next `committable`, so a partition that then stays
+    /// idle still gets its commit point to the broker (else it would stay behind for good:
+    /// replays after a crash, false lag).
+    pub fn commit_failed(&mut self, offsets: &[(Tier, i32, i64)]) {
+        for &(tier, partition, offset) in offsets {
+            if let Some(state) = self.partitions.get_mut(&(tier, partition)) {
+                if state.reported == Some(offset) {
+                    state.reported = None;
+                }
+            }
+        }
+    }
+
     /// Current commit offsets of every partition that made progress, moved since the last
     /// `committable` or not: for synchronous commits, which must not rely on an earlier
     /// asynchronous one having succeeded.
@@ -209,6 +223,15 @@ impl OffsetTracker {
             .collect();
         out.sort_unstable();
         out
+    }
+
+    /// Whether `origin` belongs to a partition's current assignment: its outcome may still be
+    /// produced. Outcomes of an assignment given up (revoked, or revoked and assigned again)
+    /// belong to whoever owns the partition now, who reads the record again.
+    pub fn is_current(&self, origin: &Origin) -> bool {
+        self.partitions
+            .get(&(origin.topic_tier, origin.partition))
+            .is_some_and(|s| s.epoch == origin.epoch)
     }
 
     /// Records of the partition still waiting for their outcome.

@@ -189,3 +189,45 @@ fn positions_if_done_previews_a_transaction_without_marking_it() {
     let all: Vec<Origin> = (10..15).map(at).collect();
     assert_eq!(t.positions_if_done(&all), [(Tier::Low, 0, 15)]);
 }
+
+#[test]
+fn a_failed_commit_is_reported_again_though_nothing_moves() {
+    let mut t = OffsetTracker::new();
+    let e = t.assign(Tier::High, 0);
+    for off in 10..13 {
+        t.track(Tier::High, 0, off);
+        t.done(&origin(Tier::High, 0, off, e));
+    }
+    assert_eq!(t.committable(), vec![(Tier::High, 0, 13)]);
+    assert!(t.committable().is_empty(), "reported once");
+    // That commit failed; the partition stays idle.
+    t.commit_failed(&[(Tier::High, 0, 13)]);
+    assert_eq!(t.committable(), vec![(Tier::High, 0, 13)], "made again");
+    assert!(t.committable().is_empty());
+    // A failure of an older point than the one reported since changes nothing.
+    t.track(Tier::High, 0, 13);
+    t.done(&origin(Tier::High, 0, 13, e));
+    assert_eq!(t.committable(), vec![(Tier::High, 0, 14)]);
+    t.commit_failed(&[(Tier::High, 0, 13), (Tier::Low, 3, 1)]);
+    assert!(t.committable().is_empty());
+}
+
+#[test]
+fn only_the_current_assignment_is_current() {
+    let mut t = OffsetTracker::new();
+    let first = t.assign(Tier::Low, 1);
+    t.track(Tier::Low, 1, 4);
+    assert!(t.is_current(&origin(Tier::Low, 1, 4, first)));
+    t.revoke(Tier::Low, 1);
+    assert!(!t.is_current(&origin(Tier::Low, 1, 4, first)));
+    let second = t.assign(Tier::Low, 1);
+    assert!(
+        !t.is_current(&origin(Tier::Low, 1, 4, first)),
+        "an old epoch"
+    );
+    assert!(t.is_current(&origin(Tier::Low, 1, 4, second)));
+    assert!(
+        !t.is_current(&origin(Tier::Low, 2, 4, second)),
+        "another partition"
+    );
+}

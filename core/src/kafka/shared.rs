@@ -1,10 +1,18 @@
 //! The offset tracker shared between the consumer thread (track, assign, revoke, commit), the
 //! replier task (done) and the app (shutdown drain).
 //!
-//! Invariant: every change that can make a partition drained (a done that empties it, an
+//! Invariants: every change that can make a partition drained (a done that empties it, an
 //! abandon, a revoke) wakes both kinds of waiters: the blocking one (a librdkafka rebalance
 //! callback on the consumer thread, through the `Condvar`) and the async ones (tokio, through
 //! `Notify`). The lock is held only for the tracker's O(log n) bookkeeping, never across a wait.
+//!
+//! Exactly-once commit gate: an exactly-once transaction checks that all its outcomes belong to
+//! current assignments and closes the gate in one step ([`SharedTracker::begin_commit`]), and
+//! opens it once the transaction is committed or aborted; a revoke first ends the partitions'
+//! assignment and then waits for the gate to open ([`SharedTracker::wait_commit_finished`]).
+//! So a transaction either saw the revoke (and aborts: the outcomes belong to the next owner)
+//! or commits before the partitions are given up: outcomes of an old assignment are never
+//! committed.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -19,6 +27,9 @@ use crate::tier::Tier;
 #[derive(Default)]
 struct Inner {
     tracker: Mutex<OffsetTracker>,
+    /// An exactly-once transaction passed the commit gate and has not ended yet. Guarded by
+    /// `tracker`'s lock (changed only while it is held), waited for on `drained`.
+    committing: std::sync::atomic::AtomicBool,
     drained: Condvar,
     drained_async: Notify,
     group: Mutex<Option<Arc<ConsumerGroupMetadata>>>,
@@ -92,8 +103,71 @@ impl SharedTracker {
         self.lock().committable()
     }
 
+    /// See [`OffsetTracker::commit_failed`].
+    pub fn commit_failed(&self, offsets: &[(Tier, i32, i64)]) {
+        self.lock().commit_failed(offsets);
+    }
+
     pub fn positions(&self) -> Vec<(Tier, i32, i64)> {
         self.lock().positions()
+    }
+
+    /// See [`OffsetTracker::is_current`].
+    pub fn is_current(&self, origin: &Origin) -> bool {
+        self.lock().is_current(origin)
+    }
+
+    /// The exactly-once commit gate (see the module docs): when every one of `origins` belongs
+    /// to a current assignment, closes the gate and returns the commit offsets of
+    /// [`OffsetTracker::positions_if_done`]; else leaves it open and returns the stale origins.
+    /// Every `Ok` must be followed by [`SharedTracker::end_commit`].
+    pub fn begin_commit(&self, origins: &[Origin]) -> Result<Vec<(Tier, i32, i64)>, Vec<Origin>> {
+        let guard = self.lock();
+        let stale: Vec<Origin> = origins
+            .iter()
+            .filter(|o| !guard.is_current(o))
+            .copied()
+            .collect();
+        if !stale.is_empty() {
+            return Err(stale);
+        }
+        self.inner
+            .committing
+            .store(true, std::sync::atomic::Ordering::Release);
+        Ok(guard.positions_if_done(origins))
+    }
+
+    /// Opens the commit gate: the transaction committed or aborted.
+    pub fn end_commit(&self) {
+        let _guard = self.lock();
+        self.inner
+            .committing
+            .store(false, std::sync::atomic::Ordering::Release);
+        self.inner.drained.notify_all();
+    }
+
+    /// Blocks the calling thread (the rebalance callback) until no transaction is past the
+    /// commit gate or `timeout` passes; returns whether the gate is open.
+    pub fn wait_commit_finished(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut guard = self.lock();
+        while self
+            .inner
+            .committing
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            guard = self
+                .inner
+                .drained
+                .wait_timeout(guard, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        true
     }
 
     /// See [`OffsetTracker::positions_if_done`].

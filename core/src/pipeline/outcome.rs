@@ -86,8 +86,9 @@ pub struct LeaderResult {
     pub outputs: Option<Arc<[f32]>>,
 }
 
-/// The single outcome of one consumed record.
-#[derive(Debug)]
+/// The single outcome of one consumed record. (`Clone` so that an exactly-once transaction that
+/// aborted can produce it again.)
+#[derive(Debug, Clone)]
 pub enum Outcome {
     Reply {
         reply: Box<Reply>,
@@ -127,7 +128,7 @@ impl Outcome {
         mut timings: Timings,
         now_ms: i64,
     ) -> Outcome {
-        timings.end_to_end_us = (now_ms - a.record_timestamp_ms).max(0) * 1000;
+        timings.end_to_end_us = end_to_end_us(now_ms, a.record_timestamp_ms);
         let reply = Reply {
             request_id: a.request.request_id,
             status: Status::Ok,
@@ -199,7 +200,7 @@ fn error_reply(
         queue_wait_us: micros(a.admitted_at.elapsed()),
         batch_size: 0,
         inference_us: 0,
-        end_to_end_us: (now_ms - a.record_timestamp_ms).max(0) * 1000,
+        end_to_end_us: end_to_end_us(now_ms, a.record_timestamp_ms),
     };
     Box::new(Reply {
         request_id,
@@ -215,6 +216,16 @@ fn error_reply(
     })
 }
 
+/// Microseconds from the request record's timestamp to `now_ms`, saturating: the timestamp is
+/// whatever the producer set (Kafka accepts any 64-bit value), so neither the difference nor its
+/// scaling may overflow; a timestamp in the future counts as zero.
+pub fn end_to_end_us(now_ms: i64, record_timestamp_ms: i64) -> i64 {
+    now_ms
+        .saturating_sub(record_timestamp_ms)
+        .max(0)
+        .saturating_mul(1000)
+}
+
 /// Microseconds of a duration, saturating.
 pub fn micros(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
@@ -227,3 +238,7 @@ pub fn now_ms() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+#[path = "outcome_tests.rs"]
+mod tests;

@@ -4,8 +4,8 @@
 //! Invariants: liveness fails only for faults a restart can cure — a pipeline task or inference
 //! thread that ended while the service was not shutting down, or an inference call running past
 //! `stall_bound` — never for a broker outage (that is readiness: restarting would not bring the
-//! broker back). Readiness needs all three: model loaded and warmed up, consumer group joined,
-//! a broker reachable; every failing condition is named in the body.
+//! broker back). Readiness needs all four: model loaded and warmed up, consumer group joined,
+//! a broker reachable, and a working reply producer; every failing condition is named in the body.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +23,9 @@ pub enum Unhealthy {
     NoBroker,
     /// The consumer has not joined its group (or left it).
     GroupNotJoined,
+    /// The reply producer hit a fatal error (an idempotent producer's sequence broke, or it was
+    /// fenced): outcomes wait until its replacement delivers them.
+    ProducerFailed,
     /// A stage's task or thread ended while the service was not shutting down.
     Ended { stage: String, how: &'static str },
     /// An inference call has run longer than the stall bound.
@@ -40,6 +43,9 @@ impl fmt::Display for Unhealthy {
             Unhealthy::ModelNotReady => f.write_str("model not loaded and warmed up"),
             Unhealthy::NoBroker => f.write_str("no broker reachable"),
             Unhealthy::GroupNotJoined => f.write_str("consumer group not joined"),
+            Unhealthy::ProducerFailed => {
+                f.write_str("reply producer failed fatally; its replacement has not delivered yet")
+            }
             Unhealthy::Ended { stage, how } => write!(f, "{stage} ended: {how}"),
             Unhealthy::Stalled {
                 stage,
@@ -97,6 +103,8 @@ pub struct Health {
     group_joined: AtomicBool,
     broker_up: AtomicBool,
     draining: AtomicBool,
+    /// The reply producer failed fatally and no replacement has delivered yet.
+    producer_failed: AtomicBool,
     stall_bound: Duration,
 }
 
@@ -116,6 +124,7 @@ impl Health {
             group_joined: AtomicBool::new(false),
             broker_up: AtomicBool::new(false),
             draining: AtomicBool::new(false),
+            producer_failed: AtomicBool::new(false),
             stall_bound,
         }
     }
@@ -154,6 +163,10 @@ impl Health {
 
     pub fn set_broker_up(&self, up: bool) {
         self.broker_up.store(up, Ordering::Release);
+    }
+    /// The reply producer failed fatally (`true`) or its replacement delivered (`false`).
+    pub fn set_producer_failed(&self, failed: bool) {
+        self.producer_failed.store(failed, Ordering::Release);
     }
     /// Shutdown began: components ending now are expected, and the instance takes no traffic.
     pub fn set_draining(&self) {
@@ -202,6 +215,9 @@ impl Health {
         }
         if !self.group_joined.load(Ordering::Acquire) {
             why.push(Unhealthy::GroupNotJoined);
+        }
+        if self.producer_failed.load(Ordering::Acquire) {
+            why.push(Unhealthy::ProducerFailed);
         }
         why.extend(self.liveness_reasons());
         verdict(why)

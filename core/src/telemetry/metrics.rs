@@ -147,6 +147,8 @@ pub struct Metrics {
     pub resident_memory_bytes: IntGauge,
     pub consumer_lag: IntGaugeVec,
     pub paused_topics: IntGauge,
+    pub delivery_retries: IntCounter,
+    pub deliveries_retrying: IntGauge,
     pub dedup_hits: IntCounter,
     pub dedup_joins: IntCounter,
     pub adaptive_target: IntGauge,
@@ -246,6 +248,14 @@ impl Metrics {
                 "kbatch_consumer_paused_topics",
                 "Tier topics paused by backpressure.",
             )?)?,
+            delivery_retries: r.reg(IntCounter::new(
+                "kbatch_delivery_retries_total",
+                "Reply and dead-letter records sent again after a transient delivery failure.",
+            )?)?,
+            deliveries_retrying: r.reg(IntGauge::new(
+                "kbatch_deliveries_retrying",
+                "Outcomes waiting to be sent again after a transient failure (their offsets wait too).",
+            )?)?,
             dedup_hits: r.reg(IntCounter::new(
                 "kbatch_dedup_hits_total",
                 "Requests answered from the deduplication cache.",
@@ -302,6 +312,11 @@ impl Metrics {
 
     pub fn error(&self, e: ErrorKind) {
         self.errors[e as usize].inc();
+    }
+
+    /// Errors of kind `e` so far.
+    pub fn error_count(&self, e: ErrorKind) -> u64 {
+        self.errors[e as usize].get()
     }
 
     /// Brings the reload counters up to the reloader's totals (counters only grow).

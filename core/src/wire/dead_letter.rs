@@ -12,8 +12,45 @@ use super::request::opt;
 /// One Kafka header of the original record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Header {
+    /// The name; lossy when the name's bytes are not UTF-8 (see `key_bytes`).
     pub key: String,
     pub value: Option<Vec<u8>>,
+    /// The name byte for byte, set only when it is not valid UTF-8: Kafka does not check header
+    /// names, and a dead letter keeps the record as it was written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_bytes: Option<Vec<u8>>,
+}
+
+impl Header {
+    /// A header with a UTF-8 name.
+    pub fn new(key: impl Into<String>, value: Option<Vec<u8>>) -> Self {
+        Self {
+            key: key.into(),
+            value,
+            key_bytes: None,
+        }
+    }
+
+    /// A header whose name is whatever bytes the producer wrote.
+    pub fn from_raw(key: &[u8], value: Option<&[u8]>) -> Self {
+        let (key, key_bytes) = match std::str::from_utf8(key) {
+            Ok(k) => (k.to_owned(), None),
+            Err(_) => (
+                String::from_utf8_lossy(key).into_owned(),
+                Some(key.to_vec()),
+            ),
+        };
+        Self {
+            key,
+            value: value.map(<[u8]>::to_vec),
+            key_bytes,
+        }
+    }
+
+    /// The name as the producer wrote it.
+    pub fn key_bytes(&self) -> &[u8] {
+        self.key_bytes.as_deref().unwrap_or(self.key.as_bytes())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,6 +81,7 @@ impl DeadLetter {
             for h in &self.headers {
                 w.string(&h.key);
                 opt_bytes(&mut w, h.value.as_deref());
+                opt_bytes(&mut w, h.key_bytes.as_deref());
             }
         }
         w.long(0);
@@ -67,13 +105,20 @@ impl DeadLetter {
             r.bytes("value", max_bytes).map(<[u8]>::to_vec)
         })?;
         let mut headers = Vec::new();
-        r.array_blocks("headers", 2, max_bytes, |r, count| {
+        r.array_blocks("headers", 3, max_bytes, |r, count| {
             for _ in 0..count {
                 let key = r.string("headers.key", max_bytes)?;
                 let value = opt(r, "headers.value", |r| {
                     r.bytes("headers.value", max_bytes).map(<[u8]>::to_vec)
                 })?;
-                headers.push(Header { key, value });
+                let key_bytes = opt(r, "headers.key_bytes", |r| {
+                    r.bytes("headers.key_bytes", max_bytes).map(<[u8]>::to_vec)
+                })?;
+                headers.push(Header {
+                    key,
+                    value,
+                    key_bytes,
+                });
             }
             Ok(())
         })?;

@@ -122,14 +122,8 @@ fn reply_and_dead_letter_round_trip_in_every_framing() {
         key: Some(b"k".to_vec()),
         value: Some(vec![0xde, 0xad]),
         headers: vec![
-            Header {
-                key: "correlation-id".into(),
-                value: Some(b"c1".to_vec()),
-            },
-            Header {
-                key: "empty".into(),
-                value: None,
-            },
+            Header::new("correlation-id", Some(b"c1".to_vec())),
+            Header::new("empty", None),
         ],
         error_kind: "truncated".into(),
         error: "record truncated".into(),

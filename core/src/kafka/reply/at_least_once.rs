@@ -3,10 +3,12 @@
 //! offset tracker.
 //!
 //! Invariant: `tracker.done` is called only for an outcome whose record was acknowledged
-//! (acks=all). A reply its topic refuses (missing topic, permanent error, retries spent) goes to
-//! the dead-letter topic instead; an outcome that cannot be delivered there either stays
-//! pending, so its input offset is never committed past: at-least-once, the record is re-read by
-//! whoever owns the partition next.
+//! (acks=all). A transient failure is retried until it succeeds (a broker outage of any length
+//! delays outcomes, never strands them); a reply its topic refuses for good (missing topic,
+//! permanent error) goes to the dead-letter topic instead; a producer that failed fatally is
+//! replaced and `/ready` says so until the replacement delivers. An outcome that can be placed
+//! nowhere stays pending, so its input offset is never committed past: at-least-once, the
+//! record is re-read by whoever owns the partition next.
 //!
 //! Many deliveries are in flight at once (up to `MAX_IN_FLIGHT`); at the bound the replier stops
 //! reading its channel, which backs up into the batcher and the consumer.
@@ -18,35 +20,46 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use rdkafka::message::Message;
 use rdkafka::producer::Producer;
 use tokio::sync::mpsc::Receiver;
+use tokio_util::sync::CancellationToken;
 
-use super::delivery::{create_producer, Attempt, InFlight, Sender, Step, MAX_IN_FLIGHT};
+use super::delivery::{dead_letter_limit, Attempt, InFlight, Sender, Step, MAX_IN_FLIGHT};
 use super::record::RecordBuilder;
 use super::settlement::{ReplierReport, Settlement};
 use crate::config::Config;
-use crate::kafka::client::producer_config;
+use crate::kafka::client::{producer_config, producer_max_bytes};
 use crate::kafka::{KafkaError, SharedTracker};
 use crate::pipeline::Outcome;
 use crate::telemetry::Telemetry;
 
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Delivers outcomes until `outcomes` is closed and every delivery has finished.
+/// Delivers outcomes until `outcomes` is closed and every delivery has finished. Once
+/// `intake_done` fires (the consumer made its final commit and left) and `outcomes` is closed,
+/// failed deliveries are no longer retried and what is still in flight after [`FLUSH_TIMEOUT`]
+/// is left: its records were not committed, so whoever reads them next answers them.
 pub async fn run_replier(
     cfg: Arc<Config>,
     mut outcomes: Receiver<Outcome>,
     tracker: SharedTracker,
     telemetry: Arc<Telemetry>,
+    intake_done: CancellationToken,
 ) -> Result<ReplierReport, KafkaError> {
-    let producer = create_producer(producer_config(&cfg), "producer")?;
+    let letter_limit = dead_letter_limit(&cfg, producer_max_bytes(&cfg)).await;
+    let config = sized_for_dead_letters(producer_config(&cfg), letter_limit);
     let mut replier = Replier {
-        sender: Sender::new(producer, RecordBuilder::new(cfg)),
+        sender: Sender::new(config, RecordBuilder::new(cfg, letter_limit), "producer")?,
         settlement: Settlement::new(tracker, telemetry),
+        stopping: false,
     };
     let mut in_flight: FuturesUnordered<InFlight> = FuturesUnordered::new();
     let mut open = true;
+    let mut leave_at: Option<tokio::time::Instant> = None;
     loop {
         let busy = !in_flight.is_empty();
         let room = in_flight.len() < MAX_IN_FLIGHT;
+        if replier.stopping && !open && leave_at.is_none() {
+            leave_at = Some(tokio::time::Instant::now() + FLUSH_TIMEOUT);
+        }
         tokio::select! {
             // Acknowledgements first: they free room and move commit points.
             biased;
@@ -64,6 +77,11 @@ pub async fn run_replier(
                 }
                 None => open = false,
             },
+            () = intake_done.cancelled(), if !replier.stopping => replier.stopping = true,
+            () = sleep_until_some(leave_at), if busy && leave_at.is_some() => {
+                replier.settlement.left_at_exit(in_flight.len());
+                break;
+            }
             else => break,
         }
     }
@@ -77,16 +95,42 @@ pub async fn run_replier(
     Ok(report)
 }
 
+/// `config` with record batches no larger than the dead-letter topic takes: librdkafka fails
+/// every record of a batch the broker refuses as too large, so batched letters that each fit
+/// must not add up past the limit.
+pub(super) fn sized_for_dead_letters(
+    mut config: rdkafka::ClientConfig,
+    letter_limit: usize,
+) -> rdkafka::ClientConfig {
+    /// librdkafka's default `batch.size`.
+    const DEFAULT_BATCH: usize = 1_000_000;
+    if letter_limit < DEFAULT_BATCH && config.get("batch.size").is_none() {
+        config.set("batch.size", letter_limit.max(1).to_string());
+    }
+    config
+}
+
+/// Sleeps until `at`, or forever when there is none.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The replier's two halves: sending records, and settling them once acknowledged.
 struct Replier {
     sender: Sender,
     settlement: Settlement,
+    /// The consumer has left: failed deliveries are not retried any more.
+    stopping: bool,
 }
 
 impl Replier {
     /// Accounts for a finished attempt; returns the follow-up, retry or fallback to run, if any.
     async fn settle(&mut self, attempt: Attempt) -> Option<InFlight> {
         let Attempt { mut job, result } = attempt;
+        self.settlement.attempt_finished(&job);
         let failure = match result {
             Ok(()) => {
                 self.settlement.acknowledged(&job);
@@ -97,7 +141,17 @@ impl Replier {
             }
             Err(failure) => failure,
         };
+        if let Some(fatal) = self.sender.fatal_error() {
+            self.settlement.producer_failed(&fatal);
+            if let Err(error) = self.sender.renew() {
+                tracing::error!(%error, "could not replace the failed producer; retrying later");
+            }
+        }
         match failure.next_step(&job, self.sender.dead_letter_topic()) {
+            Step::Retry(returned) if self.stopping => {
+                self.settlement.given_up(&job, &returned.error);
+                None
+            }
             Step::Retry(returned) => {
                 self.settlement.retrying(&job, &returned.error);
                 Some(self.sender.retry(returned.message, job))

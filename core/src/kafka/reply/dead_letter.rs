@@ -72,21 +72,21 @@ pub fn poison_dead_letter(
     } = *poison;
     let mut value = Vec::with_capacity(64 + 4 * request.data.len());
     codec.encode_request(request, cfg.wire.reply_format, &mut value);
-    let mut headers = vec![Header {
-        key: "request-id".to_owned(),
-        value: Some(request.request_id.as_bytes().to_vec()),
-    }];
+    let mut headers = vec![Header::new(
+        "request-id".to_owned(),
+        Some(request.request_id.as_bytes().to_vec()),
+    )];
     if let Some(correlation) = &reply_to.correlation_id {
-        headers.push(Header {
-            key: cfg.replies.correlation_header.clone(),
-            value: Some(correlation.clone()),
-        });
+        headers.push(Header::new(
+            cfg.replies.correlation_header.clone(),
+            Some(correlation.clone()),
+        ));
     }
     if let Some(trace) = reply_to.trace {
-        headers.push(Header {
-            key: "traceparent".to_owned(),
-            value: Some(trace.reply_header().into_bytes()),
-        });
+        headers.push(Header::new(
+            "traceparent".to_owned(),
+            Some(trace.reply_header().into_bytes()),
+        ));
     }
     DeadLetter {
         source_topic: cfg.kafka.topics.topic(origin.topic_tier).to_owned(),
@@ -114,10 +114,7 @@ pub fn reply_dead_letter(cfg: &Config, refused: &Refused<'_>, now_ms: i64) -> De
         .headers()
         .map(|hs| {
             hs.iter()
-                .map(|h| Header {
-                    key: h.key.to_owned(),
-                    value: h.value.map(<[u8]>::to_vec),
-                })
+                .map(|h| Header::new(h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
                 .collect()
         })
         .unwrap_or_default();
@@ -196,3 +193,101 @@ pub fn trimmed_dead_letter(
 #[cfg(test)]
 #[path = "dead_letter_tests.rs"]
 mod tests;
+
+/// A dead letter encoded to fit its topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fitted {
+    /// The encoded size of the whole letter, when it had to be cut (else `None`).
+    pub cut_from: Option<usize>,
+}
+
+/// Encodes `letter` into `buf` (cleared first) in at most `limit` bytes: when the whole letter
+/// is larger, its `value` is cut to the longest prefix that fits, and if even an empty value is
+/// too large, its headers' values and then its headers are left out; `error` says what was cut.
+/// The source record stays readable at the topic, partition and offset the letter names, so a
+/// cut letter loses nothing. The JSON framing writes bytes as number arrays (up to four
+/// characters a byte), so the cut is found by encoding, not by arithmetic.
+pub fn encode_fitted(
+    codec: &WireCodec,
+    letter: &DeadLetter,
+    limit: usize,
+    buf: &mut Vec<u8>,
+) -> Fitted {
+    buf.clear();
+    codec.encode_dead_letter(letter, buf);
+    let whole = buf.len();
+    if whole <= limit {
+        return Fitted { cut_from: None };
+    }
+    let value = letter.value.as_deref().unwrap_or_default();
+    let cut = |keep: usize, headers: HeadersKept| {
+        let mut l = letter.clone();
+        l.value = letter.value.as_ref().map(|v| v[..keep].to_vec());
+        match headers {
+            HeadersKept::All => {}
+            HeadersKept::Names => l.headers.iter_mut().for_each(|h| h.value = None),
+            HeadersKept::None => l.headers.clear(),
+        }
+        l.error = format!(
+            "{}; the letter ({whole} bytes) is larger than the dead-letter topic accepts \
+             ({limit} bytes): value cut to {keep} of {} bytes{}; the whole record stays \
+             readable at its source topic, partition and offset",
+            letter.error,
+            value.len(),
+            headers.note(),
+        );
+        l
+    };
+    let fits = |l: &DeadLetter, buf: &mut Vec<u8>| {
+        buf.clear();
+        codec.encode_dead_letter(l, buf);
+        buf.len() <= limit
+    };
+    for headers in [HeadersKept::All, HeadersKept::Names, HeadersKept::None] {
+        if !fits(&cut(0, headers), buf) {
+            continue;
+        }
+        // The longest prefix that fits: `lo` always fits, `hi` never does.
+        let (mut lo, mut hi) = (0, value.len());
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if fits(&cut(mid, headers), buf) {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        let fitted = cut(lo, headers);
+        buf.clear();
+        codec.encode_dead_letter(&fitted, buf);
+        return Fitted {
+            cut_from: Some(whole),
+        };
+    }
+    // Not even the letter's own fields fit (a limit of a few hundred bytes): send the smallest
+    // letter; the broker's refusal then leaves its offset pending, logged as an error.
+    let smallest = cut(0, HeadersKept::None);
+    buf.clear();
+    codec.encode_dead_letter(&smallest, buf);
+    Fitted {
+        cut_from: Some(whole),
+    }
+}
+
+/// How much of the source record's headers a cut letter keeps.
+#[derive(Debug, Clone, Copy)]
+enum HeadersKept {
+    All,
+    Names,
+    None,
+}
+
+impl HeadersKept {
+    fn note(self) -> &'static str {
+        match self {
+            Self::All => "",
+            Self::Names => ", header values left out",
+            Self::None => ", headers left out",
+        }
+    }
+}

@@ -94,3 +94,100 @@ fn a_poison_letter_keeps_the_request_and_names_the_model_error() {
     codec.encode_dead_letter(&dl, &mut buf);
     assert_eq!(codec.decode_dead_letter(&buf).unwrap(), dl);
 }
+
+fn big_letter(value_len: usize) -> DeadLetter {
+    DeadLetter {
+        source_topic: "inference.requests.low".into(),
+        source_partition: 2,
+        source_offset: 9,
+        key: Some(b"k".to_vec()),
+        value: Some((0..value_len).map(|i| (i % 251) as u8).collect()),
+        headers: vec![crate::wire::Header::new("h", Some(vec![7; 300]))],
+        error_kind: "too_large".into(),
+        error: "record too large".into(),
+        failed_at_ms: 1,
+        processor: "kbatch".into(),
+    }
+}
+
+fn codec(framing: crate::wire::Framing) -> WireCodec {
+    let mut cfg = Config::default();
+    cfg.wire.reply_format = framing;
+    WireCodec::new(&cfg.wire)
+}
+
+#[test]
+fn a_letter_that_fits_is_encoded_whole() {
+    let codec = codec(crate::wire::Framing::Confluent);
+    let letter = big_letter(1000);
+    let mut buf = Vec::new();
+    let fitted = encode_fitted(&codec, &letter, 10_000, &mut buf);
+    assert_eq!(fitted.cut_from, None);
+    assert_eq!(codec.decode_dead_letter(&buf).unwrap(), letter);
+}
+
+#[test]
+fn a_larger_letter_keeps_the_longest_value_prefix_that_fits_and_says_so() {
+    for framing in [crate::wire::Framing::Confluent, crate::wire::Framing::Json] {
+        let codec = codec(framing);
+        let letter = big_letter(50_000);
+        let mut whole = Vec::new();
+        codec.encode_dead_letter(&letter, &mut whole);
+        let limit = 20_000;
+        let mut buf = Vec::new();
+        let fitted = encode_fitted(&codec, &letter, limit, &mut buf);
+        assert_eq!(fitted.cut_from, Some(whole.len()), "{framing:?}");
+        assert!(buf.len() <= limit, "{framing:?}: {} bytes", buf.len());
+        let cut = codec.decode_dead_letter(&buf).unwrap();
+        let kept = cut.value.as_deref().unwrap();
+        assert!(!kept.is_empty(), "{framing:?}");
+        assert_eq!(
+            kept,
+            &letter.value.as_deref().unwrap()[..kept.len()],
+            "a prefix"
+        );
+        assert_eq!(cut.headers, letter.headers, "headers kept while they fit");
+        assert!(
+            cut.error
+                .contains(&format!("value cut to {} of 50000 bytes", kept.len())),
+            "{}",
+            cut.error
+        );
+        // The longest prefix: one more byte would not fit.
+        let mut longer = cut.clone();
+        longer.value = Some(letter.value.as_deref().unwrap()[..kept.len() + 1].to_vec());
+        longer.error = cut.error.replace(
+            &format!("cut to {} of", kept.len()),
+            &format!("cut to {} of", kept.len() + 1),
+        );
+        let mut again = Vec::new();
+        codec.encode_dead_letter(&longer, &mut again);
+        assert!(
+            again.len() > limit,
+            "{framing:?}: {} bytes fit",
+            again.len()
+        );
+    }
+}
+
+#[test]
+fn headers_go_when_even_an_empty_value_does_not_fit() {
+    let codec = codec(crate::wire::Framing::Confluent);
+    let letter = big_letter(5_000);
+    let mut buf = Vec::new();
+    let fitted = encode_fitted(&codec, &letter, 400, &mut buf);
+    assert!(fitted.cut_from.is_some());
+    assert!(buf.len() <= 400, "{} bytes", buf.len());
+    let cut = codec.decode_dead_letter(&buf).unwrap();
+    assert_eq!(cut.headers[0].value, None, "header values left out first");
+    assert!(
+        cut.error.contains("header values left out"),
+        "{}",
+        cut.error
+    );
+    assert_eq!(
+        (cut.source_partition, cut.source_offset),
+        (2, 9),
+        "the source stays named"
+    );
+}

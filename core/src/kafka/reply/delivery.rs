@@ -1,11 +1,14 @@
 //! Delivery: enqueueing built records on the producer and waiting for their acknowledgements,
 //! and the rule for what follows a failed attempt (retry, trim, fall back, give up).
 //!
-//! Invariant: every enqueued record ends as exactly one [`Attempt`], acknowledged or failed,
+//! Invariants: every enqueued record ends as exactly one [`Attempt`], acknowledged or failed,
 //! carrying what it stands for ([`Job`]); nothing here marks an origin done or counts it (that is
 //! [`super::settlement`]), so each replier decides what an acknowledgement means: at once for
 //! at-least-once, after the transaction commits for exactly-once. A failed record comes back
-//! owned, ready to be sent again or elsewhere.
+//! owned, ready to be sent again or elsewhere. A transient failure is retried without a limit
+//! (backing off up to [`MAX_BACKOFF`]): a record that can still be delivered once the broker is
+//! back must never stop its partition's commit point for good. Only a record nothing can place
+//! (a dead letter refused even after it was cut to its bare fields) is given up.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -17,28 +20,61 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 
 use super::dead_letter::{Refused, TRIMMED_HEADER};
-use super::record::{Built, Kind, Note, Pending, Record, RecordBuilder};
+use super::record::{Built, Kind, Note, Part, Pending, Record, RecordBuilder};
+use crate::config::Config;
 use crate::kafka::KafkaError;
 use crate::pipeline::Outcome;
 
 /// Deliveries awaiting an acknowledgement before the at-least-once replier stops taking
 /// outcomes (its channel then backs up into the batcher and the consumer).
 pub const MAX_IN_FLIGHT: usize = 10_000;
-/// Attempts per record (librdkafka already retries transient errors inside each attempt,
-/// up to `message.timeout.ms`).
-pub(super) const MAX_ATTEMPTS: u32 = 3;
-/// Wait before the second attempt; it doubles for each attempt after that.
+/// Wait before the second attempt; it doubles for each attempt after that, up to
+/// [`MAX_BACKOFF`]. (librdkafka already retries transient errors inside each attempt, up to
+/// `message.timeout.ms`.)
 const RETRY_BACKOFF: Duration = Duration::from_millis(200);
+/// The longest wait between two attempts at one record.
+pub(super) const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// What a record batch holds besides its records' keys and values (batch and record headers,
+/// kbatch's own headers), rounded up: a dead letter's key and value must fit the topic's
+/// limit less this.
+const RECORD_OVERHEAD: usize = 1024;
+/// Kafka's default `max.message.bytes`, assumed when the dead-letter topic's cannot be read.
+const KAFKA_DEFAULT_MAX_MESSAGE_BYTES: usize = 1_048_588;
 /// Wait before re-enqueueing when librdkafka's local queue is full.
 const QUEUE_FULL_WAIT: Duration = Duration::from_millis(5);
 
 pub(super) fn create_producer(
-    config: rdkafka::ClientConfig,
+    config: &rdkafka::ClientConfig,
     what: &'static str,
 ) -> Result<FutureProducer, KafkaError> {
     config
         .create()
         .map_err(|source| KafkaError::Create { what, source })
+}
+
+/// The largest dead letter (key and value) kbatch sends: the dead-letter topic's
+/// `max.message.bytes` (read from the broker, Kafka's default when it cannot be read) and the
+/// producer's own `message.max.bytes`, less the record overhead.
+pub(super) async fn dead_letter_limit(cfg: &Config, producer_max: usize) -> usize {
+    let topic = &cfg.replies.dead_letter_topic;
+    let props = cfg.kafka.property_pairs();
+    let topic_max = match crate::kafka::admin::topic_max_message_bytes(
+        &cfg.kafka.brokers,
+        &props,
+        topic,
+    )
+    .await
+    {
+        Ok(Some(max)) => max,
+        Ok(None) => KAFKA_DEFAULT_MAX_MESSAGE_BYTES,
+        Err(error) => {
+            tracing::warn!(%error, topic, "reading the dead-letter topic's max.message.bytes failed; assuming Kafka's default");
+            KAFKA_DEFAULT_MAX_MESSAGE_BYTES
+        }
+    };
+    let limit = topic_max.min(producer_max).saturating_sub(RECORD_OVERHEAD);
+    tracing::info!(topic, limit, "dead letters larger than this are cut to fit");
+    limit
 }
 
 /// One record's delivery, carried through its attempts.
@@ -92,7 +128,8 @@ pub(super) struct Returned {
 /// What follows a failed attempt.
 #[derive(Debug)]
 pub(super) enum Step {
-    /// A transient failure: send the same message again after a backoff.
+    /// A transient failure (or a dead letter its topic refuses for another reason, which only
+    /// an operator can fix): send the same message again after a backoff, without a limit.
     Retry(Returned),
     /// A dead letter too large for its topic: send it again without the original bytes (once:
     /// a trimmed letter refused again is given up like any other).
@@ -101,7 +138,8 @@ pub(super) enum Step {
     /// topic itself: after transient failures (broker away) the reply stays pending and is
     /// recomputed, so the requester still gets it.
     Fallback(Returned, Note),
-    /// Nothing more to try; the origin stays pending.
+    /// Nothing more to try (a trimmed letter refused as too large; no message handed back);
+    /// the origin stays pending.
     GiveUp(RdError),
 }
 
@@ -112,17 +150,26 @@ impl Failure {
         let Some(message) = message else {
             return Step::GiveUp(error);
         };
-        let permanent = is_permanent(&error);
-        if job.attempt < MAX_ATTEMPTS && !permanent {
+        if !is_permanent(&error) {
             return Step::Retry(Returned { error, message });
         }
-        if is_too_large(&error) && message.topic() == dead_letter_topic && !is_trimmed(&message) {
+        if message.topic() != dead_letter_topic {
+            // A reply its topic refuses: the dead-letter topic takes it.
+            return match job.pending.kind {
+                Kind::Reply(_, note) => Step::Fallback(Returned { error, message }, note),
+                // Every other record goes to the dead-letter topic itself.
+                _ => Step::Retry(Returned { error, message }),
+            };
+        }
+        if is_too_large(&error) {
+            if is_trimmed(&message) {
+                return Step::GiveUp(error);
+            }
             return Step::Trim(Returned { error, message });
         }
-        match job.pending.kind {
-            Kind::Reply(_, note) if permanent => Step::Fallback(Returned { error, message }, note),
-            _ => Step::GiveUp(error),
-        }
+        // The dead-letter topic itself refuses (missing, not authorized): nothing else can take
+        // the letter, so it waits, with its partition's commits, until an operator fixes it.
+        Step::Retry(Returned { error, message })
     }
 }
 
@@ -177,16 +224,45 @@ fn is_trimmed(message: &OwnedMessage) -> bool {
 /// Builds records and sends them on one producer: the delivery half both repliers share.
 pub(super) struct Sender {
     producer: FutureProducer,
+    /// What the producer was made from, to make its replacement after a fatal error.
+    config: rdkafka::ClientConfig,
     records: RecordBuilder,
 }
 
 impl Sender {
-    pub(super) fn new(producer: FutureProducer, records: RecordBuilder) -> Self {
-        Self { producer, records }
+    /// A sender on a new producer made from `config` (`what` names it in errors).
+    pub(super) fn new(
+        config: rdkafka::ClientConfig,
+        records: RecordBuilder,
+        what: &'static str,
+    ) -> Result<Self, KafkaError> {
+        let producer = create_producer(&config, what)?;
+        Ok(Self {
+            producer,
+            config,
+            records,
+        })
     }
 
     pub(super) fn producer(&self) -> &FutureProducer {
         &self.producer
+    }
+
+    /// librdkafka's fatal error of the current producer, if it has one: it will deliver
+    /// nothing more (an idempotent producer whose sequence broke, a fenced one).
+    pub(super) fn fatal_error(&self) -> Option<String> {
+        use rdkafka::producer::Producer;
+        self.producer
+            .client()
+            .fatal_error()
+            .map(|(code, reason)| format!("{code:?}: {reason}"))
+    }
+
+    /// Replaces a producer that failed fatally with a new one from the same settings. Records
+    /// the old one handed back are sent again on the new one (see [`Sender::retry`]).
+    pub(super) fn renew(&mut self) -> Result<(), KafkaError> {
+        self.producer = create_producer(&self.config, "replacement producer")?;
+        Ok(())
     }
 
     pub(super) fn dead_letter_topic(&self) -> &str {
@@ -202,6 +278,26 @@ impl Sender {
         } = self.records.outcome(outcome);
         let enqueued = enqueue(&self.producer, record).await;
         Box::pin(wait(enqueued, Job::first(pending, then)))
+    }
+
+    /// `outcome` as the single-record parts the exactly-once replier sends at once.
+    pub(super) fn parts(&self, outcome: Outcome) -> Vec<Part> {
+        self.records.parts(outcome)
+    }
+
+    /// Builds and enqueues one part of an outcome (see [`RecordBuilder::parts`]).
+    pub(super) async fn send_part(&mut self, part: Part) -> InFlight {
+        let Built {
+            record, pending, ..
+        } = self.records.outcome(part.outcome);
+        let enqueued = enqueue(&self.producer, record).await;
+        let job = Job {
+            pending,
+            attempt: 1,
+            then: None,
+            finishes: part.finishes,
+        };
+        Box::pin(wait(enqueued, job))
     }
 
     /// Sends the reply `refused` (its topic refused it) to the dead-letter topic, counted as a
@@ -249,6 +345,13 @@ impl Sender {
         };
         Box::pin(resend(self.producer.clone(), message, next))
     }
+}
+
+/// The wait before attempt `attempt` (2 or more): doubling from [`RETRY_BACKOFF`], at most
+/// [`MAX_BACKOFF`].
+pub(super) fn backoff(attempt: u32) -> Duration {
+    let doublings = attempt.saturating_sub(2).min(16);
+    (RETRY_BACKOFF * 2u32.pow(doublings)).min(MAX_BACKOFF)
 }
 
 /// Enqueues `record`, waiting while librdkafka's local queue is full. An immediate refusal
@@ -317,7 +420,7 @@ async fn wait(enqueued: Result<DeliveryFuture, Failure>, job: Job) -> Attempt {
 /// Re-sends a message librdkafka handed back after a failed delivery; `job.attempt` is the
 /// attempt this is (2 or more).
 async fn resend(producer: FutureProducer, mut message: OwnedMessage, job: Job) -> Attempt {
-    tokio::time::sleep(RETRY_BACKOFF * 2u32.pow(job.attempt - 2)).await;
+    tokio::time::sleep(backoff(job.attempt)).await;
     let headers = message
         .detach_headers()
         .unwrap_or_else(|| OwnedHeaders::new_with_capacity(0));

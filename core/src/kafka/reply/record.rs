@@ -23,8 +23,8 @@ use std::time::Instant;
 use rdkafka::message::{Header as KHeader, Message, OwnedHeaders};
 
 use super::dead_letter::{
-    poison_dead_letter, reply_dead_letter, trimmed_dead_letter, LetterContext, PoisonRequest,
-    Refused, TRIMMED_HEADER,
+    encode_fitted, poison_dead_letter, reply_dead_letter, trimmed_dead_letter, LetterContext,
+    PoisonRequest, Refused, TRIMMED_HEADER,
 };
 use crate::config::Config;
 use crate::pipeline::{now_ms, Origin, Outcome, ReplyTo};
@@ -74,6 +74,14 @@ pub(super) struct Built<'a> {
     pub(super) then: Option<Box<Outcome>>,
 }
 
+/// One record of an outcome (never a poison outcome: see [`RecordBuilder::parts`]) and whether
+/// its acknowledgement finishes its origin.
+#[derive(Debug, Clone)]
+pub(super) struct Part {
+    pub(super) outcome: Outcome,
+    pub(super) finishes: bool,
+}
+
 /// A payload's kind and headers, encoded into the buffer.
 struct Encoded {
     kind: Kind,
@@ -85,14 +93,19 @@ pub(super) struct RecordBuilder {
     cfg: Arc<Config>,
     codec: WireCodec,
     buf: Vec<u8>,
+    /// Largest dead-letter record (key and value) the dead-letter topic accepts.
+    letter_limit: usize,
 }
 
 impl RecordBuilder {
-    pub(super) fn new(cfg: Arc<Config>) -> Self {
+    /// `letter_limit`: the largest dead-letter record the dead-letter topic accepts (see
+    /// [`super::delivery::dead_letter_limit`]); larger letters are cut to fit.
+    pub(super) fn new(cfg: Arc<Config>, letter_limit: usize) -> Self {
         Self {
             codec: WireCodec::new(&cfg.wire),
             cfg,
             buf: Vec::with_capacity(8 * 1024),
+            letter_limit,
         }
     }
 
@@ -118,7 +131,8 @@ impl RecordBuilder {
                 key,
                 origin,
             } => {
-                let encoded = self.encode_letter(&letter, origin.topic_tier);
+                let room = self.letter_room(key.as_deref());
+                let encoded = self.encode_letter(&letter, origin.topic_tier, room);
                 let topic = self.cfg.replies.dead_letter_topic.clone();
                 (origin, encoded, topic, key, None)
             }
@@ -139,7 +153,8 @@ impl RecordBuilder {
                     error: reply.error.as_deref().unwrap_or_default(),
                 };
                 let letter = poison_dead_letter(ctx, &poison, now_ms());
-                let encoded = self.encode_letter(&letter, origin.topic_tier);
+                let room = self.letter_room(reply_to.key.as_deref());
+                let encoded = self.encode_letter(&letter, origin.topic_tier, room);
                 let topic = self.cfg.replies.dead_letter_topic.clone();
                 let key = reply_to.key.clone();
                 let then = Outcome::Reply {
@@ -165,6 +180,54 @@ impl RecordBuilder {
             },
             then,
         }
+    }
+
+    /// `outcome` as single-record outcomes, each with whether it is its origin's last part: a
+    /// poison outcome is its dead letter, then its reply; any other outcome is itself. For the
+    /// exactly-once replier, which sends every part of a transaction at once.
+    pub(super) fn parts(&self, outcome: Outcome) -> Vec<Part> {
+        let Outcome::Poison {
+            reply,
+            reply_to,
+            origin,
+            request,
+        } = outcome
+        else {
+            return vec![Part {
+                outcome,
+                finishes: true,
+            }];
+        };
+        let ctx = LetterContext {
+            cfg: &self.cfg,
+            codec: &self.codec,
+        };
+        let poison = PoisonRequest {
+            origin: &origin,
+            reply_to: &reply_to,
+            request: &request,
+            error: reply.error.as_deref().unwrap_or_default(),
+        };
+        let letter = Outcome::DeadLetter {
+            letter: Box::new(poison_dead_letter(ctx, &poison, now_ms())),
+            key: reply_to.key.clone(),
+            origin,
+        };
+        let reply = Outcome::Reply {
+            reply,
+            reply_to,
+            origin,
+        };
+        vec![
+            Part {
+                outcome: letter,
+                finishes: false,
+            },
+            Part {
+                outcome: reply,
+                finishes: true,
+            },
+        ]
     }
 
     /// The dead letter standing for a reply its topic refused (`error_kind`
@@ -195,8 +258,9 @@ impl RecordBuilder {
         refused: &Refused<'_>,
         trimmed_from: Option<String>,
     ) -> Record<'_> {
-        self.buf.clear();
-        self.codec.encode_dead_letter(letter, &mut self.buf);
+        let room = self.letter_room(refused.message.key());
+        let fitted = encode_fitted(&self.codec, letter, room, &mut self.buf);
+        let trimmed_from = trimmed_from.or(fitted.cut_from.map(|size| size.to_string()));
         let mut headers = OwnedHeaders::new_with_capacity(3)
             .insert(header("kbatch-error-kind", letter.error_kind.as_bytes()))
             .insert(header(
@@ -238,11 +302,20 @@ impl RecordBuilder {
         }
     }
 
-    /// Encodes `letter` into the buffer; `tier` is its source topic's.
-    fn encode_letter(&mut self, letter: &DeadLetter, tier: Tier) -> Encoded {
-        self.codec.encode_dead_letter(letter, &mut self.buf);
-        let headers = OwnedHeaders::new_with_capacity(2)
+    /// Bytes a letter's value may take in a record keyed `key`.
+    fn letter_room(&self, key: Option<&[u8]>) -> usize {
+        self.letter_limit.saturating_sub(key.map_or(0, <[u8]>::len))
+    }
+
+    /// Encodes `letter` into the buffer, cut to `room` bytes when larger; `tier` is its source
+    /// topic's.
+    fn encode_letter(&mut self, letter: &DeadLetter, tier: Tier, room: usize) -> Encoded {
+        let fitted = encode_fitted(&self.codec, letter, room, &mut self.buf);
+        let mut headers = OwnedHeaders::new_with_capacity(3)
             .insert(header("kbatch-error-kind", letter.error_kind.as_bytes()));
+        if let Some(size) = fitted.cut_from {
+            headers = headers.insert(header(TRIMMED_HEADER, size.to_string().as_bytes()));
+        }
         let note = Note {
             tier,
             timings: Timings::default(),

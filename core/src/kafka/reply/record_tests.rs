@@ -14,7 +14,7 @@ use crate::wire::TraceContext;
 const TRACEPARENT: &[u8] = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
 fn builder() -> RecordBuilder {
-    RecordBuilder::new(Arc::new(Config::default()))
+    RecordBuilder::new(Arc::new(Config::default()), 1_000_000)
 }
 
 fn codec() -> WireCodec {
@@ -72,10 +72,7 @@ fn letter() -> DeadLetter {
         source_offset: 8,
         key: Some(b"k".to_vec()),
         value: Some(vec![0xff; 32]),
-        headers: vec![Header {
-            key: "h".into(),
-            value: Some(b"v".to_vec()),
-        }],
+        headers: vec![Header::new("h", Some(b"v".to_vec()))],
         error_kind: "unknown_framing".into(),
         error: "not a request".into(),
         failed_at_ms: 5,

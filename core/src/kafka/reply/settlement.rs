@@ -27,11 +27,17 @@ pub struct ReplierReport {
     /// Replies their topic refused, delivered to the dead-letter topic instead (also counted in
     /// `dead_letters`, not in `replies`).
     pub reply_fallbacks: u64,
-    /// Outcomes given up after their last attempt (or a permanent error); their offsets stay
-    /// pending.
+    /// Outcomes given up (nothing could place them); their offsets stay pending.
     pub delivery_failures: u64,
     /// Re-sends after a failed delivery.
     pub retries: u64,
+    /// Producers replaced after a fatal error.
+    pub producers_replaced: u64,
+    /// Deliveries still in flight (failing) when the replier left at shutdown.
+    pub left_at_exit: u64,
+    /// Exactly-once: outcomes of a revoked assignment dropped unsent (the partition's next
+    /// owner answers their records).
+    pub stale_dropped: u64,
 }
 
 impl ReplierReport {
@@ -59,6 +65,9 @@ impl ReplierReport {
             reply_fallbacks = self.reply_fallbacks,
             delivery_failures = self.delivery_failures,
             retries = self.retries,
+            producers_replaced = self.producers_replaced,
+            stale_dropped = self.stale_dropped,
+            left_at_exit = self.left_at_exit,
             "replier finished"
         );
     }
@@ -99,6 +108,8 @@ pub(super) struct Settlement {
     tracker: SharedTracker,
     telemetry: Arc<Telemetry>,
     report: ReplierReport,
+    /// The producer failed fatally and its replacement has not delivered yet.
+    producer_failed: bool,
 }
 
 impl Settlement {
@@ -107,6 +118,7 @@ impl Settlement {
             tracker,
             telemetry,
             report: ReplierReport::default(),
+            producer_failed: false,
         }
     }
 
@@ -117,6 +129,11 @@ impl Settlement {
     /// An acknowledged record (committed, under exactly-once): counted, recorded, and its
     /// origin done when it is its outcome's last part.
     pub(super) fn acknowledged(&mut self, job: &Job) {
+        if self.producer_failed {
+            self.producer_failed = false;
+            self.telemetry.health.set_producer_failed(false);
+            tracing::info!("the replacement producer delivers");
+        }
         self.telemetry.delivered(&job.pending.kind.delivered());
         self.report.count(job.pending.kind);
         if job.finishes {
@@ -124,14 +141,65 @@ impl Settlement {
         }
     }
 
-    /// A failed attempt about to be made again.
+    /// A failed attempt about to be made again (after a backoff).
     pub(super) fn retrying(&mut self, job: &Job, error: &RdError) {
         self.report.retries += 1;
-        tracing::warn!(error = %error, attempt = job.attempt, origin = ?job.pending.origin,
-            "delivery failed; retrying");
+        let metrics = &self.telemetry.metrics;
+        metrics.delivery_retries.inc();
+        metrics.deliveries_retrying.inc();
+        // The first few retries of a record, then every tenth: an outage of minutes must not
+        // write a line per record per attempt.
+        if job.attempt <= 3 || job.attempt % 10 == 0 {
+            tracing::warn!(error = %error, attempt = job.attempt, origin = ?job.pending.origin,
+                "delivery failed; retrying");
+        }
     }
 
-    /// A record given up after `job.attempt` attempts: its origin stays pending.
+    /// Exactly-once: a record whose transaction aborted after `error`, made again in the next
+    /// transaction.
+    pub(super) fn retried_in_transaction(&mut self, job: &Job, error: &RdError) {
+        self.report.retries += 1;
+        self.telemetry.metrics.delivery_retries.inc();
+        tracing::warn!(error = %error, origin = ?job.pending.origin,
+            "delivery failed in a transaction; it goes again in the next one");
+    }
+
+    /// Exactly-once: `count` outcomes of revoked assignments dropped before a transaction.
+    pub(super) fn stale(&mut self, count: usize) {
+        if count > 0 {
+            self.report.stale_dropped += count as u64;
+            tracing::info!(count, "outcomes of a revoked assignment dropped unsent; the next owner answers their records");
+        }
+    }
+
+    /// An attempt finished, acknowledged or not: a retried one no longer waits.
+    pub(super) fn attempt_finished(&mut self, job: &Job) {
+        if job.attempt > 1 {
+            self.telemetry.metrics.deliveries_retrying.dec();
+        }
+    }
+
+    /// The producer failed fatally (`error`) and is being replaced: not ready until the
+    /// replacement delivers.
+    pub(super) fn producer_failed(&mut self, error: &str) {
+        tracing::error!(error, "the reply producer failed fatally; replacing it");
+        self.report.producers_replaced += 1;
+        self.producer_failed = true;
+        self.telemetry.health.set_producer_failed(true);
+    }
+
+    /// Deliveries still in flight when the replier left at shutdown; their records were not
+    /// committed, so whoever reads them next answers them.
+    pub(super) fn left_at_exit(&mut self, count: usize) {
+        self.report.left_at_exit += count as u64;
+        tracing::warn!(
+            count,
+            "deliveries still failing at shutdown left; their records will be re-read"
+        );
+    }
+
+    /// A record nothing can place (or still failing at shutdown), after `job.attempt`
+    /// attempts: its origin stays pending.
     pub(super) fn given_up(&mut self, job: &Job, error: &RdError) {
         self.report.delivery_failures += 1;
         self.telemetry.metrics.error(ErrorKind::Delivery);

@@ -4,10 +4,12 @@
 
 use std::sync::Arc;
 
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::{run_replier, run_transactional_replier, ReplierReport};
 use crate::config::Config;
@@ -91,7 +93,13 @@ async fn at_least_once(
 ) -> ReplierReport {
     let (tx, rx) = mpsc::channel(16);
     let telemetry = Telemetry::new(&cfg).expect("telemetry");
-    let replier = tokio::spawn(run_replier(cfg, rx, tracker.clone(), telemetry));
+    let replier = tokio::spawn(run_replier(
+        cfg,
+        rx,
+        tracker.clone(),
+        telemetry,
+        CancellationToken::new(),
+    ));
     for o in outcomes {
         tx.send(o).await.unwrap();
     }
@@ -148,24 +156,94 @@ async fn a_dead_letter_refused_as_too_large_is_trimmed_and_delivered() {
     assert_eq!(tracker.total_pending(), 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_transaction_delivers_a_reply_and_a_poison_record() {
-    let (_cluster, cfg) = setup("eos");
-    // Untracked origins: the transaction carries no offsets, so it needs no group membership.
-    let tracker = SharedTracker::new();
-    let replies = cfg.replies.default_topic.clone();
+/// A tracker like [`tracker`] plus a group membership for transactions to commit offsets under
+/// (the consumer's, which here never joins: the mock cluster takes the offsets all the same).
+fn transactional_tracker(cfg: &Config, offsets: &[i64]) -> (SharedTracker, BaseConsumer) {
+    let tracker = tracker(offsets);
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &cfg.kafka.brokers)
+        .set("group.id", &cfg.kafka.group_id)
+        .create()
+        .expect("consumer");
+    tracker.set_group(consumer.group_metadata());
+    (tracker, consumer)
+}
+
+async fn exactly_once(
+    cfg: Arc<Config>,
+    tracker: &SharedTracker,
+    outcomes: Vec<Outcome>,
+) -> ReplierReport {
     let (tx, rx) = mpsc::channel(16);
     let telemetry = Telemetry::new(&cfg).expect("telemetry");
-    let replier = tokio::spawn(run_transactional_replier(cfg, rx, tracker, telemetry));
-    tx.send(outcome("reply", 0, &replies)).await.unwrap();
-    tx.send(outcome("poison", 1, &replies)).await.unwrap();
+    let replier = tokio::spawn(run_transactional_replier(
+        cfg,
+        rx,
+        tracker.clone(),
+        telemetry,
+        CancellationToken::new(),
+    ));
+    for o in outcomes {
+        tx.send(o).await.unwrap();
+    }
     drop(tx);
-    let report = tokio::time::timeout(std::time::Duration::from_secs(60), replier)
+    tokio::time::timeout(std::time::Duration::from_secs(60), replier)
         .await
         .expect("in time")
         .unwrap()
-        .expect("transactions committed");
+        .expect("transactions committed")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_delivers_a_reply_and_a_poison_record() {
+    let (_cluster, cfg) = setup("eos");
+    let (tracker, _consumer) = transactional_tracker(&cfg, &[0, 1]);
+    let replies = cfg.replies.default_topic.clone();
+    let outcomes = vec![
+        outcome("reply", 0, &replies),
+        outcome("poison", 1, &replies),
+    ];
+    let report = exactly_once(cfg, &tracker, outcomes).await;
     assert_eq!(report.replies_with(Status::Rejected), 1);
     assert_eq!(report.replies_with(Status::ModelError), 1);
     assert_eq!(report.dead_letters, 1);
+    assert_eq!(tracker.total_pending(), 0, "settled once committed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_sends_a_refused_reply_to_the_dead_letter_topic() {
+    let (_cluster, cfg) = setup("eos-fallback");
+    let (tracker, _consumer) = transactional_tracker(&cfg, &[0, 1]);
+    let replies = cfg.replies.default_topic.clone();
+    let outcomes = vec![
+        outcome("reply", 0, "eos-fallback-no-such-topic"),
+        outcome("reply", 1, &replies),
+    ];
+    let report = exactly_once(cfg, &tracker, outcomes).await;
+    assert_eq!((report.dead_letters, report.reply_fallbacks), (1, 1));
+    assert_eq!(report.replies_with(Status::Rejected), 1);
+    assert_eq!(tracker.total_pending(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_never_produces_outcomes_of_an_old_assignment() {
+    let (_cluster, cfg) = setup("eos-stale");
+    let (tracker, _consumer) = transactional_tracker(&cfg, &[0]);
+    let replies = cfg.replies.default_topic.clone();
+    // The partition was revoked and assigned again since offset 5 was read (epoch 1 is gone).
+    tracker.revoke(Tier::Normal, 0);
+    assert_eq!(tracker.assign(Tier::Normal, 0), 2);
+    tracker.track(Tier::Normal, 0, 0);
+    let mut current = outcome("reply", 0, &replies);
+    if let Outcome::Reply { origin, .. } = &mut current {
+        origin.epoch = 2;
+    }
+    let report = exactly_once(cfg, &tracker, vec![outcome("reply", 5, &replies), current]).await;
+    assert_eq!(report.stale_dropped, 1);
+    assert_eq!(
+        report.replies_with(Status::Rejected),
+        1,
+        "only the current one"
+    );
+    assert_eq!(tracker.total_pending(), 0);
 }
