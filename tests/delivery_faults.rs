@@ -220,6 +220,25 @@ async fn a_header_name_that_is_not_utf8_is_served_and_dead_lettered_byte_for_byt
     committed_reaches(bootstrap, &cfg, Tier::High, 3).await;
 }
 
+/// Sets `topic`'s `message.timestamp.after.max.ms` to its maximum.
+async fn allow_any_timestamp(bootstrap: &str, topic: &str) {
+    use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = common::kafka::client_config(bootstrap)
+        .create()
+        .expect("admin");
+    let alter = AlterConfig::new(ResourceSpecifier::Topic(topic))
+        .set("message.timestamp.after.max.ms", "9223372036854775807");
+    let results = with_timeout(
+        "AlterConfigs",
+        WAIT,
+        admin.alter_configs([&alter], &AdminOptions::new()),
+    )
+    .await
+    .expect("AlterConfigs");
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn requests_with_extreme_producer_timestamps_are_answered() {
     let broker = shared_broker().await;
@@ -229,8 +248,11 @@ async fn requests_with_extreme_producer_timestamps_are_answered() {
     let replies = reader(bootstrap, &cfg.replies.default_topic);
     let p = producer(bootstrap);
     let topic = cfg.kafka.topics.topic(Tier::Normal);
+    // Kafka 4 refuses record timestamps more than an hour ahead by default; a topic can allow
+    // any (and the broker's own check then lets the far past through as well).
+    allow_any_timestamp(bootstrap, topic).await;
     // The record timestamp is the start of end-to-end time: the far past overflows the
-    // difference, the far future makes it negative, and -9.3e15 ms overflows its scaling to µs.
+    // difference, -9.3e15 ms overflows its scaling to µs, the far future makes it negative.
     let cases: [(&str, i64); 4] = [
         ("ts-min", i64::MIN + 1),
         ("ts-scaled", -9_300_000_000_000_000),
@@ -240,7 +262,7 @@ async fn requests_with_extreme_producer_timestamps_are_answered() {
     for (i, (id, ts)) in cases.iter().enumerate() {
         let mut req = request(id, i as u64);
         // The request's own clock fields at their ends too.
-        req.created_at_ms = *ts;
+        req.created_at_ms = if i % 2 == 0 { i64::MAX } else { i64::MIN };
         req.timeout_ms = Some(i32::MAX);
         send(&p, topic, id, &encoded(&cfg, &req), None, Some(*ts)).await;
     }

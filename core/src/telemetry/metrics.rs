@@ -253,7 +253,7 @@ impl Metrics {
                 "Reply and dead-letter records sent again after a transient delivery failure.",
             )?)?,
             deliveries_retrying: r.reg(IntGauge::new(
-                "kbatch_deliveries_retrying",
+                "kbatch_delivery_retry_backlog_records",
                 "Outcomes waiting to be sent again after a transient failure (their offsets wait too).",
             )?)?,
             dedup_hits: r.reg(IntCounter::new(

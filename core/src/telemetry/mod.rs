@@ -80,9 +80,10 @@ impl Telemetry {
                 if s == crate::wire::Status::Ok {
                     let ms = |us: i64| us.max(0) as f64 / 1000.0;
                     t.queue_wait_ms.observe(ms(d.timings.queue_wait_us));
-                    self.metrics
-                        .prediction_latency_ms
-                        .observe(ms(d.timings.queue_wait_us + d.timings.inference_us));
+                    self.metrics.prediction_latency_ms.observe(ms(d
+                        .timings
+                        .queue_wait_us
+                        .saturating_add(d.timings.inference_us)));
                 }
             }
             None => {

@@ -52,9 +52,9 @@ pub struct Delivered {
 }
 
 impl Delivered {
-    /// Record timestamp → acknowledged, µs.
+    /// Record timestamp → acknowledged, µs (saturating: the record timestamp is the producer's).
     pub fn end_to_end_us(&self) -> i64 {
-        self.timings.end_to_end_us + self.reply_us
+        self.timings.end_to_end_us.saturating_add(self.reply_us)
     }
 }
 
@@ -167,12 +167,17 @@ impl Stats {
             None => s.dead_letters += 1,
         }
         s.by_tier[d.tier.index()] += 1;
-        s.reply_us += us(d.reply_us);
+        // Saturating sums: end-to-end time starts at a timestamp the producer chose.
+        s.reply_us = s.reply_us.saturating_add(us(d.reply_us));
         if d.status == Some(Status::Ok) {
             let t = d.timings;
-            s.queue_wait_us += us(t.queue_wait_us);
-            s.inference_us += us(t.inference_us);
-            s.kafka_in_us += us(t.end_to_end_us - t.queue_wait_us - t.inference_us);
+            s.queue_wait_us = s.queue_wait_us.saturating_add(us(t.queue_wait_us));
+            s.inference_us = s.inference_us.saturating_add(us(t.inference_us));
+            let kafka_in = t
+                .end_to_end_us
+                .saturating_sub(t.queue_wait_us)
+                .saturating_sub(t.inference_us);
+            s.kafka_in_us = s.kafka_in_us.saturating_add(us(kafka_in));
         }
         s.end_to_end.saturating_record(us(d.end_to_end_us()).max(1));
         s.by_status.iter().sum::<u64>() + s.dead_letters

@@ -57,3 +57,26 @@ fn the_snapshot_adds_up_what_was_delivered() {
     // 10 ms end to end = 6.5 in Kafka + 2 queue + 1 model + 0.5 reply (most requests).
     assert!(b.kafka_in_ms > 6.4 && b.kafka_in_ms < 17.0, "{b:?}");
 }
+
+#[test]
+fn deliveries_with_extreme_end_to_end_times_add_up_without_overflow() {
+    let stats = Stats::new();
+    let mut n = 0;
+    for end_to_end_us in [i64::MAX, i64::MAX, 0, i64::MIN] {
+        let d = Delivered {
+            tier: Tier::Low,
+            status: Some(Status::Ok),
+            timings: Timings {
+                queue_wait_us: 5,
+                batch_size: 1,
+                inference_us: 7,
+                end_to_end_us,
+            },
+            reply_us: i64::MAX,
+            fallback: false,
+        };
+        assert!(d.end_to_end_us() >= end_to_end_us.min(0));
+        n = stats.delivered(&d);
+    }
+    assert_eq!(n, 4, "all four counted");
+}

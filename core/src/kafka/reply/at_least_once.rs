@@ -56,6 +56,9 @@ pub async fn run_replier(
     let mut leave_at: Option<tokio::time::Instant> = None;
     loop {
         let busy = !in_flight.is_empty();
+        if !open && !busy {
+            break;
+        }
         let room = in_flight.len() < MAX_IN_FLIGHT;
         if replier.stopping && !open && leave_at.is_none() {
             leave_at = Some(tokio::time::Instant::now() + FLUSH_TIMEOUT);
@@ -78,11 +81,10 @@ pub async fn run_replier(
                 None => open = false,
             },
             () = intake_done.cancelled(), if !replier.stopping => replier.stopping = true,
-            () = sleep_until_some(leave_at), if busy && leave_at.is_some() => {
+            () = sleep_until_some(leave_at), if leave_at.is_some() => {
                 replier.settlement.left_at_exit(in_flight.len());
                 break;
             }
-            else => break,
         }
     }
     let flusher = replier.sender.producer().clone();

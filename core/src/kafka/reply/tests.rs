@@ -32,7 +32,13 @@ fn setup(test: &str) -> (Cluster, Arc<Config>) {
     cfg.kafka.commit_interval_ms = 50;
     cfg.replies.default_topic = format!("{test}-replies");
     cfg.replies.dead_letter_topic = format!("{test}-dlq");
-    for topic in [&cfg.replies.default_topic, &cfg.replies.dead_letter_topic] {
+    // The request topic too: a transaction commits offsets of its records.
+    let requests = cfg.kafka.topics.topic(Tier::Normal).to_owned();
+    for topic in [
+        &cfg.replies.default_topic,
+        &cfg.replies.dead_letter_topic,
+        &requests,
+    ] {
         cluster.create_topic(topic, 1, 1).expect("topic");
     }
     (cluster, Arc::new(cfg))
@@ -174,6 +180,7 @@ async fn exactly_once(
     tracker: &SharedTracker,
     outcomes: Vec<Outcome>,
 ) -> ReplierReport {
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
     let (tx, rx) = mpsc::channel(16);
     let telemetry = Telemetry::new(&cfg).expect("telemetry");
     let replier = tokio::spawn(run_transactional_replier(
