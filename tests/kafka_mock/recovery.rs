@@ -124,3 +124,43 @@ async fn a_second_instance_takes_over_partitions_without_losing_records() {
     assert!(!cc.final_commit_failed, "{cc:?}");
     assert_committed_at_end(&cfg).await;
 }
+
+/// A commit that fails while its partition then stays idle is made again: the last commit point
+/// reaches the broker without new progress. (On a real broker a commit refused during a
+/// rebalance, then no more traffic, left the group's offset behind: replays after a crash and
+/// false lag for the autoscaler. The mock cluster refuses commits on demand.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_commit_is_made_again_though_its_partition_stays_idle() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    let cluster = mock_cluster();
+    let cfg = config(&cluster.bootstrap_servers(), "mock-recommit");
+    create_topics(&cluster, &cfg, &[]).await;
+    let cfg = Arc::new(cfg);
+    let reader = reader(&cfg.kafka.brokers, &[&cfg.replies.default_topic]);
+    let pipeline = start(&cfg, 64, Duration::ZERO);
+    pipeline.wait_assigned().await;
+    // Every commit is refused (a permanent error, which librdkafka does not retry) while the
+    // records are answered.
+    let refusals = vec![RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_COMMIT_OFFSET_SIZE; 10_000];
+    cluster.request_errors(RDKafkaApiKey::OffsetCommit, &refusals);
+    let records = requests("i", 40);
+    produce_all(
+        &producer(&cfg.kafka.brokers),
+        cfg.kafka.topics.topic(Tier::High),
+        &records,
+    )
+    .await;
+    collect_until(&reader, &ids(&records), &mut HashMap::new()).await;
+    // Commits of the final points were made (every 100 ms) and refused.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let behind = committed_and_end(&cfg)
+        .await
+        .into_iter()
+        .filter(|(_, _, c, end)| *end > 0 && *c != Offset::Offset(*end))
+        .count();
+    assert!(behind > 0, "no commit was refused: the test proves nothing");
+    // The broker takes commits again; nothing new arrives on the partitions.
+    cluster.clear_request_errors(RDKafkaApiKey::OffsetCommit);
+    wait_committed_at_end(&cfg).await;
+    pipeline.stop().await;
+}

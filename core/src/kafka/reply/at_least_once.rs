@@ -22,7 +22,9 @@ use rdkafka::producer::Producer;
 use tokio::sync::mpsc::Receiver;
 use tokio_util::sync::CancellationToken;
 
-use super::delivery::{dead_letter_limit, Attempt, InFlight, Sender, Step, MAX_IN_FLIGHT};
+use super::delivery::{
+    dead_letter_limit, learn_dead_letter_limit, Attempt, InFlight, Sender, Step, MAX_IN_FLIGHT,
+};
 use super::record::RecordBuilder;
 use super::settlement::{ReplierReport, Settlement};
 use crate::config::Config;
@@ -44,8 +46,14 @@ pub async fn run_replier(
     telemetry: Arc<Telemetry>,
     intake_done: CancellationToken,
 ) -> Result<ReplierReport, KafkaError> {
-    let letter_limit = dead_letter_limit(&cfg, producer_max_bytes(&cfg)).await;
-    let config = sized_for_dead_letters(producer_config(&cfg), letter_limit);
+    let producer_max = producer_max_bytes(&cfg);
+    let letter_limit = dead_letter_limit(producer_max);
+    tokio::spawn(learn_dead_letter_limit(
+        cfg.clone(),
+        producer_max,
+        letter_limit.clone(),
+    ));
+    let config = producer_config(&cfg);
     let mut replier = Replier {
         sender: Sender::new(config, RecordBuilder::new(cfg, letter_limit), "producer")?,
         settlement: Settlement::new(tracker, telemetry),
@@ -95,21 +103,6 @@ pub async fn run_replier(
     let report = replier.settlement.into_report();
     report.log_finished("at_least_once");
     Ok(report)
-}
-
-/// `config` with record batches no larger than the dead-letter topic takes: librdkafka fails
-/// every record of a batch the broker refuses as too large, so batched letters that each fit
-/// must not add up past the limit.
-pub(super) fn sized_for_dead_letters(
-    mut config: rdkafka::ClientConfig,
-    letter_limit: usize,
-) -> rdkafka::ClientConfig {
-    /// librdkafka's default `batch.size`.
-    const DEFAULT_BATCH: usize = 1_000_000;
-    if letter_limit < DEFAULT_BATCH && config.get("batch.size").is_none() {
-        config.set("batch.size", letter_limit.max(1).to_string());
-    }
-    config
 }
 
 /// Sleeps until `at`, or forever when there is none.

@@ -12,6 +12,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::error::KafkaError as RdError;
@@ -52,29 +54,40 @@ pub(super) fn create_producer(
         .map_err(|source| KafkaError::Create { what, source })
 }
 
-/// The largest dead letter (key and value) kbatch sends: the dead-letter topic's
-/// `max.message.bytes` (read from the broker, Kafka's default when it cannot be read) and the
-/// producer's own `message.max.bytes`, less the record overhead.
-pub(super) async fn dead_letter_limit(cfg: &Config, producer_max: usize) -> usize {
+/// The largest dead letter (key and value) kbatch sends, shared by a replier and the task that
+/// learns it: at first Kafka's default `max.message.bytes` (or the producer's own
+/// `message.max.bytes`, when smaller), less the record overhead; then the dead-letter topic's
+/// own limit once the broker says ([`learn_dead_letter_limit`]). Learning it in the background
+/// keeps a broker that does not answer DescribeConfigs (or a client not allowed to ask) from
+/// delaying the first replies.
+pub(super) fn dead_letter_limit(producer_max: usize) -> Arc<AtomicUsize> {
+    let limit = KAFKA_DEFAULT_MAX_MESSAGE_BYTES.min(producer_max);
+    Arc::new(AtomicUsize::new(limit.saturating_sub(RECORD_OVERHEAD)))
+}
+
+/// Reads the dead-letter topic's `max.message.bytes` and stores the letter limit it allows.
+pub(super) async fn learn_dead_letter_limit(
+    cfg: Arc<Config>,
+    producer_max: usize,
+    limit: Arc<AtomicUsize>,
+) {
     let topic = &cfg.replies.dead_letter_topic;
     let props = cfg.kafka.property_pairs();
-    let topic_max = match crate::kafka::admin::topic_max_message_bytes(
-        &cfg.kafka.brokers,
-        &props,
-        topic,
-    )
-    .await
-    {
-        Ok(Some(max)) => max,
-        Ok(None) => KAFKA_DEFAULT_MAX_MESSAGE_BYTES,
+    match crate::kafka::admin::topic_max_message_bytes(&cfg.kafka.brokers, &props, topic).await {
+        Ok(Some(topic_max)) => {
+            let learned = topic_max.min(producer_max).saturating_sub(RECORD_OVERHEAD);
+            limit.store(learned, Ordering::Relaxed);
+            tracing::info!(
+                topic,
+                limit = learned,
+                "dead letters larger than this are cut to fit"
+            );
+        }
+        Ok(None) => {}
         Err(error) => {
             tracing::warn!(%error, topic, "reading the dead-letter topic's max.message.bytes failed; assuming Kafka's default");
-            KAFKA_DEFAULT_MAX_MESSAGE_BYTES
         }
-    };
-    let limit = topic_max.min(producer_max).saturating_sub(RECORD_OVERHEAD);
-    tracing::info!(topic, limit, "dead letters larger than this are cut to fit");
-    limit
+    }
 }
 
 /// One record's delivery, carried through its attempts.

@@ -30,9 +30,9 @@ use tokio::sync::mpsc::Receiver;
 use tokio::time::{sleep, sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
-use super::at_least_once::sized_for_dead_letters;
 use super::delivery::{
-    backoff, dead_letter_limit, Attempt, Failure, InFlight, Job, Returned, Sender, Step,
+    backoff, dead_letter_limit, learn_dead_letter_limit, Attempt, Failure, InFlight, Job, Returned,
+    Sender, Step,
 };
 use super::record::{Note, Part, RecordBuilder};
 use super::settlement::{ReplierReport, Settlement};
@@ -117,8 +117,14 @@ pub async fn run_transactional_replier(
     telemetry: Arc<Telemetry>,
     intake_done: CancellationToken,
 ) -> Result<ReplierReport, KafkaError> {
-    let letter_limit = dead_letter_limit(&cfg, producer_max_bytes(&cfg)).await;
-    let config = sized_for_dead_letters(transactional_config(&cfg), letter_limit);
+    let producer_max = producer_max_bytes(&cfg);
+    let letter_limit = dead_letter_limit(producer_max);
+    tokio::spawn(learn_dead_letter_limit(
+        cfg.clone(),
+        producer_max,
+        letter_limit.clone(),
+    ));
+    let config = transactional_config(&cfg);
     let records = RecordBuilder::new(cfg.clone(), letter_limit);
     let sender = Sender::new(config, records, "transactional producer")?;
     call(sender.producer(), "init_transactions", |p| {

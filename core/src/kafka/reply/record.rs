@@ -17,6 +17,7 @@
 //! built here, so they agree on topics, keys, payloads and headers, and this module is tested
 //! without a broker. A payload lives in the builder's one reusable buffer until the next build.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -93,14 +94,15 @@ pub(super) struct RecordBuilder {
     cfg: Arc<Config>,
     codec: WireCodec,
     buf: Vec<u8>,
-    /// Largest dead-letter record (key and value) the dead-letter topic accepts.
-    letter_limit: usize,
+    /// Largest dead-letter record (key and value) the dead-letter topic accepts; learned from
+    /// the broker after the replier started (see [`super::delivery::dead_letter_limit`]).
+    letter_limit: Arc<AtomicUsize>,
 }
 
 impl RecordBuilder {
     /// `letter_limit`: the largest dead-letter record the dead-letter topic accepts (see
     /// [`super::delivery::dead_letter_limit`]); larger letters are cut to fit.
-    pub(super) fn new(cfg: Arc<Config>, letter_limit: usize) -> Self {
+    pub(super) fn new(cfg: Arc<Config>, letter_limit: Arc<AtomicUsize>) -> Self {
         Self {
             codec: WireCodec::new(&cfg.wire),
             cfg,
@@ -304,7 +306,9 @@ impl RecordBuilder {
 
     /// Bytes a letter's value may take in a record keyed `key`.
     fn letter_room(&self, key: Option<&[u8]>) -> usize {
-        self.letter_limit.saturating_sub(key.map_or(0, <[u8]>::len))
+        self.letter_limit
+            .load(Ordering::Relaxed)
+            .saturating_sub(key.map_or(0, <[u8]>::len))
     }
 
     /// Encodes `letter` into the buffer, cut to `room` bytes when larger; `tier` is its source

@@ -14,7 +14,10 @@ use crate::wire::TraceContext;
 const TRACEPARENT: &[u8] = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
 fn builder() -> RecordBuilder {
-    RecordBuilder::new(Arc::new(Config::default()), 1_000_000)
+    RecordBuilder::new(
+        Arc::new(Config::default()),
+        Arc::new(std::sync::atomic::AtomicUsize::new(1_000_000)),
+    )
 }
 
 fn codec() -> WireCodec {

@@ -149,7 +149,7 @@ impl Settlement {
         metrics.deliveries_retrying.inc();
         // The first few retries of a record, then every tenth: an outage of minutes must not
         // write a line per record per attempt.
-        if job.attempt <= 3 || job.attempt % 10 == 0 {
+        if job.attempt <= 3 || job.attempt.is_multiple_of(10) {
             tracing::warn!(error = %error, attempt = job.attempt, origin = ?job.pending.origin,
                 "delivery failed; retrying");
         }
