@@ -667,11 +667,12 @@ async fn near_limit_record_is_dead_lettered(properties: &[(&str, &str)]) {
 
 /// A dead letter larger than the dead-letter topic accepts: the tier topic takes records up to
 /// 3 MB (topic `max.message.bytes`), `wire.max_request_bytes` is 2 MiB, and the dead-letter
-/// topic keeps Kafka's default limit (1 MiB). The unreadable 1.5 MB record's full dead letter is
-/// refused by the broker (MESSAGE_TOO_LARGE); kbatch sends it again without the original value
-/// and headers, pointing at the source record, and the partition's commits go on.
+/// topic keeps Kafka's default limit (1 MiB). The unreadable 1.5 MB record's full dead letter
+/// would be refused by the broker (MESSAGE_TOO_LARGE); kbatch cuts its value to the longest prefix
+/// the dead-letter topic takes, says so, points at the source record, and the partition's
+/// commits go on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_dead_letter_too_large_for_its_topic_is_sent_without_the_original_bytes() {
+async fn a_dead_letter_too_large_for_its_topic_keeps_what_fits() {
     use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
     use rdkafka::client::DefaultClientContext;
     use rdkafka::Offset;
@@ -753,22 +754,31 @@ async fn a_dead_letter_too_large_for_its_topic_is_sent_without_the_original_byte
         .map(|v| String::from_utf8_lossy(v).parse::<usize>().expect("a size"));
     assert!(
         trimmed.is_some_and(|n| n > 1_048_588),
-        "the refused letter's size is recorded: {trimmed:?}"
+        "the whole letter's size is recorded: {trimmed:?}"
     );
+    let size = dead.payload().map_or(0, <[u8]>::len);
+    assert!(size <= 1_048_588, "the letter fits the topic: {size} bytes");
     let dl = WireCodec::new(&cfg.wire)
         .decode_dead_letter(dead.payload().unwrap())
         .expect("dead letter decodes");
     assert_eq!(dl.error_kind, "unknown_framing");
-    assert_eq!(
-        dl.value, None,
-        "the original bytes stay in the source topic"
+    let kept = dl.value.as_deref().expect("the value's prefix that fits");
+    assert!(kept.len() > 1_000_000, "kept {} bytes", kept.len());
+    assert!(
+        kept == &value[..kept.len()],
+        "a prefix of the original bytes"
     );
     assert_eq!(
         (dl.source_topic.as_str(), dl.source_offset),
         (topic.as_str(), at.offset)
     );
     assert_eq!(dl.key.as_deref(), Some(&b"too-big"[..]));
-    assert!(dl.error.contains("omitted"), "{}", dl.error);
+    assert!(
+        dl.error
+            .contains(&format!("value cut to {} of 1500000 bytes", kept.len())),
+        "{}",
+        dl.error
+    );
     assert_eq!(report.replier.dead_letters, 1, "{:?}", report.replier);
     assert_eq!(report.replier.delivery_failures, 0, "{:?}", report.replier);
     assert_eq!(offset, Some(Offset::Offset(2)), "commits go past both");

@@ -588,7 +588,6 @@ async fn a_broker_outage_longer_than_a_delivery_timeout_delays_replies_but_stran
     cfg.batch_processing.max_batch_size = 64;
     cfg.batch_processing.max_wait_time_seconds = 1.0;
     let (telemetry, serving) = serve_observed(&cfg);
-    let replies = reader(&bootstrap, &cfg.replies.default_topic);
     with_timeout("the group joined", WAIT, async {
         while telemetry.health.readiness().is_err() {
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -615,6 +614,8 @@ async fn a_broker_outage_longer_than_a_delivery_timeout_delays_replies_but_stran
     broker.freeze().await;
     tokio::time::sleep(Duration::from_secs(10)).await;
     broker.thaw().await;
+    // Read after the outage: a reader's own client reports the outage as consumer errors.
+    let replies = reader(&bootstrap, &cfg.replies.default_topic);
     let ids: Vec<String> = (0..N).map(|i| format!("o-{i}")).collect();
     let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
     let got = replies_for(&replies, &cfg, &ids).await;

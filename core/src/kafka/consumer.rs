@@ -38,6 +38,10 @@ use crate::tier::Tier;
 const IDLE_POLL: Duration = Duration::from_millis(100);
 /// Poll timeout under backpressure: how often the stash and paused topics are retried.
 const STASH_POLL: Duration = Duration::from_millis(1);
+/// Every this many commit intervals (and at least [`MIN_FULL_COMMIT`] apart) the consumer
+/// commits every partition's point, not only those that moved.
+const FULL_COMMIT_EVERY: u32 = 10;
+const MIN_FULL_COMMIT: Duration = Duration::from_secs(5);
 
 /// Where the consumer sends its work.
 pub struct ConsumerInputs {
@@ -164,6 +168,12 @@ impl<'a> PollLoop<'a> {
     fn consume(&mut self) -> Result<(), KafkaError> {
         let interval = Duration::from_millis(self.cfg.kafka.commit_interval_ms);
         let mut next_commit = Instant::now() + interval;
+        // Every partition's commit point is sent again this often, moved or not: an
+        // asynchronous commit the broker refused is then made again even if its partition stays
+        // idle (librdkafka does not always hand the refusal to `commit_callback` through
+        // `BaseConsumer::poll`, so the callback alone cannot be relied on).
+        let full_interval = (interval * FULL_COMMIT_EVERY).max(MIN_FULL_COMMIT);
+        let mut next_full_commit = Instant::now() + full_interval;
         while !self.cancel.is_cancelled() {
             let backpressure = self.flush_stash()?;
             match self
@@ -181,7 +191,13 @@ impl<'a> PollLoop<'a> {
                 self.ctx().tracker.set_group(self.consumer.group_metadata());
                 next_commit = Instant::now() + interval;
             } else if Instant::now() >= next_commit {
-                let offsets = self.ctx().tracker.committable();
+                let full = Instant::now() >= next_full_commit;
+                let offsets = if full {
+                    next_full_commit = Instant::now() + full_interval;
+                    self.ctx().tracker.positions()
+                } else {
+                    self.ctx().tracker.committable()
+                };
                 if let Err(e) = commit(
                     self.consumer,
                     &self.ctx().topics,

@@ -188,14 +188,30 @@ impl ConsumerContext for KbatchContext {
         set_paused(consumer, &self.topics, &running, false);
     }
 
+    /// A commit can fail as a whole (`result`) or partition by partition (each element's
+    /// error, with `result` Ok): either way the failed points are reported again by the next
+    /// periodic commit, even if their partitions stay idle.
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
-        if let Err(e) = result {
-            // Reported again by the next periodic commit, even if the partition stays idle.
-            self.telemetry.metrics.error(ErrorKind::Commit);
-            tracing::warn!(error = %e, "offset commit failed; it will be made again");
-            self.tracker
-                .commit_failed(&commit_offsets(&self.topics, offsets));
+        let failed = match &result {
+            Err(_) => commit_offsets(&self.topics, offsets, |_| true),
+            Ok(()) => commit_offsets(&self.topics, offsets, |e| e.error().is_err()),
+        };
+        if failed.is_empty() {
+            return;
         }
+        self.telemetry.metrics.error(ErrorKind::Commit);
+        let error = offsets
+            .elements()
+            .iter()
+            .find_map(|e| e.error().err())
+            .map(|e| e.to_string())
+            .or(result.err().map(|e| e.to_string()));
+        tracing::warn!(
+            error,
+            partitions = failed.len(),
+            "offset commit failed; it will be made again"
+        );
+        self.tracker.commit_failed(&failed);
     }
 }
 
@@ -208,10 +224,15 @@ pub fn partitions(topics: &TierTopics, tpl: &TopicPartitionList) -> Vec<Partitio
         .collect()
 }
 
-/// The (tier, partition, commit offset) entries of a partition list.
-fn commit_offsets(topics: &TierTopics, tpl: &TopicPartitionList) -> Vec<(Tier, i32, i64)> {
+/// The (tier, partition, commit offset) entries of a partition list that `keep` selects.
+fn commit_offsets(
+    topics: &TierTopics,
+    tpl: &TopicPartitionList,
+    keep: impl Fn(&rdkafka::topic_partition_list::TopicPartitionListElem<'_>) -> bool,
+) -> Vec<(Tier, i32, i64)> {
     tpl.elements()
         .iter()
+        .filter(|e| keep(e))
         .filter_map(|e| {
             let Offset::Offset(offset) = e.offset() else {
                 return None;
