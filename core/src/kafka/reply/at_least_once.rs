@@ -22,13 +22,10 @@ use rdkafka::producer::Producer;
 use tokio::sync::mpsc::Receiver;
 use tokio_util::sync::CancellationToken;
 
-use super::delivery::{
-    dead_letter_limit, learn_dead_letter_limit, Attempt, InFlight, Sender, Step, MAX_IN_FLIGHT,
-};
-use super::record::RecordBuilder;
+use super::delivery::{Attempt, InFlight, Sender, Step, MAX_IN_FLIGHT};
 use super::settlement::{ReplierReport, Settlement};
 use crate::config::Config;
-use crate::kafka::client::{producer_config, producer_max_bytes};
+use crate::kafka::client::producer_config;
 use crate::kafka::{KafkaError, SharedTracker};
 use crate::pipeline::Outcome;
 use crate::telemetry::Telemetry;
@@ -46,16 +43,8 @@ pub async fn run_replier(
     telemetry: Arc<Telemetry>,
     intake_done: CancellationToken,
 ) -> Result<ReplierReport, KafkaError> {
-    let producer_max = producer_max_bytes(&cfg);
-    let letter_limit = dead_letter_limit(producer_max);
-    tokio::spawn(learn_dead_letter_limit(
-        cfg.clone(),
-        producer_max,
-        letter_limit.clone(),
-    ));
-    let config = producer_config(&cfg);
     let mut replier = Replier {
-        sender: Sender::new(config, RecordBuilder::new(cfg, letter_limit), "producer")?,
+        sender: Sender::for_replier(&cfg, producer_config(&cfg), "producer")?,
         settlement: Settlement::new(tracker, telemetry),
         stopping: false,
     };

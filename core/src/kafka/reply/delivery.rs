@@ -60,17 +60,13 @@ pub(super) fn create_producer(
 /// own limit once the broker says ([`learn_dead_letter_limit`]). Learning it in the background
 /// keeps a broker that does not answer DescribeConfigs (or a client not allowed to ask) from
 /// delaying the first replies.
-pub(super) fn dead_letter_limit(producer_max: usize) -> Arc<AtomicUsize> {
+fn dead_letter_limit(producer_max: usize) -> Arc<AtomicUsize> {
     let limit = KAFKA_DEFAULT_MAX_MESSAGE_BYTES.min(producer_max);
     Arc::new(AtomicUsize::new(limit.saturating_sub(RECORD_OVERHEAD)))
 }
 
 /// Reads the dead-letter topic's `max.message.bytes` and stores the letter limit it allows.
-pub(super) async fn learn_dead_letter_limit(
-    cfg: Arc<Config>,
-    producer_max: usize,
-    limit: Arc<AtomicUsize>,
-) {
+async fn learn_dead_letter_limit(cfg: Arc<Config>, producer_max: usize, limit: Arc<AtomicUsize>) {
     let topic = &cfg.replies.dead_letter_topic;
     let props = cfg.kafka.property_pairs();
     match crate::kafka::admin::topic_max_message_bytes(&cfg.kafka.brokers, &props, topic).await {
@@ -243,6 +239,23 @@ pub(super) struct Sender {
 }
 
 impl Sender {
+    /// A replier's sender: a producer made from `config`, records built for `cfg`, and the
+    /// dead-letter limit learned from the broker in the background.
+    pub(super) fn for_replier(
+        cfg: &Arc<Config>,
+        config: rdkafka::ClientConfig,
+        what: &'static str,
+    ) -> Result<Self, KafkaError> {
+        let producer_max = crate::kafka::client::producer_max_bytes(cfg);
+        let letter_limit = dead_letter_limit(producer_max);
+        tokio::spawn(learn_dead_letter_limit(
+            cfg.clone(),
+            producer_max,
+            letter_limit.clone(),
+        ));
+        Self::new(config, RecordBuilder::new(cfg.clone(), letter_limit), what)
+    }
+
     /// A sender on a new producer made from `config` (`what` names it in errors).
     pub(super) fn new(
         config: rdkafka::ClientConfig,

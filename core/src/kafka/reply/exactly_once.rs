@@ -30,14 +30,11 @@ use tokio::sync::mpsc::Receiver;
 use tokio::time::{sleep, sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
-use super::delivery::{
-    backoff, dead_letter_limit, learn_dead_letter_limit, Attempt, Failure, InFlight, Job, Returned,
-    Sender, Step,
-};
-use super::record::{Note, Part, RecordBuilder};
+use super::delivery::{backoff, Attempt, Failure, InFlight, Job, Returned, Sender, Step};
+use super::record::{Note, Part};
 use super::settlement::{ReplierReport, Settlement};
 use crate::config::{Config, TierTopics};
-use crate::kafka::client::{producer_config, producer_max_bytes};
+use crate::kafka::client::producer_config;
 use crate::kafka::context::offsets_list;
 use crate::kafka::{KafkaError, SharedTracker};
 use crate::pipeline::{Origin, Outcome};
@@ -117,16 +114,7 @@ pub async fn run_transactional_replier(
     telemetry: Arc<Telemetry>,
     intake_done: CancellationToken,
 ) -> Result<ReplierReport, KafkaError> {
-    let producer_max = producer_max_bytes(&cfg);
-    let letter_limit = dead_letter_limit(producer_max);
-    tokio::spawn(learn_dead_letter_limit(
-        cfg.clone(),
-        producer_max,
-        letter_limit.clone(),
-    ));
-    let config = transactional_config(&cfg);
-    let records = RecordBuilder::new(cfg.clone(), letter_limit);
-    let sender = Sender::new(config, records, "transactional producer")?;
+    let sender = Sender::for_replier(&cfg, transactional_config(&cfg), "transactional producer")?;
     call(sender.producer(), "init_transactions", |p| {
         p.init_transactions(TXN_CALL)
     })
