@@ -92,20 +92,30 @@ fn tracker(offsets: &[i64]) -> SharedTracker {
     tracker
 }
 
-async fn at_least_once(
+/// Which replier a test runs.
+#[derive(Clone, Copy)]
+enum Delivery {
+    AtLeastOnce,
+    ExactlyOnce,
+}
+
+/// Runs `delivery`'s replier over `outcomes` until its channel closes; returns its report.
+async fn replier(
+    delivery: Delivery,
     cfg: Arc<Config>,
     tracker: &SharedTracker,
     outcomes: Vec<Outcome>,
 ) -> ReplierReport {
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
     let (tx, rx) = mpsc::channel(16);
     let telemetry = Telemetry::new(&cfg).expect("telemetry");
-    let replier = tokio::spawn(run_replier(
-        cfg,
-        rx,
-        tracker.clone(),
-        telemetry,
-        CancellationToken::new(),
-    ));
+    let (tracker, stop) = (tracker.clone(), CancellationToken::new());
+    let replier = match delivery {
+        Delivery::AtLeastOnce => tokio::spawn(run_replier(cfg, rx, tracker, telemetry, stop)),
+        Delivery::ExactlyOnce => {
+            tokio::spawn(run_transactional_replier(cfg, rx, tracker, telemetry, stop))
+        }
+    };
     for o in outcomes {
         tx.send(o).await.unwrap();
     }
@@ -115,6 +125,14 @@ async fn at_least_once(
         .expect("replier finished in time")
         .unwrap()
         .expect("replier ran")
+}
+
+async fn at_least_once(
+    cfg: Arc<Config>,
+    tracker: &SharedTracker,
+    outcomes: Vec<Outcome>,
+) -> ReplierReport {
+    replier(Delivery::AtLeastOnce, cfg, tracker, outcomes).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,25 +198,7 @@ async fn exactly_once(
     tracker: &SharedTracker,
     outcomes: Vec<Outcome>,
 ) -> ReplierReport {
-    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
-    let (tx, rx) = mpsc::channel(16);
-    let telemetry = Telemetry::new(&cfg).expect("telemetry");
-    let replier = tokio::spawn(run_transactional_replier(
-        cfg,
-        rx,
-        tracker.clone(),
-        telemetry,
-        CancellationToken::new(),
-    ));
-    for o in outcomes {
-        tx.send(o).await.unwrap();
-    }
-    drop(tx);
-    tokio::time::timeout(std::time::Duration::from_secs(60), replier)
-        .await
-        .expect("in time")
-        .unwrap()
-        .expect("transactions committed")
+    replier(Delivery::ExactlyOnce, cfg, tracker, outcomes).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
