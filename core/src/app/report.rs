@@ -53,6 +53,8 @@ pub struct IntakeSummary {
     pub abandoned: u64,
     /// Times a tier topic was paused because its queue was full.
     pub topic_pauses: u64,
+    /// Times a tier topic was held back because a higher tier had records waiting in Kafka.
+    pub tier_holds: u64,
     /// Records still pending when the shutdown drain timed out.
     pub pending_at_exit: u64,
     /// The last commit failed: the next owner of the partitions re-reads from the one before.
@@ -199,6 +201,7 @@ impl ServeReport {
                 skipped: c.skipped,
                 abandoned: c.abandoned,
                 topic_pauses: c.paused,
+                tier_holds: c.held,
                 pending_at_exit: c.pending_at_exit,
                 final_commit_failed: c.final_commit_failed,
             },
@@ -253,6 +256,7 @@ impl ServeReport {
             shed = i.shed,
             abandoned = i.abandoned,
             topic_pauses = i.topic_pauses,
+            tier_holds = i.tier_holds,
             pending_at_exit = i.pending_at_exit,
             final_commit_failed = i.final_commit_failed,
             batches = b.batches,
@@ -287,6 +291,7 @@ impl ServeSummary {
             .row("skipped", i.skipped)
             .row("abandoned", i.abandoned)
             .row("topic pauses", i.topic_pauses)
+            .row("tier holds (higher tier waiting)", i.tier_holds)
             .row("pending at exit", i.pending_at_exit)
             .row(
                 "final commit",

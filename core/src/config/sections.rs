@@ -161,6 +161,10 @@ pub struct PriorityQueueing {
     /// An admitted request not put in a batch within this many seconds is answered OVERLOADED
     /// (0 = never; aging still guarantees progress).
     pub starvation_bound_seconds: f64,
+    /// Read higher tiers first while they have records waiting in Kafka: lower tier topics are
+    /// paused (down to their starvation share) until the higher tiers' lag is read. False: the
+    /// broker's fetch order decides what is read first.
+    pub tier_aware_intake: bool,
     /// Timeout of a request that sets no deadline and no `timeout_ms`, per tier (ms; 0 = none).
     pub critical_default_timeout_ms: u64,
     pub high_default_timeout_ms: u64,
@@ -178,6 +182,7 @@ impl Default for PriorityQueueing {
             low_priority_wait_time: 0.02,
             priority_boost_threshold: 10,
             starvation_bound_seconds: 30.0,
+            tier_aware_intake: true,
             critical_default_timeout_ms: 0,
             high_default_timeout_ms: 0,
             normal_default_timeout_ms: 0,

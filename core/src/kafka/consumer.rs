@@ -6,6 +6,13 @@
 //! or abandoned (stashed or unsendable at revoke/shutdown), which keeps its offset from ever
 //! being committed. Commits carry only the tracker's contiguous delivered prefix.
 //!
+//! Under a backlog the tier gate ([`TierGate`]) decides which tier topics are read: lower tiers
+//! are paused while a higher tier has records waiting in Kafka (its lag, from librdkafka's
+//! cached watermarks against the tracker's read positions), down to their starvation share. A
+//! topic is paused while either the gate or backpressure wants it paused; pausing loses nothing
+//! (librdkafka drops what it prefetched for the partition and fetches again from the next
+//! offset kbatch has not read).
+//!
 //! One dedicated thread polls a `BaseConsumer`: librdkafka runs the rebalance callback inside
 //! `poll`, and that callback blocks while revoked partitions drain, which must not stall a tokio
 //! worker. The thread itself never waits for a channel: when a tier channel is full the record
@@ -27,11 +34,14 @@ use super::client::consumer_config;
 use super::context::{assigned_of, commit, set_paused, KbatchContext};
 use super::headers::headers_of;
 use super::intake::{Closed, Intake, Offer, OutcomeOffer};
+use super::observe;
+use super::tier_gate::{GateInputs, TierGate};
+use super::watermarks::CachedWatermarks;
 use super::{KafkaError, SharedTracker};
 use crate::config::{Config, Delivery};
 use crate::inference::ModelInfo;
 use crate::pipeline::{now_ms, Admitted, Origin, Outcome};
-use crate::telemetry::Telemetry;
+use crate::telemetry::{IntakeState, IntakeTier, Telemetry};
 use crate::tier::Tier;
 
 /// Poll timeout while nothing is stashed: bounds how late cancellation and commits are noticed.
@@ -42,6 +52,14 @@ const STASH_POLL: Duration = Duration::from_millis(1);
 /// commits every partition's point, not only those that moved.
 const FULL_COMMIT_EVERY: u32 = 10;
 const MIN_FULL_COMMIT: Duration = Duration::from_secs(5);
+/// The tier gate is decided again at most this often while records flow (each decision reads
+/// every assigned partition's cached watermarks: microseconds).
+const GATE_EVERY: Duration = Duration::from_millis(1);
+/// Poll timeout while the gate holds a tier back, so a held tier's share is refilled promptly
+/// as its requests are answered.
+const GATE_POLL: Duration = Duration::from_millis(2);
+/// How often the gate's inputs and decisions are published to `/stats`.
+const PUBLISH_EVERY: Duration = Duration::from_millis(250);
 
 /// Where the consumer sends its work.
 pub struct ConsumerInputs {
@@ -68,6 +86,8 @@ pub struct ConsumerReport {
     pub skipped: u64,
     /// Times a topic was paused because a tier channel was full.
     pub paused: u64,
+    /// Times the tier gate held a topic back because a higher tier had records waiting.
+    pub held: u64,
     /// Requests answered OVERLOADED because their queue was full (`when_queue_full: reject`,
     /// or a request demoted to a tier whose stash of demoted requests is at its bound).
     pub shed: u64,
@@ -97,10 +117,12 @@ pub async fn run_consumer(
         cfg.batch_processing.when_queue_full,
     );
     let drain = Duration::from_millis(k.revoke_drain_timeout_ms);
+    let gate = tier_gate(&cfg);
     let mut context = KbatchContext::new(
         k.topics.clone(),
         tracker,
         intake,
+        gate,
         drain,
         inputs.telemetry.clone(),
     );
@@ -119,13 +141,19 @@ pub async fn run_consumer(
             source,
         })?;
     let admission = Admission::new(&cfg, &model);
+    let watermarks = CachedWatermarks::new(&k.topics);
     let thread = tokio::task::spawn_blocking(move || {
+        let now = Instant::now();
         let poll_loop = PollLoop {
             consumer: &consumer,
             cfg: &cfg,
             admission,
             cancel,
             report: ConsumerReport::default(),
+            read: [0; 4],
+            watermarks,
+            next_gate: now,
+            next_publish: now,
         };
         let result = poll_loop.run();
         // Closing runs the final revoke callback; every partition list is plain data by now.
@@ -137,12 +165,28 @@ pub async fn run_consumer(
         .map_err(|e| KafkaError::Thread(e.to_string()))?
 }
 
+/// The tier gate the configuration asks for. A held tier keeps at least the batcher's boost
+/// threshold queued plus one batch in flight, so the boost always has requests to take.
+fn tier_gate(cfg: &Config) -> TierGate {
+    let p = &cfg.priority_queueing;
+    TierGate::new(
+        p.tier_aware_intake && p.enable_priority_queueing,
+        p.priority_boost_threshold + cfg.batch_processing.max_batch_size,
+    )
+}
+
 struct PollLoop<'a> {
     consumer: &'a BaseConsumer<KbatchContext>,
     cfg: &'a Config,
     admission: Admission,
     cancel: CancellationToken,
     report: ConsumerReport,
+    /// Records read per topic tier (the gate watches them move).
+    read: [u64; 4],
+    /// `None` only for a topic name librdkafka cannot take (no such topic exists to read).
+    watermarks: Option<CachedWatermarks>,
+    next_gate: Instant,
+    next_publish: Instant,
 }
 
 impl<'a> PollLoop<'a> {
@@ -176,10 +220,18 @@ impl<'a> PollLoop<'a> {
         let mut next_full_commit = Instant::now() + full_interval;
         while !self.cancel.is_cancelled() {
             let backpressure = self.flush_stash()?;
-            match self
-                .consumer
-                .poll(if backpressure { STASH_POLL } else { IDLE_POLL })
-            {
+            let now = Instant::now();
+            if now >= self.next_gate {
+                self.decide_gate(now);
+            }
+            let timeout = if backpressure {
+                STASH_POLL
+            } else if Tier::ALL.iter().any(|&t| self.ctx().gate().is_held(t)) {
+                GATE_POLL
+            } else {
+                IDLE_POLL
+            };
+            match self.consumer.poll(timeout) {
                 Some(Ok(msg)) => self.handle(&msg)?,
                 Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
                 None => {}
@@ -226,47 +278,146 @@ impl<'a> PollLoop<'a> {
             Closed::Tier(_) => KafkaError::ChannelClosed("tier"),
             Closed::Outcomes => KafkaError::ChannelClosed("outcome"),
         })?;
-        self.apply_pauses();
+        self.sync_pauses();
         Ok(self.ctx().intake().needs_attention())
     }
 
-    /// Pauses topics that started stashing and resumes those whose stash emptied.
-    fn apply_pauses(&mut self) {
-        let (pause, resume) = {
+    /// Brings each topic's pause state in line with what backpressure (topics that started or
+    /// stopped stashing) and the tier gate want: paused while either wants it.
+    fn sync_pauses(&mut self) {
+        let (started, backpressure) = {
             let mut intake = self.ctx().intake();
-            (intake.pauses_due(), intake.resumes_due())
+            let started = intake.pauses_due();
+            intake.resumes_due();
+            (started, Tier::ALL.map(|t| intake.is_paused(t)))
         };
+        if !started.is_empty() {
+            self.report.paused += started.len() as u64;
+            tracing::debug!(topics = ?started, "tier channel full: pausing");
+        }
+        let held = {
+            let gate = self.ctx().gate();
+            Tier::ALL.map(|t| gate.is_held(t))
+        };
+        let (pause, resume) = {
+            let mut applied = self.ctx().paused();
+            let mut pause = Vec::new();
+            let mut resume = Vec::new();
+            for t in Tier::ALL {
+                let want = backpressure[t.index()] || held[t.index()];
+                if want != applied[t.index()] {
+                    applied[t.index()] = want;
+                    if want { pause.push(t) } else { resume.push(t) }
+                }
+            }
+            (pause, resume)
+        };
+        if pause.is_empty() && resume.is_empty() {
+            return;
+        }
+        let paused_by_backpressure = backpressure.iter().filter(|&&p| p).count();
+        self.ctx()
+            .telemetry
+            .metrics
+            .paused_topics
+            .set(paused_by_backpressure as i64);
         let topics = &self.ctx().topics;
-        if !pause.is_empty() || !resume.is_empty() {
-            let paused = Tier::ALL
-                .iter()
-                .filter(|&&t| self.ctx().intake().is_paused(t))
-                .count();
-            self.ctx()
-                .telemetry
-                .metrics
-                .paused_topics
-                .set(paused as i64);
+        for (tiers, pause) in [(pause, true), (resume, false)] {
+            if !tiers.is_empty() {
+                set_paused(
+                    self.consumer,
+                    topics,
+                    &assigned_of(self.consumer, topics, &tiers),
+                    pause,
+                );
+            }
         }
-        if !pause.is_empty() {
-            self.report.paused += pause.len() as u64;
-            tracing::debug!(topics = ?pause, "tier channel full: pausing");
-            set_paused(
-                self.consumer,
-                topics,
-                &assigned_of(self.consumer, topics, &pause),
-                true,
-            );
+    }
+
+    /// Decides the tier gate from each tier's lag and in-flight count, applies its changes, and
+    /// publishes what it decided from.
+    fn decide_gate(&mut self, now: Instant) {
+        self.next_gate = now + GATE_EVERY;
+        let Some(watermarks) = &self.watermarks else {
+            return;
+        };
+        let ctx = self.ctx();
+        let reads = ctx.tracker.reads();
+        let lag = observe::tier_lags(
+            &reads,
+            |key| watermarks.get(self.consumer, key),
+            |key| ctx.read_start(key),
+        );
+        let mut in_flight = [0usize; 4];
+        for r in &reads {
+            in_flight[r.key.0.index()] += r.in_flight;
         }
-        if !resume.is_empty() {
-            tracing::debug!(topics = ?resume, "stash flushed: resuming");
-            set_paused(
-                self.consumer,
-                topics,
-                &assigned_of(self.consumer, topics, &resume),
-                false,
-            );
+        let inputs = GateInputs {
+            lag,
+            in_flight,
+            read: self.read,
+        };
+        let changes = ctx.gate().decide(&inputs, now);
+        let metrics = &ctx.telemetry.metrics;
+        for t in Tier::ALL {
+            let m = metrics.tier(t);
+            m.intake_lag.set(lag[t.index()].unwrap_or(-1));
+            m.intake_in_flight.set(in_flight[t.index()] as i64);
         }
+        if !changes.is_empty() {
+            let gate = ctx.gate();
+            for c in &changes {
+                metrics.tier(c.tier).intake_held.set(i64::from(c.held));
+                if let Some(reason) = gate.state(c.tier).held.filter(|_| c.held) {
+                    self.report.held += 1;
+                    metrics.intake_hold(c.tier, reason.as_str());
+                    tracing::debug!(tier = %c.tier, reason = reason.as_str(), higher = %reason.blocker(), "tier gate: holding back");
+                } else {
+                    tracing::debug!(tier = %c.tier, "tier gate: reading again");
+                }
+            }
+            drop(gate);
+            self.sync_pauses();
+        }
+        if now >= self.next_publish {
+            self.next_publish = now + PUBLISH_EVERY;
+            self.publish_intake();
+        }
+    }
+
+    /// The gate's inputs and decisions, for `/stats`.
+    fn publish_intake(&self) {
+        let ctx = self.ctx();
+        let backpressure = {
+            let intake = ctx.intake();
+            Tier::ALL.map(|t| intake.is_paused(t))
+        };
+        let state = {
+            let gate = ctx.gate();
+            let inputs = gate.last_inputs();
+            IntakeState {
+                tier_aware: gate.enabled(),
+                share_floor: gate.share_floor(),
+                tiers: Tier::ALL
+                    .iter()
+                    .map(|&t| {
+                        let s = gate.state(t);
+                        IntakeTier {
+                            tier: t,
+                            lag: inputs.lag[t.index()],
+                            in_flight: inputs.in_flight[t.index()],
+                            held: s.held.is_some(),
+                            reason: s.held.map(|r| r.as_str()),
+                            held_for: s.held.map(|r| r.blocker()),
+                            reading_for_share: s.reading_for_share,
+                            paused_by_backpressure: backpressure[t.index()],
+                            holds: gate.holds(t),
+                        }
+                    })
+                    .collect(),
+            }
+        };
+        ctx.telemetry.stats.set_intake(state);
     }
 
     fn handle(&mut self, msg: &BorrowedMessage<'_>) -> Result<(), KafkaError> {
@@ -281,6 +432,7 @@ impl<'a> PollLoop<'a> {
             self.report.skipped += 1;
             return Ok(());
         };
+        self.read[tier.index()] += 1;
         let origin = Origin {
             topic_tier: tier,
             partition,
@@ -328,7 +480,7 @@ impl<'a> PollLoop<'a> {
         match offer {
             Offer::Sent => Ok(()),
             Offer::Stashed => {
-                self.apply_pauses();
+                self.sync_pauses();
                 Ok(())
             }
             Offer::Full(refused) => {
@@ -354,7 +506,7 @@ impl<'a> PollLoop<'a> {
                 if self.ctx().intake().backlog() == 1 {
                     self.report.outcome_backlogs += 1;
                 }
-                self.apply_pauses();
+                self.sync_pauses();
                 Ok(())
             }
             OutcomeOffer::Closed(outcome) => {

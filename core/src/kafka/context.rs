@@ -11,9 +11,10 @@
 //! The callbacks run on the consumer's polling thread (inside `BaseConsumer::poll`), which is
 //! a dedicated thread, so blocking here for the drain blocks no async task.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
@@ -24,6 +25,7 @@ use super::intake::Intake;
 use super::observe;
 use super::offsets::PartitionKey;
 use super::shared::SharedTracker;
+use super::tier_gate::TierGate;
 use crate::config::TierTopics;
 use crate::telemetry::{ErrorKind, Telemetry};
 use crate::tier::Tier;
@@ -37,6 +39,12 @@ pub struct KbatchContext {
     pub(crate) tracker: SharedTracker,
     pub(crate) topics: TierTopics,
     intake: Mutex<Intake>,
+    gate: Mutex<TierGate>,
+    /// Per tier: whether its assigned partitions are paused now (by backpressure or the gate).
+    paused: Mutex<[bool; 4]>,
+    /// Where reading of each assigned partition starts before kbatch read anything from it
+    /// (from librdkafka's statistics).
+    read_starts: Mutex<HashMap<PartitionKey, i64>>,
     drain_timeout: Duration,
     /// Set once the final commit is done: the revoke librdkafka runs while closing the
     /// consumer then has nothing to wait for.
@@ -51,6 +59,7 @@ impl KbatchContext {
         topics: TierTopics,
         tracker: SharedTracker,
         intake: Intake,
+        gate: TierGate,
         drain_timeout: Duration,
         telemetry: Arc<Telemetry>,
     ) -> Self {
@@ -58,6 +67,9 @@ impl KbatchContext {
             tracker,
             topics,
             intake: Mutex::new(intake),
+            gate: Mutex::new(gate),
+            paused: Mutex::new([false; 4]),
+            read_starts: Mutex::new(HashMap::new()),
             drain_timeout,
             closing: AtomicBool::new(false),
             telemetry,
@@ -70,13 +82,34 @@ impl KbatchContext {
         self.intake.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    pub(crate) fn gate(&self) -> MutexGuard<'_, TierGate> {
+        // Gate decisions replace the whole state each time; a poisoned lock is still usable.
+        self.gate.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The pause state applied to each tier's partitions.
+    pub(crate) fn paused(&self) -> MutexGuard<'_, [bool; 4]> {
+        self.paused.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Where reading of `key` starts, if librdkafka's statistics said so since its assignment.
+    pub(crate) fn read_start(&self, key: PartitionKey) -> Option<i64> {
+        self.read_starts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            .copied()
+    }
+
     pub(crate) fn set_closing(&self) {
         self.closing.store(true, Ordering::Release);
     }
 
     fn on_assign(&self, assigned: &[PartitionKey]) {
+        let now = Instant::now();
         for &(tier, partition) in assigned {
             self.tracker.assign(tier, partition);
+            self.gate().assigned(tier, now);
         }
         self.telemetry.health.set_group_joined(true);
         tracing::info!(partitions = ?assigned, "partitions assigned");
@@ -136,13 +169,21 @@ impl ClientContext for KbatchContext {
         } else {
             observe::LogEnd::HighWatermark
         };
+        let assigned = self.tracker.assigned();
         let lags = observe::lags(
             &stats,
             &self.topics,
             &self.tracker.positions(),
-            &self.tracker.assigned(),
+            &assigned,
             end,
         );
+        *self
+            .read_starts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) =
+            observe::read_starts(&stats, &self.topics, &assigned)
+                .into_iter()
+                .collect();
         // Revoked partitions must not keep reporting their last lag.
         t.metrics.consumer_lag.reset();
         for (topic, partition, lag) in lags {
@@ -171,8 +212,9 @@ impl ConsumerContext for KbatchContext {
         }
     }
 
-    /// Newly assigned partitions of a paused topic are paused too; the others are resumed
-    /// explicitly, so no pause state left from an earlier assignment can stall them.
+    /// Newly assigned partitions of a paused topic (backpressure or the tier gate) are paused
+    /// too; the others are resumed explicitly, so no pause state left from an earlier assignment
+    /// can stall them.
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         // The membership exactly-once transactions commit under (a new generation per rebalance).
         self.tracker.set_group(consumer.group_metadata());
@@ -181,8 +223,8 @@ impl ConsumerContext for KbatchContext {
         };
         let assigned = partitions(&self.topics, tpl);
         let (paused, running): (Vec<PartitionKey>, Vec<PartitionKey>) = {
-            let intake = self.intake();
-            assigned.iter().partition(|(t, _)| intake.is_paused(*t))
+            let applied = *self.paused();
+            assigned.iter().partition(|(t, _)| applied[t.index()])
         };
         set_paused(consumer, &self.topics, &paused, true);
         set_paused(consumer, &self.topics, &running, false);

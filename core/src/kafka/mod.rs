@@ -27,6 +27,8 @@ mod offsets;
 mod reply;
 mod reply_topics;
 mod shared;
+mod tier_gate;
+mod watermarks;
 
 pub use admin::{
     all_topics, client_config as plain_client_config, ensure_named_topics, ensure_topics,

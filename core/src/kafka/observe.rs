@@ -9,6 +9,7 @@
 
 use rdkafka::statistics::Statistics;
 
+use super::offsets::{PartitionKey, PartitionRead};
 use crate::config::TierTopics;
 use crate::tier::Tier;
 
@@ -68,6 +69,69 @@ pub fn lags(
         out.push((topic.to_owned(), partition, (last - from).max(0)));
     }
     out
+}
+
+/// A partition's log start and end as librdkafka last saw them (negative: not known).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Watermarks {
+    pub low: i64,
+    pub high: i64,
+}
+
+/// Per tier: records waiting in Kafka on the assigned partitions of `reads`, i.e. the sum of
+/// (log end − next offset to read). A partition not read since its assignment is counted from
+/// `start_of` (the group's committed offset, else the log start); a partition whose log end or
+/// start point is unknown makes its tier's lag `None`, except an empty log (start = end), which
+/// has nothing to wait for. A tier with no assigned partition has lag 0.
+pub fn tier_lags(
+    reads: &[PartitionRead],
+    watermarks_of: impl Fn(PartitionKey) -> Option<Watermarks>,
+    start_of: impl Fn(PartitionKey) -> Option<i64>,
+) -> [Option<i64>; 4] {
+    let mut lags = [Some(0i64); 4];
+    for read in reads {
+        let t = read.key.0.index();
+        let lag = watermarks_of(read.key)
+            .filter(|w| w.high >= 0)
+            .and_then(|w| {
+                let from = read.next_read.or_else(|| start_of(read.key));
+                match from {
+                    Some(from) => Some((w.high - from).max(0)),
+                    None if w.low == w.high => Some(0),
+                    None => None,
+                }
+            });
+        lags[t] = match (lags[t], lag) {
+            (Some(sum), Some(lag)) => Some(sum.saturating_add(lag)),
+            _ => None,
+        };
+    }
+    lags
+}
+
+/// Where the assigned partitions' reading starts before kbatch has read anything from them: the
+/// group's committed offset, else the log start (`auto.offset.reset: earliest`).
+pub fn read_starts(
+    stats: &Statistics,
+    topics: &TierTopics,
+    assigned: &[PartitionKey],
+) -> Vec<(PartitionKey, i64)> {
+    assigned
+        .iter()
+        .filter_map(|&(tier, partition)| {
+            let p = stats
+                .topics
+                .get(topics.topic(tier))?
+                .partitions
+                .get(&partition)?;
+            let start = if p.committed_offset >= 0 {
+                p.committed_offset
+            } else {
+                p.lo_offset
+            };
+            (start >= 0).then_some(((tier, partition), start))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -60,6 +60,16 @@ impl PartitionState {
     }
 }
 
+/// How far kbatch has read one assigned partition, for the tier-aware intake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionRead {
+    pub key: PartitionKey,
+    /// One past the highest offset read in this assignment; `None` before the first record.
+    pub next_read: Option<i64>,
+    /// Records read and not yet answered.
+    pub in_flight: usize,
+}
+
 /// Per-partition bookkeeping of in-flight records. See the module invariant.
 #[derive(Debug, Default)]
 pub struct OffsetTracker {
@@ -92,6 +102,18 @@ impl OffsetTracker {
         let state = self.partitions.remove(&(tier, partition))?;
         self.total_pending -= state.pending.len();
         state.progress()
+    }
+
+    /// Every assigned partition's read position and in-flight count.
+    pub fn reads(&self) -> Vec<PartitionRead> {
+        self.partitions
+            .iter()
+            .map(|(&key, s)| PartitionRead {
+                key,
+                next_read: s.last.map(|l| l + 1),
+                in_flight: s.pending.len(),
+            })
+            .collect()
     }
 
     /// Marks `offset` as in flight; returns the partition's epoch, or `None` when the partition

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::ConsumerGroupMetadata;
 use tokio::sync::Notify;
 
-use super::offsets::{OffsetTracker, PartitionKey};
+use super::offsets::{OffsetTracker, PartitionKey, PartitionRead};
 use crate::pipeline::Origin;
 use crate::tier::Tier;
 
@@ -106,6 +106,11 @@ impl SharedTracker {
     /// See [`OffsetTracker::commit_failed`].
     pub fn commit_failed(&self, offsets: &[(Tier, i32, i64)]) {
         self.lock().commit_failed(offsets);
+    }
+
+    /// See [`OffsetTracker::reads`].
+    pub fn reads(&self) -> Vec<PartitionRead> {
+        self.lock().reads()
     }
 
     pub fn positions(&self) -> Vec<(Tier, i32, i64)> {

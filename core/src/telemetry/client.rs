@@ -167,6 +167,26 @@ pub fn summary(v: &serde_json::Value) -> String {
             v["adaptive"]["target"], v["adaptive"]["last_reason"]
         );
     }
+    if let Some(tiers) = v["intake"]["tiers"].as_array() {
+        let parts: Vec<String> = tiers
+            .iter()
+            .map(|t| {
+                let state = match (t["held"].as_bool(), t["held_for"].as_str()) {
+                    (Some(true), Some(by)) => format!("held for {}", by.to_lowercase()),
+                    _ if t["paused_by_backpressure"] == true => "paused (queue full)".into(),
+                    _ if t["reading_for_share"] == true => "reading its share".into(),
+                    _ => "reading".into(),
+                };
+                let lag = t["lag"].as_i64().map_or("?".into(), |l| l.to_string());
+                format!(
+                    "{} lag {lag}, {} in flight, {state}",
+                    t["tier"].as_str().unwrap_or("?").to_lowercase(),
+                    t["in_flight"]
+                )
+            })
+            .collect();
+        out += &format!("intake: {}\n", parts.join("; "));
+    }
     out
 }
 

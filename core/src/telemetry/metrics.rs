@@ -126,6 +126,13 @@ pub struct TierMetrics {
     /// Requests admitted to this tier's queue (after demotion).
     pub admitted: IntCounter,
     pub queue_depth: IntGauge,
+    /// Records waiting in Kafka for this instance, as the tier-aware intake sees them (-1: not
+    /// known yet).
+    pub intake_lag: IntGauge,
+    /// Records read from this tier's topic and not yet answered.
+    pub intake_in_flight: IntGauge,
+    /// 1 while the tier-aware intake holds this tier's topic back for a higher tier.
+    pub intake_held: IntGauge,
     pub queue_wait_ms: Histogram,
     pub end_to_end_ms: Histogram,
     /// Delivered replies by status, indexed by `Status as usize`.
@@ -156,6 +163,7 @@ pub struct Metrics {
     pub adaptive_batch_latency_ms: Gauge,
     errors: Vec<IntCounter>,
     reloads: IntCounterVec,
+    intake_holds: IntCounterVec,
 }
 
 /// The registry being filled, and the names registered (families with no series yet, such as
@@ -284,6 +292,13 @@ impl Metrics {
                 ),
                 &["result"],
             )?)?,
+            intake_holds: r.reg(IntCounterVec::new(
+                Opts::new(
+                    "kbatch_intake_holds_total",
+                    "Times the tier-aware intake started holding a tier topic back, by tier and reason.",
+                ),
+                &["tier", "reason"],
+            )?)?,
             tiers,
             names: r.names.take(),
             registry: r.r,
@@ -308,6 +323,13 @@ impl Metrics {
             .with_label_values(&[flush_reason.as_str()])
             .inc();
         self.batch_size.observe(size as f64);
+    }
+
+    /// The tier-aware intake started holding `tier` back for `reason` (a `HoldReason` label).
+    pub fn intake_hold(&self, tier: Tier, reason: &str) {
+        self.intake_holds
+            .with_label_values(&[tier.as_str(), reason])
+            .inc();
     }
 
     pub fn error(&self, e: ErrorKind) {
@@ -380,6 +402,19 @@ fn tier_metrics(r: &Builder) -> Result<Vec<TierMetrics>, prometheus::Error> {
         ),
         &["tier"],
     )?)?;
+    let gauge = |name: &str, help: &str| r.reg(IntGaugeVec::new(Opts::new(name, help), &["tier"])?);
+    let lag = gauge(
+        "kbatch_intake_lag_records",
+        "Records waiting in Kafka on this instance's partitions of each tier topic: log end minus next offset to read (-1: not known yet).",
+    )?;
+    let in_flight = gauge(
+        "kbatch_intake_in_flight_records",
+        "Records read from each tier topic and not yet answered.",
+    )?;
+    let held = gauge(
+        "kbatch_intake_held_topics",
+        "1 while the tier-aware intake holds a tier topic back because a higher tier has records waiting.",
+    )?;
     let hist_vec = |name: &str, help: &str| {
         r.reg(prometheus::HistogramVec::new(
             HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS_MS.to_vec()),
@@ -402,6 +437,9 @@ fn tier_metrics(r: &Builder) -> Result<Vec<TierMetrics>, prometheus::Error> {
                 consumed: consumed.with_label_values(&l),
                 admitted: admitted.with_label_values(&l),
                 queue_depth: depth.with_label_values(&l),
+                intake_lag: lag.with_label_values(&l),
+                intake_in_flight: in_flight.with_label_values(&l),
+                intake_held: held.with_label_values(&l),
                 queue_wait_ms: wait.with_label_values(&l),
                 end_to_end_ms: e2e.with_label_values(&l),
                 replies: Status::ALL

@@ -22,7 +22,7 @@ pub use error::TelemetryError;
 pub use health::{Alive, Health, Reasons, Unhealthy};
 pub use logging::{init_tracing, set_log_level};
 pub use metrics::{ErrorKind, Metrics};
-pub use stats::{Delivered, Stats, StatsSnapshot};
+pub use stats::{Delivered, IntakeState, IntakeTier, Stats, StatsSnapshot};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

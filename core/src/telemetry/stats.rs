@@ -37,6 +37,40 @@ pub struct AdaptiveState {
     pub gpu_utilization: Option<f64>,
 }
 
+/// What the tier-aware intake decided from and what it decided (published by the consumer),
+/// for `/stats`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IntakeState {
+    /// `priority_queueing.tier_aware_intake`.
+    pub tier_aware: bool,
+    /// A held tier is still read while it has fewer records than this in flight.
+    pub share_floor: usize,
+    /// Highest priority first.
+    pub tiers: Vec<IntakeTier>,
+}
+
+/// One tier topic in [`IntakeState`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IntakeTier {
+    pub tier: Tier,
+    /// Records waiting in Kafka on this instance's partitions; `None` = not known yet.
+    pub lag: Option<i64>,
+    /// Read and not yet answered.
+    pub in_flight: usize,
+    /// Held back by the tier-aware intake.
+    pub held: bool,
+    /// Why it is held (`higher_tier_lag`, `higher_tier_lag_unknown`).
+    pub reason: Option<&'static str>,
+    /// The higher tier it is held back for.
+    pub held_for: Option<Tier>,
+    /// A higher tier has records waiting, but this one is read for its starvation share.
+    pub reading_for_share: bool,
+    /// Paused because its own queue (or the replier's) is full.
+    pub paused_by_backpressure: bool,
+    /// Holds started so far.
+    pub holds: u64,
+}
+
 /// One delivered outcome, as the replier saw it acknowledged.
 #[derive(Debug, Clone, Copy)]
 pub struct Delivered {
@@ -73,6 +107,7 @@ struct Inner {
     reply_us: u64,
     end_to_end: Histogram<u64>,
     adaptive: Option<AdaptiveState>,
+    intake: Option<IntakeState>,
 }
 
 #[derive(Debug)]
@@ -124,6 +159,7 @@ pub struct StatsSnapshot {
     pub latency_ms: Percentiles,
     pub time_breakdown: Breakdown,
     pub adaptive: Option<AdaptiveState>,
+    pub intake: Option<IntakeState>,
 }
 
 impl Default for Stats {
@@ -150,6 +186,7 @@ impl Stats {
                 end_to_end: Histogram::new_with_bounds(1, 3_600_000_000, 3)
                     .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!())),
                 adaptive: None,
+                intake: None,
             }),
         }
     }
@@ -191,6 +228,10 @@ impl Stats {
 
     pub fn set_adaptive(&self, a: AdaptiveState) {
         self.lock().adaptive = Some(a);
+    }
+
+    pub fn set_intake(&self, i: IntakeState) {
+        self.lock().intake = Some(i);
     }
 
     pub fn snapshot(&self) -> StatsSnapshot {
@@ -240,6 +281,7 @@ impl Stats {
                 reply_ms: ms(s.reply_us, total),
             },
             adaptive: s.adaptive.clone(),
+            intake: s.intake.clone(),
         }
     }
 }

@@ -1,0 +1,220 @@
+//! Which tier topics the consumer reads now: while a higher tier has records waiting in Kafka,
+//! lower tiers are held back (their partitions paused) so the broker's fetches go to the higher
+//! tier and its records are read first. Pure state: the consumer feeds it each tier's lag and
+//! in-flight count and applies the holds it returns.
+//!
+//! Invariants:
+//! - the critical tier is never held, and a tier is held only while some higher tier *has a
+//!   backlog*: its lag has been positive for at least [`SETTLE`] (one record fetched and about
+//!   to be polled is not a backlog: holding for it would pause and re-fetch the lower tiers for
+//!   every higher-tier request of a steady stream), or its lag is not known yet; and that tier
+//!   is being read: a record of it was read, or it was assigned, within [`STALE`] (a lag that
+//!   stays without records, such as a transaction marker at the end of a partition or a
+//!   partition kbatch cannot fetch, holds nothing for long). A tier with no assigned partition
+//!   has no lag: it cannot be read here anyway;
+//! - a held tier is still read while it has fewer than `share_floor` records in flight (read and
+//!   not yet answered), and is held again only once it reaches twice that: the batcher then
+//!   always holds enough of it for its starvation rule (`priority_boost_threshold` queued, plus
+//!   a batch's worth for the boost to take from), so a flood of higher-tier traffic slows a lower
+//!   tier to its boost share but never stops it;
+//! - an idle or lightly loaded system is never held: a lower tier with little in flight is
+//!   always below the floor.
+
+use std::time::{Duration, Instant};
+
+use crate::tier::Tier;
+
+/// How long a higher tier's lag must stay positive before it holds lower tiers back.
+pub const SETTLE: Duration = Duration::from_millis(20);
+/// A higher tier that read nothing (and was not assigned) for this long holds nothing back.
+pub const STALE: Duration = Duration::from_millis(500);
+
+/// Why a tier is held back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldReason {
+    /// This higher tier has records waiting in Kafka.
+    HigherTierLag(Tier),
+    /// This higher tier's lag is not known yet (no fetch answered since its assignment).
+    HigherTierLagUnknown(Tier),
+}
+
+impl HoldReason {
+    /// Label value for metrics and `/stats`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HoldReason::HigherTierLag(_) => "higher_tier_lag",
+            HoldReason::HigherTierLagUnknown(_) => "higher_tier_lag_unknown",
+        }
+    }
+
+    /// The higher tier that holds this one back.
+    pub fn blocker(self) -> Tier {
+        match self {
+            HoldReason::HigherTierLag(t) | HoldReason::HigherTierLagUnknown(t) => t,
+        }
+    }
+}
+
+/// What the gate decides from, per tier (index = `Tier::index`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GateInputs {
+    /// Records waiting in Kafka for this instance: the sum over the tier's assigned partitions
+    /// of (log end − next offset to read); `None` while a partition's log end or read position
+    /// is unknown; `Some(0)` when none of its partitions is assigned here.
+    pub lag: [Option<i64>; 4],
+    /// Records read from the tier's topic and not yet answered.
+    pub in_flight: [usize; 4],
+    /// Records read from the tier's topic so far (a counter: the gate looks at its changes).
+    pub read: [u64; 4],
+}
+
+/// One tier's state after a decision.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TierGateState {
+    pub held: Option<HoldReason>,
+    /// A higher tier is waiting, but this tier is read for its share (below the floor).
+    pub reading_for_share: bool,
+}
+
+/// A tier whose hold changed in the last decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GateChange {
+    pub tier: Tier,
+    pub held: bool,
+}
+
+/// The hold state of the four tier topics. See the module invariants.
+#[derive(Debug, Clone)]
+pub struct TierGate {
+    enabled: bool,
+    /// Below this many in flight a held tier is read for its share.
+    share_floor: usize,
+    state: [TierGateState; 4],
+    /// Holds started so far, per tier.
+    holds: [u64; 4],
+    last: GateInputs,
+    /// Per tier: since when its lag has been positive (or unknown).
+    waiting_since: [Option<Instant>; 4],
+    /// Per tier: when it last read a record or was assigned.
+    progress_at: [Option<Instant>; 4],
+}
+
+impl TierGate {
+    /// `enabled: false` never holds anything (the broker's fetch order decides).
+    pub fn new(enabled: bool, share_floor: usize) -> Self {
+        Self {
+            enabled,
+            share_floor: share_floor.max(1),
+            state: [TierGateState::default(); 4],
+            holds: [0; 4],
+            last: GateInputs::default(),
+            waiting_since: [None; 4],
+            progress_at: [None; 4],
+        }
+    }
+
+    /// Partitions of `tier` were assigned at `now`: its lag is worth waiting for (up to
+    /// [`STALE`]) even before it reads anything.
+    pub fn assigned(&mut self, tier: Tier, now: Instant) {
+        self.progress_at[tier.index()] = Some(now);
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    pub fn share_floor(&self) -> usize {
+        self.share_floor
+    }
+
+    /// Whether `tier`'s partitions are to be paused by the gate.
+    pub fn is_held(&self, tier: Tier) -> bool {
+        self.state[tier.index()].held.is_some()
+    }
+
+    pub fn state(&self, tier: Tier) -> TierGateState {
+        self.state[tier.index()]
+    }
+
+    /// Holds started for `tier` so far.
+    pub fn holds(&self, tier: Tier) -> u64 {
+        self.holds[tier.index()]
+    }
+
+    /// The inputs of the last decision.
+    pub fn last_inputs(&self) -> &GateInputs {
+        &self.last
+    }
+
+    /// Decides every tier's hold from `inputs` at `now`; returns the tiers whose hold changed.
+    pub fn decide(&mut self, inputs: &GateInputs, now: Instant) -> Vec<GateChange> {
+        let backlog = self.backlogs(inputs, now);
+        self.last = *inputs;
+        let mut changes = Vec::new();
+        for tier in Tier::ALL {
+            let t = tier.index();
+            let was_held = self.state[t].held.is_some();
+            let blocker = if self.enabled {
+                backlog[..t].iter().find_map(|b| *b)
+            } else {
+                None
+            };
+            let in_flight = inputs.in_flight[t];
+            let held = match blocker {
+                None => None,
+                // Held tiers are read again below the floor; read tiers are held from twice it.
+                Some(_) if was_held && in_flight < self.share_floor => None,
+                Some(_) if !was_held && in_flight < 2 * self.share_floor => None,
+                Some(reason) => Some(reason),
+            };
+            self.state[t] = TierGateState {
+                held,
+                reading_for_share: blocker.is_some() && held.is_none(),
+            };
+            if held.is_some() != was_held {
+                if held.is_some() {
+                    self.holds[t] += 1;
+                }
+                changes.push(GateChange {
+                    tier,
+                    held: held.is_some(),
+                });
+            }
+        }
+        changes
+    }
+
+    /// Per tier: the hold reason it gives lower tiers, if it has a backlog now (see the module
+    /// invariants). Updates the waiting and progress instants.
+    fn backlogs(&mut self, inputs: &GateInputs, now: Instant) -> [Option<HoldReason>; 4] {
+        let mut out = [None; 4];
+        for tier in Tier::ALL {
+            let t = tier.index();
+            if inputs.read[t] != self.last.read[t] {
+                self.progress_at[t] = Some(now);
+            }
+            let waiting = inputs.lag[t].is_none_or(|lag| lag > 0);
+            if !waiting {
+                self.waiting_since[t] = None;
+                continue;
+            }
+            let since = *self.waiting_since[t].get_or_insert(now);
+            let settled = now.saturating_duration_since(since) >= SETTLE;
+            let fresh = self.progress_at[t]
+                .is_some_and(|at| now.saturating_duration_since(at) < STALE);
+            if !fresh {
+                continue;
+            }
+            out[t] = match inputs.lag[t] {
+                None => Some(HoldReason::HigherTierLagUnknown(tier)),
+                Some(_) if settled => Some(HoldReason::HigherTierLag(tier)),
+                Some(_) => None,
+            };
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+#[path = "tier_gate_tests.rs"]
+mod tests;

@@ -1,0 +1,156 @@
+use std::time::{Duration, Instant};
+
+use super::*;
+
+const FLOOR: usize = 10;
+
+fn inputs(lag: [Option<i64>; 4], in_flight: [usize; 4], read: [u64; 4]) -> GateInputs {
+    GateInputs {
+        lag,
+        in_flight,
+        read,
+    }
+}
+
+/// A gate whose tiers were all assigned at `t0`.
+fn gate(t0: Instant) -> TierGate {
+    let mut g = TierGate::new(true, FLOOR);
+    for t in Tier::ALL {
+        g.assigned(t, t0);
+    }
+    g
+}
+
+fn held(g: &TierGate) -> [bool; 4] {
+    Tier::ALL.map(|t| g.is_held(t))
+}
+
+#[test]
+fn a_settled_higher_tier_backlog_holds_every_busy_lower_tier() {
+    let t0 = Instant::now();
+    let mut g = gate(t0);
+    let busy = [0, 50, 50, 50];
+    let lag = [Some(1_000), Some(500), Some(0), Some(900)];
+    // Not yet settled: a record just fetched is not a backlog.
+    assert!(g.decide(&inputs(lag, busy, [1, 0, 0, 0]), t0).is_empty());
+    assert_eq!(held(&g), [false; 4]);
+    let later = t0 + SETTLE;
+    let changes = g.decide(&inputs(lag, busy, [2, 0, 0, 0]), later);
+    assert_eq!(changes.len(), 3);
+    assert_eq!(held(&g), [false, true, true, true]);
+    assert_eq!(
+        g.state(Tier::Low).held,
+        Some(HoldReason::HigherTierLag(Tier::Critical)),
+        "the highest tier with a backlog is named"
+    );
+    assert_eq!(g.holds(Tier::High), 1);
+}
+
+#[test]
+fn tiers_are_released_in_priority_order_as_backlogs_clear() {
+    let t0 = Instant::now();
+    let mut g = gate(t0);
+    let busy = [50; 4];
+    let t1 = t0 + SETTLE;
+    g.decide(&inputs([Some(5); 4], busy, [0; 4]), t0);
+    g.decide(&inputs([Some(5); 4], busy, [1; 4]), t1);
+    assert_eq!(held(&g), [false, true, true, true]);
+    // Critical caught up: high reads; normal and low wait for high.
+    g.decide(&inputs([Some(0), Some(5), Some(5), Some(5)], busy, [2; 4]), t1);
+    assert_eq!(held(&g), [false, false, true, true]);
+    assert_eq!(
+        g.state(Tier::Normal).held,
+        Some(HoldReason::HigherTierLag(Tier::High))
+    );
+    g.decide(&inputs([Some(0), Some(0), Some(5), Some(5)], busy, [3; 4]), t1);
+    assert_eq!(held(&g), [false, false, false, true]);
+    g.decide(&inputs([Some(0), Some(0), Some(0), Some(5)], busy, [4; 4]), t1);
+    assert_eq!(held(&g), [false; 4], "the lowest tier's own lag holds nothing");
+}
+
+#[test]
+fn a_held_tier_is_read_below_its_share_floor_and_held_again_at_twice_it() {
+    let t0 = Instant::now();
+    let mut g = gate(t0);
+    let lag = [Some(100), Some(0), Some(0), Some(100)];
+    let t1 = t0 + SETTLE;
+    g.decide(&inputs(lag, [0, 0, 0, 50], [0; 4]), t0);
+    g.decide(&inputs(lag, [0, 0, 0, 50], [1, 0, 0, 0]), t1);
+    assert!(g.is_held(Tier::Low));
+    // Answered down to the floor: still held; below it: read for its share.
+    g.decide(&inputs(lag, [0, 0, 0, FLOOR], [2, 0, 0, 0]), t1);
+    assert!(g.is_held(Tier::Low));
+    g.decide(&inputs(lag, [0, 0, 0, FLOOR - 1], [3, 0, 0, 0]), t1);
+    assert!(!g.is_held(Tier::Low));
+    assert!(g.state(Tier::Low).reading_for_share);
+    // Read up to just below twice the floor: still read; at twice it: held again.
+    g.decide(&inputs(lag, [0, 0, 0, 2 * FLOOR - 1], [4, 0, 0, 1]), t1);
+    assert!(!g.is_held(Tier::Low));
+    g.decide(&inputs(lag, [0, 0, 0, 2 * FLOOR], [5, 0, 0, 2]), t1);
+    assert!(g.is_held(Tier::Low));
+    assert_eq!(g.holds(Tier::Low), 2);
+}
+
+#[test]
+fn an_idle_lower_tier_is_never_held() {
+    let t0 = Instant::now();
+    let mut g = gate(t0);
+    let lag = [Some(1_000), Some(0), Some(0), Some(0)];
+    for i in 0..10u64 {
+        let now = t0 + Duration::from_millis(10 * i);
+        g.decide(&inputs(lag, [0, 3, 5, 2 * FLOOR - 1], [i, 0, 0, 0]), now);
+        assert_eq!(held(&g), [false; 4]);
+    }
+}
+
+#[test]
+fn a_lag_that_reads_nothing_stops_holding_after_the_stale_bound() {
+    let t0 = Instant::now();
+    let mut g = gate(t0);
+    // A transaction marker ends the critical partitions: lag 1 for good, nothing to read.
+    let lag = [Some(1), Some(0), Some(0), Some(0)];
+    let busy = [0, 50, 50, 50];
+    g.decide(&inputs(lag, busy, [7, 0, 0, 0]), t0);
+    g.decide(&inputs(lag, busy, [8, 0, 0, 0]), t0 + SETTLE);
+    assert_eq!(held(&g), [false, true, true, true]);
+    g.decide(&inputs(lag, busy, [8, 0, 0, 0]), t0 + SETTLE + STALE);
+    assert_eq!(held(&g), [false; 4]);
+}
+
+#[test]
+fn an_unknown_lag_holds_from_assignment_until_the_stale_bound() {
+    let t0 = Instant::now();
+    let mut g = gate(t0);
+    let lag = [None, Some(0), Some(0), Some(0)];
+    let busy = [0, 50, 50, 50];
+    g.decide(&inputs(lag, busy, [0; 4]), t0);
+    assert_eq!(
+        g.state(Tier::High).held,
+        Some(HoldReason::HigherTierLagUnknown(Tier::Critical))
+    );
+    g.decide(&inputs(lag, busy, [0; 4]), t0 + STALE);
+    assert_eq!(held(&g), [false; 4], "a partition never fetched holds nothing for long");
+}
+
+#[test]
+fn a_steady_stream_of_higher_tier_records_never_settles_into_a_hold() {
+    let t0 = Instant::now();
+    let mut g = gate(t0);
+    let busy = [0, 0, 0, 500];
+    // Each critical record is fetched (lag 1) and read before the next evaluation (lag 0).
+    for i in 0..100u64 {
+        let now = t0 + Duration::from_millis(5 * i);
+        let lag = if i % 2 == 0 { 1 } else { 0 };
+        g.decide(&inputs([Some(lag), Some(0), Some(0), Some(0)], busy, [i / 2, 0, 0, 0]), now);
+        assert!(!g.is_held(Tier::Low), "step {i}");
+    }
+}
+
+#[test]
+fn a_disabled_gate_never_holds() {
+    let t0 = Instant::now();
+    let mut g = TierGate::new(false, FLOOR);
+    g.decide(&inputs([Some(9); 4], [99; 4], [0; 4]), t0);
+    g.decide(&inputs([Some(9); 4], [99; 4], [1; 4]), t0 + SETTLE);
+    assert_eq!(held(&g), [false; 4]);
+}
