@@ -165,13 +165,13 @@ pub async fn run_consumer(
         .map_err(|e| KafkaError::Thread(e.to_string()))?
 }
 
-/// The tier gate the configuration asks for. A held tier keeps at least the batcher's boost
-/// threshold queued plus one batch in flight, so the boost always has requests to take.
+/// The tier gate the configuration asks for: a held tier's share in memory stays under the
+/// batcher's boost threshold (see `TierGate`).
 fn tier_gate(cfg: &Config) -> TierGate {
     let p = &cfg.priority_queueing;
     TierGate::new(
         p.tier_aware_intake && p.enable_priority_queueing,
-        p.priority_boost_threshold + cfg.batch_processing.max_batch_size,
+        p.priority_boost_threshold,
     )
 }
 
@@ -397,7 +397,7 @@ impl<'a> PollLoop<'a> {
             let inputs = gate.last_inputs();
             IntakeState {
                 tier_aware: gate.enabled(),
-                share_floor: gate.share_floor(),
+                share: gate.share(),
                 tiers: Tier::ALL
                     .iter()
                     .map(|&t| {
@@ -433,6 +433,11 @@ impl<'a> PollLoop<'a> {
             return Ok(());
         };
         self.read[tier.index()] += 1;
+        if ctx.gate().reading_for_share(tier) {
+            // A tier read for its share is held again the moment it reaches it, not up to a
+            // gate interval (and a fetched chunk of records) later.
+            self.decide_gate(Instant::now());
+        }
         let origin = Origin {
             topic_tier: tier,
             partition,

@@ -12,13 +12,15 @@
 //!   stays without records, such as a transaction marker at the end of a partition or a
 //!   partition kbatch cannot fetch, holds nothing for long). A tier with no assigned partition
 //!   has no lag: it cannot be read here anyway;
-//! - a held tier is still read while it has fewer than `share_floor` records in flight (read and
-//!   not yet answered), and is held again only once it reaches twice that: the batcher then
-//!   always holds enough of it for its starvation rule (`priority_boost_threshold` queued, plus
-//!   a batch's worth for the boost to take from), so a flood of higher-tier traffic slows a lower
-//!   tier to its boost share but never stops it;
+//! - a held tier keeps a small share in memory: it is read again once fewer than half of
+//!   `share` of its records are in flight (read and not yet answered), and held again at
+//!   `share`. With `share` = the batcher's `priority_boost_threshold`, a held tier never queues
+//!   enough to be boosted by length over the backlog of a higher tier, but always has requests
+//!   queued for the batcher's aging rule, which puts them in a batch once they waited
+//!   `batch_timeout`: a flood of higher-tier traffic slows a lower tier to that trickle, never
+//!   stops it, and no request read is held in memory towards its starvation bound;
 //! - an idle or lightly loaded system is never held: a lower tier with little in flight is
-//!   always below the floor.
+//!   always below its share.
 
 use std::time::{Duration, Instant};
 
@@ -72,7 +74,7 @@ pub struct GateInputs {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TierGateState {
     pub held: Option<HoldReason>,
-    /// A higher tier is waiting, but this tier is read for its share (below the floor).
+    /// A higher tier is waiting, but this tier is read for its share.
     pub reading_for_share: bool,
 }
 
@@ -87,8 +89,8 @@ pub struct GateChange {
 #[derive(Debug, Clone)]
 pub struct TierGate {
     enabled: bool,
-    /// Below this many in flight a held tier is read for its share.
-    share_floor: usize,
+    /// A tier read for its share is held again at this many in flight.
+    share: usize,
     state: [TierGateState; 4],
     /// Holds started so far, per tier.
     holds: [u64; 4],
@@ -101,10 +103,10 @@ pub struct TierGate {
 
 impl TierGate {
     /// `enabled: false` never holds anything (the broker's fetch order decides).
-    pub fn new(enabled: bool, share_floor: usize) -> Self {
+    pub fn new(enabled: bool, share: usize) -> Self {
         Self {
             enabled,
-            share_floor: share_floor.max(1),
+            share: share.max(1),
             state: [TierGateState::default(); 4],
             holds: [0; 4],
             last: GateInputs::default(),
@@ -123,8 +125,20 @@ impl TierGate {
         self.enabled
     }
 
-    pub fn share_floor(&self) -> usize {
-        self.share_floor
+    /// A tier read for its share is held again at this many in flight.
+    pub fn share(&self) -> usize {
+        self.share
+    }
+
+    /// A held tier is read again below this many in flight.
+    fn read_below(&self) -> usize {
+        self.share.div_ceil(2)
+    }
+
+    /// Whether `tier` is read only for its share: each record read from it may reach the
+    /// share, so the caller decides again right away rather than at its next interval.
+    pub fn reading_for_share(&self, tier: Tier) -> bool {
+        self.state[tier.index()].reading_for_share
     }
 
     /// Whether `tier`'s partitions are to be paused by the gate.
@@ -162,9 +176,9 @@ impl TierGate {
             let in_flight = inputs.in_flight[t];
             let held = match blocker {
                 None => None,
-                // Held tiers are read again below the floor; read tiers are held from twice it.
-                Some(_) if was_held && in_flight < self.share_floor => None,
-                Some(_) if !was_held && in_flight < 2 * self.share_floor => None,
+                // Held tiers are read again below half the share; read tiers are held from it.
+                Some(_) if was_held && in_flight < self.read_below() => None,
+                Some(_) if !was_held && in_flight < self.share => None,
                 Some(reason) => Some(reason),
             };
             self.state[t] = TierGateState {

@@ -2,7 +2,7 @@ use std::time::{Duration, Instant};
 
 use super::*;
 
-const FLOOR: usize = 10;
+const SHARE: usize = 10;
 
 fn inputs(lag: [Option<i64>; 4], in_flight: [usize; 4], read: [u64; 4]) -> GateInputs {
     GateInputs {
@@ -14,7 +14,7 @@ fn inputs(lag: [Option<i64>; 4], in_flight: [usize; 4], read: [u64; 4]) -> GateI
 
 /// A gate whose tiers were all assigned at `t0`.
 fn gate(t0: Instant) -> TierGate {
-    let mut g = TierGate::new(true, FLOOR);
+    let mut g = TierGate::new(true, SHARE);
     for t in Tier::ALL {
         g.assigned(t, t0);
     }
@@ -69,7 +69,7 @@ fn tiers_are_released_in_priority_order_as_backlogs_clear() {
 }
 
 #[test]
-fn a_held_tier_is_read_below_its_share_floor_and_held_again_at_twice_it() {
+fn a_held_tier_is_read_below_half_its_share_and_held_again_at_its_share() {
     let t0 = Instant::now();
     let mut g = gate(t0);
     let lag = [Some(100), Some(0), Some(0), Some(100)];
@@ -77,16 +77,16 @@ fn a_held_tier_is_read_below_its_share_floor_and_held_again_at_twice_it() {
     g.decide(&inputs(lag, [0, 0, 0, 50], [0; 4]), t0);
     g.decide(&inputs(lag, [0, 0, 0, 50], [1, 0, 0, 0]), t1);
     assert!(g.is_held(Tier::Low));
-    // Answered down to the floor: still held; below it: read for its share.
-    g.decide(&inputs(lag, [0, 0, 0, FLOOR], [2, 0, 0, 0]), t1);
+    // Answered down to half the share: still held; below it: read for its share.
+    g.decide(&inputs(lag, [0, 0, 0, SHARE / 2], [2, 0, 0, 0]), t1);
     assert!(g.is_held(Tier::Low));
-    g.decide(&inputs(lag, [0, 0, 0, FLOOR - 1], [3, 0, 0, 0]), t1);
+    g.decide(&inputs(lag, [0, 0, 0, SHARE / 2 - 1], [3, 0, 0, 0]), t1);
     assert!(!g.is_held(Tier::Low));
-    assert!(g.state(Tier::Low).reading_for_share);
-    // Read up to just below twice the floor: still read; at twice it: held again.
-    g.decide(&inputs(lag, [0, 0, 0, 2 * FLOOR - 1], [4, 0, 0, 1]), t1);
+    assert!(g.reading_for_share(Tier::Low));
+    // Read up to just below the share: still read; at the share: held again.
+    g.decide(&inputs(lag, [0, 0, 0, SHARE - 1], [4, 0, 0, 1]), t1);
     assert!(!g.is_held(Tier::Low));
-    g.decide(&inputs(lag, [0, 0, 0, 2 * FLOOR], [5, 0, 0, 2]), t1);
+    g.decide(&inputs(lag, [0, 0, 0, SHARE], [5, 0, 0, 2]), t1);
     assert!(g.is_held(Tier::Low));
     assert_eq!(g.holds(Tier::Low), 2);
 }
@@ -98,7 +98,7 @@ fn an_idle_lower_tier_is_never_held() {
     let lag = [Some(1_000), Some(0), Some(0), Some(0)];
     for i in 0..10u64 {
         let now = t0 + Duration::from_millis(10 * i);
-        g.decide(&inputs(lag, [0, 3, 5, 2 * FLOOR - 1], [i, 0, 0, 0]), now);
+        g.decide(&inputs(lag, [0, 3, 5, SHARE - 1], [i, 0, 0, 0]), now);
         assert_eq!(held(&g), [false; 4]);
     }
 }
@@ -149,7 +149,7 @@ fn a_steady_stream_of_higher_tier_records_never_settles_into_a_hold() {
 #[test]
 fn a_disabled_gate_never_holds() {
     let t0 = Instant::now();
-    let mut g = TierGate::new(false, FLOOR);
+    let mut g = TierGate::new(false, SHARE);
     g.decide(&inputs([Some(9); 4], [99; 4], [0; 4]), t0);
     g.decide(&inputs([Some(9); 4], [99; 4], [1; 4]), t0 + SETTLE);
     assert_eq!(held(&g), [false; 4]);

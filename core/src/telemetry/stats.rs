@@ -43,8 +43,9 @@ pub struct AdaptiveState {
 pub struct IntakeState {
     /// `priority_queueing.tier_aware_intake`.
     pub tier_aware: bool,
-    /// A held tier is still read while it has fewer records than this in flight.
-    pub share_floor: usize,
+    /// A tier held back for a higher tier keeps fewer than this many records in flight (read
+    /// again below half of it).
+    pub share: usize,
     /// Highest priority first.
     pub tiers: Vec<IntakeTier>,
 }
