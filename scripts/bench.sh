@@ -4,6 +4,12 @@
 # `kbatch bench` as the load generator. Prints the bench report (a table) and keeps it as JSON in
 # BENCH_JSON (default /tmp/kbatch-<mode>.json; `kbatch bench --report`).
 #   scripts/bench.sh drain [N=50000] [serve args...]   backlog produced first, then serve drains it
+#   scripts/bench.sh burst [N=50000] [serve args...]   serve started and ready first, then a backlog of N
+#                                                      produced unpaced (it builds in Kafka within a second)
+#   scripts/bench.sh priority [N=50000] [serve args...] serve ready, a backlog of N low requests, then
+#                                                      critical requests at CRITICAL_RATE (200/s) for
+#                                                      DURATION (10s) from a second load generator;
+#                                                      its report goes to BENCH_JSON with -critical
 #   scripts/bench.sh rate  [R=1000]  [serve args...]   R requests/s for DURATION (30s) against a warm server
 #   scripts/bench.sh ratio [N=100000] [serve args...]  raw ONNX Runtime (1 and 2 threads), then a drain of N,
 #                                                      then the drain's share of the best raw figure
@@ -116,6 +122,17 @@ usage() {
   echo "server peak RSS $(peak_mb $serve) MB"
 }
 bench=(/usr/bin/time -f '%U+%S' -o /tmp/kbatch-bench-cpu ./target/release/kbatch bench)
+# Waits until the server answers /ready (model loaded, group joined, producer up).
+http_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+export KBATCH_HTTP__PORT=$http_port
+wait_ready() {
+  for _ in $(seq 1 600); do
+    curl -sf "http://127.0.0.1:$http_port/ready" >/dev/null && return 0
+    kill -0 "$serve" 2>/dev/null || { cat /tmp/kbatch-bench-serve.log >&2; exit 1; }
+    sleep 0.1
+  done
+  echo "server not ready after 60 s" >&2; exit 1
+}
 case $mode in
   drain)
     "${bench[@]}" --backlog -n "${arg:-50000}" --wait-secs 120 -q --report "$out" &
@@ -125,10 +142,29 @@ case $mode in
     serve=$!
     wait $bench
     usage ;;
+  burst)
+    "${server[@]}" "$@" >/tmp/kbatch-bench-serve.log 2>&1 &
+    serve=$!
+    wait_ready
+    "${bench[@]}" --backlog -n "${arg:-50000}" --wait-secs 120 -q --report "$out"
+    usage ;;
+  priority)
+    "${server[@]}" "$@" >/tmp/kbatch-bench-serve.log 2>&1 &
+    serve=$!
+    wait_ready
+    "${bench[@]}" --backlog -n "${arg:-50000}" --weights 0,0,0,1 --wait-secs 120 -q --report "$out" >/tmp/kbatch-bench-low.txt &
+    low=$!
+    # The low backlog is produced in well under a second; critical traffic starts behind it.
+    sleep 1
+    ./target/release/kbatch bench --rate "${CRITICAL_RATE:-200}" -d "${DURATION:-10s}" --weights 1,0,0,0 \
+      -q --report "${out%.json}-critical.json"
+    wait $low
+    echo "--- the low backlog"; cat /tmp/kbatch-bench-low.txt
+    usage ;;
   rate)
     "${server[@]}" "$@" >/tmp/kbatch-bench-serve.log 2>&1 &
     serve=$!
     "${bench[@]}" --rate "${arg:-1000}" -d "${DURATION:-30s}" --warmup -q --report "$out"
     usage ;;
-  *) echo "usage: $0 drain|rate|ratio [N|R] [serve args...]" >&2; exit 2 ;;
+  *) echo "usage: $0 drain|burst|priority|rate|ratio [N|R] [serve args...]" >&2; exit 2 ;;
 esac

@@ -352,10 +352,15 @@ impl<'a> PollLoop<'a> {
         for r in &reads {
             in_flight[r.key.0.index()] += r.in_flight;
         }
+        let queue_full = {
+            let intake = ctx.intake();
+            Tier::ALL.map(|t| intake.is_paused(t))
+        };
         let inputs = GateInputs {
             lag,
             in_flight,
             read: self.read,
+            queue_full,
         };
         let changes = ctx.gate().decide(&inputs, now);
         let metrics = &ctx.telemetry.metrics;

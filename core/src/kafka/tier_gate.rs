@@ -11,10 +11,14 @@
 //!   is being read: a record of it was read, or it was assigned, within [`STALE`] (a lag that
 //!   stays without records, such as a transaction marker at the end of a partition or a
 //!   partition kbatch cannot fetch, holds nothing for long). A tier with no assigned partition
-//!   has no lag: it cannot be read here anyway;
+//!   has no lag: it cannot be read here anyway. A higher tier whose own queue is full (paused
+//!   by backpressure) holds lower tiers back too: its records wait in Kafka behind a full
+//!   queue, and the log end librdkafka reports for a paused partition stops moving, so its lag
+//!   alone would understate them;
 //! - a held tier keeps a small share in memory: it is read again once fewer than half of
-//!   `share` of its records are in flight (read and not yet answered), and held again at
-//!   `share`. With `share` = the batcher's `priority_boost_threshold`, a held tier never queues
+//!   `share` of its records are in flight (read and not yet answered) and it has been held for
+//!   [`SHARE_PERIOD`], and held again at `share`. (Each such read costs a fetch that is mostly
+//!   thrown away when the tier is paused again, so it is rationed in time.) With `share` = the batcher's `priority_boost_threshold`, a held tier never queues
 //!   enough to be boosted by length over the backlog of a higher tier, but always has requests
 //!   queued for the batcher's aging rule, which puts them in a batch once they waited
 //!   `batch_timeout`: a flood of higher-tier traffic slows a lower tier to that trickle, never
@@ -30,6 +34,8 @@ use crate::tier::Tier;
 pub const SETTLE: Duration = Duration::from_millis(20);
 /// A higher tier that read nothing (and was not assigned) for this long holds nothing back.
 pub const STALE: Duration = Duration::from_millis(500);
+/// A held tier is read for its share at most once per this period.
+pub const SHARE_PERIOD: Duration = Duration::from_secs(1);
 
 /// Why a tier is held back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +44,8 @@ pub enum HoldReason {
     HigherTierLag(Tier),
     /// This higher tier's lag is not known yet (no fetch answered since its assignment).
     HigherTierLagUnknown(Tier),
+    /// This higher tier's queue is full (its topic is paused by backpressure).
+    HigherTierQueueFull(Tier),
 }
 
 impl HoldReason {
@@ -46,13 +54,16 @@ impl HoldReason {
         match self {
             HoldReason::HigherTierLag(_) => "higher_tier_lag",
             HoldReason::HigherTierLagUnknown(_) => "higher_tier_lag_unknown",
+            HoldReason::HigherTierQueueFull(_) => "higher_tier_queue_full",
         }
     }
 
     /// The higher tier that holds this one back.
     pub fn blocker(self) -> Tier {
         match self {
-            HoldReason::HigherTierLag(t) | HoldReason::HigherTierLagUnknown(t) => t,
+            HoldReason::HigherTierLag(t)
+            | HoldReason::HigherTierLagUnknown(t)
+            | HoldReason::HigherTierQueueFull(t) => t,
         }
     }
 }
@@ -68,6 +79,8 @@ pub struct GateInputs {
     pub in_flight: [usize; 4],
     /// Records read from the tier's topic so far (a counter: the gate looks at its changes).
     pub read: [u64; 4],
+    /// The tier's topic is paused because its queue is full.
+    pub queue_full: [bool; 4],
 }
 
 /// One tier's state after a decision.
@@ -99,6 +112,8 @@ pub struct TierGate {
     waiting_since: [Option<Instant>; 4],
     /// Per tier: when it last read a record or was assigned.
     progress_at: [Option<Instant>; 4],
+    /// Per tier: when its current hold started.
+    held_since: [Option<Instant>; 4],
 }
 
 impl TierGate {
@@ -112,6 +127,7 @@ impl TierGate {
             last: GateInputs::default(),
             waiting_since: [None; 4],
             progress_at: [None; 4],
+            held_since: [None; 4],
         }
     }
 
@@ -174,10 +190,13 @@ impl TierGate {
                 None
             };
             let in_flight = inputs.in_flight[t];
+            let share_due = self.held_since[t]
+                .is_none_or(|since| now.saturating_duration_since(since) >= SHARE_PERIOD);
             let held = match blocker {
                 None => None,
-                // Held tiers are read again below half the share; read tiers are held from it.
-                Some(_) if was_held && in_flight < self.read_below() => None,
+                // Held tiers are read again below half the share (at most once a period); read
+                // tiers are held from it.
+                Some(_) if was_held && share_due && in_flight < self.read_below() => None,
                 Some(_) if !was_held && in_flight < self.share => None,
                 Some(reason) => Some(reason),
             };
@@ -188,6 +207,7 @@ impl TierGate {
             if held.is_some() != was_held {
                 if held.is_some() {
                     self.holds[t] += 1;
+                    self.held_since[t] = Some(now);
                 }
                 changes.push(GateChange {
                     tier,
@@ -206,6 +226,10 @@ impl TierGate {
             let t = tier.index();
             if inputs.read[t] != self.last.read[t] {
                 self.progress_at[t] = Some(now);
+            }
+            if inputs.queue_full[t] {
+                out[t] = Some(HoldReason::HigherTierQueueFull(tier));
+                continue;
             }
             let waiting = inputs.lag[t].is_none_or(|lag| lag > 0);
             if !waiting {

@@ -9,6 +9,7 @@ fn inputs(lag: [Option<i64>; 4], in_flight: [usize; 4], read: [u64; 4]) -> GateI
         lag,
         in_flight,
         read,
+        queue_full: [false; 4],
     }
 }
 
@@ -77,9 +78,13 @@ fn a_held_tier_is_read_below_half_its_share_and_held_again_at_its_share() {
     g.decide(&inputs(lag, [0, 0, 0, 50], [0; 4]), t0);
     g.decide(&inputs(lag, [0, 0, 0, 50], [1, 0, 0, 0]), t1);
     assert!(g.is_held(Tier::Low));
-    // Answered down to half the share: still held; below it: read for its share.
+    // Answered down to half the share: still held; below it: read for its share, once the
+    // share period has passed since the hold began.
     g.decide(&inputs(lag, [0, 0, 0, SHARE / 2], [2, 0, 0, 0]), t1);
     assert!(g.is_held(Tier::Low));
+    g.decide(&inputs(lag, [0, 0, 0, SHARE / 2 - 1], [3, 0, 0, 0]), t1);
+    assert!(g.is_held(Tier::Low), "not before the share period");
+    let t1 = t1 + SHARE_PERIOD;
     g.decide(&inputs(lag, [0, 0, 0, SHARE / 2 - 1], [3, 0, 0, 0]), t1);
     assert!(!g.is_held(Tier::Low));
     assert!(g.reading_for_share(Tier::Low));
@@ -152,5 +157,23 @@ fn a_disabled_gate_never_holds() {
     let mut g = TierGate::new(false, SHARE);
     g.decide(&inputs([Some(9); 4], [99; 4], [0; 4]), t0);
     g.decide(&inputs([Some(9); 4], [99; 4], [1; 4]), t0 + SETTLE);
+    assert_eq!(held(&g), [false; 4]);
+}
+
+#[test]
+fn a_higher_tier_with_a_full_queue_holds_lower_tiers_whatever_its_lag() {
+    let t0 = Instant::now();
+    let mut g = gate(t0);
+    // Its partitions are paused: the log end librdkafka knows no longer moves, lag reads 0.
+    let mut i = inputs([Some(0); 4], [500, 50, 50, 50], [3, 0, 0, 0]);
+    i.queue_full[Tier::Critical.index()] = true;
+    g.decide(&i, t0 + STALE * 4);
+    assert_eq!(held(&g), [false, true, true, true]);
+    assert_eq!(
+        g.state(Tier::Low).held,
+        Some(HoldReason::HigherTierQueueFull(Tier::Critical))
+    );
+    i.queue_full[Tier::Critical.index()] = false;
+    g.decide(&i, t0 + STALE * 4);
     assert_eq!(held(&g), [false; 4]);
 }
