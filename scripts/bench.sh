@@ -152,11 +152,11 @@ case $mode in
     "${server[@]}" "$@" >/tmp/kbatch-bench-serve.log 2>&1 &
     serve=$!
     wait_ready
-    "${bench[@]}" --backlog -n "${arg:-50000}" --weights 0,0,0,1 --wait-secs 120 -q --report "$out" >/tmp/kbatch-bench-low.txt &
+    "${bench[@]}" --backlog -n "${arg:-50000}" --tier-mix 0,0,0,1 --wait-secs 120 -q --report "$out" >/tmp/kbatch-bench-low.txt &
     low=$!
     # The low backlog is produced in well under a second; critical traffic starts behind it.
     sleep 1
-    ./target/release/kbatch bench --rate "${CRITICAL_RATE:-200}" -d "${DURATION:-10s}" --weights 1,0,0,0 \
+    ./target/release/kbatch bench --rate "${CRITICAL_RATE:-200}" -d "${DURATION:-10s}" --tier-mix 1,0,0,0 \
       -q --report "${out%.json}-critical.json"
     wait $low
     echo "--- the low backlog"; cat /tmp/kbatch-bench-low.txt

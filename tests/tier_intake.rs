@@ -77,7 +77,9 @@ async fn drain_backlog(tier_aware: bool) -> Vec<Received> {
     .await;
     if tier_aware {
         let stats = telemetry.stats.snapshot();
-        let intake = stats.intake.expect("the intake state is published to /stats");
+        let intake = stats
+            .intake
+            .expect("the intake state is published to /stats");
         assert!(intake.tier_aware);
         let low = &intake.tiers[Tier::Low.index()];
         assert!(low.holds > 0, "low was never held back: {intake:?}");
@@ -173,7 +175,9 @@ async fn demoted_requests_never_hold_back_the_tier_of_their_topic() {
     // The critical topic is read through its demoted flood (each one waits at low or is
     // refused OVERLOADED), so its plain critical requests are answered before most of the high
     // backlog, which the critical topic's lag holds back meanwhile.
-    let last_critical = *positions(&got, "critical-").last().expect("critical replies");
+    let last_critical = *positions(&got, "critical-")
+        .last()
+        .expect("critical replies");
     let high_before = positions(&got, "high-")
         .iter()
         .filter(|&&i| i < last_critical)
@@ -186,7 +190,11 @@ async fn demoted_requests_never_hold_back_the_tier_of_their_topic() {
         high_before < HIGH / 2,
         "critical waited for {high_before} of {HIGH} high requests"
     );
-    assert_eq!(intake.tiers[Tier::Critical.index()].holds, 0, "critical is never held");
+    assert_eq!(
+        intake.tiers[Tier::Critical.index()].holds,
+        0,
+        "critical is never held"
+    );
     for r in &got {
         let id = &r.reply.request_id;
         if id.starts_with("demoted-") {

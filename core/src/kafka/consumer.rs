@@ -307,7 +307,11 @@ impl<'a> PollLoop<'a> {
                 let want = backpressure[t.index()] || held[t.index()];
                 if want != applied[t.index()] {
                     applied[t.index()] = want;
-                    if want { pause.push(t) } else { resume.push(t) }
+                    if want {
+                        pause.push(t)
+                    } else {
+                        resume.push(t)
+                    }
                 }
             }
             (pause, resume)

@@ -105,7 +105,11 @@ fn tier_lag_sums_log_end_minus_next_read_over_a_tiers_partitions() {
         })
     };
     let lags = tier_lags(&reads, wm, |_| None);
-    assert_eq!(lags, [Some(40), Some(0), Some(0), Some(0)], "high and normal: nothing assigned");
+    assert_eq!(
+        lags,
+        [Some(40), Some(0), Some(0), Some(0)],
+        "high and normal: nothing assigned"
+    );
 }
 
 #[test]
@@ -120,8 +124,16 @@ fn a_partition_not_read_yet_counts_from_its_start_or_is_unknown() {
     let empty = |_| Some(Watermarks { low: 7, high: 7 });
     assert_eq!(tier_lags(&reads, empty, |_| None), [Some(0); 4]);
     // No fetch answered yet: the log end is unknown.
-    let unknown = |_| Some(Watermarks { low: -1, high: -1001 });
-    assert_eq!(tier_lags(&reads, unknown, |_| Some(0))[Tier::High.index()], None);
+    let unknown = |_| {
+        Some(Watermarks {
+            low: -1,
+            high: -1001,
+        })
+    };
+    assert_eq!(
+        tier_lags(&reads, unknown, |_| Some(0))[Tier::High.index()],
+        None
+    );
 }
 
 #[test]

@@ -238,8 +238,8 @@ impl TierGate {
             }
             let since = *self.waiting_since[t].get_or_insert(now);
             let settled = now.saturating_duration_since(since) >= SETTLE;
-            let fresh = self.progress_at[t]
-                .is_some_and(|at| now.saturating_duration_since(at) < STALE);
+            let fresh =
+                self.progress_at[t].is_some_and(|at| now.saturating_duration_since(at) < STALE);
             if !fresh {
                 continue;
             }

@@ -57,16 +57,29 @@ fn tiers_are_released_in_priority_order_as_backlogs_clear() {
     g.decide(&inputs([Some(5); 4], busy, [1; 4]), t1);
     assert_eq!(held(&g), [false, true, true, true]);
     // Critical caught up: high reads; normal and low wait for high.
-    g.decide(&inputs([Some(0), Some(5), Some(5), Some(5)], busy, [2; 4]), t1);
+    g.decide(
+        &inputs([Some(0), Some(5), Some(5), Some(5)], busy, [2; 4]),
+        t1,
+    );
     assert_eq!(held(&g), [false, false, true, true]);
     assert_eq!(
         g.state(Tier::Normal).held,
         Some(HoldReason::HigherTierLag(Tier::High))
     );
-    g.decide(&inputs([Some(0), Some(0), Some(5), Some(5)], busy, [3; 4]), t1);
+    g.decide(
+        &inputs([Some(0), Some(0), Some(5), Some(5)], busy, [3; 4]),
+        t1,
+    );
     assert_eq!(held(&g), [false, false, false, true]);
-    g.decide(&inputs([Some(0), Some(0), Some(0), Some(5)], busy, [4; 4]), t1);
-    assert_eq!(held(&g), [false; 4], "the lowest tier's own lag holds nothing");
+    g.decide(
+        &inputs([Some(0), Some(0), Some(0), Some(5)], busy, [4; 4]),
+        t1,
+    );
+    assert_eq!(
+        held(&g),
+        [false; 4],
+        "the lowest tier's own lag holds nothing"
+    );
 }
 
 #[test]
@@ -134,7 +147,11 @@ fn an_unknown_lag_holds_from_assignment_until_the_stale_bound() {
         Some(HoldReason::HigherTierLagUnknown(Tier::Critical))
     );
     g.decide(&inputs(lag, busy, [0; 4]), t0 + STALE);
-    assert_eq!(held(&g), [false; 4], "a partition never fetched holds nothing for long");
+    assert_eq!(
+        held(&g),
+        [false; 4],
+        "a partition never fetched holds nothing for long"
+    );
 }
 
 #[test]
@@ -146,7 +163,14 @@ fn a_steady_stream_of_higher_tier_records_never_settles_into_a_hold() {
     for i in 0..100u64 {
         let now = t0 + Duration::from_millis(5 * i);
         let lag = if i % 2 == 0 { 1 } else { 0 };
-        g.decide(&inputs([Some(lag), Some(0), Some(0), Some(0)], busy, [i / 2, 0, 0, 0]), now);
+        g.decide(
+            &inputs(
+                [Some(lag), Some(0), Some(0), Some(0)],
+                busy,
+                [i / 2, 0, 0, 0],
+            ),
+            now,
+        );
         assert!(!g.is_held(Tier::Low), "step {i}");
     }
 }
