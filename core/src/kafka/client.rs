@@ -26,7 +26,20 @@ fn base(cfg: &Config, defaults: &[(&str, &str)]) -> ClientConfig {
 /// The request consumer: offsets are committed by kbatch only, for delivered prefixes.
 pub fn consumer_config(cfg: &Config) -> ClientConfig {
     let k = &cfg.kafka;
-    let mut c = base(cfg, &[]);
+    // librdkafka stops fetching *every* partition for `fetch.queue.backoff.ms` (1 s by default)
+    // when the consumer queue they all feed holds more than `queued.max.messages.kbytes`, and a
+    // resume does not cut that short. A pause leaves what was prefetched for the partition in
+    // that queue until the polling thread skips it, so under a backlog, with lower tiers paused,
+    // the queue was over its bound, the higher tier's next fetch waited a second, and the server
+    // idled. A short backoff retries as soon as the skipped records are gone; a smaller queue
+    // bound throws less away at each pause (kbatch's own queues hold the work, not librdkafka's).
+    let mut c = base(
+        cfg,
+        &[
+            ("fetch.queue.backoff.ms", "10"),
+            ("queued.max.messages.kbytes", "16384"),
+        ],
+    );
     c.set("group.id", &k.group_id)
         .set("group.protocol", k.group_protocol.as_librdkafka())
         .set("fetch.wait.max.ms", k.fetch_wait_max_ms.to_string())

@@ -32,6 +32,21 @@ fn guarantee_settings_win_over_pass_through_properties() {
     );
 }
 
+#[test]
+fn the_consumer_backs_off_briefly_from_a_full_queue_and_pass_through_properties_tune_it() {
+    let mut cfg = Config::default();
+    let c = consumer_config(&cfg);
+    assert_eq!(c.get("fetch.queue.backoff.ms"), Some("10"));
+    assert_eq!(c.get("queued.max.messages.kbytes"), Some("16384"));
+    cfg.kafka
+        .properties
+        .insert("fetch.queue.backoff.ms".into(), "1000".into());
+    assert_eq!(
+        consumer_config(&cfg).get("fetch.queue.backoff.ms"),
+        Some("1000")
+    );
+}
+
 mod group_protocol {
     use rdkafka::consumer::BaseConsumer;
 

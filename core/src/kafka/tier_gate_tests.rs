@@ -97,14 +97,15 @@ fn a_held_tier_is_read_below_half_its_share_and_held_again_at_its_share() {
     assert!(g.is_held(Tier::Low));
     g.decide(&inputs(lag, [0, 0, 0, SHARE / 2 - 1], [3, 0, 0, 0]), t1);
     assert!(g.is_held(Tier::Low), "not before the share period");
+    // (Critical keeps reading meanwhile: its backlog is live, not stale.)
     let t1 = t1 + SHARE_PERIOD;
-    g.decide(&inputs(lag, [0, 0, 0, SHARE / 2 - 1], [3, 0, 0, 0]), t1);
+    g.decide(&inputs(lag, [0, 0, 0, SHARE / 2 - 1], [4, 0, 0, 0]), t1);
     assert!(!g.is_held(Tier::Low));
     assert!(g.reading_for_share(Tier::Low));
     // Read up to just below the share: still read; at the share: held again.
-    g.decide(&inputs(lag, [0, 0, 0, SHARE - 1], [4, 0, 0, 1]), t1);
+    g.decide(&inputs(lag, [0, 0, 0, SHARE - 1], [5, 0, 0, 1]), t1);
     assert!(!g.is_held(Tier::Low));
-    g.decide(&inputs(lag, [0, 0, 0, SHARE], [5, 0, 0, 2]), t1);
+    g.decide(&inputs(lag, [0, 0, 0, SHARE], [6, 0, 0, 2]), t1);
     assert!(g.is_held(Tier::Low));
     assert_eq!(g.holds(Tier::Low), 2);
 }
@@ -200,4 +201,19 @@ fn a_higher_tier_with_a_full_queue_holds_lower_tiers_whatever_its_lag() {
     i.queue_full[Tier::Critical.index()] = false;
     g.decide(&i, t0 + STALE * 4);
     assert_eq!(held(&g), [false; 4]);
+}
+
+#[test]
+fn every_hold_reason_is_a_preregistered_metric_label() {
+    for reason in [
+        HoldReason::HigherTierLag(Tier::Critical),
+        HoldReason::HigherTierLagUnknown(Tier::Critical),
+        HoldReason::HigherTierQueueFull(Tier::Critical),
+    ] {
+        assert!(
+            crate::telemetry::metrics::INTAKE_HOLD_REASONS.contains(&reason.as_str()),
+            "{}",
+            reason.as_str()
+        );
+    }
 }

@@ -140,6 +140,13 @@ pub struct TierMetrics {
     pub dead_letters: IntCounter,
 }
 
+/// The `reason` label values of `kbatch_intake_holds_total` (the kafka layer's hold reasons).
+pub const INTAKE_HOLD_REASONS: [&str; 3] = [
+    "higher_tier_lag",
+    "higher_tier_lag_unknown",
+    "higher_tier_queue_full",
+];
+
 /// Every metric kbatch exports, registered in one registry.
 pub struct Metrics {
     registry: Registry,
@@ -310,6 +317,12 @@ impl Metrics {
         }
         for reason in FlushReason::ALL {
             m.batches.with_label_values(&[reason.as_str()]);
+        }
+        // Critical is never held back.
+        for tier in &Tier::ALL[1..] {
+            for reason in INTAKE_HOLD_REASONS {
+                m.intake_holds.with_label_values(&[tier.as_str(), reason]);
+            }
         }
         Ok(m)
     }
