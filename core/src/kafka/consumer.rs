@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::admission::{Admission, Decision, RecordParts};
 use super::client::consumer_config;
-use super::context::{assigned_of, commit, set_paused, KbatchContext};
+use super::context::{assigned_of, commit, set_paused, wake_fetch, KbatchContext};
 use super::headers::headers_of;
 use super::intake::{Closed, Intake, Offer, OutcomeOffer};
 use super::observe;
@@ -325,8 +325,11 @@ impl<'a> PollLoop<'a> {
             .metrics
             .paused_topics
             .set(paused_by_backpressure as i64);
+        if !resume.is_empty() {
+            tracing::debug!(topics = ?resume, "resuming");
+        }
         let topics = &self.ctx().topics;
-        for (tiers, pause) in [(pause, true), (resume, false)] {
+        for (tiers, pause) in [(pause, true), (resume.clone(), false)] {
             if !tiers.is_empty() {
                 set_paused(
                     self.consumer,
@@ -335,6 +338,17 @@ impl<'a> PollLoop<'a> {
                     pause,
                 );
             }
+        }
+        if !resume.is_empty() {
+            let offsets: Vec<(Tier, i32, i64)> = self
+                .ctx()
+                .tracker
+                .reads()
+                .into_iter()
+                .filter(|r| resume.contains(&r.key.0))
+                .filter_map(|r| Some((r.key.0, r.key.1, r.next_read?)))
+                .collect();
+            wake_fetch(self.consumer, topics, &offsets);
         }
     }
 

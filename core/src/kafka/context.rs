@@ -339,6 +339,24 @@ pub fn set_paused<C: ConsumerContext>(
     }
 }
 
+/// Makes librdkafka fetch `offsets` (partition, next offset to read) right away after a resume.
+/// A resume does not wake the broker thread that fetches the partition, and that thread sleeps
+/// up to a second when every partition it serves was paused; an asynchronous seek to the same
+/// position does wake it (the records after it are fetched again either way: the pause dropped
+/// what was prefetched).
+pub fn wake_fetch<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topics: &TierTopics,
+    offsets: &[(Tier, i32, i64)],
+) {
+    if offsets.is_empty() {
+        return;
+    }
+    if let Err(e) = consumer.seek_partitions(offsets_list(topics, offsets), Duration::ZERO) {
+        tracing::debug!(error = %e, "seek after resume failed; fetching resumes at librdkafka's next wake-up");
+    }
+}
+
 /// The currently assigned partitions of the topics of `tiers`, as plain data.
 pub fn assigned_of<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
