@@ -41,29 +41,29 @@ pub const SHARE_PERIOD: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HoldReason {
     /// This higher tier has records waiting in Kafka.
-    HigherTierLag(Tier),
+    Lag(Tier),
     /// This higher tier's lag is not known yet (no fetch answered since its assignment).
-    HigherTierLagUnknown(Tier),
+    LagUnknown(Tier),
     /// This higher tier's queue is full (its topic is paused by backpressure).
-    HigherTierQueueFull(Tier),
+    QueueFull(Tier),
 }
 
 impl HoldReason {
     /// Label value for metrics and `/stats`.
     pub fn as_str(self) -> &'static str {
         match self {
-            HoldReason::HigherTierLag(_) => "higher_tier_lag",
-            HoldReason::HigherTierLagUnknown(_) => "higher_tier_lag_unknown",
-            HoldReason::HigherTierQueueFull(_) => "higher_tier_queue_full",
+            HoldReason::Lag(_) => "higher_tier_lag",
+            HoldReason::LagUnknown(_) => "higher_tier_lag_unknown",
+            HoldReason::QueueFull(_) => "higher_tier_queue_full",
         }
     }
 
     /// The higher tier that holds this one back.
     pub fn blocker(self) -> Tier {
         match self {
-            HoldReason::HigherTierLag(t)
-            | HoldReason::HigherTierLagUnknown(t)
-            | HoldReason::HigherTierQueueFull(t) => t,
+            HoldReason::Lag(t)
+            | HoldReason::LagUnknown(t)
+            | HoldReason::QueueFull(t) => t,
         }
     }
 }
@@ -228,7 +228,7 @@ impl TierGate {
                 self.progress_at[t] = Some(now);
             }
             if inputs.queue_full[t] {
-                out[t] = Some(HoldReason::HigherTierQueueFull(tier));
+                out[t] = Some(HoldReason::QueueFull(tier));
                 continue;
             }
             let waiting = inputs.lag[t].is_none_or(|lag| lag > 0);
@@ -244,8 +244,8 @@ impl TierGate {
                 continue;
             }
             out[t] = match inputs.lag[t] {
-                None => Some(HoldReason::HigherTierLagUnknown(tier)),
-                Some(_) if settled => Some(HoldReason::HigherTierLag(tier)),
+                None => Some(HoldReason::LagUnknown(tier)),
+                Some(_) if settled => Some(HoldReason::Lag(tier)),
                 Some(_) => None,
             };
         }

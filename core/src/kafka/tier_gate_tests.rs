@@ -41,7 +41,7 @@ fn a_settled_higher_tier_backlog_holds_every_busy_lower_tier() {
     assert_eq!(held(&g), [false, true, true, true]);
     assert_eq!(
         g.state(Tier::Low).held,
-        Some(HoldReason::HigherTierLag(Tier::Critical)),
+        Some(HoldReason::Lag(Tier::Critical)),
         "the highest tier with a backlog is named"
     );
     assert_eq!(g.holds(Tier::High), 1);
@@ -64,7 +64,7 @@ fn tiers_are_released_in_priority_order_as_backlogs_clear() {
     assert_eq!(held(&g), [false, false, true, true]);
     assert_eq!(
         g.state(Tier::Normal).held,
-        Some(HoldReason::HigherTierLag(Tier::High))
+        Some(HoldReason::Lag(Tier::High))
     );
     g.decide(
         &inputs([Some(0), Some(0), Some(5), Some(5)], busy, [3; 4]),
@@ -145,7 +145,7 @@ fn an_unknown_lag_holds_from_assignment_until_the_stale_bound() {
     g.decide(&inputs(lag, busy, [0; 4]), t0);
     assert_eq!(
         g.state(Tier::High).held,
-        Some(HoldReason::HigherTierLagUnknown(Tier::Critical))
+        Some(HoldReason::LagUnknown(Tier::Critical))
     );
     g.decide(&inputs(lag, busy, [0; 4]), t0 + STALE);
     assert_eq!(
@@ -196,7 +196,7 @@ fn a_higher_tier_with_a_full_queue_holds_lower_tiers_whatever_its_lag() {
     assert_eq!(held(&g), [false, true, true, true]);
     assert_eq!(
         g.state(Tier::Low).held,
-        Some(HoldReason::HigherTierQueueFull(Tier::Critical))
+        Some(HoldReason::QueueFull(Tier::Critical))
     );
     i.queue_full[Tier::Critical.index()] = false;
     g.decide(&i, t0 + STALE * 4);
@@ -206,9 +206,9 @@ fn a_higher_tier_with_a_full_queue_holds_lower_tiers_whatever_its_lag() {
 #[test]
 fn every_hold_reason_is_a_preregistered_metric_label() {
     for reason in [
-        HoldReason::HigherTierLag(Tier::Critical),
-        HoldReason::HigherTierLagUnknown(Tier::Critical),
-        HoldReason::HigherTierQueueFull(Tier::Critical),
+        HoldReason::Lag(Tier::Critical),
+        HoldReason::LagUnknown(Tier::Critical),
+        HoldReason::QueueFull(Tier::Critical),
     ] {
         assert!(
             crate::telemetry::metrics::INTAKE_HOLD_REASONS.contains(&reason.as_str()),
