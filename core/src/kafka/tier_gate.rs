@@ -61,9 +61,7 @@ impl HoldReason {
     /// The higher tier that holds this one back.
     pub fn blocker(self) -> Tier {
         match self {
-            HoldReason::Lag(t)
-            | HoldReason::LagUnknown(t)
-            | HoldReason::QueueFull(t) => t,
+            HoldReason::Lag(t) | HoldReason::LagUnknown(t) | HoldReason::QueueFull(t) => t,
         }
     }
 }
