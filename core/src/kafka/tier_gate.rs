@@ -5,9 +5,10 @@
 //!
 //! Invariants:
 //! - the critical tier is never held, and a tier is held only while some higher tier *has a
-//!   backlog*: its lag has been positive for at least [`SETTLE`] (one record fetched and about
-//!   to be polled is not a backlog: holding for it would pause and re-fetch the lower tiers for
-//!   every higher-tier request of a steady stream), or its lag is not known yet; and that tier
+//!   backlog*: its lag is at least `share`, or has been positive for at least [`SETTLE`] (one
+//!   record fetched and about to be polled is not a backlog: holding for it would pause and
+//!   re-fetch the lower tiers for every higher-tier request of a steady stream), or its lag is
+//!   not known yet; and that tier
 //!   is being read: a record of it was read, or it was assigned, within [`STALE`] (a lag that
 //!   stays without records, such as a transaction marker at the end of a partition or a
 //!   partition kbatch cannot fetch, holds nothing for long). A tier with no assigned partition
@@ -243,7 +244,7 @@ impl TierGate {
             }
             out[t] = match inputs.lag[t] {
                 None => Some(HoldReason::LagUnknown(tier)),
-                Some(_) if settled => Some(HoldReason::Lag(tier)),
+                Some(lag) if settled || lag >= self.share as i64 => Some(HoldReason::Lag(tier)),
                 Some(_) => None,
             };
         }

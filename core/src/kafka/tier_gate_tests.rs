@@ -31,7 +31,8 @@ fn a_settled_higher_tier_backlog_holds_every_busy_lower_tier() {
     let t0 = Instant::now();
     let mut g = gate(t0);
     let busy = [0, 50, 50, 50];
-    let lag = [Some(1_000), Some(500), Some(0), Some(900)];
+    // Lags under a share: only their duration makes them a backlog.
+    let lag = [Some(3), Some(5), Some(0), Some(9)];
     // Not yet settled: a record just fetched is not a backlog.
     assert!(g.decide(&inputs(lag, busy, [1, 0, 0, 0]), t0).is_empty());
     assert_eq!(held(&g), [false; 4]);
@@ -216,4 +217,29 @@ fn every_hold_reason_is_a_preregistered_metric_label() {
             reason.as_str()
         );
     }
+}
+
+#[test]
+fn a_lag_of_a_share_or_more_holds_at_once() {
+    let t0 = Instant::now();
+    let mut g = gate(t0);
+    let busy = [0, 50, 50, 50];
+    g.decide(
+        &inputs(
+            [Some(SHARE as i64 - 1), Some(0), Some(0), Some(0)],
+            busy,
+            [0; 4],
+        ),
+        t0,
+    );
+    assert_eq!(held(&g), [false; 4], "a small lag must last SETTLE first");
+    g.decide(
+        &inputs(
+            [Some(SHARE as i64), Some(0), Some(0), Some(0)],
+            busy,
+            [0; 4],
+        ),
+        t0,
+    );
+    assert_eq!(held(&g), [false, true, true, true]);
 }
