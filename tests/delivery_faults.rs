@@ -583,10 +583,13 @@ async fn a_broker_outage_longer_than_a_delivery_timeout_delays_replies_but_stran
         .properties
         .insert("message.timeout.ms".into(), "2000".into());
     cfg.kafka.session_timeout_ms = 45_000;
-    // Requests wait up to a second for a batch: the broker is frozen in between.
+    // Requests wait up to a second for a batch: the broker is frozen in between. (Fewer than
+    // `min_batch_size` queued wait for `batch_timeout_seconds`, not the tier wait: with its
+    // 50 ms default the replies could all be delivered before the freeze began.)
     cfg.batch_processing.min_batch_size = 64;
     cfg.batch_processing.max_batch_size = 64;
     cfg.batch_processing.max_wait_time_seconds = 1.0;
+    cfg.batch_processing.batch_timeout_seconds = 1.0;
     let (telemetry, serving) = serve_observed(&cfg);
     with_timeout("the group joined", WAIT, async {
         while telemetry.health.readiness().is_err() {
