@@ -289,7 +289,7 @@ impl<'a> PollLoop<'a> {
             let mut intake = self.ctx().intake();
             let started = intake.pauses_due();
             intake.resumes_due();
-            (started, Tier::ALL.map(|t| intake.is_paused(t)))
+            (started, intake.paused())
         };
         if !started.is_empty() {
             self.report.paused += started.len() as u64;
@@ -316,15 +316,16 @@ impl<'a> PollLoop<'a> {
             }
             (pause, resume)
         };
-        if pause.is_empty() && resume.is_empty() {
-            return;
-        }
+        // Kept current even when the gate already holds the topic (no pause to apply).
         let paused_by_backpressure = backpressure.iter().filter(|&&p| p).count();
         self.ctx()
             .telemetry
             .metrics
             .paused_topics
             .set(paused_by_backpressure as i64);
+        if pause.is_empty() && resume.is_empty() {
+            return;
+        }
         if !resume.is_empty() {
             tracing::debug!(topics = ?resume, "resuming");
         }
@@ -370,10 +371,7 @@ impl<'a> PollLoop<'a> {
         for r in &reads {
             in_flight[r.key.0.index()] += r.in_flight;
         }
-        let queue_full = {
-            let intake = ctx.intake();
-            Tier::ALL.map(|t| intake.is_paused(t))
-        };
+        let queue_full = ctx.intake().paused();
         let inputs = GateInputs {
             lag,
             in_flight,
@@ -411,10 +409,7 @@ impl<'a> PollLoop<'a> {
     /// The gate's inputs and decisions, for `/stats`.
     fn publish_intake(&self) {
         let ctx = self.ctx();
-        let backpressure = {
-            let intake = ctx.intake();
-            Tier::ALL.map(|t| intake.is_paused(t))
-        };
+        let backpressure = ctx.intake().paused();
         let state = {
             let gate = ctx.gate();
             let inputs = gate.last_inputs();

@@ -295,9 +295,10 @@ impl Intake {
         out
     }
 
-    /// Whether partitions of the topic of `tier` are to be paused (also when newly assigned).
-    pub fn is_paused(&self, tier: Tier) -> bool {
-        self.paused[tier.index()]
+    /// By `Tier::index`: whether backpressure wants the tier's topic paused (the consumer also
+    /// pauses it for the tier gate).
+    pub fn paused(&self) -> [bool; 4] {
+        self.paused
     }
 
     /// Removes the stashed requests and queued outcomes read from `partitions` (being
