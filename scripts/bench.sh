@@ -146,7 +146,7 @@ case $mode in
     "${server[@]}" "$@" >/tmp/kbatch-bench-serve.log 2>&1 &
     serve=$!
     wait_ready
-    "${bench[@]}" --backlog -n "${arg:-50000}" --wait-secs 120 -q --report "$out"
+    "${bench[@]}" --backlog -n "${arg:-50000}" --wait-secs "${WAIT_SECS:-120}" -q --report "$out"
     usage ;;
   priority)
     "${server[@]}" "$@" >/tmp/kbatch-bench-serve.log 2>&1 &

@@ -21,7 +21,7 @@ use super::workload::{IdKind, Kind, Plan, RequestIds};
 use super::{BenchError, RunSpec, SendLog};
 use kbatch_core::kafka::plain_client_config as client_config;
 use kbatch_core::tier::Tier;
-use kbatch_core::wire::{Reply, Status, WireCodec};
+use kbatch_core::wire::{Reply, Status, Timings, WireCodec};
 
 /// Highest latency recorded exactly (µs): one hour; anything slower is clamped.
 const MAX_LATENCY_US: u64 = 3_600_000_000;
@@ -73,6 +73,8 @@ pub struct Tally {
     pub server_latency: Histogram<u64>,
     /// `timings.batch_size` of OK replies.
     pub batch_sizes: Histogram<u64>,
+    /// Where the time of OK replies went, per tier (sent tier), indexed by [`Stage`].
+    pub stages: [[Histogram<u64>; Stage::COUNT]; 4],
     /// End-to-end latency (µs) of answered requests by when they were sent: one histogram per
     /// [`WINDOW`] since sending started, so a tail that grows during a run shows.
     pub windows: Vec<Histogram<u64>>,
@@ -94,10 +96,57 @@ impl Default for Tally {
             latency: std::array::from_fn(|_| latency_histogram()),
             server_latency: latency_histogram(),
             batch_sizes: batch_histogram(),
+            stages: std::array::from_fn(|_| std::array::from_fn(|_| latency_histogram())),
             windows: Vec::new(),
             first_reply: None,
             last_reply: None,
         }
+    }
+}
+
+/// One part of an OK reply's end-to-end latency, from the server's timings and the client's
+/// clock (one machine, one clock: the parts add up to the end-to-end figure within a
+/// millisecond, the resolution of record timestamps).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Record created (its timestamp) → admitted by the server: producer, broker, fetch,
+    /// decoding and the wait in Kafka while lower tiers are held or topics paused.
+    Intake,
+    /// Admitted → its batch started.
+    Queue,
+    /// The batch's inference.
+    Inference,
+    /// Outcome ready → the reply received: reply produce, broker, the client's fetch.
+    Reply,
+}
+
+impl Stage {
+    pub const COUNT: usize = 4;
+    pub const ALL: [Stage; Self::COUNT] = [Self::Intake, Self::Queue, Self::Inference, Self::Reply];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Intake => "intake",
+            Self::Queue => "queue",
+            Self::Inference => "inference",
+            Self::Reply => "reply",
+        }
+    }
+
+    /// The parts of one OK reply, in µs, or `None` when the server measured no end-to-end time
+    /// (a record timestamp it could not use).
+    pub fn split(timings: &Timings, client_us: u64) -> Option<[u64; Self::COUNT]> {
+        let server = u64::try_from(timings.end_to_end_us)
+            .ok()
+            .filter(|&s| s > 0)?;
+        let queue = u64::try_from(timings.queue_wait_us).unwrap_or(0);
+        let inference = u64::try_from(timings.inference_us).unwrap_or(0);
+        Some([
+            server.saturating_sub(queue).saturating_sub(inference),
+            queue,
+            inference,
+            client_us.saturating_sub(server),
+        ])
     }
 }
 
@@ -205,6 +254,11 @@ impl Matcher {
             if let Ok(b) = u64::try_from(reply.timings.batch_size) {
                 if b > 0 {
                     t.batch_sizes.saturating_record(b);
+                    if let Some(parts) = Stage::split(&reply.timings, us) {
+                        for (h, part) in t.stages[tier.index()].iter_mut().zip(parts) {
+                            h.saturating_record(part.max(1));
+                        }
+                    }
                     self.interval.batch_sum += b;
                     self.interval.batch_count += 1;
                 }

@@ -139,3 +139,45 @@ fn snapshot_covers_the_interval_and_resets_it() {
     assert_eq!(next.rate(), 0.0);
     assert_eq!(next.batch_mean, None);
 }
+
+#[test]
+fn stages_split_the_end_to_end_time() {
+    let t = Timings {
+        queue_wait_us: 2_000,
+        batch_size: 8,
+        inference_us: 1_000,
+        end_to_end_us: 10_000,
+    };
+    // 7 ms before admission, 2 queued, 1 inferring, and the reply took the client's 15 − 10.
+    assert_eq!(Stage::split(&t, 15_000), Some([7_000, 2_000, 1_000, 5_000]));
+    // A server that measured nothing gives no parts rather than a made-up intake.
+    let unmeasured = Timings {
+        end_to_end_us: 0,
+        ..t
+    };
+    assert_eq!(Stage::split(&unmeasured, 15_000), None);
+}
+
+#[test]
+fn ok_replies_are_tallied_by_stage_and_tier() {
+    let (mut m, log, base) = fixture(4, 0.0);
+    log.mark_sent(1, base);
+    m.on_reply(
+        &reply("run1-1", Status::Ok, 4),
+        base + Duration::from_millis(2),
+    );
+    let tier = m.plan.tier(1);
+    let t = m.tally();
+    let stages = &t.stages[tier.index()];
+    // The fixture's timings: 500 µs server time of which 10 queued and 100 inferring.
+    assert_eq!(stages[Stage::Intake as usize].max(), 390);
+    assert_eq!(stages[Stage::Queue as usize].max(), 10);
+    assert_eq!(stages[Stage::Inference as usize].max(), 100);
+    assert!(stages[Stage::Reply as usize].equivalent(stages[Stage::Reply as usize].max(), 1_500));
+    let others: u64 = Tier::ALL
+        .iter()
+        .filter(|&&x| x != tier)
+        .map(|x| t.stages[x.index()][0].len())
+        .sum();
+    assert_eq!(others, 0);
+}

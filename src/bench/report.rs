@@ -10,7 +10,7 @@ use std::time::Instant;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use super::collector::{latency_histogram, Tally};
+use super::collector::{latency_histogram, Stage, Tally};
 use super::producer::Sent;
 use super::workload::{Kind, Plan};
 use super::{RunSpec, SendLog};
@@ -121,6 +121,40 @@ pub struct BatchSummary {
     pub max: u64,
 }
 
+/// Where the time of one tier's OK replies went: per [`Stage`], in stage order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StageBreakdown {
+    pub tier: String,
+    pub count: u64,
+    pub stages: Vec<StagePart>,
+}
+
+/// One stage's percentiles (each taken on its own: the p99s do not add up to the total's).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StagePart {
+    pub stage: &'static str,
+    pub p50_us: u64,
+    pub p99_us: u64,
+}
+
+impl StageBreakdown {
+    fn of(tier: Tier, hists: &[Histogram<u64>; Stage::COUNT]) -> Self {
+        Self {
+            tier: tier.as_str().to_owned(),
+            count: hists[0].len(),
+            stages: Stage::ALL
+                .iter()
+                .zip(hists)
+                .map(|(stage, h)| StagePart {
+                    stage: stage.as_str(),
+                    p50_us: h.value_at_quantile(0.5),
+                    p99_us: h.value_at_quantile(0.99),
+                })
+                .collect(),
+        }
+    }
+}
+
 /// Everything a run measured.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BenchReport {
@@ -181,6 +215,8 @@ pub struct BenchReport {
     /// (`tier` names the window, e.g. `10-20s`): a flat tail has about the same p99 in each.
     pub windows: Vec<LatencySummary>,
     pub batch_size: Option<BatchSummary>,
+    /// Per tier with OK replies: intake, queue, inference and reply parts of the latency.
+    pub stages: Vec<StageBreakdown>,
 }
 
 impl BenchReport {
@@ -263,6 +299,11 @@ impl BenchReport {
                 p99: b.value_at_quantile(0.99),
                 max: b.max(),
             }),
+            stages: Tier::ALL
+                .iter()
+                .filter(|t| !tally.stages[t.index()][0].is_empty())
+                .map(|&t| StageBreakdown::of(t, &tally.stages[t.index()]))
+                .collect(),
         }
     }
 
@@ -385,6 +426,24 @@ impl BenchReport {
             latency.row(latency_cells(name, l));
         }
         t.section("latency (ms)").grid(latency);
+
+        if !self.stages.is_empty() {
+            let mut header = vec!["tier".to_owned(), "count".to_owned()];
+            header.extend(Stage::ALL.iter().map(|s| s.as_str().to_owned()));
+            let mut stages = Grid::new(header);
+            let ms = |us: u64| format!("{:.1}", us as f64 / 1000.0);
+            for b in &self.stages {
+                let mut row = vec![b.tier.clone(), b.count.to_string()];
+                row.extend(
+                    b.stages
+                        .iter()
+                        .map(|p| format!("{} / {}", ms(p.p50_us), ms(p.p99_us))),
+                );
+                stages.row(row);
+            }
+            t.section("where the time went, OK replies (ms, p50 / p99)")
+                .grid(stages);
+        }
 
         if self.windows.len() > 1 {
             let mut windows = Grid::new([

@@ -211,3 +211,43 @@ fn latency_is_also_reported_per_ten_second_window_of_send_time() {
     let p99_ms: Vec<u64> = w.iter().map(|h| h.value_at_quantile(0.99) / 1000).collect();
     assert_eq!(p99_ms, [5, 5, 50]);
 }
+
+#[test]
+fn where_the_time_went_is_reported_per_tier() {
+    let r = BenchReport::sample();
+    assert!(r.stages.is_empty(), "no server timings: no breakdown");
+    assert!(!r.table().render().contains("where the time went"));
+
+    let mut long = r.clone();
+    long.stages = vec![StageBreakdown {
+        tier: "critical".into(),
+        count: 90,
+        stages: Stage::ALL
+            .iter()
+            .zip([40_000u64, 2_000, 1_000, 6_000])
+            .map(|(s, p99)| StagePart {
+                stage: s.as_str(),
+                p50_us: p99 / 2,
+                p99_us: p99,
+            })
+            .collect(),
+    }];
+    let text = long.table().render();
+    let row = text
+        .lines()
+        .skip_while(|l| !l.contains("where the time went"))
+        .find(|l| l.trim_start().starts_with("critical"))
+        .unwrap_or_else(|| panic!("{text}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        cells,
+        [
+            "critical", "90", "20.0", "/", "40.0", "1.0", "/", "2.0", "0.5", "/", "1.0", "3.0",
+            "/", "6.0"
+        ],
+        "{text}"
+    );
+    let json = serde_json::to_value(&long).unwrap();
+    assert_eq!(json["stages"][0]["stages"][0]["stage"], "intake");
+    assert_eq!(json["stages"][0]["stages"][3]["p99_us"], 6_000);
+}

@@ -6,7 +6,13 @@
 //!
 //! Invariant of `PriorityStrategy` (the default): strict priority between tiers, except that a
 //! lower tier holding `boost_threshold` requests, or whose oldest request waited `aging_limit`,
-//! is owed `boost_quota` slots of every batch while higher tiers are busy (no starvation).
+//! is owed slots of every batch while higher tiers are busy (no starvation): `boost_quota` of a
+//! full-size batch, proportionally fewer (at least one) of a smaller one, and all boosted tiers
+//! together never more than half the batch. The highest waiting tier so keeps at least half of
+//! every batch of two or more: under a backlog every lower tier is boosted (long and aged), and
+//! a small adaptive target (a batch of 6 against a quota of 8) would otherwise give the whole
+//! batch to them. A batch of one goes by strict priority; a lower tier's requests are then
+//! protected by the starvation bound alone (answered OVERLOADED, never silently held).
 
 use tokio::time::Instant;
 
@@ -76,6 +82,30 @@ impl PriorityStrategy {
     }
 }
 
+/// Slots owed to each of the `boosted` queues (in that order) in a batch of `room`: the quota
+/// scaled to the batch (`boost_quota` of `max_batch_size`, at least one), evenly capped so that
+/// together they take at most half the batch; when the cap leaves less than one slot each, the
+/// queues whose oldest request waited longest get one.
+fn boost_shares(view: &QueueView<'_>, boosted: &[usize], room: usize) -> Vec<usize> {
+    let p = view.policy;
+    let cap = room / 2;
+    if boosted.is_empty() || cap == 0 {
+        return vec![0; boosted.len()];
+    }
+    let scaled = (p.boost_quota * room / p.max_batch_size.max(1)).max(1);
+    let each = scaled.min(cap / boosted.len());
+    if each > 0 {
+        return vec![each; boosted.len()];
+    }
+    let mut by_age: Vec<usize> = (0..boosted.len()).collect();
+    by_age.sort_by_key(|&i| view.queues[boosted[i]].oldest);
+    let mut shares = vec![0; boosted.len()];
+    for &i in by_age.iter().take(cap) {
+        shares[i] = 1;
+    }
+    shares
+}
+
 impl BatchStrategy for PriorityStrategy {
     fn due(&self, view: &QueueView<'_>, now: Instant) -> Option<FlushReason> {
         if view.len >= view.target || view.bytes >= view.policy.max_batch_bytes {
@@ -108,11 +138,11 @@ impl BatchStrategy for PriorityStrategy {
         let mut take = [0; 4];
         let mut left = room;
         if view.policy.priority {
-            for (q, slot) in take.iter_mut().enumerate().skip(1) {
-                if Self::boosted(view, q, now) {
-                    *slot = view.policy.boost_quota.min(view.queues[q].len).min(left);
-                    left -= *slot;
-                }
+            let boosted: Vec<usize> = (1..4).filter(|&q| Self::boosted(view, q, now)).collect();
+            let shares = boost_shares(view, &boosted, room);
+            for (&q, share) in boosted.iter().zip(shares) {
+                take[q] = share.min(view.queues[q].len).min(left);
+                left -= take[q];
             }
         }
         for (q, slot) in take.iter_mut().enumerate() {
@@ -127,3 +157,7 @@ impl BatchStrategy for PriorityStrategy {
         "priority"
     }
 }
+
+#[cfg(test)]
+#[path = "strategy_tests.rs"]
+mod tests;
