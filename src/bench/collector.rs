@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::live::{LiveStats, TierLive};
 use super::producer::producer_config;
+use super::timeline::{self, Seconds};
 use super::workload::{IdKind, Kind, Plan, RequestIds};
 use super::{BenchError, RunSpec, SendLog};
 use kbatch_core::kafka::plain_client_config as client_config;
@@ -78,6 +79,11 @@ pub struct Tally {
     /// End-to-end latency (µs) of answered requests by when they were sent: one histogram per
     /// [`WINDOW`] since sending started, so a tail that grows during a run shows.
     pub windows: Vec<Histogram<u64>>,
+    /// Per second since the first send: latency per tier by send second, replies by receive
+    /// second (the report's `timeline`).
+    pub seconds: Seconds,
+    /// The first send, the origin of `windows` and `seconds`; set with the first reply.
+    pub origin: Option<Instant>,
     pub first_reply: Option<Instant>,
     pub last_reply: Option<Instant>,
 }
@@ -98,6 +104,8 @@ impl Default for Tally {
             batch_sizes: batch_histogram(),
             stages: std::array::from_fn(|_| std::array::from_fn(|_| latency_histogram())),
             windows: Vec::new(),
+            seconds: Seconds::default(),
+            origin: None,
             first_reply: None,
             last_reply: None,
         }
@@ -236,8 +244,17 @@ impl Matcher {
         t.answered += 1;
         t.statuses[reply.status as usize] += 1;
         t.latency[tier.index()].saturating_record(us);
-        // From the first send, so a run of whole windows has no stray last one.
-        let origin = self.log.sent_at(0).unwrap_or(self.started);
+        // From the first send, so a run of whole windows has no stray last one. Kept from the
+        // first reply on: a later failure of send 0 must not move the buckets.
+        let origin = *t
+            .origin
+            .get_or_insert_with(|| self.log.sent_at(0).unwrap_or(self.started));
+        t.seconds.record(
+            tier,
+            timeline::bucket(origin, sent_at),
+            timeline::bucket(origin, at),
+            us,
+        );
         let window =
             (sent_at.saturating_duration_since(origin).as_secs() / WINDOW.as_secs()) as usize;
         if t.windows.len() <= window {

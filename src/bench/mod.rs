@@ -19,6 +19,7 @@ mod model;
 mod pacing;
 mod producer;
 mod report;
+mod timeline;
 mod workload;
 
 use std::time::{Duration, Instant};
@@ -35,6 +36,7 @@ pub use model::{run_model_bench, ModelBenchArgs, ModelBenchReport, ModelPoint};
 pub use pacing::{parse_duration, Pacer};
 pub use producer::{warm_up, SendLog, Sent};
 pub use report::{BatchSummary, BenchReport, LatencySummary, PerTier, Throughput};
+pub use timeline::{SecondLatency, Timeline, TimelineMark, TimelinePoint};
 pub use workload::{IdKind, Kind, Plan, RecordFactory, RequestIds, TierMix, MODEL_SHAPE};
 
 use kbatch_core::config::{Framing, TierTopics, WireConfig};

@@ -106,6 +106,8 @@ pub struct Sent {
     pub failed: u64,
     pub first_error: Option<String>,
     pub first_send: Option<Instant>,
+    /// Wall-clock time of the first send (puts runs on one time axis).
+    pub first_send_wall: Option<std::time::SystemTime>,
     pub last_send: Option<Instant>,
     /// Largest lateness of a send behind its scheduled time (the generator could not keep up
     /// when this is large); zero for unpaced runs.
@@ -184,7 +186,10 @@ pub(super) async fn produce(
                 log.mark_sent(seq, at);
                 match producer.send_result(record) {
                     Ok(fut) => {
-                        sent.first_send.get_or_insert(at);
+                        if sent.first_send.is_none() {
+                            sent.first_send = Some(at);
+                            sent.first_send_wall = Some(std::time::SystemTime::now());
+                        }
                         sent.last_send = Some(at);
                         // The receiver only goes away if its task panicked; then the join
                         // below reports it.

@@ -8,10 +8,11 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::collector::{latency_histogram, Stage, Tally};
 use super::producer::Sent;
+use super::timeline::{sends_per_second, Timeline};
 use super::workload::{Kind, Plan};
 use super::{RunSpec, SendLog};
 use kbatch_core::telemetry::table::{Grid, Table};
@@ -92,12 +93,24 @@ impl LatencySummary {
 }
 
 /// One value per tier, named (JSON `{"critical": …, "high": …, "normal": …, "low": …}`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PerTier<T> {
     pub critical: T,
     pub high: T,
     pub normal: T,
     pub low: T,
+}
+
+impl<T> PerTier<T> {
+    /// The value of `tier`.
+    pub fn get(&self, tier: Tier) -> &T {
+        match tier {
+            Tier::Critical => &self.critical,
+            Tier::High => &self.high,
+            Tier::Normal => &self.normal,
+            Tier::Low => &self.low,
+        }
+    }
 }
 
 /// From an array in `Tier::ALL` order (highest first), as the plan and the mix keep them.
@@ -164,6 +177,8 @@ pub struct BenchReport {
     pub framing: String,
     /// Offered rate (requests/s); 0 for a backlog run.
     pub rate: f64,
+    /// Wall-clock time of the first send, in milliseconds since the Unix epoch.
+    pub started_unix_ms: Option<u64>,
     /// Tier weights.
     pub tier_mix: PerTier<u32>,
     pub bad_fraction: f64,
@@ -217,6 +232,10 @@ pub struct BenchReport {
     pub batch_size: Option<BatchSummary>,
     /// Per tier with OK replies: intake, queue, inference and reply parts of the latency.
     pub stages: Vec<StageBreakdown>,
+    /// Second by second from the first send: p50/p99 per tier by send time, sends and replies
+    /// (what `--plot` draws; `kbatch plot timeline` redraws it from this report). Boxed: the
+    /// report travels by value (the demo's load result) and stays small.
+    pub timeline: Box<Timeline>,
 }
 
 impl BenchReport {
@@ -247,12 +266,20 @@ impl BenchReport {
             _ => 0.0,
         };
         let b = &tally.batch_sizes;
+        let timeline = Box::new(match tally.origin.or(sent.first_send) {
+            Some(origin) => Timeline::build(&tally.seconds, &sends_per_second(log, origin)),
+            None => Timeline::build(&tally.seconds, &[]),
+        });
         Self {
             run_id: spec.run_id.clone(),
             brokers: spec.brokers.clone(),
             reply_topic: spec.reply_topic.clone(),
             framing: super::args::framing_name(spec.framing).to_owned(),
             rate: spec.rate,
+            started_unix_ms: sent.first_send_wall.and_then(|t| {
+                let ms = t.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis();
+                u64::try_from(ms).ok()
+            }),
             tier_mix: PerTier::from(spec.mix.weights()),
             bad_fraction: spec.bad_fraction,
             timeout_ms: spec.timeout_ms,
@@ -304,6 +331,7 @@ impl BenchReport {
                 .filter(|t| !tally.stages[t.index()][0].is_empty())
                 .map(|&t| StageBreakdown::of(t, &tally.stages[t.index()]))
                 .collect(),
+            timeline,
         }
     }
 
