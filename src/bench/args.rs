@@ -1,5 +1,6 @@
 //! Command-line arguments of `kbatch bench`.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
@@ -79,6 +80,23 @@ pub struct BenchArgs {
     /// No per-second progress lines.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Step load: run each of these rates (requests/s, rising) for `--step-secs` in turn, each
+    /// with its own requests and reply matching, and report the saturation rate (replaces
+    /// --rate, --count and --duration).
+    #[arg(long, value_delimiter = ',', value_name = "RATES",
+          conflicts_with_all = ["backlog", "count", "duration"])]
+    pub steps: Vec<f64>,
+    /// Seconds each step of `--steps` sends for.
+    #[arg(long, default_value_t = 10)]
+    pub step_secs: u64,
+    /// The latency bound of `--steps`: the saturation rate is the highest offered rate whose
+    /// end-to-end p99 is within it (ms), every request answered, and every lower step too.
+    #[arg(long, default_value_t = 50.0)]
+    pub max_p99_ms: f64,
+    /// Also draw the run as an SVG chart: p50/p99 per tier and the send and reply rates,
+    /// second by second.
+    #[arg(long, value_name = "PATH.svg")]
+    pub plot: Option<PathBuf>,
 }
 
 impl BenchArgs {
@@ -88,6 +106,45 @@ impl BenchArgs {
 
     /// The run these arguments describe, with defaults from `cfg`.
     pub fn run_spec(&self, cfg: &Config) -> Result<RunSpec, BenchError> {
+        if !self.rate.is_finite() || self.rate < 0.0 {
+            return Err(BenchError::InvalidArgument(format!(
+                "--rate must be ≥ 0, got {}",
+                self.rate
+            )));
+        }
+        let rate = if self.backlog { 0.0 } else { self.rate };
+        let total = plan_size(rate, self.count, self.duration)?;
+        self.spec_at(cfg, rate, total)
+    }
+
+    /// One run per rate of `--steps`, each `--step-secs` long with its own run id (and its own
+    /// reply topic unless `--reply-topic` names a shared one).
+    pub fn step_specs(&self, cfg: &Config) -> Result<Vec<RunSpec>, BenchError> {
+        let invalid = |m: String| Err(BenchError::InvalidArgument(m));
+        if self.steps.is_empty() {
+            return invalid("--steps needs at least one rate".into());
+        }
+        if let Some(r) = self.steps.iter().find(|r| !r.is_finite() || **r <= 0.0) {
+            return invalid(format!("--steps: every rate must be > 0, got {r}"));
+        }
+        if self.steps.windows(2).any(|w| w[1] <= w[0]) {
+            return invalid("--steps: rates must rise from step to step".into());
+        }
+        if self.step_secs == 0 {
+            return invalid("--step-secs must be at least 1".into());
+        }
+        if !self.max_p99_ms.is_finite() || self.max_p99_ms <= 0.0 {
+            return invalid(format!("--max-p99-ms must be > 0, got {}", self.max_p99_ms));
+        }
+        let secs = Duration::from_secs(self.step_secs);
+        self.steps
+            .iter()
+            .map(|&rate| self.spec_at(cfg, rate, plan_size(rate, None, Some(secs))?))
+            .collect()
+    }
+
+    /// A run of `total` requests at `rate` with a new run id.
+    fn spec_at(&self, cfg: &Config, rate: f64, total: u64) -> Result<RunSpec, BenchError> {
         let invalid = |m: String| Err(BenchError::InvalidArgument(m));
         if !(0.0..=1.0).contains(&self.bad_fraction) {
             return invalid(format!(
@@ -95,14 +152,9 @@ impl BenchArgs {
                 self.bad_fraction
             ));
         }
-        if !self.rate.is_finite() || self.rate < 0.0 {
-            return invalid(format!("--rate must be ≥ 0, got {}", self.rate));
-        }
         if self.timeout_ms.is_some_and(|t| t < 0) {
             return invalid("--timeout-ms must be ≥ 0".into());
         }
-        let rate = if self.backlog { 0.0 } else { self.rate };
-        let total = plan_size(rate, self.count, self.duration)?;
         let run_id = new_run_id();
         let (reply_topic, reply_from_start) = match &self.reply_topic {
             Some(t) => (t.clone(), false),

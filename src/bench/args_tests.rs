@@ -87,3 +87,61 @@ fn bad_arguments_are_rejected() {
     assert!(Cli::try_parse_from(["bench", "--framing", "xml"]).is_err());
     assert!(Cli::try_parse_from(["bench", "--duration", "soon"]).is_err());
 }
+
+#[test]
+fn steps_make_one_run_per_rate_with_its_own_ids_and_reply_topic() {
+    let cfg = Config::default();
+    let a = parse(&["--steps", "500,1000,2000", "--step-secs", "3"]);
+    assert_eq!((a.step_secs, a.max_p99_ms), (3, 50.0));
+    let specs = a.step_specs(&cfg).unwrap();
+    assert_eq!(
+        specs.iter().map(|s| (s.rate, s.total)).collect::<Vec<_>>(),
+        [(500.0, 1500), (1000.0, 3000), (2000.0, 6000)]
+    );
+    let ids: std::collections::BTreeSet<&str> = specs.iter().map(|s| s.run_id.as_str()).collect();
+    assert_eq!(ids.len(), 3, "each step matches only its own replies");
+    for s in &specs {
+        assert_eq!(
+            s.reply_topic,
+            format!("inference.replies.bench-{}", s.run_id)
+        );
+        assert!(s.reply_from_start);
+    }
+    let shared = parse(&["--steps", "10,20", "--reply-topic", "shared"]);
+    assert!(shared
+        .step_specs(&cfg)
+        .unwrap()
+        .iter()
+        .all(|s| s.reply_topic == "shared" && !s.reply_from_start));
+    assert_eq!(
+        parse(&["--steps", "100"]).step_specs(&cfg).unwrap()[0].total,
+        1000
+    );
+}
+
+#[test]
+fn bad_steps_are_rejected() {
+    let cfg = Config::default();
+    let err = |args: &[&str]| parse(args).step_specs(&cfg).unwrap_err().to_string();
+    assert!(err(&["--steps", "1000,500"]).contains("rise"));
+    assert!(err(&["--steps", "500,500"]).contains("rise"));
+    assert!(err(&["--steps", "0,500"]).contains("> 0"));
+    assert!(err(&["--steps", "500", "--step-secs", "0"]).contains("--step-secs"));
+    assert!(err(&["--steps", "500", "--max-p99-ms", "0"]).contains("--max-p99-ms"));
+    assert!(err(&["--steps", "0.01"]).contains("no requests"));
+    for other in [&["--backlog"][..], &["-n", "5"], &["-d", "5s"]] {
+        let args: Vec<&str> = ["bench", "--steps", "500"]
+            .iter()
+            .chain(other)
+            .copied()
+            .collect();
+        assert!(Cli::try_parse_from(args).is_err(), "--steps with {other:?}");
+    }
+}
+
+#[test]
+fn plot_takes_a_path() {
+    let a = parse(&["--plot", "/tmp/x.svg"]);
+    assert_eq!(a.plot.as_deref(), Some(std::path::Path::new("/tmp/x.svg")));
+    assert_eq!(parse(&[]).plot, None);
+}

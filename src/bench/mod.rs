@@ -8,6 +8,9 @@
 //!                                                  └─► LiveStats every second, BenchReport at the end
 //! ```
 //!
+//! `--steps` runs one such load per offered rate in turn ([`steps`]); each report carries its
+//! run second by second ([`timeline`]), which `--plot` draws.
+//!
 //! Invariant: every request id a run sends is `<run id>-<sequence>`, so a reply maps back to its
 //! send instant and tier without a shared map, and replies of other runs (or of older runs on a
 //! shared reply topic) are counted as unknown instead of being mistaken for ours.
@@ -19,6 +22,7 @@ mod model;
 mod pacing;
 mod producer;
 mod report;
+mod steps;
 mod timeline;
 mod workload;
 
@@ -26,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
+use serde::Serialize;
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
@@ -36,10 +41,12 @@ pub use model::{run_model_bench, ModelBenchArgs, ModelBenchReport, ModelPoint};
 pub use pacing::{parse_duration, Pacer};
 pub use producer::{warm_up, SendLog, Sent};
 pub use report::{BatchSummary, BenchReport, LatencySummary, PerTier, Throughput};
+pub use steps::{saturation_rps, StepResult, StepRule, StepsReport};
 pub use timeline::{SecondLatency, Timeline, TimelineMark, TimelinePoint};
 pub use workload::{IdKind, Kind, Plan, RecordFactory, RequestIds, TierMix, MODEL_SHAPE};
 
 use kbatch_core::config::{Framing, TierTopics, WireConfig};
+use kbatch_core::telemetry::table::Table;
 
 /// Errors of the load generator (`kbatch bench`, `kbatch bench-model`, the demo's load); only
 /// the command's entry point (`main.rs`) turns them into `anyhow`.
@@ -241,16 +248,79 @@ pub async fn execute(
     Ok(BenchReport::build(spec, &plan, &log, &sent, &tally))
 }
 
-/// `kbatch bench`: loads the configuration, creates topics, runs the load (progress on stderr)
-/// and returns the report; the caller prints it.
-pub async fn run(args: BenchArgs) -> Result<BenchReport, BenchError> {
+/// What `kbatch bench` measured: one run, or a step load (`--steps`). Its JSON is the report's
+/// own (no wrapper), so both kinds carry `timeline` at the top level.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum BenchOutcome {
+    Run(Box<BenchReport>),
+    Steps(StepsReport),
+}
+
+impl BenchOutcome {
+    pub fn table(&self) -> Table {
+        match self {
+            Self::Run(r) => r.table(),
+            Self::Steps(s) => s.table(),
+        }
+    }
+
+    /// The run (or every step) second by second.
+    pub fn timeline(&self) -> &Timeline {
+        match self {
+            Self::Run(r) => &r.timeline,
+            Self::Steps(s) => &s.timeline,
+        }
+    }
+}
+
+/// Creates the reply topic of `spec` if it does not exist.
+pub(crate) async fn ensure_reply_topic(spec: &RunSpec, partitions: i32) -> Result<(), BenchError> {
+    kbatch_core::kafka::ensure_named_topics(
+        &spec.brokers,
+        &spec.properties,
+        std::slice::from_ref(&spec.reply_topic),
+        partitions,
+    )
+    .await
+    .map_err(|source| BenchError::CreateTopics {
+        what: format!("the reply topic {}", spec.reply_topic),
+        source: Box::new(source),
+    })
+}
+
+/// `kbatch bench`: loads the configuration, creates topics, runs the load or the steps
+/// (progress on stderr) and returns the report; the caller prints it (and draws `--plot`).
+pub async fn run(args: BenchArgs) -> Result<BenchOutcome, BenchError> {
     let loaded = kbatch_core::config::load(&args.load_options())?;
     let cfg = loaded.config;
     kbatch_core::telemetry::init_tracing(&kbatch_core::config::Logging {
         level: "warn".into(),
         format: cfg.logging.format,
     });
-    let spec = args.run_spec(&cfg)?;
+    if let Some(path) = &args.plot {
+        // Found out now, not after a long run.
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        if !dir.is_dir() {
+            return Err(BenchError::InvalidArgument(format!(
+                "--plot {}: no folder {}",
+                path.display(),
+                dir.display()
+            )));
+        }
+    }
+    let step_specs = if args.steps.is_empty() {
+        None
+    } else {
+        Some(args.step_specs(&cfg)?)
+    };
+    let spec = match &step_specs {
+        Some(specs) => specs[0].clone(),
+        None => args.run_spec(&cfg)?,
+    };
     if args.create_topics {
         kbatch_core::kafka::ensure_topics(&spec.brokers, &cfg, args.partitions)
             .await
@@ -259,18 +329,20 @@ pub async fn run(args: BenchArgs) -> Result<BenchReport, BenchError> {
                 source: Box::new(source),
             })?;
     }
-    kbatch_core::kafka::ensure_named_topics(
-        &spec.brokers,
-        &spec.properties,
-        std::slice::from_ref(&spec.reply_topic),
-        args.partitions,
-    )
-    .await
-    .map_err(|source| BenchError::CreateTopics {
-        what: format!("the reply topic {}", spec.reply_topic),
-        source: Box::new(source),
-    })?;
-    eprintln!("{}", spec.describe());
+    ensure_reply_topic(&spec, args.partitions).await?;
+    match &step_specs {
+        Some(specs) => eprintln!(
+            "kbatch bench: step load {}/s, {} s each; p99 bound {} ms",
+            specs
+                .iter()
+                .map(|s| s.rate.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            args.step_secs,
+            args.max_p99_ms
+        ),
+        None => eprintln!("{}", spec.describe()),
+    }
     if args.warmup {
         let took = warm_up(
             &spec,
@@ -283,6 +355,15 @@ pub async fn run(args: BenchArgs) -> Result<BenchReport, BenchError> {
 
     let control = RunControl::default();
     let signal = control.stop_on_ctrl_c();
+    if let Some(specs) = &step_specs {
+        let rule = StepRule {
+            max_p99_ms: args.max_p99_ms,
+            step_secs: args.step_secs,
+        };
+        let report = steps::run_steps(specs, &rule, args.partitions, &control, args.quiet).await;
+        signal.abort();
+        return report.map(BenchOutcome::Steps);
+    }
     let mut progress = |s: &LiveStats| eprintln!("{s}");
     let live: Option<&mut (dyn FnMut(&LiveStats) + Send)> = if args.quiet {
         None
@@ -291,7 +372,7 @@ pub async fn run(args: BenchArgs) -> Result<BenchReport, BenchError> {
     };
     let report = execute(&spec, &control, live).await;
     signal.abort();
-    report
+    report.map(|r| BenchOutcome::Run(Box::new(r)))
 }
 
 impl RunSpec {
