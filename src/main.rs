@@ -31,6 +31,8 @@ enum Command {
     Bench(kbatch::bench::BenchArgs),
     /// Raw ONNX Runtime throughput of the configured model per batch size (no Kafka).
     BenchModel(kbatch::bench::ModelBenchArgs),
+    /// Draw an SVG chart from JSON reports (a bench run's timeline, items/s per batch size).
+    Plot(kbatch::plot::PlotArgs),
     /// Broker (given, tansu or in-process mock) + pipeline + load, with a live summary.
     Demo(kbatch::demo::DemoArgs),
     /// Create the four tier topics, the reply topic and the dead-letter topic.
@@ -97,10 +99,17 @@ fn main() -> ExitCode {
         Command::ValidateConfig(args) => return validate_config(&args),
         Command::Serve(args) => runtime().and_then(|rt| rt.block_on(serve(args))),
         Command::Bench(args) => runtime().and_then(|rt| {
-            let output = args.output.clone();
+            let (output, plot) = (args.output.clone(), args.plot.clone());
             let report = rt.block_on(kbatch::bench::run(args))?;
-            Ok(output.emit(&report.table(), &report)?)
+            output.emit(&report.table(), &report)?;
+            // After the report: a chart that fails to draw loses no figures.
+            if let Some(path) = plot {
+                kbatch::plot::write_bench_chart(&report, &path)?;
+                eprintln!("wrote {}", path.display());
+            }
+            Ok(())
         }),
+        Command::Plot(args) => kbatch::plot::run(&args).map_err(Into::into),
         Command::BenchModel(args) => kbatch::bench::run_model_bench(&args)
             .map_err(anyhow::Error::from)
             .and_then(|report| Ok(args.output.emit(&report.table(), &report)?)),
