@@ -21,10 +21,15 @@
 # examples/echo_server.rs (no model, no batching: the broker floor) instead of kbatch serve;
 # SERVER=/path/to/kbatch runs that build's `serve`. Each run ends with the CPU seconds of broker,
 # server and load generator and the server's peak RSS; PERF=1 (drain) records the server's stacks.
+# Charts (SVG) go to PLOT_DIR (default /tmp): kbatch-<mode>.svg, each run second by second
+# (`kbatch bench --plot`); ratio also draws kbatch-batch-sizes.svg (raw items/s per batch size
+# with the drain's rate, `kbatch plot batch-sizes`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-drain}; shift || true
 arg=${1:-}; shift || true
+plots=${PLOT_DIR:-/tmp}
+mkdir -p "$plots"
 if [[ $mode == ratio ]]; then
   cargo build --release --quiet --bin kbatch
   raw=()
@@ -56,6 +61,8 @@ one, two = (float(x) for x in sys.argv[1:3])
 print(f"drain {drain:.0f} req/s = {drain / one:.2f}x raw ORT 1 thread ({one:.0f}/s), "
       f"{drain / two:.2f}x raw ORT 2 threads ({two:.0f}/s), {drain / 1900:.1f}x the Python design (1,900/s)")
 PY
+  ./target/release/kbatch plot batch-sizes --raw /tmp/kbatch-raw-1.json --raw /tmp/kbatch-raw-2.json \
+    --drain /tmp/kbatch-ratio.json -o "$plots/kbatch-batch-sizes.svg"
   exit 0
 fi
 broker_kind=${BROKER:-kafka}
@@ -121,7 +128,7 @@ usage() {
   echo "cpu seconds: broker $(cpu_s $broker), server $(cpu_s $serve), load generator $(cat /tmp/kbatch-bench-cpu 2>/dev/null)"
   echo "server peak RSS $(peak_mb $serve) MB"
 }
-bench=(/usr/bin/time -f '%U+%S' -o /tmp/kbatch-bench-cpu ./target/release/kbatch bench)
+bench=(/usr/bin/time -f '%U+%S' -o /tmp/kbatch-bench-cpu ./target/release/kbatch bench --plot "$plots/kbatch-$mode.svg")
 # Waits until the server answers /ready (model loaded, group joined, producer up).
 http_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 export KBATCH_HTTP__PORT=$http_port
@@ -158,7 +165,7 @@ case $mode in
     # reply reader is assigned and the path answered once before the timed run (else the
     # reader's group join shows up as latency); the timed run then falls inside the drain.
     ./target/release/kbatch bench --rate "${CRITICAL_RATE:-200}" -d "${DURATION:-4s}" --tier-mix 1,0,0,0 \
-      --warmup --warmup-secs 1 \
+      --warmup --warmup-secs 1 --plot "$plots/kbatch-$mode-critical.svg" \
       -q --report "${out%.json}-critical.json"
     wait $low
     echo "--- the low backlog"; cat /tmp/kbatch-bench-low.txt
