@@ -264,14 +264,6 @@ impl BenchOutcome {
             Self::Steps(s) => s.table(),
         }
     }
-
-    /// The run (or every step) second by second.
-    pub fn timeline(&self) -> &Timeline {
-        match self {
-            Self::Run(r) => &r.timeline,
-            Self::Steps(s) => &s.timeline,
-        }
-    }
 }
 
 /// Creates the reply topic of `spec` if it does not exist.

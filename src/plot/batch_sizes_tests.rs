@@ -166,3 +166,39 @@ fn the_subcommand_parses() {
         "--raw is required"
     );
 }
+
+#[test]
+fn the_reports_the_commands_write_are_read() {
+    use crate::bench::{BenchReport, ModelBenchReport, ModelPoint};
+    let point = |batch, items_per_s| ModelPoint {
+        batch,
+        calls: 3,
+        items_per_s,
+        median_batch_us: 10.0,
+    };
+    let model = ModelBenchReport {
+        model: "m.onnx".into(),
+        device: kbatch_core::config::Device::Cpu,
+        intra_op_threads: 2,
+        seconds: 1.0,
+        points: vec![point(1, 10.0), point(16, 90.0)],
+        best: Some(point(16, 90.0)),
+    };
+    let raw: RawModelReport =
+        serde_json::from_str(&serde_json::to_string(&model).unwrap()).unwrap();
+    assert_eq!(raw.label(), "raw ONNX Runtime, 2 threads");
+    assert_eq!(
+        raw.points[1],
+        RawPoint {
+            batch: 16,
+            items_per_s: 90.0
+        }
+    );
+
+    let bench = BenchReport::sample();
+    let drain: DrainReport = serde_json::from_str(&serde_json::to_string(&bench).unwrap()).unwrap();
+    assert_eq!(
+        drain.between_replies(Path::new("b.json")).ok(),
+        bench.throughput.between_replies
+    );
+}

@@ -150,6 +150,7 @@ fn latency_panel(area: &Area<'_>, t: &Timeline) -> Result<(), PlotError> {
         .configure_mesh()
         .x_desc("seconds since the first send")
         .y_desc("ms")
+        .x_label_formatter(&|x| format!("{x:.0}"))
         .y_label_formatter(&|v| format!("{v}"))
         .label_style((FONT, 15))
         .draw()?;
@@ -205,6 +206,8 @@ fn rate_panel(area: &Area<'_>, t: &Timeline) -> Result<(), PlotError> {
         .configure_mesh()
         .x_desc("seconds since the first send")
         .y_desc("per second")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|v| format!("{v:.0}"))
         .label_style((FONT, 15))
         .draw()?;
     let half = t.bucket_s / 2.0;
