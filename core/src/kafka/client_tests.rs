@@ -38,6 +38,7 @@ fn the_consumer_backs_off_briefly_from_a_full_queue_and_pass_through_properties_
     let c = consumer_config(&cfg);
     assert_eq!(c.get("fetch.queue.backoff.ms"), Some("10"));
     assert_eq!(c.get("queued.max.messages.kbytes"), Some("16384"));
+    assert_eq!(c.get("max.partition.fetch.bytes"), Some("65536"));
     cfg.kafka
         .properties
         .insert("fetch.queue.backoff.ms".into(), "1000".into());
