@@ -11,6 +11,9 @@
 #                                                      DURATION (4s) from a second load generator;
 #                                                      its report goes to BENCH_JSON with -critical
 #   scripts/bench.sh rate  [R=1000]  [serve args...]   R requests/s for DURATION (30s) against a warm server
+#   scripts/bench.sh steps [R1,R2,...] [serve args...] a step load (default 1000,2000,...,12000), STEP_SECS
+#                                                      (10) each, against a warm server: the saturation
+#                                                      rate is the highest whose p99 <= MAX_P99_MS (50)
 #   scripts/bench.sh ratio [N=100000] [serve args...]  raw ONNX Runtime (1 and 2 threads), then a drain of N,
 #                                                      then the drain's share of the best raw figure
 # Serve args are e.g. `--profile off_hours` or `--set batch_processing.max_batch_size=128`.
@@ -175,5 +178,11 @@ case $mode in
     serve=$!
     "${bench[@]}" --rate "${arg:-1000}" -d "${DURATION:-30s}" --warmup -q --report "$out"
     usage ;;
-  *) echo "usage: $0 drain|burst|priority|rate|ratio [N|R] [serve args...]" >&2; exit 2 ;;
+  steps)
+    "${server[@]}" "$@" >/tmp/kbatch-bench-serve.log 2>&1 &
+    serve=$!
+    "${bench[@]}" --steps "${arg:-1000,2000,3000,4000,5000,6000,8000,10000,12000}" \
+      --step-secs "${STEP_SECS:-10}" --max-p99-ms "${MAX_P99_MS:-50}" --warmup -q --report "$out"
+    usage ;;
+  *) echo "usage: $0 drain|burst|priority|rate|steps|ratio [N|R] [serve args...]" >&2; exit 2 ;;
 esac
