@@ -209,6 +209,12 @@ impl Matcher {
         }
     }
 
+    /// Counts the timeline's latency by reply second (a backlog: every request is sent at once).
+    pub fn latency_by_reply(mut self) -> Self {
+        self.tally.seconds = timeline::Seconds::new(timeline::LatencyBy::Reply);
+        self
+    }
+
     /// Classifies `reply`, received at `at`, and updates the tallies.
     pub fn on_reply(&mut self, reply: &Reply, at: Instant) -> Match {
         let seq = match self.ids.classify(&reply.request_id) {

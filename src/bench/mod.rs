@@ -42,7 +42,7 @@ pub use pacing::{parse_duration, Pacer};
 pub use producer::{warm_up, SendLog, Sent};
 pub use report::{BatchSummary, BenchReport, LatencySummary, PerTier, Throughput};
 pub use steps::{saturation_rps, StepResult, StepRule, StepsReport};
-pub use timeline::{SecondLatency, Timeline, TimelineMark, TimelinePoint};
+pub use timeline::{LatencyBy, SecondLatency, Timeline, TimelineMark, TimelinePoint};
 pub use workload::{IdKind, Kind, Plan, RecordFactory, RequestIds, TierMix, MODEL_SHAPE};
 
 use kbatch_core::config::{Framing, TierTopics, WireConfig};
@@ -191,7 +191,10 @@ pub async fn execute(
         spec.seed,
     ));
     let log = std::sync::Arc::new(SendLog::new(spec.total as usize, Instant::now()));
-    let matcher = Matcher::new(spec.ids(), plan.clone(), log.clone());
+    let mut matcher = Matcher::new(spec.ids(), plan.clone(), log.clone());
+    if spec.rate <= 0.0 {
+        matcher = matcher.latency_by_reply();
+    }
     let collector = Collector::start(spec, matcher).await?;
     collector.restart_clock();
 

@@ -1,10 +1,12 @@
 //! A run second by second: latency percentiles per tier and the send and reply rates, the data
 //! behind `kbatch bench --plot` and the report's `timeline`.
 //!
-//! Invariant: seconds count from the run's first send. A request's latency lands in the bucket
-//! of the second in which it was *sent* (so a tail that grows under load shows where the load
-//! was), its first reply is counted in the second in which it was *received*, and a send in the
-//! second in which it was sent; bucket `k` covers `[k s, k + 1 s)`.
+//! Invariant: seconds count from the run's first send. In a paced run a request's latency lands
+//! in the bucket of the second in which it was *sent* (so a tail that grows under load shows
+//! where the load was); in a backlog, sent all at once, in the second in which it was
+//! *answered* (else the whole drain is one point). Its first reply is counted in the second in
+//! which it was received, and a send in the second in which it was sent; bucket `k` covers
+//! `[k s, k + 1 s)`.
 //!
 //! Memory: per second, one histogram per tier that had a reply sent in it, with two significant
 //! digits, 16 µs resolution below 4 ms and `u32` counts, grown only as far as the largest latency
@@ -43,9 +45,30 @@ pub fn bucket(origin: Instant, at: Instant) -> usize {
     (at.saturating_duration_since(origin).as_secs() / BUCKET.as_secs()) as usize
 }
 
+/// Which second a request's latency is counted in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LatencyBy {
+    /// The second it was sent (paced runs).
+    #[default]
+    Send,
+    /// The second its reply arrived (backlogs).
+    Reply,
+}
+
+impl LatencyBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Send => "send",
+            Self::Reply => "reply",
+        }
+    }
+}
+
 /// The per-second tallies the collector keeps while a run goes.
 #[derive(Debug, Clone, Default)]
 pub struct Seconds {
+    by: LatencyBy,
     /// End-to-end latency (µs) by send second, per tier (`Tier::ALL` order); `None` until a
     /// request of that tier sent in that second is answered.
     latency: Vec<[Option<Histogram<u32>>; 4]>,
@@ -54,13 +77,24 @@ pub struct Seconds {
 }
 
 impl Seconds {
+    pub fn new(by: LatencyBy) -> Self {
+        Self {
+            by,
+            ..Self::default()
+        }
+    }
+
     /// One answered request of `tier`, sent in second `sent_s`, answered in second
     /// `received_s` after `us` microseconds.
     pub fn record(&mut self, tier: Tier, sent_s: usize, received_s: usize, us: u64) {
-        if self.latency.len() <= sent_s {
-            self.latency.resize_with(sent_s + 1, Default::default);
+        let at = match self.by {
+            LatencyBy::Send => sent_s,
+            LatencyBy::Reply => received_s,
+        };
+        if self.latency.len() <= at {
+            self.latency.resize_with(at + 1, Default::default);
         }
-        let h = self.latency[sent_s][tier.index()].get_or_insert_with(second_histogram);
+        let h = self.latency[at][tier.index()].get_or_insert_with(second_histogram);
         let us = us.min(MAX_US);
         if h.record(us).is_err() {
             // Only when `usize` cannot index a histogram up to an hour: keep the count anyway.
@@ -145,6 +179,9 @@ pub struct TimelineMark {
 pub struct Timeline {
     /// Width of a point, in seconds.
     pub bucket_s: f64,
+    /// Whether a point's latency is of the requests sent in its second or answered in it.
+    #[serde(default)]
+    pub latency_by: LatencyBy,
     /// One point per second, in time order.
     pub points: Vec<TimelinePoint>,
     /// Labelled instants (the steps' starts); none for a single run.
@@ -172,6 +209,7 @@ impl Timeline {
             .collect();
         Self {
             bucket_s: BUCKET.as_secs_f64(),
+            latency_by: seconds.by,
             points,
             marks: Vec::new(),
         }
@@ -185,6 +223,7 @@ impl Timeline {
             ..Self::default()
         };
         for (start, t, label) in parts {
+            out.latency_by = t.latency_by;
             out.marks.push(TimelineMark { t_s: start, label });
             out.points.extend(t.points.iter().map(|p| TimelinePoint {
                 t_s: start + p.t_s,

@@ -200,3 +200,31 @@ fn per_second_histograms_grow_to_the_largest_latency_and_clamp_at_an_hour() {
     );
     assert!(s.latency(0, Tier::Low).is_none() && s.latency(1, Tier::High).is_none());
 }
+
+#[test]
+fn a_backlog_counts_latency_by_the_second_of_its_reply() {
+    // Everything sent at once, answered over three seconds: one point per reply second, and the
+    // latency that second's replies had.
+    let mut s = Seconds::new(LatencyBy::Reply);
+    for (received_s, us) in [(0, 500_000), (1, 1_500_000), (2, 2_500_000), (2, 2_600_000)] {
+        s.record(Tier::Low, 0, received_s, us);
+    }
+    let t = Timeline::build(&s, &[4]);
+    assert_eq!(t.latency_by, LatencyBy::Reply);
+    let counts: Vec<u64> = t
+        .points
+        .iter()
+        .map(|p| p.latency.low.as_ref().map_or(0, |l| l.count))
+        .collect();
+    assert_eq!(counts, [1, 1, 2]);
+    let json = serde_json::to_value(&t).unwrap();
+    assert_eq!(json["latency_by"], "reply");
+    // Paced runs keep the send second: all four in bucket 0.
+    let mut paced = Seconds::default();
+    for (received_s, us) in [(0, 500_000), (1, 1_500_000)] {
+        paced.record(Tier::Low, 0, received_s, us);
+    }
+    let t = Timeline::build(&paced, &[2]);
+    assert_eq!(t.points[0].latency.low.as_ref().map(|l| l.count), Some(2));
+    assert!(t.points[1].latency.low.is_none());
+}

@@ -142,7 +142,10 @@ fn latency_panel(area: &Area<'_>, t: &Timeline) -> Result<(), PlotError> {
         .x_label_area_size(36)
         .y_label_area_size(64)
         .caption(
-            "end-to-end latency by send second (ms, log scale)",
+            format!(
+                "end-to-end latency by {} second (ms, log scale)",
+                t.latency_by.as_str()
+            ),
             (FONT, 19),
         )
         .build_cartesian_2d(0f64..x_end, (lo..hi).log_scale())?;

@@ -1,7 +1,7 @@
 //! Unit tests of the timeline chart, on hand-made timelines and on a report's JSON form.
 
 use super::*;
-use crate::bench::{BenchReport, PerTier, TimelineMark, TimelinePoint};
+use crate::bench::{BenchReport, LatencyBy, PerTier, TimelineMark, TimelinePoint};
 
 fn latency(p50_ms: u64, p99_ms: u64) -> Option<SecondLatency> {
     Some(SecondLatency {
@@ -17,6 +17,7 @@ fn timeline(secs: u64, tiers: &[Tier]) -> Timeline {
     let has = |t| tiers.contains(&t);
     Timeline {
         bucket_s: 1.0,
+        latency_by: LatencyBy::Send,
         points: (0..secs)
             .map(|s| TimelinePoint {
                 t_s: s as f64,
