@@ -10,7 +10,7 @@
 #                                                      critical requests at CRITICAL_RATE (200/s) for
 #                                                      DURATION (4s) from a second load generator;
 #                                                      its report goes to BENCH_JSON with -critical
-#   scripts/bench.sh rate  [R=1000]  [serve args...]   R requests/s for DURATION (30s) against a warm server
+#   scripts/bench.sh rate  [R=1000]  [serve args...]   R requests/s for DURATION (30s) after WARMUP_SECS (5) of load
 #   scripts/bench.sh steps [R1,R2,...] [serve args...] a step load (default 1000,2000,...,12000), STEP_SECS
 #                                                      (10) each, against a warm server: the saturation
 #                                                      rate is the highest whose p99 <= MAX_P99_MS (50)
@@ -176,7 +176,7 @@ case $mode in
   rate)
     "${server[@]}" "$@" >/tmp/kbatch-bench-serve.log 2>&1 &
     serve=$!
-    "${bench[@]}" --rate "${arg:-1000}" -d "${DURATION:-30s}" --warmup -q --report "$out"
+    "${bench[@]}" --rate "${arg:-1000}" -d "${DURATION:-30s}" --warmup --warmup-secs "${WARMUP_SECS:-5}" -q --report "$out"
     usage ;;
   steps)
     "${server[@]}" "$@" >/tmp/kbatch-bench-serve.log 2>&1 &
