@@ -116,8 +116,14 @@ fn order(got: &[Received]) -> Order {
     }
 }
 
+/// The two tests run one at a time: each measures an order that a second server and broker
+/// load on the same two cores can disturb at start-up (1 run in 5 with both at once saw one
+/// tier's records answered ~300 positions late; never with one at a time).
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_backlog_is_answered_in_tier_order() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let got = drain_backlog(true).await;
     let o = order(&got);
     eprintln!(
@@ -142,6 +148,7 @@ async fn a_backlog_is_answered_in_tier_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn demoted_requests_never_hold_back_the_tier_of_their_topic() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     const DEMOTED: usize = 300;
     const CRITICAL: usize = 40;
     const HIGH: usize = 300;

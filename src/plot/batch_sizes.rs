@@ -11,7 +11,7 @@ use std::path::Path;
 use plotters::prelude::*;
 use serde::Deserialize;
 
-use super::{render, PlotError, FONT};
+use super::{legend, render, PlotError, FONT};
 
 /// The fields of a `kbatch bench-model` JSON report the chart uses.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -152,13 +152,7 @@ pub fn batch_sizes_svg(raw: &[RawModelReport], drain: Option<f64>) -> Result<Str
                 .label(format!("drain through Kafka ({rate:.0} req/s)"))
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], style));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font((FONT, 15))
-            .draw()?;
+        legend(&mut chart, SeriesLabelPosition::LowerRight)?;
         Ok(())
     })
 }

@@ -152,6 +152,22 @@ const FONT: &str = "sans-serif";
 /// A part of an SVG canvas.
 type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
 
+/// Draws the legend of `chart`'s labelled series at `position`, in the charts' one style.
+fn legend<'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut plotters::chart::ChartContext<'a, SVGBackend<'a>, CT>,
+    position: plotters::chart::SeriesLabelPosition,
+) -> Result<(), PlotError> {
+    use plotters::style::{Color, BLACK, WHITE};
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font((FONT, 15))
+        .draw()?;
+    Ok(())
+}
+
 /// Draws on a `size` canvas with `draw` and returns the SVG document.
 fn render(
     size: (u32, u32),

@@ -9,7 +9,7 @@
 use plotters::prelude::*;
 use serde::Deserialize;
 
-use super::{render, Area, PlotError, FONT};
+use super::{legend, render, Area, PlotError, FONT};
 use crate::bench::{SecondLatency, Timeline, TimelinePoint};
 use kbatch_core::tier::Tier;
 
@@ -180,13 +180,7 @@ fn latency_panel(area: &Area<'_>, t: &Timeline) -> Result<(), PlotError> {
             (FONT, 15).into_font().color(&BLACK),
         )))?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font((FONT, 15))
-        .draw()?;
+    legend(&mut chart, SeriesLabelPosition::UpperRight)?;
     Ok(())
 }
 
@@ -231,13 +225,7 @@ fn rate_panel(area: &Area<'_>, t: &Timeline) -> Result<(), PlotError> {
     for m in &t.marks {
         chart.draw_series(LineSeries::new([(m.t_s, 0.0), (m.t_s, top)], MARK))?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font((FONT, 15))
-        .draw()?;
+    legend(&mut chart, SeriesLabelPosition::UpperRight)?;
     Ok(())
 }
 

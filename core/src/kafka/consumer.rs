@@ -347,7 +347,13 @@ impl<'a> PollLoop<'a> {
                 .reads()
                 .into_iter()
                 .filter(|r| resume.contains(&r.key.0))
-                .filter_map(|r| Some((r.key.0, r.key.1, r.next_read?)))
+                // Never read since its assignment: where librdkafka starts reading it (the
+                // committed offset, else the log start), when its statistics have said so;
+                // without the seek such a partition waited up to a second after the resume.
+                .filter_map(|r| {
+                    let next = r.next_read.or_else(|| self.ctx().read_start(r.key))?;
+                    Some((r.key.0, r.key.1, next))
+                })
                 .collect();
             wake_fetch(self.consumer, topics, &offsets);
         }
