@@ -82,26 +82,33 @@ impl PriorityStrategy {
     }
 }
 
-/// Slots owed to each of the `boosted` queues (in that order) in a batch of `room`: the quota
-/// scaled to the batch (`boost_quota` of `max_batch_size`, at least one), evenly capped so that
-/// together they take at most half the batch; when the cap leaves less than one slot each, the
-/// queues whose oldest request waited longest get one.
-fn boost_shares(view: &QueueView<'_>, boosted: &[usize], room: usize) -> Vec<usize> {
+/// Slots owed to each boosted queue (`boosted[q]`) in a batch of `room`, by queue index: the
+/// quota scaled to the batch (`boost_quota` of `max_batch_size`, at least one), evenly capped so
+/// that together they take at most half the batch; when the cap leaves less than one slot each,
+/// the queues whose oldest request waited longest get one. No allocation: it runs per batch.
+fn boost_shares(view: &QueueView<'_>, boosted: [bool; 4], room: usize) -> [usize; 4] {
     let p = view.policy;
     let cap = room / 2;
-    if boosted.is_empty() || cap == 0 {
-        return vec![0; boosted.len()];
+    let count = boosted.iter().filter(|&&b| b).count();
+    let mut shares = [0; 4];
+    if count == 0 || cap == 0 {
+        return shares;
     }
     let scaled = (p.boost_quota * room / p.max_batch_size.max(1)).max(1);
-    let each = scaled.min(cap / boosted.len());
+    let each = scaled.min(cap / count);
     if each > 0 {
-        return vec![each; boosted.len()];
+        for q in 0..4 {
+            if boosted[q] {
+                shares[q] = each;
+            }
+        }
+        return shares;
     }
-    let mut by_age: Vec<usize> = (0..boosted.len()).collect();
-    by_age.sort_by_key(|&i| view.queues[boosted[i]].oldest);
-    let mut shares = vec![0; boosted.len()];
-    for &i in by_age.iter().take(cap) {
-        shares[i] = 1;
+    // Fewer slots than boosted queues: one each to the `cap` oldest.
+    let mut by_age = [0, 1, 2, 3];
+    by_age.sort_by_key(|&q| (!boosted[q], view.queues[q].oldest));
+    for &q in by_age.iter().take(cap.min(count)) {
+        shares[q] = 1;
     }
     shares
 }
@@ -138,9 +145,9 @@ impl BatchStrategy for PriorityStrategy {
         let mut take = [0; 4];
         let mut left = room;
         if view.policy.priority {
-            let boosted: Vec<usize> = (1..4).filter(|&q| Self::boosted(view, q, now)).collect();
-            let shares = boost_shares(view, &boosted, room);
-            for (&q, share) in boosted.iter().zip(shares) {
+            let boosted = std::array::from_fn(|q| q > 0 && Self::boosted(view, q, now));
+            let shares = boost_shares(view, boosted, room);
+            for (q, share) in shares.into_iter().enumerate() {
                 take[q] = share.min(view.queues[q].len).min(left);
                 left -= take[q];
             }
