@@ -7,12 +7,15 @@ use thiserror::Error;
 
 use crate::inference::InferenceError;
 use crate::kafka::KafkaError;
+use crate::registry::RegistryError;
 use crate::telemetry::TelemetryError;
 
 #[derive(Debug, Error)]
 pub enum AppError {
     #[error("cannot load the model: {0}")]
     Inference(#[from] InferenceError),
+    #[error("cannot serve the models: {0}")]
+    Registry(#[from] RegistryError),
     #[error(transparent)]
     Kafka(#[from] KafkaError),
     #[error(transparent)]

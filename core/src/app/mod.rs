@@ -28,11 +28,12 @@ use crate::batcher::{run_batcher, BatchPolicy, BatcherParts};
 use crate::config::reload::{run_reloader, ReloadCounters};
 use crate::config::{Config, Delivery, LoadOptions};
 use crate::inference::isolate::RetryPolicy;
-use crate::inference::{load_backend, spawn_workers, Backend, WorkerOutputs, WorkerReport};
+use crate::inference::{spawn_workers, WorkerOutputs, WorkerReport};
 use crate::kafka::{
     run_consumer, run_replier, run_transactional_replier, ConsumerInputs, SharedTracker,
 };
 use crate::pipeline::Admitted;
+use crate::registry::{run_registry, LoadSettings, Registry, Routes};
 use crate::resources::{run_sampler, Sources, Utilization};
 use crate::telemetry::{set_log_level, Telemetry, TelemetryError};
 
@@ -116,14 +117,16 @@ pub async fn serve_with(
     // start from a dead one.
     let http = start_http(&cfg, &telemetry).await?;
     tokio::spawn(mark_draining(cancel.clone(), telemetry.clone()));
-    let backends = load_backends(&cfg).await?;
+    let threads = inference_threads(&cfg, cores());
+    let registry = start_registry(&cfg, threads, &telemetry).await?;
     telemetry.health.set_model_ready(true);
     let reload = start_reload(&cfg, opts.reload, &telemetry);
     let shared = Shared {
         telemetry: telemetry.clone(),
         config: reload.config.clone(),
     };
-    let report = run_stages(cfg, backends, shared, cancel.clone()).await;
+    let report = run_stages(cfg, threads, registry.routes, shared, cancel.clone()).await;
+    registry.stop.cancel();
     reload.stop.cancel();
     telemetry.health.set_draining();
     if let Some(http) = http {
@@ -228,13 +231,12 @@ async fn apply_reloads(
 /// Starts consumer, batcher, workers and replier, and waits for them to drain in order.
 async fn run_stages(
     cfg: Arc<Config>,
-    backends: Vec<Box<dyn Backend>>,
+    threads: InferenceThreads,
+    routes: Routes,
     shared: Shared,
     cancel: CancellationToken,
 ) -> Result<ServeReport, AppError> {
     let telemetry = shared.telemetry;
-    let info = backends[0].info().clone();
-    tracing::info!(sessions = backends.len(), device = ?info.device, model = %info.id, "model ready");
     let tracker = SharedTracker::default();
     let max_batch = cfg.batch_processing.max_batch_size;
     // Room for a few batches of outcomes; the replier keeps thousands of deliveries in flight.
@@ -281,15 +283,15 @@ async fn run_stages(
         })
     };
     // Feedback per finished batch; the batcher reads it first, so a few slots per worker do.
-    let (feedback_tx, feedback_rx) = mpsc::channel(16 * backends.len().max(1));
+    let (feedback_tx, feedback_rx) = mpsc::channel(16 * threads.sessions.max(1));
     let outputs = WorkerOutputs {
         outcomes: outcome_tx.clone(),
         feedback: feedback_tx,
     };
-    let alive = (0..backends.len())
+    let alive = (0..threads.sessions)
         .map(|i| telemetry.health.register(format!("inference-{i}")))
         .collect();
-    let (pool, workers) = spawn_workers(backends, alive, &outputs, retry_policy(&cfg))?;
+    let (pool, workers) = spawn_workers(alive, &outputs, retry_policy(&cfg))?;
     drop(outputs);
     let (sampler, util_rx) = start_sampler(&cfg);
     let batcher = spawn_alive(
@@ -303,7 +305,6 @@ async fn run_stages(
             pool,
             outcomes: outcome_tx.clone(),
             feedback: feedback_rx,
-            model: info.id.clone(),
             utilization: util_rx,
             telemetry: telemetry.clone(),
             config: shared.config,
@@ -317,7 +318,7 @@ async fn run_stages(
     let consumer = spawn_alive(
         &telemetry,
         "consumer",
-        run_consumer(cfg.clone(), info, inputs, tracker, cancel.clone()),
+        run_consumer(cfg.clone(), routes, inputs, tracker, cancel.clone()),
     );
 
     // Any stage ending early stops intake, so the others drain instead of waiting forever.
@@ -402,26 +403,34 @@ fn start_sampler(cfg: &Config) -> (Sampler, watch::Receiver<Utilization>) {
     (Sampler { cancel, task }, rx)
 }
 
-async fn load_backends(cfg: &Arc<Config>) -> Result<Vec<Box<dyn Backend>>, AppError> {
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let threads = inference_threads(cfg, cores);
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// The model registry's task and its stop switch, and the routing table it publishes.
+struct RegistryTask {
+    routes: Routes,
+    stop: CancellationToken,
+}
+
+/// Loads every model version of the repository (one session per inference worker each) and
+/// starts the task that keeps them in step with it. Fails when the default model cannot serve.
+async fn start_registry(
+    cfg: &Config,
+    threads: InferenceThreads,
+    telemetry: &Arc<Telemetry>,
+) -> Result<RegistryTask, AppError> {
     tracing::info!(
         sessions = threads.sessions,
         intra_op_threads = threads.intra_op,
-        cores,
+        cores = cores(),
         "inference threads"
     );
-    let mut model = cfg.model.clone();
-    model.intra_op_threads = threads.intra_op;
-    // Session creation and warm-up take a while; keep them off the async workers.
-    tokio::task::spawn_blocking(move || {
-        (0..threads.sessions)
-            .map(|_| load_backend(&model))
-            .collect::<Result<Vec<_>, _>>()
-    })
-    .await
-    .map_err(AppError::task("model loading"))?
-    .map_err(AppError::from)
+    let settings = LoadSettings::from_config(cfg, threads.sessions, threads.intra_op);
+    let (registry, routes) = Registry::start(settings, telemetry.clone()).await?;
+    let stop = CancellationToken::new();
+    tokio::spawn(run_registry(registry, stop.clone()));
+    Ok(RegistryTask { routes, stop })
 }
 
 fn array<T>(v: Vec<T>) -> [T; 4] {

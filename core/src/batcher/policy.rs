@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use crate::config::Config;
+use crate::model::ModelBatching;
 use crate::tier::Tier;
 
 /// What the batcher needs to know to form batches.
@@ -66,6 +67,24 @@ impl BatchPolicy {
             min_interval: b.min_interval(),
             max_batch_bytes: b.max_batch_bytes().max(1),
         }
+    }
+
+    /// This policy with one model's overrides (`model.yaml`'s `batching`). The queue bound
+    /// stays the service's: it is shared by every model.
+    pub fn for_model(&self, m: &ModelBatching) -> Self {
+        let mut p = self.clone();
+        if let Some(max) = m.max_batch_size.filter(|&n| n > 0) {
+            p.max_batch_size = max;
+            p.min_batch_size = p.min_batch_size.min(max);
+            p.boost_quota = (max / 4).max(1);
+            p.tier_capacity = p.tier_capacity.max(max);
+        }
+        for (wait, ms) in p.tier_wait.iter_mut().zip(m.tier_wait_ms.in_order()) {
+            if let Some(d) = ms.and_then(|ms| Duration::try_from_secs_f64(ms / 1000.0).ok()) {
+                *wait = d;
+            }
+        }
+        p
     }
 
     /// Queue index of a tier: its own with priorities, the single shared one without.

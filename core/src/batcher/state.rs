@@ -90,6 +90,16 @@ impl State {
         }
     }
 
+    /// Requests in the queue a request of `tier` would join.
+    pub fn queued_with(&self, tier: Tier) -> usize {
+        self.queues[self.policy.queue_of(tier)].len()
+    }
+
+    /// The highest tier with a queued request.
+    pub fn top_tier(&self) -> Option<Tier> {
+        Tier::ALL.into_iter().find(|&t| self.depth(t) > 0)
+    }
+
     /// Whether a request of `tier` may be queued now.
     pub fn has_room(&self, tier: Tier) -> bool {
         self.queues[self.policy.queue_of(tier)].len() < self.policy.tier_capacity

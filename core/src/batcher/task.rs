@@ -1,7 +1,14 @@
-//! The batcher task: moves admitted requests from the per-tier channels into `State` (through
-//! the deduplicating `Coalescer`), hands a batch to the inference workers whenever one is due and
-//! a worker is free, and learns from each finished batch (`BatchDone`): the adaptive target, and
-//! the results that deduplicated twins wait for.
+//! The batcher task: moves admitted requests from the per-tier channels into the `State` of the
+//! model version each was routed to (one lane per version, through the deduplicating
+//! `Coalescer`), hands a batch to the inference workers whenever one is due and a worker is
+//! free, and learns from each finished batch (`BatchDone`): its lane's adaptive target, and the
+//! results that deduplicated twins wait for.
+//!
+//! Models share the workers: when several lanes have a batch due, the one whose most urgent
+//! queued request has the highest tier goes first, lanes of equal urgency take turns, so a slow
+//! or busy model never holds another's critical requests behind its own lower tiers. A batch
+//! never mixes versions. A lane of a retired version is dropped once it is empty and has no
+//! batch running, which lets the registry unload the version.
 //!
 //! Invariants: a worker permit is reserved *before* a batch is popped (so the batch takes every
 //! request that arrived while the previous one ran); a channel is read only while its tier has
@@ -19,13 +26,14 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, Instant};
 
 use super::adaptive::{AdaptiveController, AdaptiveParams};
+use crate::model::ServedModel;
 use super::dedup::{Admit, Coalescer, DedupParams, DedupStats};
 use super::state::State;
 use super::{BatchPolicy, Expiry};
 use crate::config::Config;
 use crate::pipeline::{
     dedup_key, now_ms, Admitted, Batch, BatchDone, DedupKey, FlushCounts, FlushReason,
-    LeaderResult, ModelId, Outcome, WorkerPool,
+    LeaderResult, Outcome, WorkerPool,
 };
 use crate::resources::Utilization;
 use crate::telemetry::stats::AdaptiveState;
@@ -43,8 +51,6 @@ pub struct BatcherParts {
     pub outcomes: mpsc::Sender<Outcome>,
     /// Finished batches, from the workers.
     pub feedback: mpsc::Receiver<BatchDone>,
-    /// The served model (replies, deduplication keys).
-    pub model: ModelId,
     /// Memory and GPU readings for the adaptive controller (`resources::run_sampler`); a
     /// channel whose sender is gone leaves the controller without them.
     pub utilization: watch::Receiver<Utilization>,
@@ -70,13 +76,26 @@ pub struct BatcherReport {
     pub adaptive: Option<AdaptiveState>,
 }
 
-/// The task's state besides the channels it selects on.
-struct Batcher {
+/// One model version's queues and adaptive controller.
+struct Lane {
+    model: Arc<ServedModel>,
     state: State,
     adaptive: AdaptiveController,
+    /// Batches handed to the workers and not yet reported done.
+    running: usize,
+}
+
+/// The task's state besides the channels it selects on.
+struct Batcher {
+    lanes: Vec<Lane>,
+    /// The service-wide policy and controller parameters (each lane applies its model's
+    /// overrides on top).
+    policy: BatchPolicy,
+    adaptive: AdaptiveParams,
+    /// Where the turn-taking among equally urgent lanes starts next.
+    turn: usize,
     coalescer: Coalescer,
     outcomes: mpsc::Sender<Outcome>,
-    model: ModelId,
     report: BatcherReport,
     telemetry: Arc<Telemetry>,
 }
@@ -92,23 +111,21 @@ pub async fn run_batcher(parts: BatcherParts) -> BatcherReport {
         pool,
         outcomes,
         mut feedback,
-        model,
         mut utilization,
         telemetry,
         mut config,
     } = parts;
-    let now = Instant::now();
     let followers_cap = policy.tier_capacity * Tier::ALL.len();
     let mut batcher = Batcher {
-        state: State::new(policy),
-        adaptive: AdaptiveController::new(adaptive, now),
+        lanes: Vec::new(),
+        policy,
+        adaptive,
+        turn: 0,
         coalescer: Coalescer::new(dedup),
         outcomes,
-        model,
         report: BatcherReport::default(),
         telemetry,
     };
-    batcher.state.set_target(batcher.adaptive.target());
     let mut open = [true; 4];
     let mut feedback_open = true;
     let mut sampled = true;
@@ -117,24 +134,21 @@ pub async fn run_batcher(parts: BatcherParts) -> BatcherReport {
         let draining = open.iter().all(|o| !o);
         // Leaders still running settle through feedback; with every worker gone none will.
         let unsettled = feedback_open && batcher.coalescer.stats().pending > 0;
-        if draining && batcher.state.is_empty() && !unsettled {
+        batcher.drop_idle_lanes();
+        if draining && batcher.is_empty() && !unsettled {
             break;
         }
-        let due = if draining {
-            (!batcher.state.is_empty()).then_some(FlushReason::Drain)
-        } else {
-            batcher.state.ready(Instant::now())
-        };
+        let due = batcher.due(Instant::now(), draining);
         // The flush timer matters only while no batch is due; the expiry timers always do
         // (a due batch may wait for a busy worker while a deadline passes).
         let flush = if due.is_none() {
-            batcher.state.flush_at()
+            batcher.lanes.iter().filter_map(|l| l.state.flush_at()).min()
         } else {
             None
         };
         let wake = [
             flush,
-            batcher.state.next_expiry(),
+            batcher.lanes.iter().filter_map(|l| l.state.next_expiry()).min(),
             batcher.coalescer.next_deadline(),
         ]
         .into_iter()
@@ -142,8 +156,7 @@ pub async fn run_batcher(parts: BatcherParts) -> BatcherReport {
         .min();
         batcher.publish_depths();
         let followers_room = batcher.coalescer.stats().waiting < followers_cap;
-        let room =
-            Tier::ALL.map(|t| open[t.index()] && batcher.state.has_room(t) && followers_room);
+        let room = Tier::ALL.map(|t| open[t.index()] && batcher.has_room(t) && followers_room);
         let [critical, high, normal, low] = &mut tiers;
         tokio::select! {
             biased;
@@ -153,8 +166,8 @@ pub async fn run_batcher(parts: BatcherParts) -> BatcherReport {
             },
             permit = pool.idle.clone().acquire_owned(), if due.is_some() => {
                 let Ok(permit) = permit else { break };
-                let reason = due.unwrap_or(FlushReason::Drain);
-                let Some(batch) = batcher.form(reason, permit).await else { continue };
+                let Some((lane, reason)) = due else { continue };
+                let Some(batch) = batcher.form(lane, reason, permit).await else { continue };
                 if pool.batches.send(batch).await.is_err() {
                     tracing::error!("inference workers are gone; the batcher stops");
                     break;
@@ -179,7 +192,7 @@ pub async fn run_batcher(parts: BatcherParts) -> BatcherReport {
         }
     }
     batcher.report.dedup = batcher.coalescer.stats();
-    batcher.report.adaptive = Some(batcher.adaptive.snapshot());
+    batcher.report.adaptive = batcher.lanes.first().map(|l| l.adaptive.snapshot());
     batcher.report
 }
 
@@ -197,20 +210,20 @@ impl Batcher {
             // A key hashed before deduplication was switched off must not make the worker
             // report this request as a leader.
             a.dedup_key = None;
-            self.state.push(a);
+            self.push(a);
             return;
         }
         // Admission hashes the input on the consumer thread; hash here only for requests
         // admitted before deduplication was switched on.
         let key = match a.dedup_key {
             Some(k) => k,
-            None => dedup_key(&self.model, &a.request.shape, &a.request.data),
+            None => dedup_key(a.model.id(), &a.request.shape, &a.request.data),
         };
         match self.coalescer.admit(a, key, Instant::now()) {
             Admit::Run(leader) => {
                 a = leader;
                 a.dedup_key = Some(key);
-                self.state.push(a);
+                self.push(a);
             }
             Admit::Cached(a, outputs) => {
                 self.telemetry.metrics.dedup_hits.inc();
@@ -220,26 +233,105 @@ impl Batcher {
         }
     }
 
-    /// Pops the next batch; `None` when only expired requests were left.
+    /// Queues `a` in the lane of its model version (a new lane for a version not seen yet).
+    fn push(&mut self, a: Admitted) {
+        let i = match self
+            .lanes
+            .iter()
+            .position(|l| Arc::ptr_eq(&l.model, &a.model))
+        {
+            Some(i) => i,
+            None => self.add_lane(a.model.clone()),
+        };
+        self.lanes[i].state.push(a);
+    }
+
+    fn add_lane(&mut self, model: Arc<ServedModel>) -> usize {
+        let policy = self.policy.for_model(model.batching());
+        let mut params = self.adaptive.clone();
+        params.max_size = params.max_size.min(policy.max_batch_size).max(1);
+        params.min_size = params.min_size.min(params.max_size);
+        params.initial_size = params.initial_size.clamp(params.min_size, params.max_size);
+        let adaptive = AdaptiveController::new(params, Instant::now());
+        let mut state = State::new(policy);
+        state.set_target(adaptive.target());
+        tracing::debug!(model = %model.id(), "batcher: new model lane");
+        self.lanes.push(Lane {
+            model,
+            state,
+            adaptive,
+            running: 0,
+        });
+        self.lanes.len() - 1
+    }
+
+    /// Drops the lanes of retired versions that hold nothing and run nothing.
+    fn drop_idle_lanes(&mut self) {
+        self.lanes
+            .retain(|l| !(l.model.is_retired() && l.state.is_empty() && l.running == 0));
+    }
+
+    fn is_empty(&self) -> bool {
+        self.lanes.iter().all(|l| l.state.is_empty())
+    }
+
+    /// Whether a request of `tier` may be queued: the service's queue bound covers every lane.
+    fn has_room(&self, tier: Tier) -> bool {
+        let queued: usize = self.lanes.iter().map(|l| l.state.queued_with(tier)).sum();
+        queued < self.policy.tier_capacity
+    }
+
+    /// The lane whose batch goes next, and why: among lanes with a batch due, the highest tier
+    /// queued wins; equal tiers take turns.
+    fn due(&self, now: Instant, draining: bool) -> Option<(usize, FlushReason)> {
+        let n = self.lanes.len();
+        let mut best: Option<(usize, FlushReason, usize)> = None;
+        for k in 0..n {
+            let i = (self.turn + k) % n;
+            let state = &self.lanes[i].state;
+            let reason = if draining {
+                (!state.is_empty()).then_some(FlushReason::Drain)
+            } else {
+                state.ready(now)
+            };
+            let (Some(reason), Some(top)) = (reason, state.top_tier()) else {
+                continue;
+            };
+            if best.is_none_or(|(_, _, t)| top.index() < t) {
+                best = Some((i, reason, top.index()));
+            }
+        }
+        best.map(|(i, reason, _)| (i, reason))
+    }
+
+    /// Pops the next batch of lane `i`; `None` when only expired requests were left.
     async fn form(
         &mut self,
+        i: usize,
         reason: FlushReason,
         permit: tokio::sync::OwnedSemaphorePermit,
     ) -> Option<Batch> {
         let now = Instant::now();
-        let sel = self.state.next_batch(now);
+        self.turn = (i + 1) % self.lanes.len().max(1);
+        let lane = &mut self.lanes[i];
+        let sel = lane.state.next_batch(now);
+        let model = lane.model.clone();
         self.answer_expired(sel.expired).await;
         if sel.batch.is_empty() {
             return None;
         }
-        self.adaptive
+        let lane = &mut self.lanes[i];
+        lane.adaptive
             .on_dispatch(sel.batch.len(), reason == FlushReason::Full, now);
+        lane.running += 1;
         self.report.batches += 1;
         self.report.requests += sel.batch.len() as u64;
         self.report.by_reason.add(reason);
         self.telemetry.metrics.batch(reason, sel.batch.len());
+        self.telemetry.metrics.model_batch(model.id(), sel.batch.len());
         self.telemetry.stats.batch(sel.batch.len());
         Some(Batch {
+            model,
             requests: sel.batch,
             flush_reason: reason,
             formed_at: now,
@@ -249,22 +341,32 @@ impl Batcher {
 
     /// A reloaded configuration: new bounds and waits for what is queued and what comes next.
     fn on_reload(&mut self, cfg: &Config) {
-        self.state.set_policy(BatchPolicy::from_config(cfg));
-        self.adaptive.set_params(AdaptiveParams::from_config(cfg));
-        self.state.set_target(self.adaptive.target());
+        self.policy = BatchPolicy::from_config(cfg);
+        self.adaptive = AdaptiveParams::from_config(cfg);
+        for lane in &mut self.lanes {
+            let policy = self.policy.for_model(lane.model.batching());
+            let mut params = self.adaptive.clone();
+            params.max_size = params.max_size.min(policy.max_batch_size).max(1);
+            params.min_size = params.min_size.min(params.max_size);
+            params.initial_size = params.initial_size.clamp(params.min_size, params.max_size);
+            lane.state.set_policy(policy);
+            lane.adaptive.set_params(params);
+            lane.state.set_target(lane.adaptive.target());
+        }
         self.coalescer.set_params(DedupParams::from_config(cfg));
         self.publish_adaptive();
         tracing::info!(
             max_batch_size = cfg.batch_processing.max_batch_size,
-            target = self.adaptive.target(),
             "batcher: reloaded configuration applied"
         );
     }
 
     /// New resource readings: over a threshold, the target shrinks for the next batch.
     fn on_utilization(&mut self, u: Utilization) {
-        self.adaptive.on_utilization(u.memory(), u.gpu);
-        self.state.set_target(self.adaptive.target());
+        for lane in &mut self.lanes {
+            lane.adaptive.on_utilization(u.memory(), u.gpu);
+            lane.state.set_target(lane.adaptive.target());
+        }
         let m = &self.telemetry.metrics;
         // -1: no reading (no GPU, unreadable memory), which a 0 would misstate.
         m.gpu_utilization.set(u.gpu.unwrap_or(-1.0));
@@ -278,13 +380,22 @@ impl Batcher {
 
     fn publish_depths(&self) {
         for t in Tier::ALL {
-            let depth = self.state.depth(t) as i64;
-            self.telemetry.metrics.tier(t).queue_depth.set(depth);
+            let depth: usize = self.lanes.iter().map(|l| l.state.depth(t)).sum();
+            self.telemetry.metrics.tier(t).queue_depth.set(depth as i64);
         }
     }
 
+    /// The adaptive gauges follow the busiest lane (highest throughput): its batch size is the
+    /// one that matters most.
     fn publish_adaptive(&self) {
-        let s = self.adaptive.snapshot();
+        let Some(s) = self
+            .lanes
+            .iter()
+            .map(|l| l.adaptive.snapshot())
+            .max_by(|a, b| a.throughput_rps.total_cmp(&b.throughput_rps))
+        else {
+            return;
+        };
         let m = &self.telemetry.metrics;
         m.adaptive_target.set(s.target as i64);
         m.adaptive_throughput.set(s.throughput_rps);
@@ -295,9 +406,16 @@ impl Batcher {
     /// A worker finished a batch: learn its latency, settle its deduplicated leaders.
     async fn on_done(&mut self, done: BatchDone) {
         let now = Instant::now();
-        self.adaptive
-            .on_complete(done.size, done.inference, done.ok, now);
-        self.state.set_target(self.adaptive.target());
+        if let Some(lane) = self
+            .lanes
+            .iter_mut()
+            .find(|l| Arc::ptr_eq(&l.model, &done.model))
+        {
+            lane.running = lane.running.saturating_sub(1);
+            lane.adaptive
+                .on_complete(done.size, done.inference, done.ok, now);
+            lane.state.set_target(lane.adaptive.target());
+        }
         self.telemetry
             .metrics
             .inference_ms
@@ -324,7 +442,11 @@ impl Batcher {
 
     async fn on_timer(&mut self) {
         let now = Instant::now();
-        let expired = self.state.expire(now);
+        let expired: Vec<_> = self
+            .lanes
+            .iter_mut()
+            .flat_map(|l| l.state.expire(now))
+            .collect();
         self.answer_expired(expired).await;
         for f in self.coalescer.cancel_expired(now) {
             self.report.expired += 1;
@@ -354,7 +476,7 @@ impl Batcher {
     }
 
     async fn answer_error(&mut self, a: Admitted, status: Status, msg: &str) {
-        let outcome = Outcome::error(a, status, msg.to_string(), &self.model, now_ms());
+        let outcome = Outcome::error(a, status, msg.to_string(), now_ms());
         if self.outcomes.send(outcome).await.is_err() {
             tracing::error!(?status, "replier is gone; an error reply was not sent");
         }
@@ -367,7 +489,7 @@ impl Batcher {
             queue_wait_us: crate::pipeline::micros(a.admitted_at.elapsed()),
             ..Timings::default()
         };
-        let outcome = Outcome::ok(a, &self.model, outputs.to_vec(), timings, now_ms());
+        let outcome = Outcome::ok(a, outputs.to_vec(), timings, now_ms());
         if self.outcomes.send(outcome).await.is_err() {
             tracing::error!("replier is gone; a deduplicated reply was not sent");
         }

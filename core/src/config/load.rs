@@ -259,7 +259,7 @@ impl Provider for InheritedEnv {
             match keys.join(".").as_str() {
                 "batch_processing.max_batch_size" => "MAX_BATCH_SIZE".into(),
                 "batch_processing.batch_timeout_seconds" => "BATCH_TIMEOUT_MS".into(),
-                "model.registry_path" => "MODEL_REGISTRY_PATH".into(),
+                "model_registry.path" => "MODEL_REGISTRY_PATH".into(),
                 "model.device" => "DEVICE".into(),
                 "logging.level" => "LOG_LEVEL".into(),
                 other => other.to_string(),
@@ -286,7 +286,7 @@ impl Provider for InheritedEnv {
                         Value::from(ms / 1000.0),
                     )
                 }
-                "MODEL_REGISTRY_PATH" => (("model", "registry_path"), Value::from(raw.clone())),
+                "MODEL_REGISTRY_PATH" => (("model_registry", "path"), Value::from(raw.clone())),
                 "DEVICE" => (("model", "device"), Value::from(raw.trim().to_lowercase())),
                 "LOG_LEVEL" => (("logging", "level"), Value::from(raw.trim().to_lowercase())),
                 _ => continue,

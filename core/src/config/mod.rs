@@ -25,7 +25,7 @@ pub use kafka::{
     AssignmentStrategy, Delivery, GroupProtocol, KafkaConfig, RepliesConfig, TierTopics,
 };
 pub use load::{load, LoadOptions, Loaded, PROFILES};
-pub use model::{Device, ModelConfig};
+pub use model::{Device, ModelConfig, ModelRegistryConfig, RegistryType, SingleFile};
 pub use sections::{
     AdaptiveBatching, BatchProcessing, Deduplication, LogFormat, Logging, OptimizationTarget,
     PerformanceMonitoring, PriorityQueueing, QueueFull, ResourceManagement,
@@ -51,13 +51,14 @@ pub struct Config {
     pub kafka: KafkaConfig,
     pub replies: RepliesConfig,
     pub model: ModelConfig,
+    pub model_registry: ModelRegistryConfig,
     pub wire: WireConfig,
     pub http: HttpConfig,
     pub security: SecurityConfig,
 }
 
 /// Top-level section names; `KBATCH_` variables outside them are not configuration.
-pub const SECTIONS: [&str; 13] = [
+pub const SECTIONS: [&str; 14] = [
     "batch_processing",
     "adaptive_batching",
     "priority_queueing",
@@ -68,6 +69,7 @@ pub const SECTIONS: [&str; 13] = [
     "kafka",
     "replies",
     "model",
+    "model_registry",
     "wire",
     "http",
     "security",

@@ -19,22 +19,26 @@ pub enum Device {
     Cuda,
 }
 
-/// The `model` configuration section.
+/// The `model` configuration section: the default model and how sessions run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
-    /// Model name that requests may name; a request naming another model is answered UNKNOWN_MODEL.
+    /// The default model: requests whose `model_name` is null are routed to it.
     pub name: String,
-    /// Version string reported in every reply.
+    /// Single-file form (a registry of one): the ONNX file served as `name` at `version`,
+    /// resolved inside `registry_path` (or `model_registry.path`). Unset: the registry is
+    /// scanned.
+    pub file: Option<String>,
+    /// Version of `file` in the single-file form.
     pub version: String,
-    /// Directory that holds the model files (also set by the `MODEL_REGISTRY_PATH` variable).
-    pub registry_path: PathBuf,
-    /// ONNX file inside `registry_path`.
-    pub file: String,
-    /// Shape of one request's tensor, without the batch dimension.
-    pub input_shape: Vec<usize>,
-    /// Number of output values per request.
-    pub output_size: usize,
+    /// Directory of `file` in the single-file form (the pre-registry key; `model_registry.path`
+    /// when unset).
+    pub registry_path: Option<PathBuf>,
+    /// Per-row input shape `file` must declare (checked at load; the shape served is always the
+    /// file's own).
+    pub input_shape: Option<Vec<usize>>,
+    /// Output values per row `file` must declare (checked at load).
+    pub output_size: Option<usize>,
     /// Execution device (also set by the `DEVICE` variable).
     pub device: Device,
     /// CUDA device ordinal when `device = cuda`.
@@ -44,7 +48,7 @@ pub struct ModelConfig {
     pub ort_library_path: Option<PathBuf>,
     /// Intra-op threads of each ONNX Runtime session.
     pub intra_op_threads: usize,
-    /// Number of warm-up batches run at start before the model takes traffic.
+    /// Number of warm-up batches each version runs before it takes traffic.
     pub warmup_batches: usize,
 }
 
@@ -52,11 +56,11 @@ impl Default for ModelConfig {
     fn default() -> Self {
         Self {
             name: "cnn_lstm".into(),
+            file: None,
             version: "1".into(),
-            registry_path: PathBuf::from("models"),
-            file: "cnn_lstm.onnx".into(),
-            input_shape: vec![64, 16],
-            output_size: 3,
+            registry_path: None,
+            input_shape: None,
+            output_size: None,
             device: Device::Cpu,
             cuda_device_id: 0,
             ort_library_path: None,
@@ -66,14 +70,62 @@ impl Default for ModelConfig {
     }
 }
 
-impl ModelConfig {
-    /// Full path of the ONNX file.
-    pub fn model_path(&self) -> PathBuf {
-        self.registry_path.join(&self.file)
-    }
+/// Where model versions come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RegistryType {
+    /// `<path>/<model_name>/<version>/model.onnx` on a local (or mounted) file system.
+    #[default]
+    Filesystem,
+}
 
-    /// Number of f32 values in one request's tensor.
-    pub fn input_len(&self) -> usize {
-        self.input_shape.iter().product()
+/// The `model_registry` section: the repository of models and versions served at once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelRegistryConfig {
+    #[serde(rename = "type")]
+    pub kind: RegistryType,
+    /// The repository's root (also set by `MODEL_REGISTRY_PATH`).
+    pub path: PathBuf,
+    /// Seconds between rescans of the repository (SIGHUP rescans at once).
+    pub sync_interval_s: f64,
+    /// A new version takes traffic only if its signature matches its `model.yaml` or the
+    /// version it supersedes.
+    pub validation_enabled: bool,
+}
+
+impl Default for ModelRegistryConfig {
+    fn default() -> Self {
+        Self {
+            kind: RegistryType::Filesystem,
+            path: PathBuf::from("models"),
+            sync_interval_s: 300.0,
+            validation_enabled: true,
+        }
+    }
+}
+
+/// The one file the single-file form serves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SingleFile {
+    pub path: PathBuf,
+    pub version: String,
+    /// The declared per-row input shape and output size, when the configuration states them.
+    pub input_shape: Option<Vec<usize>>,
+    pub output_size: Option<usize>,
+}
+
+impl ModelConfig {
+    /// The single-file form, when `file` is set: its path is resolved in `registry_path`, else
+    /// in `registry`.
+    pub fn single_file(&self, registry: &ModelRegistryConfig) -> Option<SingleFile> {
+        let file = self.file.as_ref()?;
+        let dir = self.registry_path.as_ref().unwrap_or(&registry.path);
+        Some(SingleFile {
+            path: dir.join(file),
+            version: self.version.clone(),
+            input_shape: self.input_shape.clone(),
+            output_size: self.output_size,
+        })
     }
 }

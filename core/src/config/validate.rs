@@ -296,31 +296,53 @@ fn resources_and_monitoring(r: &mut Rules<'_>, c: &Config) {
     });
     let md = &c.model;
     r.non_empty("model.name", &md.name);
-    r.non_empty("model.file", &md.file);
     r.check(
-        !md.input_shape.is_empty() && md.input_shape.iter().all(|&d| d > 0),
-        "model.input_shape",
-        || format!("must have positive dimensions, got {:?}", md.input_shape),
+        is_path_segment(&md.name),
+        "model.name",
+        || format!("{:?} must be one directory name (no `/`, not `.` or `..`)", md.name),
     );
-    r.check(md.output_size > 0, "model.output_size", || {
-        "must be positive".into()
-    });
+    if let Some(file) = &md.file {
+        r.non_empty("model.file", file);
+        r.non_empty("model.version", &md.version);
+    }
+    if let Some(shape) = &md.input_shape {
+        r.check(
+            !shape.is_empty() && shape.iter().all(|&d| d > 0),
+            "model.input_shape",
+            || format!("must have positive dimensions, got {shape:?}"),
+        );
+        let len: usize = shape.iter().product();
+        r.check(len <= c.wire.max_tensor_elements, "model.input_shape", || {
+            format!(
+                "needs {len} values per request, more than wire.max_tensor_elements ({})",
+                c.wire.max_tensor_elements
+            )
+        });
+    }
+    if let Some(size) = md.output_size {
+        r.check(size > 0, "model.output_size", || "must be positive".into());
+    }
     r.check(
         (1..=64).contains(&md.intra_op_threads),
         "model.intra_op_threads",
         || format!("must be between 1 and 64, got {}", md.intra_op_threads),
     );
+    let reg = &c.model_registry;
     r.check(
-        md.input_len() <= c.wire.max_tensor_elements,
-        "model.input_shape",
-        || {
-            format!(
-                "needs {} values per request, more than wire.max_tensor_elements ({})",
-                md.input_len(),
-                c.wire.max_tensor_elements
-            )
-        },
+        !reg.path.as_os_str().is_empty(),
+        "model_registry.path",
+        || "must not be empty".into(),
     );
+    r.check(
+        reg.sync_interval_s.is_finite() && reg.sync_interval_s >= 1.0,
+        "model_registry.sync_interval_s",
+        || format!("must be at least 1 second, got {}", reg.sync_interval_s),
+    );
+}
+
+/// A name usable as one directory of the registry.
+fn is_path_segment(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\'])
 }
 
 fn kafka_and_wire(r: &mut Rules<'_>, c: &Config) {

@@ -1,12 +1,13 @@
 //! The ONNX Runtime backend.
 //!
-//! Invariant: a constructed `OrtBackend` holds a session whose single f32 input and first f32
-//! output agree with the configured per-row shapes, has already run its warm-up batches, and is
+//! Invariant: a constructed `OrtBackend` holds a session with one f32 input whose per-row dims
+//! are all static (only the batch dimension may be symbolic) and a first f32 output of static
+//! per-row size, read from the ONNX file itself; it has already run its warm-up batches, and is
 //! never handed a batch that `ModelInfo::check_input` rejects (in particular never an empty one:
 //! ORT's CPU LSTM kernel aborts the process on batch 0 instead of returning an error).
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ort::session::builder::SessionBuilder;
 use ort::session::Session;
@@ -15,11 +16,41 @@ use ort::value::{TensorElementType, TensorRef, ValueType};
 use super::runtime::{self, Runtime};
 use super::{Backend, InferenceError, ModelInfo};
 use crate::config::{Device, ModelConfig};
-use crate::pipeline::ModelId;
+use crate::model::{ModelId, Signature};
 
 /// Batch sizes used for warm-up grow up to this, so ORT's arena and per-shape caches are sized
 /// for realistic batches before live traffic rather than during the first large batch.
 const MAX_WARMUP_BATCH: usize = 32;
+
+/// What to load and how: one ONNX file as one model version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadSpec {
+    pub id: ModelId,
+    pub path: PathBuf,
+    pub device: Device,
+    pub cuda_device_id: i32,
+    pub ort_library_path: Option<PathBuf>,
+    pub intra_op_threads: usize,
+    pub warmup_batches: usize,
+    /// Input rows to warm up with, back to back (each `input_len` values); empty: zeros.
+    pub warmup_rows: Vec<f32>,
+}
+
+impl LoadSpec {
+    /// The file at `path`, served as `id`, with `model`'s runtime settings.
+    pub fn new(model: &ModelConfig, id: ModelId, path: PathBuf) -> Self {
+        Self {
+            id,
+            path,
+            device: model.device,
+            cuda_device_id: model.cuda_device_id,
+            ort_library_path: model.ort_library_path.clone(),
+            intra_op_threads: model.intra_op_threads,
+            warmup_batches: model.warmup_batches,
+            warmup_rows: Vec::new(),
+        }
+    }
+}
 
 /// A model served by ONNX Runtime (CPU, or CUDA with the `cuda` feature).
 pub struct OrtBackend {
@@ -39,59 +70,70 @@ impl fmt::Debug for OrtBackend {
 }
 
 impl OrtBackend {
-    /// Loads ONNX Runtime (once per process), opens the model, checks its signature against the
-    /// configuration and runs `config.warmup_batches` warm-up batches.
+    /// Loads ONNX Runtime (once per process), opens the model, reads its signature from the
+    /// file and runs `spec.warmup_batches` warm-up batches.
     ///
     /// `device = cuda` falls back to CPU with a warning when CUDA cannot be used;
     /// `info().device` says which one was picked.
-    pub fn new(config: &ModelConfig) -> Result<Self, InferenceError> {
-        check_config(config)?;
-        let runtime = runtime::load(config.ort_library_path.as_deref())?;
-        let model_path = config.model_path();
-        if !model_path.is_file() {
+    pub fn new(spec: &LoadSpec) -> Result<Self, InferenceError> {
+        let runtime = runtime::load(spec.ort_library_path.as_deref())?;
+        if !spec.path.is_file() {
             return Err(InferenceError::ModelLoad {
-                path: model_path,
+                path: spec.path.clone(),
                 message: "no such file".into(),
             });
         }
-        let (session, device) = open_session(&runtime, config, &model_path)?;
-        let tensors = check_signature(&session, config)?;
-
+        let (session, device) = open_session(&runtime, spec, &spec.path)?;
+        let signature = read_signature(&session)?;
         let info = ModelInfo {
-            id: ModelId::new(&config.name, &config.version),
-            input_name: tensors.input,
-            output_name: tensors.output,
-            input_shape: config.input_shape.clone(),
-            output_size: config.output_size,
+            id: spec.id.clone(),
+            input_name: signature.input_name,
+            output_name: signature.output_name,
+            input_shape: signature.input_shape,
+            output_size: signature.output_size,
             device,
             library_path: runtime.library_path.clone(),
         };
         let input_dims = std::iter::once(0)
-            .chain(config.input_shape.iter().map(|&d| d as i64))
+            .chain(info.input_shape.iter().map(|&d| d as i64))
             .collect();
         let mut backend = Self {
             session,
             info,
             input_dims,
         };
-        backend.warm_up(config.warmup_batches)?;
+        backend.warm_up(spec.warmup_batches, &spec.warmup_rows)?;
         tracing::info!(
             model = %backend.info.id.name,
             version = %backend.info.id.version,
-            path = %model_path.display(),
+            path = %spec.path.display(),
             device = ?backend.info.device,
-            intra_op_threads = config.intra_op_threads,
+            intra_op_threads = spec.intra_op_threads,
             "model loaded"
         );
         Ok(backend)
     }
 
-    fn warm_up(&mut self, batches: usize) -> Result<(), InferenceError> {
+    /// Runs batches of 1, 2, 4 ... `MAX_WARMUP_BATCH` rows: `samples` repeated (whole rows), or
+    /// zeros when there are none.
+    fn warm_up(&mut self, batches: usize, samples: &[f32]) -> Result<(), InferenceError> {
+        let row = self.info.input_len();
+        if !samples.is_empty() && samples.len() % row != 0 {
+            return Err(InferenceError::ModelMismatch(format!(
+                "warm-up samples hold {} values, not whole rows of {row}",
+                samples.len()
+            )));
+        }
         let mut output = Vec::new();
         let mut input = Vec::new();
         for i in 0..batches {
             let batch = (1usize << i.min(usize::BITS as usize - 1)).min(MAX_WARMUP_BATCH);
-            input.resize(batch * self.info.input_len(), 0.0);
+            input.clear();
+            if samples.is_empty() {
+                input.resize(batch * row, 0.0);
+            } else {
+                input.extend(samples.iter().copied().cycle().take(batch * row));
+            }
             self.infer(&input, batch, &mut output)?;
         }
         Ok(())
@@ -138,39 +180,29 @@ impl Backend for OrtBackend {
     }
 }
 
-fn check_config(config: &ModelConfig) -> Result<(), InferenceError> {
-    if config.input_shape.is_empty() || config.input_len() == 0 || config.output_size == 0 {
-        return Err(InferenceError::ModelMismatch(format!(
-            "configured input_shape {:?} and output_size {} must be non-empty and non-zero",
-            config.input_shape, config.output_size
-        )));
-    }
-    Ok(())
-}
-
 /// Builds the session on the configured device; CUDA trouble degrades to CPU instead of failing,
 /// because a slower service beats no service and the warning says why.
 fn open_session(
     runtime: &Runtime,
-    config: &ModelConfig,
+    spec: &LoadSpec,
     path: &Path,
 ) -> Result<(Session, Device), InferenceError> {
-    if config.device == Device::Cuda {
-        match build_session(runtime, config, path, true) {
+    if spec.device == Device::Cuda {
+        match build_session(runtime, spec, path, true) {
             Ok(session) => return Ok((session, Device::Cuda)),
             Err(e) => tracing::warn!(
                 error = %e,
-                cuda_device_id = config.cuda_device_id,
+                cuda_device_id = spec.cuda_device_id,
                 "CUDA execution provider unavailable; falling back to CPU"
             ),
         }
     }
-    Ok((build_session(runtime, config, path, false)?, Device::Cpu))
+    Ok((build_session(runtime, spec, path, false)?, Device::Cpu))
 }
 
 fn build_session(
     runtime: &Runtime,
-    config: &ModelConfig,
+    spec: &LoadSpec,
     path: &Path,
     cuda: bool,
 ) -> Result<Session, InferenceError> {
@@ -181,10 +213,10 @@ fn build_session(
     let mut builder = Session::builder(&runtime.environment)
         .map_err(|e| load_error(e.to_string()))?
         // 0 lets ORT pick one thread per physical core.
-        .with_intra_threads(config.intra_op_threads)
+        .with_intra_threads(spec.intra_op_threads)
         .map_err(|e| load_error(e.to_string()))?;
     if cuda {
-        builder = with_cuda(builder, config.cuda_device_id).map_err(load_error)?;
+        builder = with_cuda(builder, spec.cuda_device_id).map_err(load_error)?;
     }
     builder
         .commit_from_file(path)
@@ -208,15 +240,9 @@ fn with_cuda(_builder: SessionBuilder, _device_id: i32) -> Result<SessionBuilder
     Err("kbatch was built without the `cuda` cargo feature".into())
 }
 
-/// The names of a model's input and output tensors, as its ONNX file declares them.
-struct TensorNames {
-    input: String,
-    output: String,
-}
-
-/// Finds the input/output names and checks element types and per-row dims against the
-/// configuration; symbolic (dynamic) dims in the model match anything.
-fn check_signature(session: &Session, config: &ModelConfig) -> Result<TensorNames, InferenceError> {
+/// Reads the request contract from the ONNX file: exactly one f32 input whose dims after the
+/// batch dimension are all static, and a first output of f32 with static per-row dims.
+fn read_signature(session: &Session) -> Result<Signature, InferenceError> {
     let [input] = session.inputs() else {
         return Err(InferenceError::ModelMismatch(format!(
             "expected exactly one model input, found {}",
@@ -226,25 +252,19 @@ fn check_signature(session: &Session, config: &ModelConfig) -> Result<TensorName
     let Some(output) = session.outputs().first() else {
         return Err(InferenceError::ModelMismatch("model has no outputs".into()));
     };
-    check_tensor("input", input.name(), input.dtype(), &config.input_shape)?;
-    check_tensor(
-        "output",
-        output.name(),
-        output.dtype(),
-        &[config.output_size],
-    )?;
-    Ok(TensorNames {
-        input: input.name().to_owned(),
-        output: output.name().to_owned(),
+    let input_shape = per_row_dims("input", input.name(), input.dtype())?;
+    let output_dims = per_row_dims("output", output.name(), output.dtype())?;
+    Ok(Signature {
+        input_name: input.name().to_owned(),
+        input_shape,
+        output_name: output.name().to_owned(),
+        output_size: output_dims.iter().product(),
     })
 }
 
-fn check_tensor(
-    role: &str,
-    name: &str,
-    dtype: &ValueType,
-    per_row: &[usize],
-) -> Result<(), InferenceError> {
+/// The dims after the batch dimension of an f32 tensor; every one must be static and non-zero
+/// (requests of one batch are stacked row by row, so a per-row size has to be fixed).
+fn per_row_dims(role: &str, name: &str, dtype: &ValueType) -> Result<Vec<usize>, InferenceError> {
     let mismatch = |what: String| InferenceError::ModelMismatch(format!("{role} {name:?}: {what}"));
     let ValueType::Tensor { ty, shape, .. } = dtype else {
         return Err(mismatch(format!("expected a tensor, found {dtype}")));
@@ -252,22 +272,22 @@ fn check_tensor(
     if *ty != TensorElementType::Float32 {
         return Err(mismatch(format!("expected f32 elements, found {ty}")));
     }
-    let dims_match = shape.len() == per_row.len() + 1
-        && shape[1..]
-            .iter()
-            .zip(per_row)
-            .all(|(&declared, &wanted)| declared < 0 || declared as usize == wanted);
-    if !dims_match {
+    if shape.len() < 2 {
         return Err(mismatch(format!(
-            "model declares shape {shape:?}, configuration expects [batch, {}]",
-            per_row
-                .iter()
-                .map(usize::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
+            "declares shape {shape:?}; expected [batch, ...] with at least one dimension per row"
         )));
     }
-    Ok(())
+    shape[1..]
+        .iter()
+        .map(|&d| {
+            usize::try_from(d).ok().filter(|&d| d > 0).ok_or_else(|| {
+                mismatch(format!(
+                    "declares shape {shape:?}; every dimension after the batch must be static \
+                     and non-zero"
+                ))
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
-//! Inference workers: each owns one backend (one ONNX Runtime session) on a dedicated OS thread,
-//! takes batches from the batcher, and turns every request of a batch into one outcome.
+//! Inference workers: dedicated OS threads that take batches from the batcher, run each on a
+//! session of the model version it was routed to (borrowed from `ServedModel` for the batch), and
+//! turn every request of a batch into one outcome. The threads are the inference thread budget
+//! every model shares; which model runs next is the batcher's choice.
 //!
-//! Invariants: a batch is never empty when it reaches `Backend::infer` (the batcher never forms
+//! Invariants: a version holds one session per worker, so a worker with a batch always finds one; a batch is never empty when it reaches `Backend::infer` (the batcher never forms
 //! one and `check_input` rejects one); a failed batch fails only its own requests (each one
 //! that fails alone gets MODEL_ERROR and a dead-letter copy), the worker keeps serving; the batch's permit is released only after its outcomes
 //! are handed on, so "worker idle" really means idle; every batch is reported back to the batcher
@@ -15,9 +17,7 @@ use tokio::sync::{mpsc, Semaphore};
 
 use super::isolate::{guarded, isolate, RetryPolicy};
 use super::{Backend, InferenceError, ModelInfo};
-use crate::pipeline::{
-    micros, now_ms, Admitted, Batch, BatchDone, LeaderResult, ModelId, Outcome, WorkerPool,
-};
+use crate::pipeline::{micros, now_ms, Admitted, Batch, BatchDone, LeaderResult, Outcome, WorkerPool};
 use crate::telemetry::Alive;
 use crate::wire::Timings;
 
@@ -43,30 +43,22 @@ pub struct WorkerOutputs {
     pub feedback: mpsc::Sender<BatchDone>,
 }
 
-/// Starts one thread per backend, the `i`th reporting its liveness through `alive[i]` (the
-/// caller registers them, with every other stage). Returns the pool the batcher feeds and the
-/// threads' handles; the threads end when the pool's last sender is dropped and the queue is
-/// empty.
+/// Starts one thread per liveness handle, the `i`th reporting through `alive[i]` (the caller
+/// registers them, with every other stage). Returns the pool the batcher feeds and the threads'
+/// handles; the threads end when the pool's last sender is dropped and the queue is empty.
 pub fn spawn_workers(
-    backends: Vec<Box<dyn Backend>>,
     alive: Vec<Alive>,
     outputs: &WorkerOutputs,
     policy: RetryPolicy,
 ) -> std::io::Result<(WorkerPool, Vec<JoinHandle<WorkerReport>>)> {
-    assert_eq!(
-        backends.len(),
-        alive.len(),
-        "one liveness handle per inference worker"
-    );
-    let n = backends.len();
+    let n = alive.len();
     // Capacity n: permits already bound what is in flight; the channel never holds more.
     let (tx, rx) = mpsc::channel::<Batch>(n.max(1));
     let rx = Arc::new(Mutex::new(rx));
     let mut handles = Vec::with_capacity(n);
-    for (i, (backend, alive)) in backends.into_iter().zip(alive).enumerate() {
+    for (i, alive) in alive.into_iter().enumerate() {
         let rx = Arc::clone(&rx);
         let worker = Worker {
-            backend,
             outputs: WorkerOutputs {
                 outcomes: outputs.outcomes.clone(),
                 feedback: outputs.feedback.clone(),
@@ -91,9 +83,8 @@ pub fn spawn_workers(
     ))
 }
 
-/// One inference thread: its backend, where its results go, and the buffers it reuses.
+/// One inference thread: where its results go, and the buffers it reuses.
 struct Worker {
-    backend: Box<dyn Backend>,
     outputs: WorkerOutputs,
     alive: Alive,
     policy: RetryPolicy,
@@ -131,8 +122,16 @@ impl Worker {
         let _entered = span.enter();
         log_links(&batch.requests);
         let started = tokio::time::Instant::now();
+        let model = batch.model.clone();
+        let Some(mut session) = model.take_session() else {
+            // Only a model stand-in without sessions gets here (the batcher never routes to
+            // one): its requests fail rather than wait for a session that never comes.
+            self.no_session(batch);
+            drop(permit);
+            return;
+        };
         self.alive.busy(true);
-        let rows = self.infer(&batch.requests);
+        let rows = self.infer(session.as_mut(), &batch.requests);
         self.alive.busy(false);
         let inference_us = micros(started.elapsed());
         self.report.batches += 1;
@@ -144,12 +143,8 @@ impl Worker {
             started,
             inference_us,
         };
-        let done = hand_on(
-            &mut batch,
-            self.backend.info(),
-            &ran,
-            &self.outputs.outcomes,
-        );
+        let done = hand_on(&mut batch, session.info(), &ran, &self.outputs.outcomes);
+        model.put_back(session);
         // The batcher stops reading only after the last worker is gone; an error here means it
         // ended early (a failed stage), and the outcomes above are already on their way.
         if self.outputs.feedback.blocking_send(done).is_err() {
@@ -160,8 +155,7 @@ impl Worker {
 
     /// Runs `requests` as one batch; if that fails, re-runs them in parts to find the ones that
     /// fail alone (after their retries).
-    fn infer(&mut self, requests: &[Admitted]) -> Rows {
-        let backend = self.backend.as_mut();
+    fn infer(&mut self, backend: &mut dyn Backend, requests: &[Admitted]) -> Rows {
         let input = &mut self.input;
         let first = guarded(
             &mut |_, out| run_batch(backend, requests, input, out),
@@ -186,6 +180,34 @@ impl Worker {
         self.report.retry_calls += u64::from(isolated.calls);
         self.report.isolated += isolated.rows.iter().filter(|r| r.is_err()).count() as u64;
         Rows::Each(isolated.rows)
+    }
+
+    /// Answers every request of a batch whose model has no session with MODEL_ERROR.
+    fn no_session(&mut self, mut batch: Batch) {
+        let error = InferenceError::Run(format!("model {} has no loaded session", batch.model.id()));
+        let run = BatchRun {
+            size: batch.requests.len() as i32,
+            inference_us: 0,
+        };
+        let mut done = BatchDone {
+            model: batch.model.clone(),
+            size: batch.requests.len(),
+            inference: std::time::Duration::ZERO,
+            ok: false,
+            results: Vec::new(),
+        };
+        for a in batch.requests.drain(..) {
+            if let Some(key) = a.dedup_key {
+                done.results.push(LeaderResult { key, outputs: None });
+            }
+            let run = BatchRun { ..run };
+            if self.outputs.outcomes.blocking_send(model_error(a, &error, run)).is_err() {
+                tracing::error!("replier is gone; an outcome was not sent");
+            }
+        }
+        if self.outputs.feedback.blocking_send(done).is_err() {
+            tracing::debug!("batcher is gone; batch feedback dropped");
+        }
     }
 }
 
@@ -262,6 +284,7 @@ fn hand_on(
 ) -> BatchDone {
     let size = batch.requests.len();
     let mut done = BatchDone {
+        model: batch.model.clone(),
         size,
         inference: std::time::Duration::from_micros(ran.inference_us.max(0) as u64),
         ok: matches!(ran.rows, Rows::Batch),
@@ -288,7 +311,7 @@ fn hand_on(
                     inference_us: ran.inference_us,
                     end_to_end_us: 0,
                 };
-                Outcome::ok(admitted, &info.id, row.to_vec(), timings, now_ms())
+                Outcome::ok(admitted, row.to_vec(), timings, now_ms())
             }
             Err(error) => {
                 if let Some(key) = admitted.dedup_key {
@@ -298,7 +321,7 @@ fn hand_on(
                     size: size as i32,
                     inference_us: ran.inference_us,
                 };
-                model_error(admitted, &info.id, error, run)
+                model_error(admitted, error, run)
             }
         };
         if outcomes.blocking_send(outcome).is_err() {
@@ -309,19 +332,15 @@ fn hand_on(
 }
 
 /// The batch a failed request ran in, as its reply's timings report it.
+#[derive(Clone, Copy)]
 struct BatchRun {
     size: i32,
     inference_us: i64,
 }
 
 /// A request that failed on its own: MODEL_ERROR to the requester, its copy to the dead letters.
-fn model_error(
-    admitted: Admitted,
-    model: &ModelId,
-    error: &InferenceError,
-    run: BatchRun,
-) -> Outcome {
-    let mut outcome = Outcome::poison(admitted, error.to_string(), model, now_ms());
+fn model_error(admitted: Admitted, error: &InferenceError, run: BatchRun) -> Outcome {
+    let mut outcome = Outcome::poison(admitted, error.to_string(), now_ms());
     if let Outcome::Poison { reply, .. } = &mut outcome {
         reply.timings.batch_size = run.size;
         reply.timings.inference_us = run.inference_us;

@@ -1,10 +1,11 @@
-//! What becomes of one consumed record: admitted to a tier queue, answered at once with an error
-//! reply, or dead-lettered. A pure function of the record's parts, the configuration and the
-//! loaded model, so every branch is testable without Kafka.
+//! What becomes of one consumed record: routed to a model version and admitted to a tier queue,
+//! answered at once with an error reply, or dead-lettered. A pure function of the record's parts,
+//! the configuration and the routing table in force, so every branch is testable without Kafka.
 //!
 //! Invariant: every record yields exactly one `Decision`, and every `Decision` carries the
-//! record's `Origin`; only `Admit` requests have passed `wire::validate` for the loaded model
-//! and `security.tier_access` for the tier they are served at.
+//! record's `Origin`; only `Admit` requests were routed to a served version, passed
+//! `wire::validate` against that version's input shape and `security.tier_access` for the tier
+//! they are served at.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -15,8 +16,9 @@ use super::guard::ClientGuard;
 use super::headers::RawHeader;
 use super::reply_topics::ReplyTopics;
 use crate::config::Config;
-use crate::inference::ModelInfo;
-use crate::pipeline::{dedup_key, Admitted, ModelId, Origin, Outcome, ReplyTo};
+use crate::model::ServedModel;
+use crate::pipeline::{dedup_key, Admitted, Origin, Outcome, ReplyTo};
+use crate::registry::Routes;
 use crate::tier::Tier;
 use crate::wire::{
     validate, DeadLetter, Header, Request, Status, TraceContext, WireCodec, WireError,
@@ -55,13 +57,13 @@ pub enum Decision {
     UnknownModel(Outcome),
 }
 
-/// Admission rules built once from the configuration and the loaded model.
+/// Admission rules built once from the configuration, and the routing table they follow.
 #[derive(Debug, Clone)]
 pub struct Admission {
     codec: WireCodec,
-    /// The served model: requests naming another are answered UNKNOWN_MODEL.
-    model: ModelId,
-    input_shape: Vec<usize>,
+    /// The model versions served (the registry replaces the table on a rescan): a request
+    /// naming another model or version is answered UNKNOWN_MODEL.
+    routes: Routes,
     /// Where replies may go. Shared by clones like `guard`: the bound on distinct names is one
     /// instance's.
     reply_topics: Arc<Mutex<ReplyTopics>>,
@@ -78,11 +80,10 @@ pub struct Admission {
 }
 
 impl Admission {
-    pub fn new(cfg: &Config, model: &ModelInfo) -> Self {
+    pub fn new(cfg: &Config, routes: Routes) -> Self {
         Self {
             codec: WireCodec::new(&cfg.wire),
-            model: model.id.clone(),
-            input_shape: model.input_shape.clone(),
+            routes,
             reply_topics: Arc::new(Mutex::new(ReplyTopics::new(cfg))),
             correlation_header: cfg.replies.correlation_header.clone(),
             processor: cfg.kafka.client_id.clone(),
@@ -115,8 +116,19 @@ impl Admission {
         // Access first: a client refused here learns nothing about the model served. Tokens
         // are spent by every request read, valid or not: each one costs a decode.
         let refusal = self.refusal(&request, origin.topic_tier, now).err();
-        let model_error = self.model_mismatch(&request);
-        let validation = validate(&request, &self.input_shape);
+        let table = self.routes.current();
+        let route = table
+            .resolve(
+                request.model_name.as_deref(),
+                request.model_version.as_deref(),
+                &request.request_id,
+            )
+            .cloned();
+        let (model, model_error) = match route {
+            Ok(m) => (m, None),
+            Err(e) => (table.fallback.clone(), Some(e)),
+        };
+        let validation = validate(&request, &model.info().input_shape);
         let reply_topic = self.reply_topics().resolve(request.reply_topic.as_deref());
         let (reply_topic, topic_refusal) = match reply_topic {
             Ok(topic) => (topic, None),
@@ -125,10 +137,9 @@ impl Admission {
                 Some(refusal),
             ),
         };
-        let admitted = self.admitted(rec, origin, request, reply_topic, now, now_ms);
-        let model = &self.model;
+        let admitted = self.admitted(rec, origin, request, reply_topic, model, now, now_ms);
         if let Some(msg) = refusal {
-            let o = Outcome::error(admitted, Status::Rejected, msg, model, now_ms);
+            let o = Outcome::error(admitted, Status::Rejected, msg, now_ms);
             return Decision::Invalid(o);
         }
         // Before the model and the content: the refusal decides where the reply goes.
@@ -137,22 +148,20 @@ impl Admission {
                 admitted,
                 refusal.status(),
                 refusal.to_string(),
-                model,
                 now_ms,
             );
             return Decision::Invalid(o);
         }
         // The model is checked before the content: a request for another model is validated
         // against that model's shape, so a shape error here would only hide the real problem.
-        if let Some(msg) = model_error {
-            let o = Outcome::error(admitted, Status::UnknownModel, msg, model, now_ms);
+        if let Some(e) = model_error {
+            let o = Outcome::error(admitted, Status::UnknownModel, e.to_string(), now_ms);
             return Decision::UnknownModel(o);
         }
         match validation {
             Ok(()) => Decision::Admit(self.keyed(admitted)),
             Err(e) => {
-                let o =
-                    Outcome::error(admitted, Status::InvalidInput, e.to_string(), model, now_ms);
+                let o = Outcome::error(admitted, Status::InvalidInput, e.to_string(), now_ms);
                 Decision::Invalid(o)
             }
         }
@@ -164,8 +173,7 @@ impl Admission {
             "the {} queue is full (batch_processing.max_queue_size); retry later",
             a.tier
         );
-        let model = &self.model;
-        Outcome::error(a, Status::Overloaded, msg, model, now_ms)
+        Outcome::error(a, Status::Overloaded, msg, now_ms)
     }
 
     /// `security.tier_access` for the tier `req` would be served at (its topic's, or the lower
@@ -184,27 +192,9 @@ impl Admission {
 
     fn keyed(&self, mut a: Admitted) -> Admitted {
         if self.hash_inputs {
-            a.dedup_key = Some(dedup_key(&self.model, &a.request.shape, &a.request.data));
+            a.dedup_key = Some(dedup_key(a.model.id(), &a.request.shape, &a.request.data));
         }
         a
-    }
-
-    fn model_mismatch(&self, req: &Request) -> Option<String> {
-        let served = &self.model;
-        if let Some(name) = req.model_name.as_deref().filter(|n| *n != served.name) {
-            return Some(format!(
-                "model {name:?} is not served here (serving {:?})",
-                served.name
-            ));
-        }
-        let version = req
-            .model_version
-            .as_deref()
-            .filter(|v| *v != served.version)?;
-        Some(format!(
-            "model {:?} version {version:?} is not served here (serving {:?})",
-            served.name, served.version
-        ))
     }
 
     fn reply_topics(&self) -> std::sync::MutexGuard<'_, ReplyTopics> {
@@ -213,12 +203,14 @@ impl Admission {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn admitted(
         &self,
         rec: &RecordParts<'_>,
         origin: Origin,
         request: Request,
         reply_topic: String,
+        model: Arc<ServedModel>,
         now: Instant,
         now_ms: i64,
     ) -> Admitted {
@@ -243,6 +235,7 @@ impl Admission {
             record_timestamp_ms,
             admitted_at: now,
             dedup_key: None,
+            model,
         }
     }
 

@@ -39,7 +39,7 @@ use super::tier_gate::{GateInputs, TierGate};
 use super::watermarks::CachedWatermarks;
 use super::{KafkaError, SharedTracker};
 use crate::config::{Config, Delivery};
-use crate::inference::ModelInfo;
+use crate::registry::Routes;
 use crate::pipeline::{now_ms, Admitted, Origin, Outcome};
 use crate::telemetry::{IntakeState, IntakeTier, Telemetry};
 use crate::tier::Tier;
@@ -105,7 +105,7 @@ pub struct ConsumerReport {
 /// Consumes the tier topics until `cancel`, then drains and commits. See the module docs.
 pub async fn run_consumer(
     cfg: Arc<Config>,
-    model: ModelInfo,
+    routes: Routes,
     inputs: ConsumerInputs,
     tracker: SharedTracker,
     cancel: CancellationToken,
@@ -140,7 +140,7 @@ pub async fn run_consumer(
             topics: topics.iter().map(|t| t.to_string()).collect(),
             source,
         })?;
-    let admission = Admission::new(&cfg, &model);
+    let admission = Admission::new(&cfg, routes);
     let watermarks = CachedWatermarks::new(&k.topics);
     let thread = tokio::task::spawn_blocking(move || {
         let now = Instant::now();

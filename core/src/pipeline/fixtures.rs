@@ -1,10 +1,32 @@
 //! Test fixtures shared by the stage tests: a minimal request and an admitted request.
 
+use std::path::PathBuf;
+use std::sync::{Arc, LazyLock};
+
 use tokio::time::Instant;
 
 use super::{Admitted, Origin, ReplyTo};
+use crate::config::Device;
+use crate::model::{ModelId, ModelInfo, ServedModel};
 use crate::tier::Tier;
 use crate::wire::Request;
+
+/// The model every fixture request is routed to: `m` version `1`, one value in, one out, no
+/// sessions (stage tests that run batches bring their own backend).
+pub fn model() -> Arc<ServedModel> {
+    static MODEL: LazyLock<Arc<ServedModel>> = LazyLock::new(|| {
+        Arc::new(ServedModel::unloaded(ModelInfo {
+            id: ModelId::new("m", "1"),
+            input_name: "input".into(),
+            output_name: "output".into(),
+            input_shape: vec![1],
+            output_size: 1,
+            device: Device::Cpu,
+            library_path: PathBuf::new(),
+        }))
+    });
+    MODEL.clone()
+}
 
 /// A one-value request with only its id set.
 pub fn request(id: &str) -> Request {
@@ -49,5 +71,6 @@ pub fn admitted(
         admitted_at: at,
         deadline: None,
         dedup_key: None,
+        model: model(),
     }
 }

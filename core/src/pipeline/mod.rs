@@ -24,13 +24,12 @@ mod dedup_key;
 #[cfg(test)]
 pub(crate) mod fixtures;
 mod flush;
-mod model;
 mod outcome;
 mod workers;
 
 pub use dedup_key::{dedup_key, DedupKey};
 pub use flush::{FlushCounts, FlushReason};
-pub use model::ModelId;
+pub use crate::model::ModelId;
 pub use outcome::{
     micros, now_ms, Admitted, Batch, BatchDone, LeaderResult, Origin, Outcome, ReplyTo,
 };

@@ -1,7 +1,8 @@
 //! The records exchanged between stages.
 //!
-//! Invariant: an `Admitted` request has passed `wire::validate` against the loaded model's input
-//! shape, so its `data` can be copied into a batch row as is.
+//! Invariant: an `Admitted` request has passed `wire::validate` against the input shape of the
+//! model version it was routed to (`Admitted::model`), so its `data` can be copied into a batch
+//! row of that model as is; every reply names the version that answered.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +11,8 @@ use tokio::time::Instant;
 
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::{DedupKey, FlushReason, ModelId};
+use super::{DedupKey, FlushReason};
+use crate::model::ServedModel;
 use crate::tier::Tier;
 use crate::wire::TraceContext;
 use crate::wire::{DeadLetter, Reply, Request, Status, Timings};
@@ -56,10 +58,14 @@ pub struct Admitted {
     /// Set when deduplication is on and this request leads its identical inputs: whoever
     /// finishes it hands its result (or failure) back to the batcher under this key.
     pub dedup_key: Option<DedupKey>,
+    /// The model version it was routed to (a request that never runs: the one its reply names).
+    pub model: Arc<ServedModel>,
 }
 
 /// Requests selected to run together. Holding `permit` means an inference worker is free for it.
 pub struct Batch {
+    /// The version every request of the batch was routed to (batches never mix versions).
+    pub model: Arc<ServedModel>,
     pub requests: Vec<Admitted>,
     /// Why the batcher closed this batch.
     pub flush_reason: FlushReason,
@@ -71,6 +77,8 @@ pub struct Batch {
 /// deduplication learn from it).
 #[derive(Debug)]
 pub struct BatchDone {
+    /// The version the batch ran on.
+    pub model: Arc<ServedModel>,
     pub size: usize,
     pub inference: Duration,
     pub ok: bool,
@@ -123,12 +131,12 @@ impl Outcome {
     /// An OK reply with `outputs` for `a`. `timings.end_to_end_us` is filled in here.
     pub fn ok(
         a: Admitted,
-        model: &ModelId,
         outputs: Vec<f32>,
         mut timings: Timings,
         now_ms: i64,
     ) -> Outcome {
         timings.end_to_end_us = end_to_end_us(now_ms, a.record_timestamp_ms);
+        let model = a.model.id();
         let reply = Reply {
             request_id: a.request.request_id,
             status: Status::Ok,
@@ -150,13 +158,13 @@ impl Outcome {
 
     /// The outcome of a poison request: a MODEL_ERROR reply saying `error`, plus the request
     /// itself for the dead-letter topic.
-    pub fn poison(a: Admitted, error: String, model: &ModelId, now_ms: i64) -> Outcome {
+    pub fn poison(a: Admitted, error: String, now_ms: i64) -> Outcome {
         let id = a.request.request_id.clone();
         let failure = Failure {
             status: Status::ModelError,
             error,
         };
-        let reply = error_reply(&a, id, failure, model, now_ms);
+        let reply = error_reply(&a, id, failure, now_ms);
         Outcome::Poison {
             reply,
             reply_to: a.reply_to,
@@ -166,16 +174,10 @@ impl Outcome {
     }
 
     /// An error reply (anything but OK) for an admitted request that will never run.
-    pub fn error(
-        mut a: Admitted,
-        status: Status,
-        error: String,
-        model: &ModelId,
-        now_ms: i64,
-    ) -> Outcome {
+    pub fn error(mut a: Admitted, status: Status, error: String, now_ms: i64) -> Outcome {
         let id = std::mem::take(&mut a.request.request_id);
         Outcome::Reply {
-            reply: error_reply(&a, id, Failure { status, error }, model, now_ms),
+            reply: error_reply(&a, id, Failure { status, error }, now_ms),
             reply_to: a.reply_to,
             origin: a.origin,
         }
@@ -193,9 +195,9 @@ fn error_reply(
     a: &Admitted,
     request_id: String,
     Failure { status, error }: Failure,
-    model: &ModelId,
     now_ms: i64,
 ) -> Box<Reply> {
+    let model = a.model.id();
     let timings = Timings {
         queue_wait_us: micros(a.admitted_at.elapsed()),
         batch_size: 0,

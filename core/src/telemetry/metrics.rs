@@ -12,6 +12,8 @@ use prometheus::{
     Opts, Registry, TextEncoder,
 };
 
+use super::models::ModelsView;
+use crate::model::ModelId;
 use crate::pipeline::FlushReason;
 use crate::tier::Tier;
 use crate::wire::Status;
@@ -171,6 +173,10 @@ pub struct Metrics {
     errors: Vec<IntCounter>,
     reloads: IntCounterVec,
     intake_holds: IntCounterVec,
+    model_versions: IntGaugeVec,
+    model_load_failures: IntCounterVec,
+    model_batches: IntCounterVec,
+    model_requests: IntCounterVec,
 }
 
 /// The registry being filled, and the names registered (families with no series yet, such as
@@ -306,6 +312,31 @@ impl Metrics {
                 ),
                 &["tier", "reason"],
             )?)?,
+            model_versions: r.reg(IntGaugeVec::new(
+                Opts::new(
+                    "kbatch_model_versions",
+                    "Model versions the registry knows, by state (ready, draining, failed): 1 per version.",
+                ),
+                &["model", "version", "state"],
+            )?)?,
+            model_load_failures: r.reg(IntCounterVec::new(
+                Opts::new(
+                    "kbatch_model_load_failures_total",
+                    "Model versions that failed to load, validate or warm up (never served).",
+                ),
+                &["model"],
+            )?)?,
+            model_batches: r.reg(IntCounterVec::new(
+                Opts::new("kbatch_model_batches_total", "Batches run, by model version."),
+                &["model", "version"],
+            )?)?,
+            model_requests: r.reg(IntCounterVec::new(
+                Opts::new(
+                    "kbatch_model_requests_total",
+                    "Requests batched for the model, by model version.",
+                ),
+                &["model", "version"],
+            )?)?,
             tiers,
             names: r.names.take(),
             registry: r.r,
@@ -343,6 +374,41 @@ impl Metrics {
         self.intake_holds
             .with_label_values(&[tier.as_str(), reason])
             .inc();
+    }
+
+    /// One batch of `size` requests formed for `model`.
+    pub fn model_batch(&self, model: &ModelId, size: usize) {
+        let labels = [model.name.as_str(), model.version.as_str()];
+        self.model_batches.with_label_values(&labels).inc();
+        self.model_requests
+            .with_label_values(&labels)
+            .inc_by(size as u64);
+    }
+
+    /// Replaces the registry's version series with `view`'s (versions no longer known, and
+    /// states left, disappear, so the label set stays what the repository holds).
+    pub fn set_models(&self, view: &ModelsView) {
+        self.model_versions.reset();
+        for m in &view.models {
+            for v in &m.versions {
+                self.model_versions
+                    .with_label_values(&[m.name.as_str(), v.version.as_str(), v.state.as_str()])
+                    .set(1);
+            }
+        }
+    }
+
+    /// A version of `model` failed to load, validate or warm up.
+    pub fn model_load_failed(&self, model: &str) {
+        self.model_load_failures.with_label_values(&[model]).inc();
+    }
+
+    /// Drops the per-version batch counters of versions that are gone (the label set stays
+    /// bounded by what the repository holds).
+    pub fn forget_model_version(&self, model: &ModelId) {
+        let labels = [model.name.as_str(), model.version.as_str()];
+        let _ = self.model_batches.remove_label_values(&labels);
+        let _ = self.model_requests.remove_label_values(&labels);
     }
 
     pub fn error(&self, e: ErrorKind) {

@@ -11,6 +11,7 @@ pub mod health;
 pub mod http;
 mod logging;
 pub mod metrics;
+pub mod models;
 pub mod stats;
 pub mod table;
 

@@ -12,6 +12,8 @@ use std::time::Instant;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use super::models::ModelsView;
+
 use crate::config::OptimizationTarget;
 use crate::tier::Tier;
 use crate::wire::{Status, Timings};
@@ -109,6 +111,7 @@ struct Inner {
     end_to_end: Histogram<u64>,
     adaptive: Option<AdaptiveState>,
     intake: Option<IntakeState>,
+    models: Option<ModelsView>,
 }
 
 #[derive(Debug)]
@@ -161,6 +164,8 @@ pub struct StatsSnapshot {
     pub time_breakdown: Breakdown,
     pub adaptive: Option<AdaptiveState>,
     pub intake: Option<IntakeState>,
+    /// The model registry: every model, its versions and their state.
+    pub models: Option<ModelsView>,
 }
 
 impl Default for Stats {
@@ -188,6 +193,7 @@ impl Stats {
                     .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!())),
                 adaptive: None,
                 intake: None,
+                models: None,
             }),
         }
     }
@@ -233,6 +239,15 @@ impl Stats {
 
     pub fn set_intake(&self, i: IntakeState) {
         self.lock().intake = Some(i);
+    }
+
+    pub fn set_models(&self, m: ModelsView) {
+        self.lock().models = Some(m);
+    }
+
+    /// The registry's last report, if it made one.
+    pub fn models(&self) -> Option<ModelsView> {
+        self.lock().models.clone()
     }
 
     pub fn snapshot(&self) -> StatsSnapshot {
@@ -283,6 +298,7 @@ impl Stats {
             },
             adaptive: s.adaptive.clone(),
             intake: s.intake.clone(),
+            models: s.models.clone(),
         }
     }
 }

@@ -1,6 +1,9 @@
-//! Unit tests of `inference`.
+//! Unit tests of `info`.
+
+use std::path::PathBuf;
 
 use super::*;
+use crate::config::Device;
 
 fn info() -> ModelInfo {
     ModelInfo {
