@@ -38,7 +38,8 @@ async fn main() -> anyhow::Result<()> {
         .set("linger.ms", cfg.replies.linger_ms.to_string())
         .create()?;
     let codec = WireCodec::new(&cfg.wire);
-    let outputs = vec![0.0f32; cfg.model.output_size];
+    // As many values as the bundled default model answers (cnn_lstm: sell, hold, buy).
+    let outputs = vec![0.0f32; 3];
     let mut in_flight = FuturesUnordered::new();
     let mut buf = Vec::new();
     eprintln!("echo server: reading {topics:?} from {}", k.brokers);

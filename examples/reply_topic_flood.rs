@@ -31,7 +31,9 @@ async fn main() -> anyhow::Result<()> {
     let codec = WireCodec::new(&cfg.wire);
     let topic = cfg.kafka.topics.topic(Tier::Low).to_owned();
     let run = now_ms();
-    let elements: usize = cfg.model.input_shape.iter().product();
+    // The bundled default model's per-row shape (cnn_lstm: 64 time steps x 16 features).
+    let shape = [64usize, 16];
+    let elements: usize = shape.iter().product();
     let mut pending = FuturesUnordered::new();
     let mut buf = Vec::new();
     for i in 0..n {
@@ -45,7 +47,7 @@ async fn main() -> anyhow::Result<()> {
             priority: None,
             reply_topic: Some(format!("flood.{run}.{i}")),
             client_id: Some("flood".into()),
-            shape: cfg.model.input_shape.iter().map(|&d| d as i32).collect(),
+            shape: shape.iter().map(|&d| d as i32).collect(),
             data: vec![0.25; elements],
         };
         buf.clear();

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generates models/cnn_lstm.onnx and its reference outputs models/cnn_lstm.reference.json.
+"""Generates models/cnn_lstm/{1,2}/model.onnx and version 1's reference outputs models/cnn_lstm.reference.json.
 
 Invariant: the same onnx/numpy/onnxruntime versions produce byte-identical artefacts on every run;
 weights and the reference input come from fixed seeds, so the Rust backend's tests can compare
@@ -9,6 +9,9 @@ The model is a small CNN+LSTM "trading" classifier: a window of 64 time steps x 
 convolved along time, summarised by an LSTM, and mapped to softmax probabilities over
 (sell, hold, buy). It is untrained on purpose: the service cares about shapes, latency and exact
 numerical agreement, not about trading skill.
+
+Version 2 is the same graph with weights drawn from the next seed: the same signature with
+different outputs, the pair the registry's rollout and canary examples serve.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ OPSET = 17
 # IR version 8 is the one that goes with opset 17; pinning it keeps older runtimes able to load it.
 IR_VERSION = 8
 WEIGHT_SEED = 20240917
+VERSIONS = (1, 2)
 REFERENCE_SEED = 7
 REFERENCE_ROWS = 5
 
@@ -130,13 +134,16 @@ def main() -> None:
     parser.add_argument("--out-dir", type=pathlib.Path, default=here)
     args = parser.parse_args()
 
-    weights = make_weights(np.random.default_rng(WEIGHT_SEED))
-    model = build_model(weights)
-    model_path = args.out_dir / "cnn_lstm.onnx"
-    onnx.save_model(model, str(model_path))
-    params = sum(int(np.prod(v.shape)) for v in weights.values())
-    y = write_reference(model_path, args.out_dir / "cnn_lstm.reference.json")
-    print(f"wrote {model_path} ({params} parameters)")
+    for version in VERSIONS:
+        weights = make_weights(np.random.default_rng(WEIGHT_SEED + version - 1))
+        model = build_model(weights)
+        model_path = args.out_dir / "cnn_lstm" / str(version) / "model.onnx"
+        model_path.parent.mkdir(parents=True, exist_ok=True)
+        onnx.save_model(model, str(model_path))
+        params = sum(int(np.prod(v.shape)) for v in weights.values())
+        print(f"wrote {model_path} ({params} parameters)")
+        if version == 1:
+            y = write_reference(model_path, args.out_dir / "cnn_lstm.reference.json")
     print("reference outputs (sell, hold, buy):")
     for row in y:
         print("  " + " ".join(f"{p:.6f}" for p in row))

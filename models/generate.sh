@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Regenerates models/cnn_lstm.onnx and models/cnn_lstm.reference.json.
+# Regenerates the bundled registry (models/cnn_lstm/{1,2}, models/risk_mlp/1) and
+# models/cnn_lstm.reference.json.
 #
 # Invariant: the Python tool chain lives only in .kbatch/venv (git-ignored) with pinned
 # onnxruntime, so reruns reuse it and the reference outputs come from the same ONNX Runtime
@@ -26,3 +27,4 @@ then
 fi
 
 "${PY}" "${REPO_ROOT}/models/gen_cnn_lstm.py" "$@"
+"${PY}" "${REPO_ROOT}/models/gen_risk_mlp.py"

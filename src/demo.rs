@@ -490,9 +490,9 @@ async fn run_with_broker(
     }
 
     eprintln!(
-        "pipeline: model {} ({}), max batch {}, group {}",
+        "pipeline: default model {} (registry {}), max batch {}, group {}",
         cfg.model.name,
-        cfg.model.model_path().display(),
+        cfg.model_registry.path.display(),
         cfg.batch_processing.max_batch_size,
         cfg.kafka.group_id
     );

@@ -14,17 +14,20 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("tier", &[]),
     ("config", &["tier"]),
     ("wire", &["config", "tier"]),
-    ("pipeline", &["tier", "wire"]),
-    ("telemetry", &["config", "pipeline", "tier", "wire"]),
+    // A model's identity, signature, the `Backend` seam and a served version's sessions.
+    ("model", &["config"]),
+    ("pipeline", &["model", "tier", "wire"]),
+    ("telemetry", &["config", "model", "pipeline", "tier", "wire"]),
     ("resources", &["config"]),
     (
         "inference",
-        &["config", "pipeline", "telemetry", "tier", "wire"],
+        &["config", "model", "pipeline", "telemetry", "tier", "wire"],
     ),
     (
         "batcher",
         &[
             "config",
+            "model",
             "pipeline",
             "resources",
             "telemetry",
@@ -32,13 +35,19 @@ const LAYERS: &[(&str, &[&str])] = &[
             "wire",
         ],
     ),
-    // Admission checks requests against the loaded model (`inference::ModelInfo`).
+    // The model repository: loads versions (`inference`) and publishes the routing table.
+    (
+        "registry",
+        &["config", "inference", "model", "pipeline", "telemetry"],
+    ),
+    // Admission routes requests with the registry's table and checks them against the version.
     (
         "kafka",
         &[
             "config",
-            "inference",
+            "model",
             "pipeline",
+            "registry",
             "telemetry",
             "tier",
             "wire",
@@ -51,7 +60,9 @@ const LAYERS: &[(&str, &[&str])] = &[
             "config",
             "inference",
             "kafka",
+            "model",
             "pipeline",
+            "registry",
             "resources",
             "telemetry",
             "tier",

@@ -10,7 +10,6 @@ use std::time::Duration;
 use common::pipeline::*;
 use common::{producer, shared_broker, with_timeout};
 use kbatch_core::config::QueueFull;
-use kbatch_core::inference::load_backend;
 use kbatch_core::tier::Tier;
 use kbatch_core::wire::{Request, Status};
 use tokio_util::sync::CancellationToken;
@@ -46,7 +45,7 @@ async fn identical_inputs_run_once_and_every_requester_gets_its_reply() {
         "one reply each"
     );
 
-    let mut backend = load_backend(&cfg.model).expect("backend");
+    let mut backend = load_default_backend(&cfg);
     let mut want: HashMap<u64, Vec<f32>> = HashMap::new();
     let mut out = Vec::new();
     for n in 0..DISTINCT {

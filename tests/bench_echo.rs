@@ -57,7 +57,8 @@ async fn echo_server(
         .create()
         .expect("echo producer");
     let codec = WireCodec::new(&cfg.wire);
-    let shape = cfg.model.input_shape.clone();
+    // The bundled default model's per-row shape (cnn_lstm: 64 time steps x 16 features).
+    let shape = vec![64, 16];
     let mut seen = 0u64;
     let mut buf = Vec::new();
     loop {

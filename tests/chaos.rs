@@ -15,7 +15,6 @@ use std::time::Duration;
 use common::pipeline::*;
 use common::{producer, start_broker, with_timeout};
 use kbatch_core::config::{Config, Framing};
-use kbatch_core::inference::load_backend;
 use kbatch_core::tier::Tier;
 use kbatch_core::wire::{Status, WireCodec};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -300,7 +299,7 @@ fn verify(
     commits: &[(i64, Tier, i32, i64)],
     faults: &BTreeMap<&str, u32>,
 ) {
-    let mut backend = load_backend(&cfg.model).expect("backend");
+    let mut backend = load_default_backend(&cfg);
     let mut want: HashMap<u64, Vec<f32>> = HashMap::new();
     let mut out = Vec::new();
     for n in 0..INPUTS {

@@ -11,7 +11,6 @@ use common::pipeline::*;
 use common::serving::{serve, stop};
 use common::{producer, shared_broker, with_timeout};
 use kbatch_core::config::Config;
-use kbatch_core::inference::load_backend;
 use kbatch_core::tier::Tier;
 use kbatch_core::wire::{Request, Status};
 
@@ -21,7 +20,7 @@ fn unique_ids(replies: &[Received]) -> HashSet<String> {
 
 /// The model's outputs for `req` computed directly, one row at a time.
 fn expected_outputs(cfg: &Config, reqs: &[Request]) -> HashMap<String, Vec<f32>> {
-    let mut backend = load_backend(&cfg.model).expect("backend");
+    let mut backend = load_default_backend(&cfg);
     let mut out = Vec::new();
     reqs.iter()
         .map(|r| {

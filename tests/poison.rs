@@ -34,10 +34,11 @@ fn lookup_request(id: &str, x: f32) -> Request {
 async fn lookup_config(bootstrap: &str, delivery: Delivery) -> Config {
     // One partition: the poison record sits in front of the requests after it.
     let mut cfg = test_config(bootstrap, 1).await;
-    cfg.model.file = "lookup.onnx".into();
+    // The single-file form: one ONNX file beside the registry's model directories.
+    cfg.model.file = Some("lookup.onnx".into());
     cfg.model.name = "lookup".into();
-    cfg.model.input_shape = vec![1];
-    cfg.model.output_size = 1;
+    cfg.model.input_shape = Some(vec![1]);
+    cfg.model.output_size = Some(1);
     cfg.kafka.delivery = delivery;
     // Batches that hold the poison record together with others.
     cfg.adaptive_batching.enable_adaptive_batching = false;

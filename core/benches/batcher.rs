@@ -17,6 +17,7 @@ use kbatch_core::batcher::adaptive::AdaptiveParams;
 use kbatch_core::batcher::dedup::DedupParams;
 use kbatch_core::batcher::{run_batcher, BatchPolicy, BatcherParts, State};
 use kbatch_core::config::Config;
+use kbatch_core::model::{ModelInfo, ServedModel};
 use kbatch_core::pipeline::{
     dedup_key, Admitted, BatchDone, LeaderResult, ModelId, Origin, ReplyTo, WorkerPool,
 };
@@ -34,7 +35,21 @@ fn config() -> Config {
     cfg
 }
 
+/// The model every request is routed to (the bench's worker never runs it).
+fn model() -> Arc<ServedModel> {
+    Arc::new(ServedModel::unloaded(ModelInfo {
+        id: ModelId::new("m", "1"),
+        input_name: "input".into(),
+        output_name: "output".into(),
+        input_shape: vec![64, 16],
+        output_size: 3,
+        device: kbatch_core::config::Device::Cpu,
+        library_path: Default::default(),
+    }))
+}
+
 fn requests(n: usize, now: Instant) -> Vec<Admitted> {
+    let model = model();
     (0..n)
         .map(|i| {
             let tier = Tier::ALL[i % 4];
@@ -69,6 +84,7 @@ fn requests(n: usize, now: Instant) -> Vec<Admitted> {
                 admitted_at: now,
                 deadline: (i % 2 == 0).then(|| now + Duration::from_secs(60 + i as u64 % 7)),
                 dedup_key: None,
+                model: model.clone(),
             }
         })
         .collect()
@@ -114,7 +130,6 @@ async fn through_task(cfg: &Config, reqs: Vec<Admitted>) {
         },
         outcomes: otx,
         feedback: frx,
-        model: ModelId::new("m", "1"),
         utilization: tokio::sync::watch::channel(Default::default()).1,
         telemetry: kbatch_core::telemetry::Telemetry::new(cfg).expect("telemetry"),
         config: tokio::sync::watch::channel(Arc::new(cfg.clone())).1,
@@ -126,6 +141,7 @@ async fn through_task(cfg: &Config, reqs: Vec<Admitted>) {
             n += b.requests.len();
             let outputs: Arc<[f32]> = vec![0.5; 3].into();
             let done = BatchDone {
+                model: b.model.clone(),
                 size: b.requests.len(),
                 inference: Duration::from_micros(100),
                 ok: true,

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use kbatch_core::config::ModelConfig;
-use kbatch_core::inference::{Backend, OrtBackend};
+use kbatch_core::inference::{Backend, LoadSpec, OrtBackend};
+use kbatch_core::model::ModelId;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -21,12 +22,13 @@ const SEED: u64 = 0x6b62_6174_6368;
 
 fn backend() -> OrtBackend {
     let config = ModelConfig {
-        registry_path: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models"),
         intra_op_threads: 2,
         warmup_batches: 6,
         ..ModelConfig::default()
     };
-    OrtBackend::new(&config).unwrap_or_else(|e| {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/cnn_lstm/1/model.onnx");
+    let spec = LoadSpec::new(&config, ModelId::new("cnn_lstm", "1"), path);
+    OrtBackend::new(&spec).unwrap_or_else(|e| {
         panic!("cannot build backend ({e}); run scripts/install-onnxruntime.sh first")
     })
 }

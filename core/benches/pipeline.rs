@@ -28,7 +28,9 @@ use kbatch_core::batcher::dedup::DedupParams;
 use kbatch_core::batcher::{run_batcher, BatchPolicy, BatcherParts};
 use kbatch_core::config::{Config, Framing};
 use kbatch_core::inference::isolate::RetryPolicy;
-use kbatch_core::inference::{load_backend, spawn_workers, Backend, WorkerOutputs};
+use kbatch_core::inference::{load_backend, spawn_workers, Backend, LoadSpec, WorkerOutputs};
+use kbatch_core::model::ServedModel;
+use kbatch_core::registry::{default_model_file, RoutingTable, Routes};
 use kbatch_core::kafka::{Admission, Decision, RecordParts};
 use kbatch_core::pipeline::{now_ms, Admitted, Origin, Outcome};
 use kbatch_core::telemetry::Telemetry;
@@ -40,17 +42,20 @@ use tokio::sync::mpsc;
 
 /// Requests per measured round.
 const N: usize = 4096;
+/// Values per request of the bundled default model (64 time steps x 16 features).
+const ROW: usize = 64 * 16;
 const SEED: u64 = 0x6b62_6174_6368;
 
 fn config() -> Config {
     let mut cfg = Config::default();
-    cfg.model.registry_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models");
+    cfg.model_registry.path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models");
     cfg.model.intra_op_threads = 1;
     cfg
 }
 
 fn backend(cfg: &Config) -> Box<dyn Backend> {
-    load_backend(&cfg.model).unwrap_or_else(|e| {
+    let (id, path) = default_model_file(cfg).expect("the bundled registry");
+    load_backend(&LoadSpec::new(&cfg.model, id, path)).unwrap_or_else(|e| {
         panic!("cannot build backend ({e}); run scripts/install-onnxruntime.sh first")
     })
 }
@@ -121,8 +126,7 @@ struct Pipeline {
 }
 
 fn start(rt: &tokio::runtime::Runtime, cfg: &Config) -> Pipeline {
-    let backend = backend(cfg);
-    let info = backend.info().clone();
+    let model = Arc::new(ServedModel::new(vec![backend(cfg)], Default::default()).expect("model"));
     let telemetry = Telemetry::new(cfg).expect("telemetry");
     let policy = BatchPolicy::from_config(cfg);
     let (txs, rxs): (Vec<_>, Vec<_>) = (0..4)
@@ -140,7 +144,7 @@ fn start(rt: &tokio::runtime::Runtime, cfg: &Config) -> Pipeline {
         feedback: ftx,
     };
     let alive = vec![telemetry.health.register("inference-0")];
-    let (pool, _workers) = spawn_workers(vec![backend], alive, &outputs, retry).expect("workers");
+    let (pool, _workers) = spawn_workers(alive, &outputs, retry).expect("workers");
     drop(outputs);
     rt.spawn(run_batcher(BatcherParts {
         policy,
@@ -150,7 +154,6 @@ fn start(rt: &tokio::runtime::Runtime, cfg: &Config) -> Pipeline {
         pool,
         outcomes: otx,
         feedback: frx,
-        model: info.id.clone(),
         utilization: tokio::sync::watch::channel(Default::default()).1,
         telemetry,
         config: tokio::sync::watch::channel(Arc::new(cfg.clone())).1,
@@ -174,7 +177,7 @@ fn start(rt: &tokio::runtime::Runtime, cfg: &Config) -> Pipeline {
         }
     });
     Pipeline {
-        admission: Admission::new(cfg, &info),
+        admission: Admission::new(cfg, Routes::fixed(RoutingTable::single(model))),
         tiers: txs,
         replies: done_rx,
         topics: Tier::ALL.map(|t| cfg.kafka.topics.topic(t).to_owned()),
@@ -223,7 +226,7 @@ fn serve(c: &mut Criterion) {
         .build()
         .expect("runtime");
     let pipeline = start(&rt, &cfg);
-    let row = cfg.model.input_shape.iter().product();
+    let row = ROW;
     let records = records(&cfg, row);
     let mut group = c.benchmark_group("pipeline");
     group

@@ -16,7 +16,8 @@ use super::BenchError;
 use crate::output::ReportArgs;
 use crate::source::ConfigSource;
 use kbatch_core::config::Device;
-use kbatch_core::inference::load_backend;
+use kbatch_core::inference::{load_backend, LoadSpec};
+use kbatch_core::registry::default_model_file;
 use kbatch_core::telemetry::table::{Grid, Table};
 
 const SEED: u64 = 0x6b62_6174_6368;
@@ -110,8 +111,11 @@ pub fn run_model_bench(args: &ModelBenchArgs) -> Result<ModelBenchReport, BenchE
             "batch sizes must be positive".into(),
         ));
     }
+    let (id, path) = default_model_file(&loaded.config)
+        .map_err(|e| BenchError::InvalidArgument(e.to_string()))?;
+    let spec = LoadSpec::new(&model, id.clone(), path.clone());
     let mut backend =
-        load_backend(&model).map_err(|e| BenchError::InvalidArgument(e.to_string()))?;
+        load_backend(&spec).map_err(|e| BenchError::InvalidArgument(e.to_string()))?;
     let row = backend.info().input_len();
     let max = args.batch_sizes.iter().copied().max().unwrap_or(1);
     let mut rng = StdRng::seed_from_u64(SEED);
@@ -154,7 +158,7 @@ pub fn run_model_bench(args: &ModelBenchArgs) -> Result<ModelBenchReport, BenchE
         .max_by(|a, b| a.items_per_s.total_cmp(&b.items_per_s))
         .cloned();
     Ok(ModelBenchReport {
-        model: model.file.clone(),
+        model: format!("{id} ({})", path.display()),
         device: model.device,
         intra_op_threads: model.intra_op_threads,
         seconds: args.seconds,

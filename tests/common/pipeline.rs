@@ -9,6 +9,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use kbatch_core::config::{Config, TierTopics};
+use kbatch_core::inference::{load_backend, Backend, LoadSpec};
+use kbatch_core::registry::default_model_file;
 use kbatch_core::tier::Tier;
 use kbatch_core::wire::{Framing, Reply, Request, WireCodec};
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
@@ -44,7 +46,7 @@ pub fn base_config(bootstrap: &str) -> Config {
     cfg.kafka.shutdown_timeout_ms = 10_000;
     cfg.replies.default_topic = format!("{base}.replies");
     cfg.replies.dead_letter_topic = format!("{base}.dlq");
-    cfg.model.registry_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models");
+    cfg.model_registry.path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models");
     cfg.model.intra_op_threads = 1;
     cfg.resource_management.thread_pool_size = 1;
     // Several instances run at once (two per group, parallel tests): any free port.
@@ -112,8 +114,8 @@ pub fn serve_env(cfg: &Config) -> Vec<(String, String)> {
             cfg.replies.dead_letter_topic.clone(),
         ),
         (
-            "KBATCH_MODEL__REGISTRY_PATH",
-            cfg.model.registry_path.display().to_string(),
+            "KBATCH_MODEL_REGISTRY__PATH",
+            cfg.model_registry.path.display().to_string(),
         ),
         (
             "KBATCH_MODEL__INTRA_OP_THREADS",
@@ -137,6 +139,13 @@ fn tier_var(tier: Tier) -> &'static str {
         Tier::Normal => "KBATCH_KAFKA__TOPICS__NORMAL",
         Tier::Low => "KBATCH_KAFKA__TOPICS__LOW",
     }
+}
+
+/// The backend of the version requests without a model name and version are routed to (the
+/// reference the tests compare replies with).
+pub fn load_default_backend(cfg: &Config) -> Box<dyn Backend> {
+    let (id, path) = default_model_file(cfg).expect("default model file");
+    load_backend(&LoadSpec::new(&cfg.model, id, path)).expect("backend")
 }
 
 /// A valid request for the bundled model whose data is a deterministic function of `n`.

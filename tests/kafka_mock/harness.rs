@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use kbatch_core::config::{Config, Device, Framing};
 use kbatch_core::inference::ModelInfo;
+use kbatch_core::model::ServedModel;
+use kbatch_core::registry::{RoutingTable, Routes};
 use kbatch_core::kafka::{
     run_consumer, run_replier, ConsumerInputs, ConsumerReport, KafkaError, ReplierReport,
     SharedTracker,
@@ -182,9 +184,10 @@ pub fn start(cfg: &Arc<Config>, tier_capacity: usize, echo_delay: Duration) -> P
         outcomes: out_tx,
         telemetry: telemetry.clone(),
     };
+    let routes = Routes::fixed(RoutingTable::single(Arc::new(ServedModel::unloaded(model()))));
     let consumer = tokio::spawn(run_consumer(
         cfg.clone(),
-        model(),
+        routes,
         inputs,
         tracker.clone(),
         cancel.clone(),

@@ -11,7 +11,7 @@ use super::*;
 
 /// The pure state's rules, and what the task makes of them.
 mod state;
-use crate::pipeline::{fixtures, Admitted, Batch, FlushReason, ModelId, Outcome, WorkerPool};
+use crate::pipeline::{fixtures, Admitted, Batch, FlushReason, Outcome, WorkerPool};
 use crate::tier::Tier;
 use crate::wire::Status;
 
@@ -242,7 +242,6 @@ pub(super) fn start_with(
         pool,
         outcomes: otx,
         feedback: frx,
-        model: ModelId::new("m", "1"),
         utilization: util_rx,
         telemetry: crate::telemetry::Telemetry::new(&Default::default()).expect("telemetry"),
         config: config_rx,

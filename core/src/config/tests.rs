@@ -223,7 +223,7 @@ fn inherited_environment_variables_map_onto_keys_with_units() {
         .unwrap();
     assert_eq!(c.batch_processing.max_batch_size, 64);
     assert_eq!(c.batch_processing.batch_timeout_seconds, 0.02);
-    assert_eq!(c.model.registry_path, PathBuf::from("/srv/models"));
+    assert_eq!(c.model_registry.path, PathBuf::from("/srv/models"));
     assert_eq!(c.model.device, Device::Cuda);
     assert_eq!(c.logging.level, "debug");
     let bad = InheritedEnv::from_vars(&vars(&[("BATCH_TIMEOUT_MS", "soon")]));

@@ -10,7 +10,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::config::{Device, ModelConfig};
-use crate::inference::{load_backend, Backend, InferenceError, OrtBackend};
+use crate::inference::{load_backend, Backend, InferenceError, LoadSpec, OrtBackend};
+use crate::model::ModelId;
 
 const TOLERANCE: f32 = 1e-5;
 
@@ -18,13 +19,15 @@ fn models_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models")
 }
 
-fn test_config() -> ModelConfig {
-    ModelConfig {
-        registry_path: models_dir(),
+/// Version 1 of the bundled CNN+LSTM (the one the Python reference was computed with).
+fn test_config() -> LoadSpec {
+    let runtime = ModelConfig {
         warmup_batches: 1,
         intra_op_threads: 1,
         ..ModelConfig::default()
-    }
+    };
+    let path = models_dir().join("cnn_lstm/1/model.onnx");
+    LoadSpec::new(&runtime, ModelId::new("cnn_lstm", "1"), path)
 }
 
 fn backend() -> OrtBackend {
@@ -178,8 +181,8 @@ fn large_batch_runs() {
 
 #[test]
 fn missing_model_file_is_a_model_load_error() {
-    let config = ModelConfig {
-        file: "does_not_exist.onnx".into(),
+    let config = LoadSpec {
+        path: models_dir().join("does_not_exist.onnx"),
         ..test_config()
     };
     match OrtBackend::new(&config).unwrap_err() {
@@ -192,9 +195,8 @@ fn missing_model_file_is_a_model_load_error() {
 fn corrupt_model_file_is_a_model_load_error() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("bad.onnx"), b"not a protobuf").unwrap();
-    let config = ModelConfig {
-        registry_path: dir.path().into(),
-        file: "bad.onnx".into(),
+    let config = LoadSpec {
+        path: dir.path().join("bad.onnx"),
         ..test_config()
     };
     assert!(matches!(
@@ -204,29 +206,50 @@ fn corrupt_model_file_is_a_model_load_error() {
 }
 
 #[test]
-fn shape_mismatch_with_configuration_is_reported() {
-    let config = ModelConfig {
-        input_shape: vec![64, 15],
+fn the_signature_comes_from_the_file_not_from_constants() {
+    let config = LoadSpec {
+        id: ModelId::new("risk_mlp", "1"),
+        path: models_dir().join("risk_mlp/1/model.onnx"),
+        ..test_config()
+    };
+    let mut backend = OrtBackend::new(&config).unwrap();
+    let sig = backend.info().signature();
+    assert_eq!(
+        (sig.input_name.as_str(), sig.input_shape.as_slice()),
+        ("features", &[8][..])
+    );
+    assert_eq!((sig.output_name.as_str(), sig.output_size), ("risk", 2));
+    let mut out = Vec::new();
+    backend.infer(&[0.5; 24], 3, &mut out).unwrap();
+    assert_eq!(out.len(), 6);
+    // Softmax rows.
+    for row in out.chunks(2) {
+        assert!((row[0] + row[1] - 1.0).abs() < 1e-5, "{row:?}");
+    }
+}
+
+#[test]
+fn warm_up_samples_must_be_whole_rows() {
+    let config = LoadSpec {
+        warmup_rows: vec![0.0; 1024 + 1],
         ..test_config()
     };
     assert!(matches!(
         OrtBackend::new(&config),
-        Err(InferenceError::ModelMismatch(_))
+        Err(InferenceError::ModelMismatch(m)) if m.contains("whole rows")
     ));
-    let config = ModelConfig {
-        output_size: 4,
+    let config = LoadSpec {
+        warmup_batches: 3,
+        warmup_rows: vec![0.25; 2 * 1024],
         ..test_config()
     };
-    assert!(matches!(
-        OrtBackend::new(&config),
-        Err(InferenceError::ModelMismatch(_))
-    ));
+    assert!(OrtBackend::new(&config).is_ok());
 }
 
 #[test]
 fn bad_configured_library_path_is_a_typed_error() {
     let missing = PathBuf::from("/nonexistent/kbatch/libonnxruntime.so");
-    let config = ModelConfig {
+    let config = LoadSpec {
         ort_library_path: Some(missing.clone()),
         ..test_config()
     };
@@ -241,7 +264,7 @@ fn bad_configured_library_path_is_a_typed_error() {
 #[test]
 fn cuda_request_degrades_to_cpu_when_unavailable() {
     let reference = reference();
-    let config = ModelConfig {
+    let config = LoadSpec {
         device: Device::Cuda,
         ..test_config()
     };

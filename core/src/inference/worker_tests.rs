@@ -9,7 +9,8 @@ use tokio::time::Instant;
 
 use super::*;
 use crate::config::Device;
-use crate::pipeline::{fixtures, FlushReason, ModelId};
+use crate::model::{ModelId, ServedModel};
+use crate::pipeline::{fixtures, FlushReason};
 use crate::telemetry::Health;
 use crate::tier::Tier;
 use crate::wire::Status;
@@ -32,8 +33,8 @@ impl Backend for Doubler {
     }
 }
 
-fn doubler() -> Box<dyn Backend> {
-    Box::new(Doubler(ModelInfo {
+fn doubler() -> Arc<ServedModel> {
+    let backend: Box<dyn Backend> = Box::new(Doubler(ModelInfo {
         id: ModelId::new("double", "1"),
         input_name: "x".into(),
         output_name: "y".into(),
@@ -41,10 +42,11 @@ fn doubler() -> Box<dyn Backend> {
         output_size: 1,
         device: Device::Cpu,
         library_path: PathBuf::new(),
-    }))
+    }));
+    Arc::new(ServedModel::new(vec![backend], Default::default()).expect("one session"))
 }
 
-fn batch_of(values: &[f32]) -> Batch {
+fn batch_of(model: &Arc<ServedModel>, values: &[f32]) -> Batch {
     let requests = values
         .iter()
         .enumerate()
@@ -56,10 +58,12 @@ fn batch_of(values: &[f32]) -> Batch {
                 Instant::now(),
             );
             a.request.data = vec![x];
+            a.model = model.clone();
             a
         })
         .collect();
     Batch {
+        model: model.clone(),
         requests,
         flush_reason: FlushReason::Full,
         formed_at: Instant::now(),
@@ -81,10 +85,10 @@ async fn a_poisoned_request_fails_alone_and_its_batch_mates_are_answered() {
         feedback: ftx,
     };
     let alive = vec![health.register("inference-0")];
-    let (pool, handles) = spawn_workers(vec![doubler()], alive, &outputs, policy).expect("spawn");
+    let (pool, handles) = spawn_workers(alive, &outputs, policy).expect("spawn");
     drop(outputs);
     let values = [1.0, 2.0, 3.0, -1.0, 5.0, 6.0, 7.0, 8.0];
-    pool.batches.send(batch_of(&values)).await.expect("send");
+    pool.batches.send(batch_of(&doubler(), &values)).await.expect("send");
     let done = frx.recv().await.expect("feedback");
     assert_eq!(done.size, 8);
     assert!(!done.ok, "the batch as formed failed");

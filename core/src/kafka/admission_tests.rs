@@ -6,6 +6,8 @@ use tokio::time::Instant;
 
 use super::*;
 use crate::config::{Device, Framing};
+use crate::model::{ModelId, ModelInfo};
+use crate::registry::RoutingTable;
 
 const NOW_MS: i64 = 1_700_000_000_000;
 
@@ -19,6 +21,11 @@ fn model() -> ModelInfo {
         device: Device::Cpu,
         library_path: PathBuf::new(),
     }
+}
+
+/// The one model version served in these tests.
+fn routes() -> Routes {
+    Routes::fixed(RoutingTable::single(Arc::new(ServedModel::unloaded(model()))))
 }
 
 fn request() -> Request {
@@ -75,7 +82,7 @@ fn decide_with(cfg: &Config, tier: Tier, value: &[u8]) -> Decision {
         headers: &headers,
         timestamp_ms: Some(NOW_MS - 20),
     };
-    Admission::new(cfg, &model()).decide(&rec, origin(tier), Instant::now(), NOW_MS)
+    Admission::new(cfg, routes()).decide(&rec, origin(tier), Instant::now(), NOW_MS)
 }
 
 fn decide(tier: Tier, req: &Request) -> Decision {
@@ -259,7 +266,7 @@ fn missing_timestamp_falls_back_to_now() {
         headers: &[],
         timestamp_ms: None,
     };
-    let adm = Admission::new(&Config::default(), &model());
+    let adm = Admission::new(&Config::default(), routes());
     let Decision::Admit(a) = adm.decide(&rec, origin(Tier::Low), Instant::now(), NOW_MS) else {
         panic!()
     };
@@ -302,7 +309,7 @@ fn a_request_its_full_queue_cannot_take_is_answered_overloaded() {
     let Decision::Admit(a) = decide(Tier::High, &request()) else {
         panic!("admitted")
     };
-    let o = Admission::new(&cfg, &model()).overloaded(a, NOW_MS);
+    let o = Admission::new(&cfg, routes()).overloaded(a, NOW_MS);
     let (status, reply, reply_to, from) = reply_of(Decision::Invalid(o));
     assert_eq!(status, Status::Overloaded);
     assert_eq!(reply.request_id, "r-1");
@@ -346,7 +353,7 @@ fn guarded(security: crate::config::SecurityConfig) -> Admission {
         security,
         ..Config::default()
     };
-    Admission::new(&cfg, &model())
+    Admission::new(&cfg, routes())
 }
 
 fn critical_for(clients: &[&str]) -> crate::config::SecurityConfig {

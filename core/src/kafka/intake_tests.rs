@@ -30,13 +30,11 @@ fn intake_with_outcomes(
 
 /// An immediate outcome (an error reply) for the record at `offset` of `topic`'s partition 0.
 fn outcome(topic: Tier, offset: i64) -> Outcome {
-    let model = crate::pipeline::ModelId::new("m", "1");
     let a = admitted(topic, topic, 0, offset);
     Outcome::error(
         a,
         crate::wire::Status::InvalidInput,
         "bad".into(),
-        &model,
         0,
     )
 }

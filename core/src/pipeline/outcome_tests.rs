@@ -17,12 +17,11 @@ fn end_to_end_time_saturates_on_any_producer_timestamp() {
 
 #[test]
 fn replies_to_requests_with_extreme_timestamps_build_without_overflow() {
-    let model = ModelId::new("m", "1");
     for ts in [i64::MIN, i64::MIN + 1, -9_300_000_000_000_000, 0, i64::MAX] {
         let mut a = fixtures::admitted("r", (Tier::Low, 0, 1), Tier::Low, Instant::now());
         a.record_timestamp_ms = ts;
         let Outcome::Reply { reply, .. } =
-            Outcome::ok(a, &model, vec![1.0], Timings::default(), now_ms())
+            Outcome::ok(a, vec![1.0], Timings::default(), now_ms())
         else {
             panic!("an OK outcome is a reply");
         };
@@ -30,7 +29,7 @@ fn replies_to_requests_with_extreme_timestamps_build_without_overflow() {
         let mut a = fixtures::admitted("r", (Tier::Low, 0, 1), Tier::Low, Instant::now());
         a.record_timestamp_ms = ts;
         let Outcome::Reply { reply, .. } =
-            Outcome::error(a, Status::Rejected, "no".into(), &model, now_ms())
+            Outcome::error(a, Status::Rejected, "no".into(), now_ms())
         else {
             panic!("an error outcome is a reply");
         };

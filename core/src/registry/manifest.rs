@@ -14,9 +14,10 @@ use crate::model::{ModelBatching, Signature};
 /// The manifest file's name, beside the versions (model level) or beside `model.onnx`.
 pub const MANIFEST: &str = "model.yaml";
 
-/// Which version a request that names none is routed to.
+/// Which version a request that names none is routed to. Written `latest`, `{pinned: "2"}` or
+/// `{weights: {"1": 90, "2": 10}}`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase", deny_unknown_fields)]
+#[serde(try_from = "PolicyForm", into = "PolicyForm")]
 pub enum VersionPolicy {
     /// The highest version (numeric versions compare as numbers).
     #[default]
@@ -27,6 +28,52 @@ pub enum VersionPolicy {
     /// `weight / sum`, chosen from a hash of its `request_id` so a redelivered request takes
     /// the same version.
     Weights(BTreeMap<String, f64>),
+}
+
+/// The policy as YAML spells it: a word, or a one-key map.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+enum PolicyForm {
+    Word(String),
+    Pinned(PinnedForm),
+    Weights(WeightsForm),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PinnedForm {
+    pinned: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WeightsForm {
+    weights: BTreeMap<String, f64>,
+}
+
+impl TryFrom<PolicyForm> for VersionPolicy {
+    type Error = String;
+
+    fn try_from(f: PolicyForm) -> Result<Self, String> {
+        match f {
+            PolicyForm::Word(w) if w == "latest" => Ok(Self::Latest),
+            PolicyForm::Word(w) => Err(format!(
+                "version_policy {w:?}: expected latest, {{pinned: VERSION}} or {{weights: {{VERSION: WEIGHT}}}}"
+            )),
+            PolicyForm::Pinned(p) => Ok(Self::Pinned(p.pinned)),
+            PolicyForm::Weights(w) => Ok(Self::Weights(w.weights)),
+        }
+    }
+}
+
+impl From<VersionPolicy> for PolicyForm {
+    fn from(p: VersionPolicy) -> Self {
+        match p {
+            VersionPolicy::Latest => Self::Word("latest".into()),
+            VersionPolicy::Pinned(pinned) => Self::Pinned(PinnedForm { pinned }),
+            VersionPolicy::Weights(weights) => Self::Weights(WeightsForm { weights }),
+        }
+    }
 }
 
 impl std::fmt::Display for VersionPolicy {

@@ -136,6 +136,21 @@ pub struct RoutingTable {
 }
 
 impl RoutingTable {
+    /// A table serving exactly `model`, as the default model (tools and tests that serve one
+    /// model without a repository).
+    pub fn single(model: Arc<ServedModel>) -> Self {
+        let id = model.id().clone();
+        let mut versions = BTreeMap::new();
+        versions.insert(VersionKey(id.version.clone()), model.clone());
+        let routes = ModelRoutes::new(versions, VersionPolicy::Latest)
+            .expect("one version is a route");
+        Self {
+            default_model: id.name.clone(),
+            models: [(id.name, routes)].into(),
+            fallback: model,
+        }
+    }
+
     /// The version that serves a request naming `name` and `version` (either may be absent).
     pub fn resolve(
         &self,

@@ -314,7 +314,7 @@ impl Metrics {
             )?)?,
             model_versions: r.reg(IntGaugeVec::new(
                 Opts::new(
-                    "kbatch_model_versions",
+                    "kbatch_model_version_info",
                     "Model versions the registry knows, by state (ready, draining, failed): 1 per version.",
                 ),
                 &["model", "version", "state"],

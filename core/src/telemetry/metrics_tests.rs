@@ -30,6 +30,8 @@ fn every_name_follows_the_convention() {
             "_size",
             "_topics",
             "_per_second",
+            // A 1-valued gauge whose labels carry the state (Prometheus `_info` convention).
+            "_info",
         ];
         assert!(
             unit_or_total.iter().any(|u| n.ends_with(u)),

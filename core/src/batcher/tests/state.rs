@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::*;
 use super::{entry, ids, policy, start};
-use crate::pipeline::{Admitted, FlushReason, LeaderResult, Outcome};
+use crate::pipeline::{fixtures, Admitted, FlushReason, LeaderResult, Outcome};
 use crate::tier::Tier;
 use crate::wire::Status;
 
@@ -342,6 +342,7 @@ async fn identical_requests_run_once_and_every_requester_gets_the_result() {
     let outputs: std::sync::Arc<[f32]> = vec![0.25, 0.5, 0.25].into();
     drop(batch);
     let done = BatchDone {
+        model: fixtures::model(),
         size: 1,
         inference: ms(1),
         ok: true,
@@ -390,6 +391,7 @@ async fn when_a_leader_fails_a_twin_is_run_instead() {
     let key = first.requests[0].dedup_key.unwrap();
     drop(first);
     let failed = BatchDone {
+        model: fixtures::model(),
         size: 1,
         inference: ms(1),
         ok: false,
@@ -431,6 +433,7 @@ async fn a_failed_batch_shrinks_the_adaptive_target_of_the_next_one() {
     assert_eq!(first.requests.len(), 4);
     drop(first);
     let failed = BatchDone {
+        model: fixtures::model(),
         size: 4,
         inference: ms(2),
         ok: false,

@@ -1,7 +1,6 @@
 //! Unit tests of `delivery`.
 
 use super::*;
-use crate::pipeline::ModelId;
 use crate::pipeline::Origin;
 use crate::tier::Tier;
 use crate::wire::{Status, Timings};
@@ -140,7 +139,6 @@ fn a_follow_up_keeps_its_job_unfinished() {
         a,
         Status::ModelError,
         "boom".into(),
-        &ModelId::new("m", "1"),
         0,
     );
     let pending = Pending {

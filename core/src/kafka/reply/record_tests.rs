@@ -7,7 +7,6 @@ use rdkafka::types::RDKafkaErrorCode;
 use super::*;
 use crate::kafka::reply::dead_letter::{POISON, REPLY_UNDELIVERABLE};
 use crate::pipeline::fixtures::admitted;
-use crate::pipeline::ModelId;
 use crate::wire::Header;
 use crate::wire::TraceContext;
 
@@ -63,7 +62,6 @@ fn reply_outcome(id: &str) -> Outcome {
         a,
         Status::ModelError,
         "boom".into(),
-        &ModelId::new("m", "3"),
         1_000,
     )
 }
@@ -163,7 +161,6 @@ fn a_reply_without_correlation_or_trace_carries_neither_header() {
         a,
         Status::Rejected,
         "full".into(),
-        &ModelId::new("m", "1"),
         0,
     );
     let mut records = builder();
@@ -212,7 +209,7 @@ fn a_poison_outcome_is_its_dead_letter_first_then_its_reply() {
     );
     let mut reply_to = a.reply_to.clone();
     reply_to.key = Some(b"pk".to_vec());
-    let mut outcome = Outcome::poison(a, "nan".into(), &ModelId::new("m", "1"), 0);
+    let mut outcome = Outcome::poison(a, "nan".into(), 0);
     if let Outcome::Poison { reply_to: r, .. } = &mut outcome {
         *r = reply_to.clone();
     }

@@ -15,7 +15,7 @@ use super::{run_replier, run_transactional_replier, ReplierReport};
 use crate::config::Config;
 use crate::kafka::SharedTracker;
 use crate::pipeline::fixtures::admitted;
-use crate::pipeline::{ModelId, Outcome};
+use crate::pipeline::Outcome;
 use crate::telemetry::Telemetry;
 use crate::tier::Tier;
 use crate::wire::{DeadLetter, Status};
@@ -59,10 +59,9 @@ fn outcome(kind: &str, offset: i64, reply_topic: &str) -> Outcome {
             a,
             Status::Rejected,
             "full".into(),
-            &ModelId::new("m", "1"),
             0,
         ),
-        "poison" => Outcome::poison(a, "nan".into(), &ModelId::new("m", "1"), 0),
+        "poison" => Outcome::poison(a, "nan".into(), 0),
         _ => Outcome::DeadLetter {
             letter: Box::new(DeadLetter {
                 source_topic: "requests".into(),
