@@ -17,7 +17,10 @@ const LAYERS: &[(&str, &[&str])] = &[
     // A model's identity, signature, the `Backend` seam and a served version's sessions.
     ("model", &["config"]),
     ("pipeline", &["model", "tier", "wire"]),
-    ("telemetry", &["config", "model", "pipeline", "tier", "wire"]),
+    (
+        "telemetry",
+        &["config", "model", "pipeline", "tier", "wire"],
+    ),
     ("resources", &["config"]),
     (
         "inference",

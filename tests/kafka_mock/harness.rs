@@ -11,14 +11,14 @@ use std::time::Duration;
 
 use kbatch_core::config::{Config, Device, Framing};
 use kbatch_core::inference::ModelInfo;
-use kbatch_core::model::ServedModel;
-use kbatch_core::registry::{RoutingTable, Routes};
 use kbatch_core::kafka::{
     run_consumer, run_replier, ConsumerInputs, ConsumerReport, KafkaError, ReplierReport,
     SharedTracker,
 };
+use kbatch_core::model::ServedModel;
 use kbatch_core::pipeline::ModelId;
 use kbatch_core::pipeline::{now_ms, Admitted, Outcome};
+use kbatch_core::registry::{Routes, RoutingTable};
 use kbatch_core::tier::Tier;
 use kbatch_core::wire::{Reply, Request, Status, Timings, WireCodec};
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
@@ -184,7 +184,9 @@ pub fn start(cfg: &Arc<Config>, tier_capacity: usize, echo_delay: Duration) -> P
         outcomes: out_tx,
         telemetry: telemetry.clone(),
     };
-    let routes = Routes::fixed(RoutingTable::single(Arc::new(ServedModel::unloaded(model()))));
+    let routes = Routes::fixed(RoutingTable::single(Arc::new(ServedModel::unloaded(
+        model(),
+    ))));
     let consumer = tokio::spawn(run_consumer(
         cfg.clone(),
         routes,

@@ -26,11 +26,11 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, Instant};
 
 use super::adaptive::{AdaptiveController, AdaptiveParams};
-use crate::model::ServedModel;
 use super::dedup::{Admit, Coalescer, DedupParams, DedupStats};
 use super::state::State;
 use super::{BatchPolicy, Expiry};
 use crate::config::Config;
+use crate::model::ServedModel;
 use crate::pipeline::{
     dedup_key, now_ms, Admitted, Batch, BatchDone, DedupKey, FlushCounts, FlushReason,
     LeaderResult, Outcome, WorkerPool,
@@ -142,13 +142,21 @@ pub async fn run_batcher(parts: BatcherParts) -> BatcherReport {
         // The flush timer matters only while no batch is due; the expiry timers always do
         // (a due batch may wait for a busy worker while a deadline passes).
         let flush = if due.is_none() {
-            batcher.lanes.iter().filter_map(|l| l.state.flush_at()).min()
+            batcher
+                .lanes
+                .iter()
+                .filter_map(|l| l.state.flush_at())
+                .min()
         } else {
             None
         };
         let wake = [
             flush,
-            batcher.lanes.iter().filter_map(|l| l.state.next_expiry()).min(),
+            batcher
+                .lanes
+                .iter()
+                .filter_map(|l| l.state.next_expiry())
+                .min(),
             batcher.coalescer.next_deadline(),
         ]
         .into_iter()
@@ -328,7 +336,9 @@ impl Batcher {
         self.report.requests += sel.batch.len() as u64;
         self.report.by_reason.add(reason);
         self.telemetry.metrics.batch(reason, sel.batch.len());
-        self.telemetry.metrics.model_batch(model.id(), sel.batch.len());
+        self.telemetry
+            .metrics
+            .model_batch(model.id(), sel.batch.len());
         self.telemetry.stats.batch(sel.batch.len());
         Some(Batch {
             model,

@@ -296,11 +296,12 @@ fn resources_and_monitoring(r: &mut Rules<'_>, c: &Config) {
     });
     let md = &c.model;
     r.non_empty("model.name", &md.name);
-    r.check(
-        is_path_segment(&md.name),
-        "model.name",
-        || format!("{:?} must be one directory name (no `/`, not `.` or `..`)", md.name),
-    );
+    r.check(is_path_segment(&md.name), "model.name", || {
+        format!(
+            "{:?} must be one directory name (no `/`, not `.` or `..`)",
+            md.name
+        )
+    });
     if let Some(file) = &md.file {
         r.non_empty("model.file", file);
         r.non_empty("model.version", &md.version);
@@ -312,12 +313,16 @@ fn resources_and_monitoring(r: &mut Rules<'_>, c: &Config) {
             || format!("must have positive dimensions, got {shape:?}"),
         );
         let len: usize = shape.iter().product();
-        r.check(len <= c.wire.max_tensor_elements, "model.input_shape", || {
-            format!(
-                "needs {len} values per request, more than wire.max_tensor_elements ({})",
-                c.wire.max_tensor_elements
-            )
-        });
+        r.check(
+            len <= c.wire.max_tensor_elements,
+            "model.input_shape",
+            || {
+                format!(
+                    "needs {len} values per request, more than wire.max_tensor_elements ({})",
+                    c.wire.max_tensor_elements
+                )
+            },
+        );
     }
     if let Some(size) = md.output_size {
         r.check(size > 0, "model.output_size", || "must be positive".into());

@@ -17,7 +17,9 @@ use tokio::sync::{mpsc, Semaphore};
 
 use super::isolate::{guarded, isolate, RetryPolicy};
 use super::{Backend, InferenceError, ModelInfo};
-use crate::pipeline::{micros, now_ms, Admitted, Batch, BatchDone, LeaderResult, Outcome, WorkerPool};
+use crate::pipeline::{
+    micros, now_ms, Admitted, Batch, BatchDone, LeaderResult, Outcome, WorkerPool,
+};
 use crate::telemetry::Alive;
 use crate::wire::Timings;
 
@@ -184,7 +186,8 @@ impl Worker {
 
     /// Answers every request of a batch whose model has no session with MODEL_ERROR.
     fn no_session(&mut self, mut batch: Batch) {
-        let error = InferenceError::Run(format!("model {} has no loaded session", batch.model.id()));
+        let error =
+            InferenceError::Run(format!("model {} has no loaded session", batch.model.id()));
         let run = BatchRun {
             size: batch.requests.len() as i32,
             inference_us: 0,
@@ -201,7 +204,12 @@ impl Worker {
                 done.results.push(LeaderResult { key, outputs: None });
             }
             let run = BatchRun { ..run };
-            if self.outputs.outcomes.blocking_send(model_error(a, &error, run)).is_err() {
+            if self
+                .outputs
+                .outcomes
+                .blocking_send(model_error(a, &error, run))
+                .is_err()
+            {
                 tracing::error!("replier is gone; an outcome was not sent");
             }
         }

@@ -88,7 +88,10 @@ async fn a_poisoned_request_fails_alone_and_its_batch_mates_are_answered() {
     let (pool, handles) = spawn_workers(alive, &outputs, policy).expect("spawn");
     drop(outputs);
     let values = [1.0, 2.0, 3.0, -1.0, 5.0, 6.0, 7.0, 8.0];
-    pool.batches.send(batch_of(&doubler(), &values)).await.expect("send");
+    pool.batches
+        .send(batch_of(&doubler(), &values))
+        .await
+        .expect("send");
     let done = frx.recv().await.expect("feedback");
     assert_eq!(done.size, 8);
     assert!(!done.ok, "the batch as formed failed");

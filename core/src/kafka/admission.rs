@@ -144,12 +144,7 @@ impl Admission {
         }
         // Before the model and the content: the refusal decides where the reply goes.
         if let Some(refusal) = topic_refusal {
-            let o = Outcome::error(
-                admitted,
-                refusal.status(),
-                refusal.to_string(),
-                now_ms,
-            );
+            let o = Outcome::error(admitted, refusal.status(), refusal.to_string(), now_ms);
             return Decision::Invalid(o);
         }
         // The model is checked before the content: a request for another model is validated

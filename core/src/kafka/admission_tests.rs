@@ -25,7 +25,9 @@ fn model() -> ModelInfo {
 
 /// The one model version served in these tests.
 fn routes() -> Routes {
-    Routes::fixed(RoutingTable::single(Arc::new(ServedModel::unloaded(model()))))
+    Routes::fixed(RoutingTable::single(Arc::new(ServedModel::unloaded(
+        model(),
+    ))))
 }
 
 fn request() -> Request {

@@ -39,8 +39,8 @@ use super::tier_gate::{GateInputs, TierGate};
 use super::watermarks::CachedWatermarks;
 use super::{KafkaError, SharedTracker};
 use crate::config::{Config, Delivery};
-use crate::registry::Routes;
 use crate::pipeline::{now_ms, Admitted, Origin, Outcome};
+use crate::registry::Routes;
 use crate::telemetry::{IntakeState, IntakeTier, Telemetry};
 use crate::tier::Tier;
 

@@ -31,12 +31,7 @@ fn intake_with_outcomes(
 /// An immediate outcome (an error reply) for the record at `offset` of `topic`'s partition 0.
 fn outcome(topic: Tier, offset: i64) -> Outcome {
     let a = admitted(topic, topic, 0, offset);
-    Outcome::error(
-        a,
-        crate::wire::Status::InvalidInput,
-        "bad".into(),
-        0,
-    )
+    Outcome::error(a, crate::wire::Status::InvalidInput, "bad".into(), 0)
 }
 
 fn offsets(rx: &mut Receiver<Admitted>) -> Vec<i64> {

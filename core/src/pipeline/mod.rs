@@ -27,9 +27,9 @@ mod flush;
 mod outcome;
 mod workers;
 
+pub use crate::model::ModelId;
 pub use dedup_key::{dedup_key, DedupKey};
 pub use flush::{FlushCounts, FlushReason};
-pub use crate::model::ModelId;
 pub use outcome::{
     micros, now_ms, Admitted, Batch, BatchDone, LeaderResult, Origin, Outcome, ReplyTo,
 };

@@ -129,12 +129,7 @@ impl Outcome {
     }
 
     /// An OK reply with `outputs` for `a`. `timings.end_to_end_us` is filled in here.
-    pub fn ok(
-        a: Admitted,
-        outputs: Vec<f32>,
-        mut timings: Timings,
-        now_ms: i64,
-    ) -> Outcome {
+    pub fn ok(a: Admitted, outputs: Vec<f32>, mut timings: Timings, now_ms: i64) -> Outcome {
         timings.end_to_end_us = end_to_end_us(now_ms, a.record_timestamp_ms);
         let model = a.model.id();
         let reply = Reply {

@@ -118,11 +118,10 @@ impl Manifest {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(RegistryError::io(path, &e)),
         };
-        let mut m: Manifest =
-            serde_yaml::from_str(&text).map_err(|e| RegistryError::Manifest {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            })?;
+        let mut m: Manifest = serde_yaml::from_str(&text).map_err(|e| RegistryError::Manifest {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
         if let (Some(samples), Some(dir)) = (&m.warmup.samples, path.parent()) {
             m.warmup.samples = Some(dir.join(samples));
         }

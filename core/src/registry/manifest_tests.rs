@@ -8,7 +8,10 @@ fn parse(text: &str) -> Manifest {
 
 #[test]
 fn version_policies_read_as_written() {
-    assert_eq!(parse("version_policy: latest").version_policy, VersionPolicy::Latest);
+    assert_eq!(
+        parse("version_policy: latest").version_policy,
+        VersionPolicy::Latest
+    );
     assert_eq!(
         parse("version_policy: {pinned: \"2\"}").version_policy,
         VersionPolicy::Pinned("2".into())
@@ -29,7 +32,10 @@ fn batching_overrides_and_signature_are_read() {
          signature: {input_name: x, input_shape: [4, 2], output_name: y, output_size: 3}",
     );
     assert_eq!(m.batching.max_batch_size, Some(8));
-    assert_eq!(m.batching.tier_wait_ms.in_order(), [Some(1.0), None, None, Some(40.0)]);
+    assert_eq!(
+        m.batching.tier_wait_ms.in_order(),
+        [Some(1.0), None, None, Some(40.0)]
+    );
     let sig = m.signature.expect("signature");
     assert_eq!(sig.input_shape, vec![4, 2]);
     assert_eq!(sig.output_size, 3);
@@ -42,7 +48,10 @@ fn unknown_keys_are_refused_with_the_file_named() {
     std::fs::write(&path, "version_polcy: latest\n").unwrap();
     let err = Manifest::read(&path).unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("model.yaml") && text.contains("version_polcy"), "{text}");
+    assert!(
+        text.contains("model.yaml") && text.contains("version_polcy"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -53,5 +53,8 @@ pub fn default_model_file(cfg: &Config) -> Result<(ModelId, PathBuf), RegistryEr
     let (version, v) = pinned
         .or_else(|| model.versions.iter().next_back())
         .ok_or_else(no_model)?;
-    Ok((ModelId::new(name.clone(), version.0.clone()), v.file.clone()))
+    Ok((
+        ModelId::new(name.clone(), version.0.clone()),
+        v.file.clone(),
+    ))
 }

@@ -39,7 +39,9 @@ impl ModelRoutes {
                 Some(m) => (vec![(1.0, m.clone())], None),
                 None => (
                     vec![(1.0, latest)],
-                    Some(format!("pinned version {v} is not served; the latest serves")),
+                    Some(format!(
+                        "pinned version {v} is not served; the latest serves"
+                    )),
                 ),
             },
             VersionPolicy::Weights(weights) => split(&versions, weights, latest),
@@ -142,8 +144,8 @@ impl RoutingTable {
         let id = model.id().clone();
         let mut versions = BTreeMap::new();
         versions.insert(VersionKey(id.version.clone()), model.clone());
-        let routes = ModelRoutes::new(versions, VersionPolicy::Latest)
-            .expect("one version is a route");
+        let routes =
+            ModelRoutes::new(versions, VersionPolicy::Latest).expect("one version is a route");
         Self {
             default_model: id.name.clone(),
             models: [(id.name, routes)].into(),

@@ -71,7 +71,11 @@ fn a_pinned_version_serves_and_a_missing_pin_falls_back_to_latest() {
     assert_eq!(version_of(&t, None, None, "r"), "a:2");
     let t = table(VersionPolicy::Pinned("7".into()));
     assert_eq!(version_of(&t, None, None, "r"), "a:10");
-    assert!(t.models["a"].policy_problem.as_deref().unwrap().contains("pinned version 7"));
+    assert!(t.models["a"]
+        .policy_problem
+        .as_deref()
+        .unwrap()
+        .contains("pinned version 7"));
 }
 
 #[test]
@@ -83,13 +87,19 @@ fn a_weighted_split_follows_its_weights_and_is_stable_per_request() {
         .filter(|i| version_of(&t, None, None, &format!("req-{i}")) == "a:2")
         .count();
     let share = to_2 as f64 / n as f64;
-    assert!((share - 0.10).abs() < 0.01, "version 2 got {share:.4} of requests");
+    assert!(
+        (share - 0.10).abs() < 0.01,
+        "version 2 got {share:.4} of requests"
+    );
     // Nothing goes to the unweighted version 10.
     assert!((0..1000).all(|i| version_of(&t, None, None, &format!("x{i}")) != "a:10"));
     // The same request id always takes the same version (a redelivery too).
     for i in 0..100 {
         let id = format!("again-{i}");
-        assert_eq!(version_of(&t, None, None, &id), version_of(&t, None, None, &id));
+        assert_eq!(
+            version_of(&t, None, None, &id),
+            version_of(&t, None, None, &id)
+        );
     }
 }
 
@@ -98,5 +108,9 @@ fn weights_naming_unserved_versions_are_reported_and_skipped() {
     let weights = [("2".to_string(), 50.0), ("9".to_string(), 50.0)].into();
     let t = table(VersionPolicy::Weights(weights));
     assert!((0..200).all(|i| version_of(&t, None, None, &format!("r{i}")) == "a:2"));
-    assert!(t.models["a"].policy_problem.as_deref().unwrap().contains("version 9"));
+    assert!(t.models["a"]
+        .policy_problem
+        .as_deref()
+        .unwrap()
+        .contains("version 9"));
 }

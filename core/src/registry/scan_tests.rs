@@ -41,7 +41,9 @@ fn finds_models_and_versions_and_skips_what_is_not_one() {
     assert_eq!(a.versions[&VersionKey("2".into())].fingerprint.len, 4);
     assert!(matches!(a.manifest, Ok(Some(_))));
     // A broken version manifest stays on its version; the scan goes on.
-    assert!(found["b"].versions[&VersionKey("1".into())].manifest.is_err());
+    assert!(found["b"].versions[&VersionKey("1".into())]
+        .manifest
+        .is_err());
 }
 
 #[test]

@@ -190,7 +190,9 @@ impl Registry {
             !idle
         });
         for id in &unloaded {
-            let still_served = self.loaded.contains_key(&(id.name.clone(), VersionKey(id.version.clone())));
+            let still_served = self
+                .loaded
+                .contains_key(&(id.name.clone(), VersionKey(id.version.clone())));
             if !still_served {
                 self.telemetry.metrics.forget_model_version(id);
             }
@@ -317,7 +319,9 @@ impl Registry {
         let got = info.signature();
         if self.settings.model.file.is_some() {
             let m = &self.settings.model;
-            if m.input_shape.as_ref().is_some_and(|s| *s != got.input_shape)
+            if m.input_shape
+                .as_ref()
+                .is_some_and(|s| *s != got.input_shape)
                 || m.output_size.is_some_and(|s| s != got.output_size)
             {
                 return Err(format!(
@@ -337,7 +341,11 @@ impl Registry {
             return check(&got, want, "its model.yaml declares");
         }
         if let Some(prev) = self.superseded(id) {
-            return check(&got, &prev.info().signature(), &format!("version {} serves", prev.id().version));
+            return check(
+                &got,
+                &prev.info().signature(),
+                &format!("version {} serves", prev.id().version),
+            );
         }
         Ok(())
     }
@@ -424,7 +432,11 @@ impl Registry {
             entries.push((name, v.clone(), served_view(&l.served, VersionState::Ready)));
         }
         for m in &self.draining {
-            entries.push((&m.id().name, VersionKey(m.id().version.clone()), served_view(m, VersionState::Draining)));
+            entries.push((
+                &m.id().name,
+                VersionKey(m.id().version.clone()),
+                served_view(m, VersionState::Draining),
+            ));
         }
         for ((name, v), f) in &self.failed {
             entries.push((
@@ -487,7 +499,9 @@ fn check(got: &Signature, want: &Signature, whose: &str) -> Result<(), String> {
     if got == want {
         Ok(())
     } else {
-        Err(format!("signature {got} does not match {want}, which {whose}"))
+        Err(format!(
+            "signature {got} does not match {want}, which {whose}"
+        ))
     }
 }
 

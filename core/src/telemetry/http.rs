@@ -94,7 +94,8 @@ pub fn router_with(t: Arc<Telemetry>, keys: ApiKeys) -> Router {
     let mut protected = Router::new()
         .route("/metrics", get(metrics))
         .route("/ready", get(ready))
-        .route("/stats", get(stats));
+        .route("/stats", get(stats))
+        .route("/models", get(models));
     if !keys.is_open() {
         protected = protected.route_layer(middleware::from_fn_with_state(keys, require_key));
     }
@@ -182,6 +183,15 @@ async fn ready(State(t): State<Arc<Telemetry>>) -> Response {
 
 async fn stats(State(t): State<Arc<Telemetry>>) -> Response {
     Json(t.stats.snapshot()).into_response()
+}
+
+/// The model registry's report (every model, its versions and their state); 503 before the
+/// registry made its first one.
+async fn models(State(t): State<Arc<Telemetry>>) -> Response {
+    match t.stats.models() {
+        Some(view) => Json(view).into_response(),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "models not loaded yet\n").into_response(),
+    }
 }
 
 #[cfg(test)]

@@ -135,12 +135,7 @@ fn a_follow_up_keeps_its_job_unfinished() {
         Tier::High,
         tokio::time::Instant::now(),
     );
-    let then = Outcome::error(
-        a,
-        Status::ModelError,
-        "boom".into(),
-        0,
-    );
+    let then = Outcome::error(a, Status::ModelError, "boom".into(), 0);
     let pending = Pending {
         origin,
         kind: Kind::DeadLetter(note()),

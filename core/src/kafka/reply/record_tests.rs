@@ -58,12 +58,7 @@ fn reply_outcome(id: &str) -> Outcome {
         correlation_id: Some(b"corr-1".to_vec()),
         trace: TraceContext::join(Some(TRACEPARENT)),
     };
-    Outcome::error(
-        a,
-        Status::ModelError,
-        "boom".into(),
-        1_000,
-    )
+    Outcome::error(a, Status::ModelError, "boom".into(), 1_000)
 }
 
 fn letter() -> DeadLetter {
@@ -157,12 +152,7 @@ fn a_reply_without_correlation_or_trace_carries_neither_header() {
         tokio::time::Instant::now(),
     );
     a.reply_to.key = None;
-    let outcome = Outcome::error(
-        a,
-        Status::Rejected,
-        "full".into(),
-        0,
-    );
+    let outcome = Outcome::error(a, Status::Rejected, "full".into(), 0);
     let mut records = builder();
     let built = records.outcome(outcome);
     assert_eq!(built.record.key, None);

@@ -55,12 +55,7 @@ fn outcome(kind: &str, offset: i64, reply_topic: &str) -> Outcome {
     a.origin.epoch = 1;
     a.reply_to.topic = reply_topic.to_owned();
     match kind {
-        "reply" => Outcome::error(
-            a,
-            Status::Rejected,
-            "full".into(),
-            0,
-        ),
+        "reply" => Outcome::error(a, Status::Rejected, "full".into(), 0),
         "poison" => Outcome::poison(a, "nan".into(), 0),
         _ => Outcome::DeadLetter {
             letter: Box::new(DeadLetter {
