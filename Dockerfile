@@ -24,11 +24,13 @@ RUN apt-get update \
  && useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin kbatch
 COPY --from=build /src/target/release/kbatch /opt/kbatch/bin/kbatch
 COPY --from=build /src/vendor/onnxruntime/libonnxruntime.so.1.31.1 /opt/kbatch/bin/libonnxruntime.so.1.31.1
-COPY models/*.onnx /opt/kbatch/models/
+# The bundled registry: <model>/<version>/model.onnx and the model.yaml files.
+COPY models/cnn_lstm /opt/kbatch/models/cnn_lstm
+COPY models/risk_mlp /opt/kbatch/models/risk_mlp
 COPY config /opt/kbatch/config
 ENV PATH=/opt/kbatch/bin:$PATH \
     KBATCH_CONFIG=/opt/kbatch/config/default.yaml \
-    KBATCH_MODEL__REGISTRY_PATH=/opt/kbatch/models \
+    KBATCH_MODEL_REGISTRY__PATH=/opt/kbatch/models \
     ORT_DYLIB_PATH=/opt/kbatch/bin/libonnxruntime.so.1.31.1 \
     KBATCH_LOGGING__FORMAT=json
 USER 10001

@@ -30,7 +30,8 @@ k="$STAGE/kbatch/rootfs"
 # Debug info is most of a build's size and nothing a container needs.
 objcopy --strip-debug "$BIN" "$k/opt/kbatch/bin/kbatch"
 cp -L "$ORT" "$k/opt/kbatch/bin/"
-cp "$REPO"/models/*.onnx "$k/opt/kbatch/models/"
+# The bundled registry: <model>/<version>/model.onnx and the model.yaml files.
+cp -r "$REPO"/models/cnn_lstm "$REPO"/models/risk_mlp "$k/opt/kbatch/models/"
 cp -r "$REPO/config" "$k/opt/kbatch/config"
 copy_libs "$k" "$BIN" "$ORT"
 cp "$REPO/deploy/image/Containerfile.local" "$STAGE/kbatch/Containerfile"

@@ -294,7 +294,7 @@ fn bad_records(cfg: &Config) -> Vec<Case> {
                 ..request("unknown-model-version", 12)
             },
         )),
-        Reply(Status::UnknownModel, "version \"999\" is not served here"),
+        Reply(Status::UnknownModel, "has no version \"999\""),
     );
     cases
 }

@@ -6,7 +6,7 @@ fn args(batch_sizes: Vec<usize>) -> ModelBenchArgs {
     ModelBenchArgs {
         source: ConfigSource {
             overrides: vec![format!(
-                "model.registry_path={}/models",
+                "model_registry.path={}/models",
                 env!("CARGO_MANIFEST_DIR")
             )],
             ..ConfigSource::default()

@@ -4,6 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use kbatch_core::model::ModelId;
+use kbatch_core::telemetry::models::{ModelView, ModelsView, VersionState, VersionView};
 use kbatch_core::telemetry::Metrics;
 
 /// Labels Prometheus attaches to every scraped series (target labels).
@@ -27,6 +29,25 @@ impl Exported {
         let m = Metrics::new(256).expect("registry");
         // Lag has no series before an assignment; one placeholder makes its labels visible.
         m.consumer_lag.with_label_values(&["topic", "0"]).set(0);
+        // Nor do the per-model-version series before the registry reports and a batch runs.
+        m.model_batch(&ModelId::new("model", "1"), 1);
+        m.model_load_failed("model");
+        m.set_models(&ModelsView {
+            models: vec![ModelView {
+                name: "model".into(),
+                policy: "latest".into(),
+                policy_problem: None,
+                manifest_error: None,
+                versions: vec![VersionView {
+                    version: "1".into(),
+                    state: VersionState::Ready,
+                    signature: None,
+                    device: None,
+                    error: None,
+                }],
+            }],
+            ..ModelsView::default()
+        });
         let families: BTreeSet<String> = m.names().iter().cloned().collect();
         let mut e = Exported {
             families,
