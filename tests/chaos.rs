@@ -299,7 +299,7 @@ fn verify(
     commits: &[(i64, Tier, i32, i64)],
     faults: &BTreeMap<&str, u32>,
 ) {
-    let mut backend = load_default_backend(&cfg);
+    let mut backend = load_default_backend(cfg);
     let mut want: HashMap<u64, Vec<f32>> = HashMap::new();
     let mut out = Vec::new();
     for n in 0..INPUTS {

@@ -20,7 +20,7 @@ fn unique_ids(replies: &[Received]) -> HashSet<String> {
 
 /// The model's outputs for `req` computed directly, one row at a time.
 fn expected_outputs(cfg: &Config, reqs: &[Request]) -> HashMap<String, Vec<f32>> {
-    let mut backend = load_default_backend(&cfg);
+    let mut backend = load_default_backend(cfg);
     let mut out = Vec::new();
     reqs.iter()
         .map(|r| {

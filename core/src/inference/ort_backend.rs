@@ -118,7 +118,7 @@ impl OrtBackend {
     /// zeros when there are none.
     fn warm_up(&mut self, batches: usize, samples: &[f32]) -> Result<(), InferenceError> {
         let row = self.info.input_len();
-        if !samples.is_empty() && samples.len() % row != 0 {
+        if !samples.is_empty() && !samples.len().is_multiple_of(row) {
             return Err(InferenceError::ModelMismatch(format!(
                 "warm-up samples hold {} values, not whole rows of {row}",
                 samples.len()
