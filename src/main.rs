@@ -39,6 +39,8 @@ enum Command {
     CreateTopics(kbatch::topics::CreateTopicsArgs),
     /// Print a running instance's statistics (its `/stats` endpoint).
     Stats(StatsArgs),
+    /// List a running instance's models, versions and their state (its `/models` endpoint).
+    Models(StatsArgs),
     /// Exit 0 when an instance's probe answers 200 (container health checks: images have no curl).
     Probe(ProbeArgs),
     /// Run a local Apache Kafka broker (KRaft, one node) until SIGTERM or Ctrl-C.
@@ -94,6 +96,17 @@ struct StatsArgs {
     api_key: Option<String>,
 }
 
+impl StatsArgs {
+    /// The API key header, when one is given.
+    fn headers(&self) -> Vec<(&str, &str)> {
+        self.api_key
+            .as_deref()
+            .map(|k| ("X-API-Key", k))
+            .into_iter()
+            .collect()
+    }
+}
+
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::ValidateConfig(args) => return validate_config(&args),
@@ -133,13 +146,18 @@ fn main() -> ExitCode {
         }),
         Command::Broker(args) => runtime().and_then(|rt| rt.block_on(broker(args))),
         Command::Stats(args) => runtime().and_then(|rt| {
-            let headers: Vec<(&str, &str)> = args
-                .api_key
-                .as_deref()
-                .map(|k| ("X-API-Key", k))
-                .into_iter()
-                .collect();
+            let headers = args.headers();
             let text = rt.block_on(kbatch_core::telemetry::client::stats_with_headers(
+                &args.endpoint,
+                args.json,
+                &headers,
+            ))?;
+            print!("{text}");
+            Ok(())
+        }),
+        Command::Models(args) => runtime().and_then(|rt| {
+            let headers = args.headers();
+            let text = rt.block_on(kbatch_core::telemetry::client::models_with_headers(
                 &args.endpoint,
                 args.json,
                 &headers,

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::pipeline::*;
-use common::serving::{serve_observed, stop};
+use common::serving::{http_addr, serve_observed, stop};
 use common::{producer, shared_broker, with_timeout};
 use kbatch_core::config::Config;
 use kbatch_core::inference::{load_backend, LoadSpec};
@@ -255,6 +255,24 @@ async fn a_version_with_the_wrong_signature_is_refused_and_the_old_one_keeps_ser
     assert!(
         why.contains("signature") && why.contains("version 1 serves"),
         "{why}"
+    );
+    // The same report over HTTP, as `kbatch models` prints it.
+    let addr = http_addr(&telemetry).await.to_string();
+    let text = kbatch_core::telemetry::client::models_with_headers(&addr, false, &[])
+        .await
+        .expect("GET /models");
+    let line = |v: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(v))
+            .unwrap_or("")
+    };
+    assert!(
+        line("1 ").contains("ready") && line("1 ").contains("input: float32[batch, 64, 16]"),
+        "{text}"
+    );
+    assert!(
+        line("2 ").contains("failed") && line("2 ").contains("signature"),
+        "{text}"
     );
     let metrics = telemetry.render_metrics();
     assert!(

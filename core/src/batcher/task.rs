@@ -141,15 +141,7 @@ pub async fn run_batcher(parts: BatcherParts) -> BatcherReport {
         let due = batcher.due(Instant::now(), draining);
         // The flush timer matters only while no batch is due; the expiry timers always do
         // (a due batch may wait for a busy worker while a deadline passes).
-        let flush = if due.is_none() {
-            batcher
-                .lanes
-                .iter()
-                .filter_map(|l| l.state.flush_at())
-                .min()
-        } else {
-            None
-        };
+        let flush = batcher.next_flush(due.map(|(lane, _)| lane), Instant::now());
         let wake = [
             flush,
             batcher
@@ -174,7 +166,11 @@ pub async fn run_batcher(parts: BatcherParts) -> BatcherReport {
             },
             permit = pool.idle.clone().acquire_owned(), if due.is_some() => {
                 let Ok(permit) = permit else { break };
-                let Some((lane, reason)) = due else { continue };
+                // Chosen again now: while the worker was busy, a more urgent lane may have
+                // become due.
+                let Some((lane, reason)) = batcher.due(Instant::now(), draining) else {
+                    continue;
+                };
                 let Some(batch) = batcher.form(lane, reason, permit).await else { continue };
                 if pool.batches.send(batch).await.is_err() {
                     tracing::error!("inference workers are gone; the batcher stops");
@@ -295,7 +291,7 @@ impl Batcher {
         let n = self.lanes.len();
         let mut best: Option<(usize, FlushReason, usize)> = None;
         for k in 0..n {
-            let i = (self.turn + k) % n;
+            let i = (self.turn + k) % n.max(1);
             let state = &self.lanes[i].state;
             let reason = if draining {
                 (!state.is_empty()).then_some(FlushReason::Drain)
@@ -312,6 +308,21 @@ impl Batcher {
         best.map(|(i, reason, _)| (i, reason))
     }
 
+    /// When the batcher must look again without an event: the earliest flush time of the lanes
+    /// with no batch due. With a batch due (`due`, waiting for a worker), only lanes whose
+    /// flush time is still ahead count: one of them may become due with a higher tier and must
+    /// go first, while a flush time already past belongs to a lane that lost the choice and
+    /// would only wake the task in a loop.
+    fn next_flush(&self, due: Option<usize>, now: Instant) -> Option<Instant> {
+        self.lanes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| Some(*i) != due)
+            .filter_map(|(_, l)| l.state.flush_at())
+            .filter(|&at| due.is_none() || at > now)
+            .min()
+    }
+
     /// Pops the next batch of lane `i`; `None` when only expired requests were left.
     async fn form(
         &mut self,
@@ -320,7 +331,9 @@ impl Batcher {
         permit: tokio::sync::OwnedSemaphorePermit,
     ) -> Option<Batch> {
         let now = Instant::now();
-        self.turn = (i + 1) % self.lanes.len().max(1);
+        // The lane after this one goes first among equals next time (lanes added meanwhile
+        // included: the index is reduced when it is used).
+        self.turn = i + 1;
         let lane = &mut self.lanes[i];
         let sel = lane.state.next_batch(now);
         let model = lane.model.clone();

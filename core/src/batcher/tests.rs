@@ -9,6 +9,8 @@ use tokio::time::Instant;
 
 use super::*;
 
+/// Several model versions at once: one lane each, sharing the workers.
+mod lanes;
 /// The pure state's rules, and what the task makes of them.
 mod state;
 use crate::pipeline::{fixtures, Admitted, Batch, FlushReason, Outcome, WorkerPool};

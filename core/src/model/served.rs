@@ -83,6 +83,12 @@ impl ServedModel {
         }
     }
 
+    /// This version with `batching` as its overrides.
+    pub fn with_batching(mut self, batching: ModelBatching) -> Self {
+        self.batching = batching;
+        self
+    }
+
     pub fn id(&self) -> &ModelId {
         &self.info.id
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::models::ModelsView;
 use super::TelemetryError;
 
 /// `(status, body)` of `GET path` at `addr`, within `timeout`.
@@ -71,6 +72,61 @@ pub async fn stats_with_headers(
             source,
         })?;
     Ok(summary(&v))
+}
+
+/// `kbatch models`: the `/models` report of the instance at `endpoint`, as served (`json`) or as
+/// one line per model version.
+pub async fn models_with_headers(
+    endpoint: &str,
+    json: bool,
+    headers: &[(&str, &str)],
+) -> Result<String, TelemetryError> {
+    let body = get_ok(endpoint, "/models", headers, Duration::from_secs(10)).await?;
+    if json {
+        return Ok(body + "\n");
+    }
+    let view: ModelsView =
+        serde_json::from_str(&body).map_err(|source| TelemetryError::NotJson {
+            url: format!("{endpoint}/models"),
+            source,
+        })?;
+    Ok(models_table(&view))
+}
+
+/// The registry's report as lines: the default model, then each version with its state.
+pub fn models_table(view: &ModelsView) -> String {
+    let mut out = format!("default model {}", view.default_model);
+    if !view.registry_path.is_empty() {
+        out += &format!(" (registry {})", view.registry_path);
+    }
+    out.push('\n');
+    if let Some(e) = &view.sync_error {
+        out += &format!("last rescan failed: {e}\n");
+    }
+    for m in &view.models {
+        out += &format!("{}  policy {}", m.name, m.policy);
+        if let Some(p) = &m.policy_problem {
+            out += &format!("  ({p})");
+        }
+        if let Some(e) = &m.manifest_error {
+            out += &format!("  (model.yaml: {e})");
+        }
+        out.push('\n');
+        for v in &m.versions {
+            out += &format!("  {:<8} {:<8}", v.version, v.state.as_str());
+            if let Some(d) = &v.device {
+                out += &format!(" {d:<4}");
+            }
+            if let Some(sig) = &v.signature {
+                out += &format!(" {sig}");
+            }
+            if let Some(e) = &v.error {
+                out += &format!(" {e}");
+            }
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// `kbatch probe`: succeeds when `path` (`/healthz`, `/ready`) of the instance at `endpoint`
