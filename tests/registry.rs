@@ -228,6 +228,60 @@ async fn versions_roll_out_and_drain_live_with_no_failed_request() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sighup_rescans_at_once_and_a_failed_warm_up_is_reported() {
+    // Registered first: a SIGHUP reaching the process before the registry listens must not end it.
+    let _keep_alive =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).unwrap();
+    let broker = shared_broker().await;
+    let root = tempfile::tempdir().unwrap();
+    install(root.path(), "cnn_lstm", "1", "cnn_lstm/1/model.onnx");
+    let mut cfg = registry_config(broker.bootstrap_servers(), root.path()).await;
+    // No rescan on the interval within this test: only SIGHUP can find the new versions.
+    cfg.model_registry.sync_interval_s = 3600.0;
+    let (telemetry, serving) = serve_observed(&cfg);
+    wait_for("version 1 ready", || {
+        state_of(&telemetry, "cnn_lstm", "1") == Some(VersionState::Ready)
+    })
+    .await;
+    install(root.path(), "cnn_lstm", "2", "cnn_lstm/2/model.onnx");
+    // Version 3's warm-up samples are not whole rows of 64 x 16 values: its warm-up fails.
+    install(root.path(), "cnn_lstm", "3", "cnn_lstm/2/model.onnx");
+    std::fs::write(root.path().join("cnn_lstm/3/warm.json"), "[[1, 2, 3]]").unwrap();
+    std::fs::write(
+        root.path().join("cnn_lstm/3/model.yaml"),
+        "warmup: {samples: warm.json}\n",
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        state_of(&telemetry, "cnn_lstm", "2"),
+        None,
+        "no rescan before the signal"
+    );
+    // SAFETY: kill(2) on our own pid with a signal this process handles.
+    assert_eq!(unsafe { libc::kill(libc::getpid(), libc::SIGHUP) }, 0);
+    wait_for("version 2 ready after SIGHUP", || {
+        state_of(&telemetry, "cnn_lstm", "2") == Some(VersionState::Ready)
+    })
+    .await;
+    assert_eq!(
+        state_of(&telemetry, "cnn_lstm", "3"),
+        Some(VersionState::Failed)
+    );
+    let view = telemetry.stats.models().unwrap();
+    let v3 = view.models[0]
+        .versions
+        .iter()
+        .find(|v| v.version == "3")
+        .unwrap();
+    assert!(
+        v3.error.as_deref().unwrap().contains("whole rows"),
+        "{v3:?}"
+    );
+    stop(serving).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_version_with_the_wrong_signature_is_refused_and_the_old_one_keeps_serving() {
     let broker = shared_broker().await;
     let root = tempfile::tempdir().unwrap();
@@ -326,17 +380,20 @@ async fn a_weighted_split_sends_each_version_its_share() {
     let replies_reader = reader(broker.bootstrap_servers(), &cfg.replies.default_topic);
     let (_telemetry, serving) = serve_observed(&cfg);
     let p = producer(broker.bootstrap_servers());
-    let n = 2000;
-    for i in 0..n {
-        send_request(
-            &p,
-            &cfg,
-            Tier::ALL[(i % 4) as usize],
-            &request(&format!("canary-{i}"), i),
-        )
-        .await;
+    let n = 10_000u64;
+    // Sent 500 at a time: one by one, 10,000 deliveries would take most of a minute.
+    for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
+        let reqs: Vec<Request> = chunk
+            .iter()
+            .map(|&i| request(&format!("canary-{i}"), i))
+            .collect();
+        let sends = reqs
+            .iter()
+            .enumerate()
+            .map(|(k, r)| send_request(&p, &cfg, Tier::ALL[k % 4], r));
+        futures::future::join_all(sends).await;
     }
-    let replies = collect_replies(&replies_reader, &cfg, Duration::from_secs(120), |r| {
+    let replies = collect_replies(&replies_reader, &cfg, Duration::from_secs(180), |r| {
         r.len() >= n as usize
     })
     .await;
@@ -347,6 +404,7 @@ async fn a_weighted_split_sends_each_version_its_share() {
         .filter(|r| r.reply.model_version == "2")
         .count();
     let share = to_2 as f64 / n as f64;
+    eprintln!("weighted split 70/30: version 2 answered {to_2} of {n} ({share:.4})");
     assert!(
         (share - 0.30).abs() <= 0.03,
         "version 2 answered {share:.3} of requests"
