@@ -84,7 +84,11 @@ async fn critical_requests_overtake_a_low_priority_backlog() {
     let broker = shared_broker().await;
     let mut cfg = test_config(broker.bootstrap_servers(), 4).await;
     cfg.batch_processing.max_batch_size = 8;
-    // The default queue bound holds 250 per tier: a deep low-priority queue inside kbatch.
+    // The default queue bound holds 250 per tier: a deep low-priority queue inside kbatch. At
+    // most one batch of 8 per 4 ms (2,000 req/s) keeps it deep even when the intake is slowed
+    // by other tests sharing the cores (without it, one run in three under a full `cargo test`
+    // read the backlog so slowly that the queue never grew and priorities had nothing to order).
+    cfg.batch_processing.min_batch_interval = 0.004;
     let p = producer(broker.bootstrap_servers());
     for i in 0..1000 {
         send_request(&p, &cfg, Tier::Low, &request(&format!("low-{i}"), i)).await;
