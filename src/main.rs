@@ -145,26 +145,8 @@ fn main() -> ExitCode {
             .map_err(Into::into)
         }),
         Command::Broker(args) => runtime().and_then(|rt| rt.block_on(broker(args))),
-        Command::Stats(args) => runtime().and_then(|rt| {
-            let headers = args.headers();
-            let text = rt.block_on(kbatch_core::telemetry::client::stats_with_headers(
-                &args.endpoint,
-                args.json,
-                &headers,
-            ))?;
-            print!("{text}");
-            Ok(())
-        }),
-        Command::Models(args) => runtime().and_then(|rt| {
-            let headers = args.headers();
-            let text = rt.block_on(kbatch_core::telemetry::client::models_with_headers(
-                &args.endpoint,
-                args.json,
-                &headers,
-            ))?;
-            print!("{text}");
-            Ok(())
-        }),
+        Command::Stats(args) => print_page(&args, Page::Stats),
+        Command::Models(args) => print_page(&args, Page::Models),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -173,6 +155,27 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A running instance's page that `kbatch` prints.
+enum Page {
+    Stats,
+    Models,
+}
+
+/// Prints `page` of the instance at `args.endpoint` (`kbatch stats`, `kbatch models`).
+fn print_page(args: &StatsArgs, page: Page) -> anyhow::Result<()> {
+    use kbatch_core::telemetry::client::{models_with_headers, stats_with_headers};
+    let headers = args.headers();
+    let (endpoint, json) = (args.endpoint.as_str(), args.json);
+    let text = runtime()?.block_on(async {
+        match page {
+            Page::Stats => stats_with_headers(endpoint, json, &headers).await,
+            Page::Models => models_with_headers(endpoint, json, &headers).await,
+        }
+    })?;
+    print!("{text}");
+    Ok(())
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -72,6 +72,12 @@ fn state_of(t: &Telemetry, model: &str, version: &str) -> Option<VersionState> {
     Some(m.versions.iter().find(|v| v.version == version)?.state)
 }
 
+/// Waits until the registry reports `model` `version` in `state`.
+async fn wait_state(t: &Telemetry, model: &str, version: &str, state: VersionState) {
+    let what = format!("{model} {version} {}", state.as_str());
+    wait_for(&what, || state_of(t, model, version) == Some(state)).await;
+}
+
 async fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
     with_timeout(what, Duration::from_secs(60), async {
         while !ok() {
@@ -159,10 +165,7 @@ async fn versions_roll_out_and_drain_live_with_no_failed_request() {
     let replies_reader = reader(broker.bootstrap_servers(), &cfg.replies.default_topic);
     let (telemetry, serving) = serve_observed(&cfg);
     let p = producer(broker.bootstrap_servers());
-    wait_for("version 1 ready", || {
-        state_of(&telemetry, "cnn_lstm", "1") == Some(VersionState::Ready)
-    })
-    .await;
+    wait_state(&telemetry, "cnn_lstm", "1", VersionState::Ready).await;
 
     // Traffic without a version all along: it follows the latest version.
     let sender = {
@@ -182,10 +185,7 @@ async fn versions_roll_out_and_drain_live_with_no_failed_request() {
     };
     tokio::time::sleep(Duration::from_millis(1500)).await;
     install(root.path(), "cnn_lstm", "2", "cnn_lstm/2/model.onnx");
-    wait_for("version 2 ready", || {
-        state_of(&telemetry, "cnn_lstm", "2") == Some(VersionState::Ready)
-    })
-    .await;
+    wait_state(&telemetry, "cnn_lstm", "2", VersionState::Ready).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     std::fs::remove_dir_all(root.path().join("cnn_lstm/1")).unwrap();
     // Draining, then unloaded: gone from the report.
@@ -239,10 +239,7 @@ async fn sighup_rescans_at_once_and_a_failed_warm_up_is_reported() {
     // No rescan on the interval within this test: only SIGHUP can find the new versions.
     cfg.model_registry.sync_interval_s = 3600.0;
     let (telemetry, serving) = serve_observed(&cfg);
-    wait_for("version 1 ready", || {
-        state_of(&telemetry, "cnn_lstm", "1") == Some(VersionState::Ready)
-    })
-    .await;
+    wait_state(&telemetry, "cnn_lstm", "1", VersionState::Ready).await;
     install(root.path(), "cnn_lstm", "2", "cnn_lstm/2/model.onnx");
     // Version 3's warm-up samples are not whole rows of 64 x 16 values: its warm-up fails.
     install(root.path(), "cnn_lstm", "3", "cnn_lstm/2/model.onnx");
@@ -260,10 +257,7 @@ async fn sighup_rescans_at_once_and_a_failed_warm_up_is_reported() {
     );
     // SAFETY: kill(2) on our own pid with a signal this process handles.
     assert_eq!(unsafe { libc::kill(libc::getpid(), libc::SIGHUP) }, 0);
-    wait_for("version 2 ready after SIGHUP", || {
-        state_of(&telemetry, "cnn_lstm", "2") == Some(VersionState::Ready)
-    })
-    .await;
+    wait_state(&telemetry, "cnn_lstm", "2", VersionState::Ready).await;
     assert_eq!(
         state_of(&telemetry, "cnn_lstm", "3"),
         Some(VersionState::Failed)
@@ -289,16 +283,10 @@ async fn a_version_with_the_wrong_signature_is_refused_and_the_old_one_keeps_ser
     let cfg = registry_config(broker.bootstrap_servers(), root.path()).await;
     let replies_reader = reader(broker.bootstrap_servers(), &cfg.replies.default_topic);
     let (telemetry, serving) = serve_observed(&cfg);
-    wait_for("version 1 ready", || {
-        state_of(&telemetry, "cnn_lstm", "1") == Some(VersionState::Ready)
-    })
-    .await;
+    wait_state(&telemetry, "cnn_lstm", "1", VersionState::Ready).await;
     // A different model's file as version 2: its signature is not version 1's.
     install(root.path(), "cnn_lstm", "2", "risk_mlp/1/model.onnx");
-    wait_for("version 2 refused", || {
-        state_of(&telemetry, "cnn_lstm", "2") == Some(VersionState::Failed)
-    })
-    .await;
+    wait_state(&telemetry, "cnn_lstm", "2", VersionState::Failed).await;
     let view = telemetry.stats.models().unwrap();
     let v2 = view.models[0]
         .versions

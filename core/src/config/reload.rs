@@ -264,7 +264,7 @@ pub async fn run_reloader(
     counters: Arc<ReloadCounters>,
     cancel: CancellationToken,
 ) {
-    let mut hangup = hangup_signal();
+    let mut hangup = hangup_signal("reloading on file changes only");
     let mut files = Contents::new(watched_files(&opts));
     let mut ticker = (!poll.is_zero() && !files.paths.is_empty()).then(|| {
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + poll, poll);
@@ -343,17 +343,20 @@ impl Publisher {
     }
 }
 
-fn hangup_signal() -> Option<Signal> {
+/// A SIGHUP listener for a task that also acts without one (`otherwise` says how, in the
+/// warning logged when the listener cannot be installed).
+pub fn hangup_signal(otherwise: &str) -> Option<Signal> {
     match signal(SignalKind::hangup()) {
         Ok(s) => Some(s),
         Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGHUP; reloading on file changes only");
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; {otherwise}");
             None
         }
     }
 }
 
-async fn next_hangup(hangup: &mut Option<Signal>) {
+/// The next SIGHUP; never, when no listener is installed.
+pub async fn next_hangup(hangup: &mut Option<Signal>) {
     if let Some(s) = hangup {
         if s.recv().await.is_some() {
             return;

@@ -14,18 +14,22 @@ use crate::wire::Request;
 /// The model every fixture request is routed to: `m` version `1`, one value in, one out, no
 /// sessions (stage tests that run batches bring their own backend).
 pub fn model() -> Arc<ServedModel> {
-    static MODEL: LazyLock<Arc<ServedModel>> = LazyLock::new(|| {
-        Arc::new(ServedModel::unloaded(ModelInfo {
-            id: ModelId::new("m", "1"),
-            input_name: "input".into(),
-            output_name: "output".into(),
-            input_shape: vec![1],
-            output_size: 1,
-            device: Device::Cpu,
-            library_path: PathBuf::new(),
-        }))
-    });
+    static MODEL: LazyLock<Arc<ServedModel>> =
+        LazyLock::new(|| Arc::new(ServedModel::unloaded(model_info("m"))));
     MODEL.clone()
+}
+
+/// Version `1` of a model called `name`: one value in, one out.
+pub fn model_info(name: &str) -> ModelInfo {
+    ModelInfo {
+        id: ModelId::new(name, "1"),
+        input_name: "input".into(),
+        output_name: "output".into(),
+        input_shape: vec![1],
+        output_size: 1,
+        device: Device::Cpu,
+        library_path: PathBuf::new(),
+    }
 }
 
 /// A one-value request with only its id set.

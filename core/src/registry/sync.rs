@@ -10,7 +10,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
 use tokio::time::{interval, interval_at, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
@@ -19,6 +18,7 @@ use super::manifest::{read_samples, Manifest, VersionPolicy};
 use super::routing::{ModelRoutes, RoutingTable};
 use super::scan::{scan, Fingerprint, Found, FoundModel, FoundVersion, VersionKey};
 use super::RegistryError;
+use crate::config::reload::{hangup_signal, next_hangup};
 use crate::config::{Config, Device, ModelConfig, ModelRegistryConfig};
 use crate::inference::{load_backend, Backend, LoadSpec};
 use crate::model::{ModelId, ModelInfo, ServedModel, Signature};
@@ -550,7 +550,7 @@ pub async fn run_registry(mut reg: Registry, cancel: CancellationToken) {
     // Drained versions are looked at often: their sessions hold memory until dropped.
     let mut reap = interval(Duration::from_millis(500));
     reap.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut hangup = hangup_signal();
+    let mut hangup = hangup_signal("the registry rescans on its interval only");
     loop {
         tokio::select! {
             () = cancel.cancelled() => return,
@@ -562,23 +562,4 @@ pub async fn run_registry(mut reg: Registry, cancel: CancellationToken) {
             _ = reap.tick(), if reg.draining() > 0 => { reg.reap(); }
         }
     }
-}
-
-fn hangup_signal() -> Option<Signal> {
-    match signal(SignalKind::hangup()) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGHUP; the registry rescans on its interval only");
-            None
-        }
-    }
-}
-
-async fn next_hangup(hangup: &mut Option<Signal>) {
-    if let Some(s) = hangup {
-        if s.recv().await.is_some() {
-            return;
-        }
-    }
-    std::future::pending().await
 }

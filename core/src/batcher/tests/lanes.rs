@@ -2,29 +2,18 @@
 //! another's critical request behind its own lower tiers, equally urgent models take turns, and
 //! a model's batching overrides apply to its own batches only.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::{entry, ids, policy, start};
-use crate::config::Device;
-use crate::model::{ModelBatching, ModelId, ModelInfo, ServedModel};
-use crate::pipeline::{Admitted, Batch};
+use crate::model::{ModelBatching, ServedModel};
+use crate::pipeline::{fixtures, Admitted, Batch};
 use crate::tier::Tier;
 
 fn model(name: &str, batching: ModelBatching) -> Arc<ServedModel> {
-    let info = ModelInfo {
-        id: ModelId::new(name, "1"),
-        input_name: "input".into(),
-        output_name: "output".into(),
-        input_shape: vec![1],
-        output_size: 1,
-        device: Device::Cpu,
-        library_path: PathBuf::new(),
-    };
-    Arc::new(ServedModel::unloaded(info).with_batching(batching))
+    Arc::new(ServedModel::unloaded(fixtures::model_info(name)).with_batching(batching))
 }
 
 fn routed(id: u64, tier: Tier, m: &Arc<ServedModel>) -> Admitted {
