@@ -72,6 +72,31 @@ fn state_of(t: &Telemetry, model: &str, version: &str) -> Option<VersionState> {
     Some(m.versions.iter().find(|v| v.version == version)?.state)
 }
 
+/// A server on a repository holding cnn_lstm version 1 only, once that version is ready.
+struct Serving1 {
+    root: tempfile::TempDir,
+    cfg: Config,
+    replies_reader: rdkafka::consumer::StreamConsumer,
+    telemetry: std::sync::Arc<Telemetry>,
+    serving: common::serving::Serving,
+}
+
+async fn serve_version_1(bootstrap: &str) -> Serving1 {
+    let root = tempfile::tempdir().unwrap();
+    install(root.path(), "cnn_lstm", "1", "cnn_lstm/1/model.onnx");
+    let cfg = registry_config(bootstrap, root.path()).await;
+    let replies_reader = reader(bootstrap, &cfg.replies.default_topic);
+    let (telemetry, serving) = serve_observed(&cfg);
+    wait_state(&telemetry, "cnn_lstm", "1", VersionState::Ready).await;
+    Serving1 {
+        root,
+        cfg,
+        replies_reader,
+        telemetry,
+        serving,
+    }
+}
+
 /// Waits until the registry reports `model` `version` in `state`.
 async fn wait_state(t: &Telemetry, model: &str, version: &str, state: VersionState) {
     let what = format!("{model} {version} {}", state.as_str());
@@ -159,13 +184,14 @@ async fn two_models_and_two_versions_are_served_at_once_routed_by_name_and_versi
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn versions_roll_out_and_drain_live_with_no_failed_request() {
     let broker = shared_broker().await;
-    let root = tempfile::tempdir().unwrap();
-    install(root.path(), "cnn_lstm", "1", "cnn_lstm/1/model.onnx");
-    let cfg = registry_config(broker.bootstrap_servers(), root.path()).await;
-    let replies_reader = reader(broker.bootstrap_servers(), &cfg.replies.default_topic);
-    let (telemetry, serving) = serve_observed(&cfg);
+    let Serving1 {
+        root,
+        cfg,
+        replies_reader,
+        telemetry,
+        serving,
+    } = serve_version_1(broker.bootstrap_servers()).await;
     let p = producer(broker.bootstrap_servers());
-    wait_state(&telemetry, "cnn_lstm", "1", VersionState::Ready).await;
 
     // Traffic without a version all along: it follows the latest version.
     let sender = {
@@ -278,12 +304,13 @@ async fn sighup_rescans_at_once_and_a_failed_warm_up_is_reported() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_version_with_the_wrong_signature_is_refused_and_the_old_one_keeps_serving() {
     let broker = shared_broker().await;
-    let root = tempfile::tempdir().unwrap();
-    install(root.path(), "cnn_lstm", "1", "cnn_lstm/1/model.onnx");
-    let cfg = registry_config(broker.bootstrap_servers(), root.path()).await;
-    let replies_reader = reader(broker.bootstrap_servers(), &cfg.replies.default_topic);
-    let (telemetry, serving) = serve_observed(&cfg);
-    wait_state(&telemetry, "cnn_lstm", "1", VersionState::Ready).await;
+    let Serving1 {
+        root,
+        cfg,
+        replies_reader,
+        telemetry,
+        serving,
+    } = serve_version_1(broker.bootstrap_servers()).await;
     // A different model's file as version 2: its signature is not version 1's.
     install(root.path(), "cnn_lstm", "2", "risk_mlp/1/model.onnx");
     wait_state(&telemetry, "cnn_lstm", "2", VersionState::Failed).await;
