@@ -105,6 +105,15 @@ impl AdaptiveParams {
         }
     }
 
+    /// These parameters with the target never above `max` (a model's own largest batch).
+    pub fn capped_at(&self, max: usize) -> Self {
+        let mut p = self.clone();
+        p.max_size = p.max_size.min(max).max(1);
+        p.min_size = p.min_size.min(p.max_size);
+        p.initial_size = p.initial_size.clamp(p.min_size, p.max_size);
+        p
+    }
+
     /// The target's bounds, sane even for hand-built parameters.
     fn bounds(&self) -> (usize, usize) {
         let lo = self.min_size.max(1);

@@ -251,11 +251,7 @@ impl Batcher {
     }
 
     fn add_lane(&mut self, model: Arc<ServedModel>) -> usize {
-        let policy = self.policy.for_model(model.batching());
-        let mut params = self.adaptive.clone();
-        params.max_size = params.max_size.min(policy.max_batch_size).max(1);
-        params.min_size = params.min_size.min(params.max_size);
-        params.initial_size = params.initial_size.clamp(params.min_size, params.max_size);
+        let (policy, params) = self.settings_of(&model);
         let adaptive = AdaptiveController::new(params, Instant::now());
         let mut state = State::new(policy);
         state.set_target(adaptive.target());
@@ -267,6 +263,14 @@ impl Batcher {
             running: 0,
         });
         self.lanes.len() - 1
+    }
+
+    /// A model's batching rules and adaptive parameters: the service's, with the model's
+    /// overrides, the controller never targeting more than the model's largest batch.
+    fn settings_of(&self, model: &ServedModel) -> (BatchPolicy, AdaptiveParams) {
+        let policy = self.policy.for_model(model.batching());
+        let params = self.adaptive.capped_at(policy.max_batch_size);
+        (policy, params)
     }
 
     /// Drops the lanes of retired versions that hold nothing and run nothing.
@@ -366,12 +370,9 @@ impl Batcher {
     fn on_reload(&mut self, cfg: &Config) {
         self.policy = BatchPolicy::from_config(cfg);
         self.adaptive = AdaptiveParams::from_config(cfg);
-        for lane in &mut self.lanes {
-            let policy = self.policy.for_model(lane.model.batching());
-            let mut params = self.adaptive.clone();
-            params.max_size = params.max_size.min(policy.max_batch_size).max(1);
-            params.min_size = params.min_size.min(params.max_size);
-            params.initial_size = params.initial_size.clamp(params.min_size, params.max_size);
+        for i in 0..self.lanes.len() {
+            let (policy, params) = self.settings_of(&self.lanes[i].model);
+            let lane = &mut self.lanes[i];
             lane.state.set_policy(policy);
             lane.adaptive.set_params(params);
             lane.state.set_target(lane.adaptive.target());

@@ -178,7 +178,7 @@ impl Registry {
     }
 
     /// Drops the retired versions nothing holds any more (their sessions unload); true when one
-    /// was dropped.
+    /// was dropped (the caller reports the change).
     pub fn reap(&mut self) -> bool {
         let before = self.draining.len();
         let mut unloaded = Vec::new();
@@ -197,11 +197,7 @@ impl Registry {
                 self.telemetry.metrics.forget_model_version(id);
             }
         }
-        let any = self.draining.len() != before;
-        if any {
-            self.report();
-        }
-        any
+        self.draining.len() != before
     }
 
     /// Versions retired and not yet unloaded.
@@ -553,13 +549,17 @@ pub async fn run_registry(mut reg: Registry, cancel: CancellationToken) {
     let mut hangup = hangup_signal("the registry rescans on its interval only");
     loop {
         tokio::select! {
-            () = cancel.cancelled() => return,
-            _ = rescan.tick() => reg.sync().await,
-            () = next_hangup(&mut hangup) => {
-                tracing::info!("SIGHUP: rescanning the model registry");
-                reg.sync().await;
-            }
-            _ = reap.tick(), if reg.draining() > 0 => { reg.reap(); }
-        }
+                    () = cancel.cancelled() => return,
+                    _ = rescan.tick() => reg.sync().await,
+                    () = next_hangup(&mut hangup) => {
+                        tracing::info!("SIGHUP: rescanning the model registry");
+                        reg.sync().await;
+                    }
+        _ = reap.tick(), if reg.draining() > 0 => {
+                        if reg.reap() {
+                            reg.report();
+                        }
+                    }
+                }
     }
 }
