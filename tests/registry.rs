@@ -426,3 +426,21 @@ async fn a_weighted_split_sends_each_version_its_share() {
     );
     stop(serving).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_single_file_form_refuses_a_file_that_contradicts_its_declared_shape() {
+    let broker = shared_broker().await;
+    let mut cfg = test_config(broker.bootstrap_servers(), 1).await;
+    cfg.model.file = Some("cnn_lstm/1/model.onnx".into());
+    cfg.model.input_shape = Some(vec![64, 15]);
+    let (_telemetry, (_cancel, handle)) = serve_observed(&cfg);
+    let err = with_timeout("serve refusing to start", Duration::from_secs(60), handle)
+        .await
+        .expect("serve task")
+        .expect_err("a contradicted shape must not serve");
+    let text = err.to_string();
+    assert!(
+        text.contains("model.input_shape says [64, 15]") && text.contains("float32[batch, 64, 16]"),
+        "{text}"
+    );
+}

@@ -315,15 +315,14 @@ impl Registry {
         let got = info.signature();
         if self.settings.model.file.is_some() {
             let m = &self.settings.model;
-            if m.input_shape
-                .as_ref()
-                .is_some_and(|s| *s != got.input_shape)
-                || m.output_size.is_some_and(|s| s != got.output_size)
-            {
+            if let Some(shape) = m.input_shape.as_ref().filter(|s| **s != got.input_shape) {
                 return Err(format!(
-                    "the file declares {got}, the configuration expects input_shape {:?} and \
-                     output_size {:?}",
-                    m.input_shape, m.output_size
+                    "the file declares {got}, model.input_shape says {shape:?} per row"
+                ));
+            }
+            if let Some(size) = m.output_size.filter(|s| *s != got.output_size) {
+                return Err(format!(
+                    "the file declares {got}, model.output_size says {size} values per row"
                 ));
             }
         }
