@@ -14,7 +14,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use kbatch_core::config::{load, LoadOptions};
 use kbatch_core::pipeline::now_ms;
 use kbatch_core::tier::Tier;
-use kbatch_core::wire::{Reply, Status, Timings, WireCodec};
+use kbatch_core::wire::{Outputs, Reply, Status, Timings, WireCodec};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -58,8 +58,10 @@ async fn main() -> anyhow::Result<()> {
             error: None,
             model_name: cfg.model.name.clone(),
             model_version: "echo".into(),
-            output_shape: vec![outputs.len() as i32],
-            outputs: outputs.clone(),
+            outputs: Outputs::V1 {
+                output_shape: vec![outputs.len() as i32],
+                outputs: outputs.clone(),
+            },
             tier: k.topics.tier_of(msg.topic()).unwrap_or(Tier::Normal),
             timings: Timings::default(),
             completed_at_ms: now_ms(),

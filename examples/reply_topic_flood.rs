@@ -12,7 +12,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use kbatch_core::config::{load, LoadOptions};
 use kbatch_core::pipeline::now_ms;
 use kbatch_core::tier::Tier;
-use kbatch_core::wire::{Framing, Request, WireCodec};
+use kbatch_core::wire::{Framing, Inputs, Request, WireCodec};
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
@@ -47,8 +47,10 @@ async fn main() -> anyhow::Result<()> {
             priority: None,
             reply_topic: Some(format!("flood.{run}.{i}")),
             client_id: Some("flood".into()),
-            shape: shape.iter().map(|&d| d as i32).collect(),
-            data: vec![0.25; elements],
+            inputs: Inputs::v1(
+                shape.iter().map(|&d| d as i32).collect(),
+                vec![0.25; elements],
+            ),
         };
         buf.clear();
         codec.encode_request(&request, Framing::Confluent, &mut buf);

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Regenerates the bundled registry (models/cnn_lstm/{1,2}, models/risk_mlp/1) and
-# models/cnn_lstm.reference.json.
+# Regenerates the bundled registry (models/cnn_lstm/{1,2}, models/risk_mlp/1, models/txn_scorer/1)
+# and the reference outputs models/cnn_lstm.reference.json and models/txn_scorer.reference.json.
 #
 # Invariant: the Python tool chain lives only in .kbatch/venv (git-ignored) with pinned
 # onnxruntime, so reruns reuse it and the reference outputs come from the same ONNX Runtime
@@ -28,3 +28,4 @@ fi
 
 "${PY}" "${REPO_ROOT}/models/gen_cnn_lstm.py" "$@"
 "${PY}" "${REPO_ROOT}/models/gen_risk_mlp.py"
+"${PY}" "${REPO_ROOT}/models/gen_txn_scorer.py"

@@ -12,11 +12,13 @@ use std::path::{Path, PathBuf};
 /// Each layer of the core and the layers it may import. Order: bottom to top.
 const LAYERS: &[(&str, &[&str])] = &[
     ("tier", &[]),
+    // Element types, typed values and named tensors: what requests carry and models take.
+    ("tensor", &[]),
     ("config", &["tier"]),
-    ("wire", &["config", "tier"]),
+    ("wire", &["config", "tensor", "tier"]),
     // A model's identity, signature, the `Backend` seam and a served version's sessions.
-    ("model", &["config"]),
-    ("pipeline", &["model", "tier", "wire"]),
+    ("model", &["config", "tensor"]),
+    ("pipeline", &["model", "tensor", "tier", "wire"]),
     (
         "telemetry",
         &["config", "model", "pipeline", "tier", "wire"],
@@ -24,7 +26,15 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("resources", &["config"]),
     (
         "inference",
-        &["config", "model", "pipeline", "telemetry", "tier", "wire"],
+        &[
+            "config",
+            "model",
+            "pipeline",
+            "telemetry",
+            "tensor",
+            "tier",
+            "wire",
+        ],
     ),
     (
         "batcher",
@@ -34,6 +44,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "pipeline",
             "resources",
             "telemetry",
+            "tensor",
             "tier",
             "wire",
         ],
@@ -41,7 +52,14 @@ const LAYERS: &[(&str, &[&str])] = &[
     // The model repository: loads versions (`inference`) and publishes the routing table.
     (
         "registry",
-        &["config", "inference", "model", "pipeline", "telemetry"],
+        &[
+            "config",
+            "inference",
+            "model",
+            "pipeline",
+            "telemetry",
+            "tensor",
+        ],
     ),
     // Admission routes requests with the registry's table and checks them against the version.
     (

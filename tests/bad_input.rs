@@ -15,8 +15,11 @@ use common::{assert_no_more, consume_n, create_topic, producer, shared_broker, w
 use common::{Topics, WAIT};
 use kbatch_core::config::Config;
 use kbatch_core::kafka::REPLY_UNDELIVERABLE;
+use kbatch_core::tensor::{Tensor, TensorData};
 use kbatch_core::tier::Tier;
-use kbatch_core::wire::{DeadLetter, Framing, Request, Status, Timings, WireCodec};
+use kbatch_core::wire::{
+    DeadLetter, Framing, Inputs, Outputs, Request, Status, Timings, WireCodec,
+};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::Message;
@@ -78,8 +81,7 @@ fn varint(v: i64) -> Vec<u8> {
 /// A request of `n` values shaped `[n]`.
 fn flat(id: &str, n: usize) -> Request {
     Request {
-        shape: vec![n as i32],
-        data: vec![0.25; n],
+        inputs: Inputs::v1(vec![n as i32], vec![0.25; n]),
         ..request(id, 0)
     }
 }
@@ -120,8 +122,10 @@ fn bad_records(cfg: &Config) -> Vec<Case> {
             error: None,
             model_name: "cnn_lstm".into(),
             model_version: "1".into(),
-            output_shape: vec![3],
-            outputs: vec![0.1, 0.2, 0.7],
+            outputs: Outputs::V1 {
+                output_shape: vec![3],
+                outputs: vec![0.1, 0.2, 0.7],
+            },
             tier: Tier::High,
             timings: Timings::default(),
             completed_at_ms: 1,
@@ -197,7 +201,7 @@ fn bad_records(cfg: &Config) -> Vec<Case> {
     // Readable requests with invalid content: INVALID_INPUT.
     let with_value = |id: &str, v: f32| {
         let mut r = request(id, 5);
-        r.data[100] = v;
+        r.inputs.v1_mut().expect("version 1").values[100] = v;
         r
     };
     for (name, v) in [
@@ -216,7 +220,7 @@ fn bad_records(cfg: &Config) -> Vec<Case> {
         Some(confluent(
             cfg,
             &Request {
-                shape: vec![16, 64],
+                inputs: Inputs::v1(vec![16, 64], vec![0.5; 1024]),
                 ..request("wrong-shape", 6)
             },
         )),
@@ -230,7 +234,7 @@ fn bad_records(cfg: &Config) -> Vec<Case> {
         Some(confluent(
             cfg,
             &Request {
-                data: vec![0.5; 1023],
+                inputs: Inputs::v1(vec![64, 16], vec![0.5; 1023]),
                 ..request("short-data", 7)
             },
         )),
@@ -241,7 +245,7 @@ fn bad_records(cfg: &Config) -> Vec<Case> {
         Some(confluent(
             cfg,
             &Request {
-                shape: vec![64, -16],
+                inputs: Inputs::v1(vec![64, -16], vec![0.5; 1024]),
                 ..request("negative-shape", 8)
             },
         )),
@@ -260,7 +264,7 @@ fn bad_records(cfg: &Config) -> Vec<Case> {
     );
     // serde reads JSON floats through f64: 1e39 overflows f32 to +inf, which validation refuses.
     let halves = Request {
-        data: vec![0.5; 1024],
+        inputs: Inputs::v1(vec![64, 16], vec![0.5; 1024]),
         ..request("json-inf", 10)
     };
     let json_inf = String::from_utf8(encoded(cfg, &halves, Framing::Json))
@@ -295,6 +299,61 @@ fn bad_records(cfg: &Config) -> Vec<Case> {
             },
         )),
         Reply(Status::UnknownModel, "has no version \"999\""),
+    );
+
+    // Version-2 requests: the same model, named typed tensors checked against its signature.
+    let v2 = |id: &str, n: u64, tensors: Vec<Tensor>| Request {
+        inputs: Inputs::V2(tensors),
+        ..request(id, n)
+    };
+    let halves = |dtype_f64: bool| {
+        let data = if dtype_f64 {
+            TensorData::F64(vec![0.5; 1024])
+        } else {
+            TensorData::F32(vec![0.5; 1024])
+        };
+        Tensor::new("input", vec![64, 16], data)
+    };
+    add(
+        "v2-wrong-dtype",
+        Some(confluent(
+            cfg,
+            &v2("v2-wrong-dtype", 13, vec![halves(true)]),
+        )),
+        Reply(
+            Status::InvalidInput,
+            "input \"input\" is float64, the model takes float32",
+        ),
+    );
+    let mut misnamed = halves(false);
+    misnamed.name = "inputs".into();
+    add(
+        "v2-unknown-input",
+        Some(confluent(cfg, &v2("v2-unknown-input", 14, vec![misnamed]))),
+        Reply(
+            Status::InvalidInput,
+            "is not an input of the model (its inputs: input)",
+        ),
+    );
+    add(
+        "v2-missing-input",
+        Some(confluent(cfg, &v2("v2-missing-input", 15, Vec::new()))),
+        Reply(
+            Status::InvalidInput,
+            "missing input input: float32[batch, 64, 16]",
+        ),
+    );
+    // A byte count that is not whole float32 values: the record cannot be read.
+    let mut ragged = confluent(cfg, &v2("v2-ragged", 16, vec![halves(false)]));
+    let tail = 1 + 4096 + 1; // data length varint (2 bytes: 8192 zig-zag), 4096 bytes, array end
+    let at = ragged.len() - tail - 1;
+    assert_eq!(&ragged[at..at + 2], &[0x80, 0x40], "4096 zig-zag encoded");
+    ragged[at..at + 2].copy_from_slice(&[0xfe, 0x3f]); // 4095
+    ragged.remove(ragged.len() - 2);
+    add(
+        "v2-ragged-bytes",
+        Some(ragged),
+        Dead("malformed", "not a whole number of elements"),
     );
     cases
 }
@@ -443,7 +502,7 @@ async fn every_bad_input_gets_its_documented_outcome_and_serving_goes_on() {
     for id in &good {
         let r = &by_id[id.as_str()].reply;
         assert_eq!(r.status, Status::Ok, "{id}: {:?}", r.error);
-        assert_eq!(r.outputs.len(), 3, "{id}");
+        assert_eq!(r.outputs.first_f32().len(), 3, "{id}");
     }
     for case in &cases {
         let Expect::Reply(status, reason) = case.expect else {
@@ -457,7 +516,7 @@ async fn every_bad_input_gets_its_documented_outcome_and_serving_goes_on() {
         );
         assert_eq!(got.key.as_deref(), Some(case.name.as_bytes()));
         if status == Status::Ok {
-            assert_eq!(got.reply.outputs.len(), 3, "{}", case.name);
+            assert_eq!(got.reply.outputs.first_f32().len(), 3, "{}", case.name);
         } else {
             let error = got.reply.error.as_deref().unwrap_or_default();
             assert!(error.contains(reason), "{}: {error}", case.name);

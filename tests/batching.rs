@@ -47,18 +47,20 @@ async fn identical_inputs_run_once_and_every_requester_gets_its_reply() {
 
     let mut backend = load_default_backend(&cfg);
     let mut want: HashMap<u64, Vec<f32>> = HashMap::new();
-    let mut out = Vec::new();
     for n in 0..DISTINCT {
-        backend
-            .infer(&request("x", n).data, 1, &mut out)
-            .expect("infer");
-        want.insert(n, out.clone());
+        want.insert(n, infer_v1(backend.as_mut(), &request("x", n)));
     }
     let mut ids: Vec<&str> = Vec::new();
     for r in &replies {
         assert_eq!(r.reply.status, Status::Ok, "{:?}", r.reply.error);
         let i: u64 = r.reply.request_id["dup-".len()..].parse().expect("our id");
-        for (got, w) in r.reply.outputs.iter().zip(&want[&(i % DISTINCT)]) {
+        for (got, w) in r
+            .reply
+            .outputs
+            .first_f32()
+            .iter()
+            .zip(&want[&(i % DISTINCT)])
+        {
             assert!(
                 (got - w).abs() < 1e-4,
                 "{}: {got} vs {w}",

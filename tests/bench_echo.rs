@@ -17,8 +17,9 @@ use std::time::Duration;
 use common::{create_topic, mock_cluster, with_timeout, Topics, WAIT};
 use kbatch::bench::{self, BenchReport, RunControl, RunSpec, TierMix};
 use kbatch_core::config::{Config, Framing};
+use kbatch_core::tensor::{DType, TensorSpec};
 use kbatch_core::tier::Tier;
-use kbatch_core::wire::{validate, Reply, Status, Timings, WireCodec};
+use kbatch_core::wire::{validate, Outputs, Reply, SchemaVersion, Status, Timings, WireCodec};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -57,8 +58,9 @@ async fn echo_server(
         .create()
         .expect("echo producer");
     let codec = WireCodec::new(&cfg.wire);
-    // The bundled default model's per-row shape (cnn_lstm: 64 time steps x 16 features).
-    let shape = vec![64, 16];
+    // The bundled default model's signature (cnn_lstm: 64 time steps x 16 features -> 3).
+    let inputs = [TensorSpec::fixed("input", DType::Float32, &[64, 16])];
+    let outputs = [TensorSpec::fixed("output", DType::Float32, &[3])];
     let mut seen = 0u64;
     let mut buf = Vec::new();
     loop {
@@ -66,19 +68,25 @@ async fn echo_server(
             _ = stop.cancelled() => break,
             m = consumer.recv() => m.expect("echo recv"),
         };
-        let Ok(req) = codec.decode_request(msg.payload().unwrap_or_default()) else {
+        let Ok(mut req) = codec.decode_request(msg.payload().unwrap_or_default()) else {
             continue; // a real server dead-letters it; no reply either way
         };
         let tier = cfg.kafka.topics.tier_of(msg.topic()).expect("a tier topic");
-        let ok = validate(&req, &shape).is_ok();
+        let ok = validate(&mut req, &inputs, &outputs).is_ok();
         let reply = Reply {
             request_id: req.request_id.clone(),
             status: if ok { Status::Ok } else { Status::InvalidInput },
             error: (!ok).then(|| "bad shape".to_owned()),
             model_name: "echo".into(),
             model_version: "1".into(),
-            output_shape: if ok { vec![3] } else { vec![] },
-            outputs: if ok { vec![0.2, 0.3, 0.5] } else { vec![] },
+            outputs: if ok {
+                Outputs::V1 {
+                    output_shape: vec![3],
+                    outputs: vec![0.2, 0.3, 0.5],
+                }
+            } else {
+                Outputs::none(SchemaVersion::V1)
+            },
             tier,
             timings: Timings {
                 queue_wait_us: 1,
@@ -120,8 +128,10 @@ async fn send_foreign_reply(bootstrap: &str, cfg: &Config, topic: &str) {
         error: None,
         model_name: "x".into(),
         model_version: "1".into(),
-        output_shape: vec![3],
-        outputs: vec![0.0; 3],
+        outputs: Outputs::V1 {
+            output_shape: vec![3],
+            outputs: vec![0.0; 3],
+        },
         tier: Tier::Low,
         timings: Timings::default(),
         completed_at_ms: 0,

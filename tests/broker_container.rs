@@ -16,7 +16,8 @@ use common::{
     Topics, WAIT,
 };
 use kbatch_core::config::WireConfig;
-use kbatch_core::wire::{Framing, Request, Tier, WireCodec};
+use kbatch_core::tensor::{Tensor, TensorData};
+use kbatch_core::wire::{Framing, Inputs, Request, Tier, WireCodec};
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::Offset;
@@ -86,8 +87,10 @@ fn full_request() -> Request {
         priority: Some(Tier::High),
         reply_topic: Some("kbatch.replies.test".into()),
         client_id: Some("client-\u{4e2d}".into()),
-        shape: vec![2, 3, 4],
-        data: (0..24).map(|i| (i as f32 - 11.5) * 0.37).collect(),
+        inputs: Inputs::v1(
+            vec![2, 3, 4],
+            (0..24).map(|i| (i as f32 - 11.5) * 0.37).collect(),
+        ),
     }
 }
 
@@ -103,8 +106,7 @@ fn minimal_request() -> Request {
         priority: None,
         reply_topic: None,
         client_id: None,
-        shape: vec![],
-        data: vec![],
+        inputs: Inputs::v1(vec![], vec![]),
     }
 }
 
@@ -119,13 +121,23 @@ async fn encoded_inference_requests_survive_a_real_broker_round_trip() {
     let codec = WireCodec::new(&WireConfig::default());
     let mut extreme = full_request();
     extreme.priority = Some(Tier::Low);
-    extreme.data = vec![f32::MAX, f32::MIN_POSITIVE, -0.0, 1e-42, f32::MIN];
-    extreme.shape = vec![5];
+    extreme.inputs = Inputs::v1(
+        vec![5],
+        vec![f32::MAX, f32::MIN_POSITIVE, -0.0, 1e-42, f32::MIN],
+    );
+    let mut typed = full_request();
+    typed.inputs = Inputs::V2(vec![
+        Tensor::new("ids", vec![2], TensorData::I64(vec![i64::MIN, i64::MAX])),
+        Tensor::new("x", vec![2], TensorData::F64(vec![-0.0, f64::MIN_POSITIVE])),
+        Tensor::new("n", vec![1], TensorData::I32(vec![-7])),
+    ]);
     let cases = [
         (full_request(), Framing::Confluent),
         (minimal_request(), Framing::Confluent),
         (extreme, Framing::Confluent),
         (full_request(), Framing::SingleObject),
+        (typed.clone(), Framing::Confluent),
+        (typed, Framing::SingleObject),
     ];
     let records: Vec<_> = cases
         .iter()
@@ -155,11 +167,13 @@ async fn encoded_inference_requests_survive_a_real_broker_round_trip() {
             &decoded, want,
             "record {i} ({framing:?}) changed in the round trip"
         );
-        let bits = |d: &[f32]| d.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-        assert_eq!(
-            bits(&decoded.data),
-            bits(&want.data),
-            "record {i}: tensor bits differ"
-        );
+        let bits = |r: &Request| {
+            let mut bytes = Vec::new();
+            for t in r.inputs.tensors() {
+                t.data.write_le_bytes(&mut bytes);
+            }
+            bytes
+        };
+        assert_eq!(bits(&decoded), bits(want), "record {i}: tensor bits differ");
     }
 }

@@ -4,7 +4,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use kbatch_core::wire::{Framing, Request, WireCodec, WireConfig};
+use kbatch_core::wire::{Framing, Inputs, Request, WireCodec, WireConfig};
 
 struct Counting;
 
@@ -39,8 +39,7 @@ fn allocations_to_decode(values: usize, framing: Framing) -> usize {
         priority: None,
         reply_topic: Some("replies".into()),
         client_id: None,
-        shape: vec![values as i32],
-        data: vec![0.5; values],
+        inputs: Inputs::v1(vec![values as i32], vec![0.5; values]),
     };
     let mut buf = Vec::new();
     codec.encode_request(&req, framing, &mut buf);

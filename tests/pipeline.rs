@@ -21,14 +21,8 @@ fn unique_ids(replies: &[Received]) -> HashSet<String> {
 /// The model's outputs for `req` computed directly, one row at a time.
 fn expected_outputs(cfg: &Config, reqs: &[Request]) -> HashMap<String, Vec<f32>> {
     let mut backend = load_default_backend(cfg);
-    let mut out = Vec::new();
     reqs.iter()
-        .map(|r| {
-            backend
-                .infer(&r.data, 1, &mut out)
-                .expect("direct inference");
-            (r.request_id.clone(), out.clone())
-        })
+        .map(|r| (r.request_id.clone(), infer_v1(backend.as_mut(), r)))
         .collect()
 }
 
@@ -65,8 +59,8 @@ async fn every_request_gets_exactly_one_reply_with_the_models_output() {
             Some(r.reply.request_id.as_bytes())
         );
         let want = &expected[&r.reply.request_id];
-        assert_eq!(r.reply.outputs.len(), 3);
-        for (got, want) in r.reply.outputs.iter().zip(want) {
+        assert_eq!(r.reply.outputs.first_f32().len(), 3);
+        for (got, want) in r.reply.outputs.first_f32().iter().zip(want) {
             assert!(
                 (got - want).abs() < 1e-4,
                 "{}: {got} vs {want}",
@@ -184,11 +178,9 @@ async fn bad_input_is_dead_lettered_or_answered_and_serving_goes_on() {
     send_raw(&p, &normal, "garbage", b"not a request at all").await;
     send_raw(&p, &normal, "wrong-id", &[0, 0, 0, 0, 42, 1, 2, 3]).await;
     let mut nan = request("nan", 1);
-    nan.data[5] = f32::NAN;
-    let wrong_shape = Request {
-        shape: vec![16, 64],
-        ..request("wrong-shape", 2)
-    };
+    nan.inputs.v1_mut().expect("version 1").values[5] = f32::NAN;
+    let mut wrong_shape = request("wrong-shape", 2);
+    *wrong_shape.inputs.v1_mut().expect("version 1").shape = vec![16, 64];
     let unknown_model = Request {
         model_name: Some("gpt-9".into()),
         ..request("unknown-model", 3)

@@ -14,7 +14,7 @@ use common::pipeline::*;
 use common::{consume_n, shared_broker, with_timeout};
 use kbatch_core::config::{Config, Delivery};
 use kbatch_core::tier::Tier;
-use kbatch_core::wire::{Request, Status, WireCodec};
+use kbatch_core::wire::{Inputs, Request, Status, WireCodec};
 use rdkafka::message::{Headers, Message};
 use rdkafka::Offset;
 use tokio_util::sync::CancellationToken;
@@ -25,8 +25,7 @@ const INPUTS: [f32; 8] = [1.0, 2.0, 3.0, POISON, 5.0, 6.0, 7.0, 8.0];
 
 fn lookup_request(id: &str, x: f32) -> Request {
     Request {
-        shape: vec![1],
-        data: vec![x],
+        inputs: Inputs::v1(vec![1], vec![x]),
         ..request(id, 0)
     }
 }
@@ -92,7 +91,11 @@ async fn poison_is_isolated(delivery: Delivery) {
             assert!(error.contains("out of data bounds"), "{error}");
         } else {
             assert_eq!(r.reply.status, Status::Ok, "{:?}", r.reply.error);
-            assert_eq!(r.reply.outputs, vec![10.0 * INPUTS[i]], "the table's entry");
+            assert_eq!(
+                r.reply.outputs.first_f32(),
+                &[10.0 * INPUTS[i]][..],
+                "the table's entry"
+            );
         }
     }
     let isolated: u64 = report.workers.iter().map(|w| w.isolated).sum();
@@ -117,8 +120,8 @@ async fn poison_is_isolated(delivery: Delivery) {
         .decode_request(value)
         .expect("the kept request decodes");
     assert_eq!(
-        (kept.request_id.as_str(), kept.data.as_slice()),
-        ("p3", &[POISON][..])
+        (kept.request_id.as_str(), kept.inputs),
+        ("p3", Inputs::v1(vec![1], vec![POISON]))
     );
     let header = dead[0]
         .headers()

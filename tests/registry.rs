@@ -19,7 +19,7 @@ use kbatch_core::model::ModelId;
 use kbatch_core::telemetry::models::VersionState;
 use kbatch_core::telemetry::Telemetry;
 use kbatch_core::tier::Tier;
-use kbatch_core::wire::{Request, Status};
+use kbatch_core::wire::{Inputs, Request, Status};
 
 fn bundled(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -51,19 +51,20 @@ fn routed(id: &str, n: u64, model: Option<&str>, version: Option<&str>) -> Reque
     r.model_name = model.map(str::to_owned);
     r.model_version = version.map(str::to_owned);
     if model == Some("risk_mlp") {
-        r.shape = vec![8];
-        r.data = (0..8).map(|i| ((i + n) % 7) as f32 / 7.0 - 0.5).collect();
+        r.inputs = Inputs::v1(
+            vec![8],
+            (0..8).map(|i| ((i + n) % 7) as f32 / 7.0 - 0.5).collect(),
+        );
     }
     r
 }
 
-/// Direct outputs of one bundled file for `req`.
+/// Direct outputs of one bundled file for `req`: its first output, as a version-1 reply
+/// carries it.
 fn direct(cfg: &Config, file: &str, req: &Request) -> Vec<f32> {
     let spec = LoadSpec::new(&cfg.model, ModelId::new("direct", "1"), bundled(file));
     let mut b = load_backend(&spec).expect("backend");
-    let mut out = Vec::new();
-    b.infer(&req.data, 1, &mut out).expect("direct inference");
-    out
+    infer_v1(b.as_mut(), req)
 }
 
 fn state_of(t: &Telemetry, model: &str, version: &str) -> Option<VersionState> {
@@ -160,8 +161,9 @@ async fn two_models_and_two_versions_are_served_at_once_routed_by_name_and_versi
                     (want_model, want_version)
                 );
                 let want = direct(&cfg, file, req);
-                assert_eq!(r.reply.outputs.len(), want.len());
-                for (a, b) in r.reply.outputs.iter().zip(&want) {
+                let got = r.reply.outputs.first_f32();
+                assert_eq!(got.len(), want.len());
+                for (a, b) in got.iter().zip(&want) {
                     assert!((a - b).abs() <= 1e-5, "{}: {a} vs {b}", r.reply.request_id);
                 }
             }

@@ -17,12 +17,13 @@ use kbatch_core::batcher::adaptive::AdaptiveParams;
 use kbatch_core::batcher::dedup::DedupParams;
 use kbatch_core::batcher::{run_batcher, BatchPolicy, BatcherParts, State};
 use kbatch_core::config::Config;
-use kbatch_core::model::{ModelInfo, ServedModel};
+use kbatch_core::model::{ModelInfo, ServedModel, Signature};
 use kbatch_core::pipeline::{
     dedup_key, Admitted, BatchDone, LeaderResult, ModelId, Origin, ReplyTo, WorkerPool,
 };
+use kbatch_core::tensor::{Tensor, TensorData};
 use kbatch_core::tier::Tier;
-use kbatch_core::wire::Request;
+use kbatch_core::wire::{Inputs, Request};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
 
@@ -39,10 +40,7 @@ fn config() -> Config {
 fn model() -> Arc<ServedModel> {
     Arc::new(ServedModel::unloaded(ModelInfo {
         id: ModelId::new("m", "1"),
-        input_name: "input".into(),
-        output_name: "output".into(),
-        input_shape: vec![64, 16],
-        output_size: 3,
+        signature: Signature::float32("input", &[64, 16], "output", 3),
         device: kbatch_core::config::Device::Cpu,
         library_path: Default::default(),
     }))
@@ -64,8 +62,7 @@ fn requests(n: usize, now: Instant) -> Vec<Admitted> {
                     priority: None,
                     reply_topic: None,
                     client_id: None,
-                    shape: vec![64, 16],
-                    data: vec![i as f32; 1024],
+                    inputs: Inputs::v1(vec![64, 16], vec![i as f32; 1024]),
                 },
                 tier,
                 origin: Origin {
@@ -139,7 +136,12 @@ async fn through_task(cfg: &Config, reqs: Vec<Admitted>) {
         let mut n = 0;
         while let Some(mut b) = brx.recv().await {
             n += b.requests.len();
-            let outputs: Arc<[f32]> = vec![0.5; 3].into();
+            let outputs: Arc<[Tensor]> = vec![Tensor::new(
+                "output",
+                vec![3],
+                TensorData::F32(vec![0.5; 3]),
+            )]
+            .into();
             let done = BatchDone {
                 model: b.model.clone(),
                 size: b.requests.len(),
@@ -180,8 +182,8 @@ async fn through_task(cfg: &Config, reqs: Vec<Admitted>) {
 fn keyed(mut reqs: Vec<Admitted>, dedup: bool) -> Vec<Admitted> {
     if dedup {
         for a in &mut reqs {
-            let r = &a.request;
-            a.dedup_key = Some(dedup_key(&ModelId::new("m", "1"), &r.shape, &r.data));
+            let inputs = a.request.inputs.tensors();
+            a.dedup_key = Some(dedup_key(&ModelId::new("m", "1"), inputs));
         }
     }
     reqs
@@ -189,11 +191,12 @@ fn keyed(mut reqs: Vec<Admitted>, dedup: bool) -> Vec<Admitted> {
 
 fn hashing(c: &mut Criterion) {
     let data: Vec<f32> = (0..1024).map(|i| i as f32 * 0.5).collect();
+    let inputs = Inputs::v1(vec![64, 16], data);
     let mut group = c.benchmark_group("batcher");
     group.throughput(Throughput::Elements(1));
     group.bench_function("dedup_key/1024_floats", |b| {
         let model = ModelId::new("m", "1");
-        b.iter(|| dedup_key(black_box(&model), &[64, 16], black_box(&data)))
+        b.iter(|| dedup_key(black_box(&model), black_box(inputs.tensors())))
     });
     group.finish();
 }

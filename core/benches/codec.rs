@@ -1,12 +1,41 @@
-//! Request decode and reply encode cost for the bundled model's request size ([64, 16] floats).
-//! The figure to watch is ns per decoded request: decoding must not allocate per float.
+//! Request decode and reply encode cost for the bundled model's request size ([64, 16] floats),
+//! in both schema versions (version 2 carries the same tensor as little-endian bytes), and for a
+//! three-input version-2 request like the bundled txn_scorer's. The figure to watch is ns per
+//! decoded request: decoding must not allocate per value.
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use kbatch_core::tensor::{DType, Tensor, TensorData, TensorSpec};
 use kbatch_core::wire::{
-    validate, Framing, Reply, Request, Status, Tier, Timings, WireCodec, WireConfig,
+    validate, Framing, Inputs, Outputs, Reply, Request, Status, Tier, Timings, WireCodec,
+    WireConfig,
 };
+
+fn cnn_lstm_values() -> Vec<f32> {
+    (0..1024).map(|i| (i as f32).sin()).collect()
+}
+
+/// The same request in version 2: one named float32 tensor.
+fn request_v2() -> Request {
+    let input = Tensor::new("input", vec![64, 16], TensorData::F32(cnn_lstm_values()));
+    Request {
+        inputs: Inputs::V2(vec![input]),
+        ..request()
+    }
+}
+
+/// A version-2 request with three inputs of two element types (txn_scorer's signature).
+fn request_three_inputs() -> Request {
+    let features = Tensor::new("features", vec![8], TensorData::F32(vec![0.25; 8]));
+    let merchant = Tensor::new("merchant", vec![1], TensorData::I64(vec![42]));
+    let history = Tensor::new("history", vec![6, 4], TensorData::F32(vec![0.5; 24]));
+    Request {
+        model_name: Some("txn_scorer".into()),
+        inputs: Inputs::V2(vec![history, features, merchant]),
+        ..request()
+    }
+}
 
 fn request() -> Request {
     Request {
@@ -19,8 +48,7 @@ fn request() -> Request {
         priority: None,
         reply_topic: None,
         client_id: Some("bench".into()),
-        shape: vec![64, 16],
-        data: (0..1024).map(|i| (i as f32).sin()).collect(),
+        inputs: Inputs::v1(vec![64, 16], cnn_lstm_values()),
     }
 }
 
@@ -42,10 +70,42 @@ fn decode(c: &mut Criterion) {
     group.bench_function("apache-avro generic Value (peer)", |b| {
         b.iter(|| apache_avro::from_avro_datum(&schema, &mut &black_box(&buf)[5..], None).unwrap())
     });
+    let inputs = [TensorSpec::fixed("input", DType::Float32, &[64, 16])];
+    let outputs = [TensorSpec::fixed("output", DType::Float32, &[3])];
     group.bench_function("Confluent+validate", |b| {
         b.iter(|| {
-            let r = codec.decode_request(black_box(&buf)).unwrap();
-            validate(&r, &[64, 16]).unwrap();
+            let mut r = codec.decode_request(black_box(&buf)).unwrap();
+            validate(&mut r, &inputs, &outputs).unwrap();
+            r
+        })
+    });
+    let mut v2 = Vec::new();
+    codec.encode_request(&request_v2(), Framing::Confluent, &mut v2);
+    group.bench_function("v2 Confluent+validate", |b| {
+        b.iter(|| {
+            let mut r = codec.decode_request(black_box(&v2)).unwrap();
+            validate(&mut r, &inputs, &outputs).unwrap();
+            r
+        })
+    });
+    let three = [
+        TensorSpec::fixed("features", DType::Float32, &[8]),
+        TensorSpec::fixed("merchant", DType::Int64, &[1]),
+        TensorSpec::new(
+            "history",
+            DType::Float32,
+            vec![
+                kbatch_core::tensor::Dim::Dynamic,
+                kbatch_core::tensor::Dim::Fixed(4),
+            ],
+        ),
+    ];
+    let mut v2_three = Vec::new();
+    codec.encode_request(&request_three_inputs(), Framing::Confluent, &mut v2_three);
+    group.bench_function("v2 three inputs Confluent+validate", |b| {
+        b.iter(|| {
+            let mut r = codec.decode_request(black_box(&v2_three)).unwrap();
+            validate(&mut r, &three, &outputs).unwrap();
             r
         })
     });
@@ -60,8 +120,10 @@ fn encode(c: &mut Criterion) {
         error: None,
         model_name: "cnn_lstm".into(),
         model_version: "1".into(),
-        output_shape: vec![3],
-        outputs: vec![0.1, 0.2, 0.7],
+        outputs: Outputs::V1 {
+            output_shape: vec![3],
+            outputs: vec![0.1, 0.2, 0.7],
+        },
         tier: Tier::Normal,
         timings: Timings {
             queue_wait_us: 1000,
@@ -76,6 +138,20 @@ fn encode(c: &mut Criterion) {
         b.iter(|| {
             buf.clear();
             codec.encode_reply(black_box(&reply), &mut buf);
+            buf.len()
+        })
+    });
+    let reply_v2 = Reply {
+        outputs: Outputs::V2(vec![
+            Tensor::new("score", vec![2], TensorData::F32(vec![0.3, 0.7])),
+            Tensor::new("label", vec![1], TensorData::I64(vec![1])),
+        ]),
+        ..reply
+    };
+    c.bench_function("encode_reply/v2 SingleObject", |b| {
+        b.iter(|| {
+            buf.clear();
+            codec.encode_reply(black_box(&reply_v2), &mut buf);
             buf.len()
         })
     });

@@ -13,7 +13,8 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use kbatch_core::config::ModelConfig;
 use kbatch_core::inference::{Backend, LoadSpec, OrtBackend};
-use kbatch_core::model::ModelId;
+use kbatch_core::model::{BatchTensor, ModelId};
+use kbatch_core::tensor::TensorData;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -35,13 +36,14 @@ fn backend() -> OrtBackend {
 
 fn bench_batch_sizes(c: &mut Criterion) {
     let mut backend = backend();
-    let row_len = backend.info().input_len();
+    let row_shape = vec![64, 16];
+    let row_len: usize = row_shape.iter().product();
     let max_batch = BATCH_SIZES[BATCH_SIZES.len() - 1];
     let mut rng = StdRng::seed_from_u64(SEED);
     let input: Vec<f32> = (0..max_batch * row_len)
         .map(|_| rng.random_range(-3.0..3.0))
         .collect();
-    let mut output = Vec::with_capacity(max_batch * backend.info().output_size);
+    let mut output = Vec::new();
 
     let mut group = c.benchmark_group("ort_cnn_lstm");
     group
@@ -50,11 +52,14 @@ fn bench_batch_sizes(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(3));
     for batch in BATCH_SIZES {
         group.throughput(Throughput::Elements(batch as u64));
-        let rows = &input[..batch * row_len];
+        let rows = [BatchTensor {
+            row_shape: row_shape.clone(),
+            data: TensorData::F32(input[..batch * row_len].to_vec()),
+        }];
         group.bench_with_input(BenchmarkId::from_parameter(batch), &batch, |b, &batch| {
             b.iter(|| {
                 backend
-                    .infer(black_box(rows), batch, &mut output)
+                    .infer(black_box(&rows), batch, &mut output)
                     .expect("inference failed");
                 black_box(&output);
             })

@@ -30,12 +30,13 @@ use kbatch_core::config::{Config, Framing};
 use kbatch_core::inference::isolate::RetryPolicy;
 use kbatch_core::inference::{load_backend, spawn_workers, Backend, LoadSpec, WorkerOutputs};
 use kbatch_core::kafka::{Admission, Decision, RecordParts};
-use kbatch_core::model::ServedModel;
+use kbatch_core::model::{BatchTensor, ServedModel};
 use kbatch_core::pipeline::{now_ms, Admitted, Origin, Outcome};
 use kbatch_core::registry::{default_model_file, Routes, RoutingTable};
 use kbatch_core::telemetry::Telemetry;
+use kbatch_core::tensor::TensorData;
 use kbatch_core::tier::Tier;
-use kbatch_core::wire::{Request, WireCodec};
+use kbatch_core::wire::{Inputs, Request, WireCodec};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::mpsc;
@@ -81,8 +82,10 @@ fn records(cfg: &Config, row: usize) -> Vec<Vec<u8>> {
                 priority: None,
                 reply_topic: None,
                 client_id: Some("bench".into()),
-                shape: vec![64, 16],
-                data: data[(i % 64) * row..(i % 64 + 1) * row].to_vec(),
+                inputs: Inputs::v1(
+                    vec![64, 16],
+                    data[(i % 64) * row..(i % 64 + 1) * row].to_vec(),
+                ),
             };
             let mut buf = Vec::new();
             codec.encode_request(&req, Framing::Confluent, &mut buf);
@@ -94,7 +97,8 @@ fn records(cfg: &Config, row: usize) -> Vec<Vec<u8>> {
 fn raw(c: &mut Criterion) {
     let cfg = config();
     let mut backend = backend(&cfg);
-    let row = backend.info().input_len();
+    let row_shape = vec![64, 16];
+    let row: usize = row_shape.iter().product();
     let input = rows(N, row);
     let mut out = Vec::new();
     let mut group = c.benchmark_group("pipeline");
@@ -103,11 +107,22 @@ fn raw(c: &mut Criterion) {
         .sample_size(10)
         .measurement_time(Duration::from_secs(8));
     for batch in [8usize, 16, 32, 64] {
-        group.bench_with_input(BenchmarkId::new("raw", batch), &batch, |b, &batch| {
+        // The batches as the workers hand them over: built before the clock runs.
+        let batches: Vec<[BatchTensor; 1]> = input
+            .chunks(batch * row)
+            .map(|chunk| {
+                [BatchTensor {
+                    row_shape: row_shape.clone(),
+                    data: TensorData::F32(chunk.to_vec()),
+                }]
+            })
+            .collect();
+        group.bench_with_input(BenchmarkId::new("raw", batch), &batch, |b, _| {
             b.iter(|| {
-                for chunk in input.chunks(batch * row) {
+                for inputs in &batches {
+                    let rows = inputs[0].data.len() / row;
                     backend
-                        .infer(black_box(chunk), chunk.len() / row, &mut out)
+                        .infer(black_box(inputs), rows, &mut out)
                         .expect("inference");
                 }
                 black_box(&out);

@@ -19,5 +19,6 @@ pub mod pipeline;
 pub mod registry;
 pub mod resources;
 pub mod telemetry;
+pub mod tensor;
 pub mod tier;
 pub mod wire;

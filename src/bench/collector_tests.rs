@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::bench::TierMix;
-use kbatch_core::wire::Timings;
+use kbatch_core::wire::{Outputs, Timings};
 
 fn reply(id: &str, status: Status, batch: i32) -> Reply {
     Reply {
@@ -11,8 +11,10 @@ fn reply(id: &str, status: Status, batch: i32) -> Reply {
         error: None,
         model_name: "m".into(),
         model_version: "1".into(),
-        output_shape: vec![3],
-        outputs: vec![0.2, 0.3, 0.5],
+        outputs: Outputs::V1 {
+            output_shape: vec![3],
+            outputs: vec![0.2, 0.3, 0.5],
+        },
         tier: Tier::Normal,
         timings: Timings {
             queue_wait_us: 10,

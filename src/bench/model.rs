@@ -17,8 +17,10 @@ use crate::output::ReportArgs;
 use crate::source::ConfigSource;
 use kbatch_core::config::Device;
 use kbatch_core::inference::{load_backend, LoadSpec};
+use kbatch_core::model::{stack_rows, zero_sample, BatchTensor, Signature};
 use kbatch_core::registry::default_model_file;
 use kbatch_core::telemetry::table::{Grid, Table};
+use kbatch_core::tensor::{Tensor, TensorData};
 
 const SEED: u64 = 0x6b62_6174_6368;
 
@@ -116,19 +118,16 @@ pub fn run_model_bench(args: &ModelBenchArgs) -> Result<ModelBenchReport, BenchE
     let spec = LoadSpec::new(&model, id.clone(), path.clone());
     let mut backend =
         load_backend(&spec).map_err(|e| BenchError::InvalidArgument(e.to_string()))?;
-    let row = backend.info().input_len();
     let max = args.batch_sizes.iter().copied().max().unwrap_or(1);
-    let mut rng = StdRng::seed_from_u64(SEED);
-    let input: Vec<f32> = (0..max * row)
-        .map(|_| rng.random_range(-1.0..1.0))
-        .collect();
+    let requests = random_requests(&backend.info().signature, max);
     let mut out = Vec::new();
+    let mut inputs = Vec::new();
     let mut points = Vec::with_capacity(args.batch_sizes.len());
     for &batch in &args.batch_sizes {
-        let rows = &input[..batch * row];
-        let mut infer = |out: &mut Vec<f32>| {
+        let rows = stack_rows(requests[..batch].iter().map(Vec::as_slice), &mut inputs);
+        let mut infer = |out: &mut Vec<BatchTensor>| {
             backend
-                .infer(rows, batch, out)
+                .infer(&inputs, rows, out)
                 .map_err(|e| BenchError::InvalidArgument(e.to_string()))
         };
         let warm = Instant::now();
@@ -165,6 +164,29 @@ pub fn run_model_bench(args: &ModelBenchArgs) -> Result<ModelBenchReport, BenchE
         points,
         best,
     })
+}
+
+/// `n` requests for a model of `signature`: float inputs uniform in [-1, 1), integer inputs 0
+/// (an index every embedding table has), dynamic dimensions 1.
+fn random_requests(signature: &Signature, n: usize) -> Vec<Vec<Tensor>> {
+    let mut rng = StdRng::seed_from_u64(SEED);
+    (0..n)
+        .map(|_| {
+            let mut tensors = zero_sample(signature);
+            for t in &mut tensors {
+                match &mut t.data {
+                    TensorData::F32(v) => {
+                        v.iter_mut().for_each(|x| *x = rng.random_range(-1.0..1.0))
+                    }
+                    TensorData::F64(v) => {
+                        v.iter_mut().for_each(|x| *x = rng.random_range(-1.0..1.0))
+                    }
+                    TensorData::I32(_) | TensorData::I64(_) => {}
+                }
+            }
+            tensors
+        })
+        .collect()
 }
 
 #[cfg(test)]

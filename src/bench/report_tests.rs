@@ -6,7 +6,7 @@ use super::*;
 use crate::bench::collector::Matcher;
 use crate::bench::{RequestIds, TierMix};
 use kbatch_core::config::{Framing, TierTopics, WireConfig};
-use kbatch_core::wire::{Reply, Timings};
+use kbatch_core::wire::{Outputs, Reply, Timings};
 
 /// An OK critical-tier reply to `request_id` from a batch of `batch_size`.
 fn ok_reply(request_id: String, batch_size: i32) -> Reply {
@@ -16,8 +16,10 @@ fn ok_reply(request_id: String, batch_size: i32) -> Reply {
         error: None,
         model_name: "m".into(),
         model_version: "1".into(),
-        output_shape: vec![3],
-        outputs: vec![0.0; 3],
+        outputs: Outputs::V1 {
+            output_shape: vec![3],
+            outputs: vec![0.0; 3],
+        },
         tier: Tier::Critical,
         timings: Timings {
             batch_size,

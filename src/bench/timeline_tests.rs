@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::*;
 use crate::bench::collector::Matcher;
 use crate::bench::{Plan, RequestIds, TierMix};
-use kbatch_core::wire::{Reply, Status, Timings};
+use kbatch_core::wire::{Outputs, Reply, Status, Timings};
 
 fn ok_reply(id: String) -> Reply {
     Reply {
@@ -15,8 +15,10 @@ fn ok_reply(id: String) -> Reply {
         error: None,
         model_name: "m".into(),
         model_version: "1".into(),
-        output_shape: vec![3],
-        outputs: vec![0.0; 3],
+        outputs: Outputs::V1 {
+            output_shape: vec![3],
+            outputs: vec![0.0; 3],
+        },
         tier: Tier::Critical,
         timings: Timings::default(),
         completed_at_ms: 0,

@@ -13,7 +13,7 @@ use rand::{Rng, SeedableRng};
 use super::SendLog;
 use kbatch_core::config::Framing;
 use kbatch_core::tier::Tier;
-use kbatch_core::wire::{Request, WireCodec};
+use kbatch_core::wire::{Inputs, Request, WireCodec};
 
 /// One request's tensor shape for the bundled model (no batch dimension).
 pub const MODEL_SHAPE: [i32; 2] = [64, 16];
@@ -270,10 +270,12 @@ impl RecordFactory {
                 priority: None,
                 reply_topic: Some(reply_topic.to_owned()),
                 client_id: Some("kbatch-bench".to_owned()),
-                shape: MODEL_SHAPE.to_vec(),
-                data: (0..ELEMENTS)
-                    .map(|_| rng.random_range(-1.0f32..1.0))
-                    .collect(),
+                inputs: Inputs::v1(
+                    MODEL_SHAPE.to_vec(),
+                    (0..ELEMENTS)
+                        .map(|_| rng.random_range(-1.0f32..1.0))
+                        .collect(),
+                ),
             })
             .collect();
         Self {
@@ -298,12 +300,14 @@ impl RecordFactory {
         req.request_id.clear();
         req.request_id.push_str(id);
         req.created_at_ms = now_ms;
-        if kind == Kind::Invalid {
+        if let (Kind::Invalid, Some(v1)) = (kind, req.inputs.v1_mut()) {
             // 64 × 15 ≠ 1,024 values: decodes, then fails validation.
-            req.shape[1] = MODEL_SHAPE[1] - 1;
+            v1.shape[1] = MODEL_SHAPE[1] - 1;
         }
         self.codec.encode_request(req, self.framing, out);
-        req.shape[1] = MODEL_SHAPE[1];
+        if let Some(v1) = req.inputs.v1_mut() {
+            v1.shape[1] = MODEL_SHAPE[1];
+        }
     }
 }
 

@@ -2,9 +2,15 @@
 
 use super::*;
 use kbatch_core::config::WireConfig;
-use kbatch_core::wire::validate;
+use kbatch_core::tensor::{DType, TensorSpec};
+use kbatch_core::wire::{validate, Request};
 
-const SHAPE: [usize; 2] = [64, 16];
+/// Validates against the bundled model's signature (64 x 16 float32 in, 3 float32 out).
+fn valid(mut req: Request) -> bool {
+    let inputs = [TensorSpec::fixed("input", DType::Float32, &[64, 16])];
+    let outputs = [TensorSpec::fixed("output", DType::Float32, &[3])];
+    validate(&mut req, &inputs, &outputs).is_ok()
+}
 
 #[test]
 fn tier_mix_parses_four_weights_and_rejects_the_rest() {
@@ -88,15 +94,15 @@ fn factory_encodes_valid_invalid_and_undecodable_records() {
     assert_eq!(req.created_at_ms, 1234);
     assert_eq!(req.timeout_ms, Some(250));
     assert_eq!(req.reply_topic.as_deref(), Some("replies.x"));
-    assert_eq!(req.shape, MODEL_SHAPE.to_vec());
-    assert!(validate(&req, &SHAPE).is_ok());
+    assert_eq!(req.inputs.tensors()[0].shape, MODEL_SHAPE.to_vec());
+    assert!(valid(req));
 
     f.encode(5, Kind::Invalid, "r-6", 1234, &mut buf);
     let bad = codec.decode_request(&buf).unwrap();
-    assert!(validate(&bad, &SHAPE).is_err());
+    assert!(!valid(bad));
     // The template is restored after an invalid record.
     f.encode(5, Kind::Valid, "r-7", 1234, &mut buf);
-    assert!(validate(&codec.decode_request(&buf).unwrap(), &SHAPE).is_ok());
+    assert!(valid(codec.decode_request(&buf).unwrap()));
 
     f.encode(5, Kind::Undecodable, "r-8", 1234, &mut buf);
     assert!(codec.decode_request(&buf).is_err());

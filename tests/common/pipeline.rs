@@ -10,9 +10,11 @@ use std::time::Duration;
 
 use kbatch_core::config::{Config, TierTopics};
 use kbatch_core::inference::{load_backend, Backend, LoadSpec};
+use kbatch_core::model::stack_rows;
 use kbatch_core::registry::default_model_file;
+use kbatch_core::tensor::Tensor;
 use kbatch_core::tier::Tier;
-use kbatch_core::wire::{Framing, Reply, Request, WireCodec};
+use kbatch_core::wire::{Framing, Inputs, Reply, Request, WireCodec};
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -148,6 +150,29 @@ pub fn load_default_backend(cfg: &Config) -> Box<dyn Backend> {
     load_backend(&LoadSpec::new(&cfg.model, id, path)).expect("backend")
 }
 
+/// Every output of `backend` for `tensors` (one request's inputs, in the model's order), run
+/// directly as a batch of one: what a reply to that request must carry.
+pub fn infer_one(backend: &mut dyn Backend, tensors: &[Tensor]) -> Vec<Tensor> {
+    let mut inputs = Vec::new();
+    let mut outputs = Vec::new();
+    let rows = stack_rows([tensors], &mut inputs);
+    backend
+        .infer(&inputs, rows, &mut outputs)
+        .expect("direct inference");
+    let specs = &backend.info().signature.outputs;
+    outputs
+        .iter()
+        .zip(specs)
+        .map(|(o, spec)| o.row(&spec.name, 0).expect("one row"))
+        .collect()
+}
+
+/// The first output of `backend` for a version-1 request, as its reply carries it.
+pub fn infer_v1(backend: &mut dyn Backend, req: &Request) -> Vec<f32> {
+    let first = infer_one(backend, req.inputs.tensors()).remove(0);
+    first.data.into_f32()
+}
+
 /// A valid request for the bundled model whose data is a deterministic function of `n`.
 pub fn request(id: &str, n: u64) -> Request {
     Request {
@@ -160,10 +185,12 @@ pub fn request(id: &str, n: u64) -> Request {
         priority: None,
         reply_topic: None,
         client_id: Some("test".into()),
-        shape: vec![64, 16],
-        data: (0..1024)
-            .map(|i| (((i as u64 * 31 + n * 17) % 97) as f32 / 97.0) - 0.5)
-            .collect(),
+        inputs: Inputs::v1(
+            vec![64, 16],
+            (0..1024)
+                .map(|i| (((i as u64 * 31 + n * 17) % 97) as f32 / 97.0) - 0.5)
+                .collect(),
+        ),
     }
 }
 

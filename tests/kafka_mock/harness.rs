@@ -15,12 +15,12 @@ use kbatch_core::kafka::{
     run_consumer, run_replier, ConsumerInputs, ConsumerReport, KafkaError, ReplierReport,
     SharedTracker,
 };
-use kbatch_core::model::ServedModel;
+use kbatch_core::model::{ServedModel, Signature};
 use kbatch_core::pipeline::ModelId;
 use kbatch_core::pipeline::{now_ms, Admitted, Outcome};
 use kbatch_core::registry::{Routes, RoutingTable};
 use kbatch_core::tier::Tier;
-use kbatch_core::wire::{Reply, Request, Status, Timings, WireCodec};
+use kbatch_core::wire::{Inputs, Outputs, Reply, Request, Status, Timings, WireCodec};
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::mocking::MockCluster;
@@ -40,10 +40,7 @@ pub const CALLER_TOPIC_PREFIX: &str = "mock-caller-replies";
 pub fn model() -> ModelInfo {
     ModelInfo {
         id: ModelId::new("cnn_lstm", "1"),
-        input_name: "input".into(),
-        output_name: "output".into(),
-        input_shape: vec![2, 3],
-        output_size: 3,
+        signature: Signature::float32("input", &[2, 3], "output", 3),
         device: Device::Cpu,
         library_path: PathBuf::new(),
     }
@@ -105,8 +102,7 @@ pub fn request(id: &str) -> Request {
         priority: None,
         reply_topic: None,
         client_id: None,
-        shape: vec![2, 3],
-        data: vec![0.25; 6],
+        inputs: Inputs::v1(vec![2, 3], vec![0.25; 6]),
     }
 }
 
@@ -135,8 +131,10 @@ pub fn spawn_echo(
                         error: None,
                         model_name: "cnn_lstm".into(),
                         model_version: "1".into(),
-                        output_shape: vec![3],
-                        outputs: vec![0.2, 0.3, 0.5],
+                        outputs: Outputs::V1 {
+                            output_shape: vec![3],
+                            outputs: vec![0.2, 0.3, 0.5],
+                        },
                         tier,
                         timings: Timings::default(),
                         completed_at_ms: now_ms(),

@@ -49,7 +49,7 @@ fn mixed_records(cfg: &Config, caller_topic: &str) -> (Vec<(Tier, Vec<Record>)>,
         }
         let id = format!("{tier}-nan");
         let mut req = request(&id);
-        req.data[0] = f32::NAN;
+        req.inputs.v1_mut().expect("version 1").values[0] = f32::NAN;
         push(id, req, default, "INVALID_INPUT", tier);
         let id = format!("{tier}-other-model");
         let mut req = request(&id);

@@ -33,6 +33,7 @@ use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::pipeline::{Admitted, DedupKey};
+use crate::tensor::Tensor;
 use crate::tier::Tier;
 
 /// The settings a `Coalescer` runs with (the `deduplication` config section).
@@ -62,7 +63,7 @@ pub enum Admit {
     /// The leader: compute it (queue it) and later call `complete` or `fail` with its key.
     Run(Admitted),
     /// Answer it now with a result computed within the TTL.
-    Cached(Admitted, Arc<[f32]>),
+    Cached(Admitted, Arc<[Tensor]>),
     /// An identical request is queued or running; this one waits for its result.
     Joined,
 }
@@ -92,7 +93,7 @@ pub struct DedupStats {
 
 #[derive(Debug)]
 struct CachedResult {
-    outputs: Arc<[f32]>,
+    outputs: Arc<[Tensor]>,
     stored_at: Instant,
     /// Position in `Coalescer::by_age`.
     seq: u64,
@@ -205,7 +206,12 @@ impl Coalescer {
 
     /// A leader for `key` computed `outputs`: stores them for reuse (when enabled) and returns
     /// the followers, in arrival order, to be answered with the same outputs.
-    pub fn complete(&mut self, key: &DedupKey, outputs: Arc<[f32]>, now: Instant) -> Vec<Admitted> {
+    pub fn complete(
+        &mut self,
+        key: &DedupKey,
+        outputs: Arc<[Tensor]>,
+        now: Instant,
+    ) -> Vec<Admitted> {
         if self.params.enabled && self.params.cache_size > 0 {
             self.expire(now);
             self.store(*key, outputs, now);
@@ -276,7 +282,7 @@ impl Coalescer {
             .collect()
     }
 
-    fn store(&mut self, key: DedupKey, outputs: Arc<[f32]>, now: Instant) {
+    fn store(&mut self, key: DedupKey, outputs: Arc<[Tensor]>, now: Instant) {
         let seq = self.take_seq();
         let fresh = CachedResult {
             outputs,

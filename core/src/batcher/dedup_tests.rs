@@ -7,6 +7,8 @@ use tokio::time::Instant;
 use super::*;
 use crate::pipeline::fixtures::admitted;
 use crate::pipeline::{dedup_key, ModelId};
+use crate::tensor::{Tensor, TensorData};
+use crate::wire::Inputs;
 
 const TTL: Duration = Duration::from_secs(60);
 
@@ -21,14 +23,22 @@ fn params(cache_size: usize) -> DedupParams {
 /// A request `id` at `tier` whose input is `data`, with its key.
 fn req(id: &str, tier: Tier, data: &[f32], at: Instant) -> (Admitted, DedupKey) {
     let mut a = admitted(id, (tier, 0, 0), tier, at);
-    a.request.shape = vec![data.len() as i32];
-    a.request.data = data.to_vec();
-    let key = dedup_key(&ModelId::new("m", "1"), &a.request.shape, &a.request.data);
+    a.request.inputs = Inputs::v1(vec![data.len() as i32], data.to_vec());
+    let key = dedup_key(&ModelId::new("m", "1"), a.request.inputs.tensors());
     (a, key)
 }
 
-fn outputs(v: &[f32]) -> Arc<[f32]> {
-    Arc::from(v)
+/// The key of a version-1 input.
+fn v1_key(model: &ModelId, shape: &[i32], data: &[f32]) -> DedupKey {
+    dedup_key(model, Inputs::v1(shape.to_vec(), data.to_vec()).tensors())
+}
+
+fn outputs(v: &[f32]) -> Arc<[Tensor]> {
+    Arc::from(vec![Tensor::new(
+        "y",
+        vec![v.len() as i32],
+        TensorData::F32(v.to_vec()),
+    )])
 }
 
 fn ids(list: &[Admitted]) -> Vec<&str> {
@@ -74,7 +84,7 @@ fn a_result_is_reused_within_the_ttl_and_recomputed_after() {
     match c.admit(b, k, just_before) {
         Admit::Cached(b, out) => {
             assert_eq!(b.request.request_id, "b");
-            assert_eq!(&*out, &[7.0, 8.0]);
+            assert_eq!(&*out, &*outputs(&[7.0, 8.0]));
         }
         other => panic!("expected Cached, got {other:?}"),
     }
@@ -135,32 +145,72 @@ fn shrinking_or_disabling_on_reload_drops_results_but_keeps_followers() {
 }
 
 #[test]
+fn keys_differ_by_element_type_and_by_any_input_of_several() {
+    let m = ModelId::new("m", "1");
+    let t = |name: &str, data: TensorData| Tensor::new(name, vec![data.len() as i32], data);
+    let ints = [t("a", TensorData::I32(vec![1, 2]))];
+    let floats = [t(
+        "a",
+        TensorData::F32(vec![f32::from_bits(1), f32::from_bits(2)]),
+    )];
+    assert_ne!(
+        dedup_key(&m, &ints),
+        dedup_key(&m, &floats),
+        "same bits, other type"
+    );
+    let two = [
+        t("a", TensorData::F32(vec![1.0])),
+        t("b", TensorData::I64(vec![7])),
+    ];
+    let changed = [
+        t("a", TensorData::F32(vec![1.0])),
+        t("b", TensorData::I64(vec![8])),
+    ];
+    assert_ne!(dedup_key(&m, &two), dedup_key(&m, &changed));
+    // Moving a value from one tensor to the other changes the key (lengths end the encoding).
+    let split_a = [
+        t("a", TensorData::I64(vec![1, 2])),
+        t("b", TensorData::I64(vec![3])),
+    ];
+    let split_b = [
+        t("a", TensorData::I64(vec![1])),
+        t("b", TensorData::I64(vec![2, 3])),
+    ];
+    assert_ne!(dedup_key(&m, &split_a), dedup_key(&m, &split_b));
+    // Names are not part of the key: tensors are in the model's order by then, so a version-1
+    // request and a version-2 request with the same input share a result.
+    let v1 = Inputs::v1(vec![2], vec![1.0, 2.0]);
+    let v2 = [t("input", TensorData::F32(vec![1.0, 2.0]))];
+    assert_eq!(dedup_key(&m, v1.tensors()), dedup_key(&m, &v2));
+}
+
+#[test]
 fn keys_differ_by_model_version_shape_and_data() {
-    let base = dedup_key(&ModelId::new("m", "1"), &[2], &[1.0, 2.0]);
-    assert_eq!(base, dedup_key(&ModelId::new("m", "1"), &[2], &[1.0, 2.0]));
+    let base = v1_key(&ModelId::new("m", "1"), &[2], &[1.0, 2.0]);
+    assert_eq!(base, v1_key(&ModelId::new("m", "1"), &[2], &[1.0, 2.0]));
     let others = [
-        dedup_key(&ModelId::new("n", "1"), &[2], &[1.0, 2.0]),
-        dedup_key(&ModelId::new("m", "2"), &[2], &[1.0, 2.0]),
-        dedup_key(&ModelId::new("m", "1"), &[1, 2], &[1.0, 2.0]),
-        dedup_key(&ModelId::new("m", "1"), &[2], &[1.0, 2.5]),
-        dedup_key(&ModelId::new("m", "1"), &[2], &[1.0]),
+        v1_key(&ModelId::new("n", "1"), &[2], &[1.0, 2.0]),
+        v1_key(&ModelId::new("m", "2"), &[2], &[1.0, 2.0]),
+        v1_key(&ModelId::new("m", "1"), &[1, 2], &[1.0, 2.0]),
+        v1_key(&ModelId::new("m", "1"), &[2], &[1.0, 2.5]),
+        v1_key(&ModelId::new("m", "1"), &[2], &[1.0]),
         // Field boundaries matter: "m1" + "" is not "m" + "1".
-        dedup_key(&ModelId::new("m1", ""), &[2], &[1.0, 2.0]),
+        v1_key(&ModelId::new("m1", ""), &[2], &[1.0, 2.0]),
     ];
     for other in others {
         assert_ne!(base, other);
     }
     assert_ne!(
-        dedup_key(&ModelId::new("m", "1"), &[1], &[0.0]),
-        dedup_key(&ModelId::new("m", "1"), &[1], &[-0.0])
+        v1_key(&ModelId::new("m", "1"), &[1], &[0.0]),
+        v1_key(&ModelId::new("m", "1"), &[1], &[-0.0])
     );
     // More than one hasher update's worth of floats.
     let long: Vec<f32> = (0..3000).map(|i| i as f32).collect();
     let mut changed = long.clone();
     changed[2999] = -1.0;
     assert_ne!(
-        dedup_key(&ModelId::new("m", "1"), &[3000], &long),
-        dedup_key(&ModelId::new("m", "1"), &[3000], &changed)
+        v1_key(&ModelId::new("m", "1"), &[3000], &long),
+        v1_key(&ModelId::new("m", "1"), &[3000], &changed)
     );
 }
 
@@ -175,7 +225,7 @@ proptest! {
         let mut flipped = data.clone();
         flipped[i] = f32::from_bits(data[i].to_bits() ^ (1 << bit));
         let shape = [data.len() as i32];
-        prop_assert_ne!(dedup_key(&ModelId::new("m", "1"), &shape, &data), dedup_key(&ModelId::new("m", "1"), &shape, &flipped));
+        prop_assert_ne!(v1_key(&ModelId::new("m", "1"), &shape, &data), v1_key(&ModelId::new("m", "1"), &shape, &flipped));
     }
 }
 

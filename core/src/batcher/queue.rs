@@ -44,7 +44,8 @@ impl Entry {
 
     /// Bytes of tensor data the request adds to a batch.
     pub fn bytes(&self) -> usize {
-        self.admitted.request.data.len() * std::mem::size_of::<f32>()
+        let tensors = self.admitted.request.inputs.tensors();
+        tensors.iter().map(|t| t.data.byte_len()).sum()
     }
 }
 

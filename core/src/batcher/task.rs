@@ -38,6 +38,7 @@ use crate::pipeline::{
 use crate::resources::Utilization;
 use crate::telemetry::stats::AdaptiveState;
 use crate::telemetry::Telemetry;
+use crate::tensor::Tensor;
 use crate::tier::Tier;
 use crate::wire::{Status, Timings};
 
@@ -221,7 +222,7 @@ impl Batcher {
         // admitted before deduplication was switched on.
         let key = match a.dedup_key {
             Some(k) => k,
-            None => dedup_key(a.model.id(), &a.request.shape, &a.request.data),
+            None => dedup_key(a.model.id(), a.request.inputs.tensors()),
         };
         match self.coalescer.admit(a, key, Instant::now()) {
             Admit::Run(leader) => {
@@ -508,7 +509,7 @@ impl Batcher {
 
     /// Answers a request that was not run itself (a cached result or its leader's): its
     /// timings say so with batch size 0.
-    async fn answer_ok(&mut self, a: Admitted, outputs: &Arc<[f32]>) {
+    async fn answer_ok(&mut self, a: Admitted, outputs: &Arc<[Tensor]>) {
         let timings = Timings {
             queue_wait_us: crate::pipeline::micros(a.admitted_at.elapsed()),
             ..Timings::default()

@@ -442,15 +442,38 @@ fn kafka_and_wire(r: &mut Rules<'_>, c: &Config) {
         || "must list at least one id".into(),
     );
     r.check(
-        !w.request_schema_ids.contains(&w.reply_schema_id),
-        "wire.reply_schema_id",
-        || "must differ from the request schema ids".into(),
+        !w.request_v2_schema_ids.is_empty(),
+        "wire.request_v2_schema_ids",
+        || "must list at least one id".into(),
     );
-    r.check(
-        w.reply_schema_id != w.dead_letter_schema_id,
-        "wire.dead_letter_schema_id",
-        || "must differ from wire.reply_schema_id".into(),
-    );
+    // A Confluent id names exactly one schema, or a record could be read under the wrong one.
+    let mut ids: Vec<(u32, &str)> = w
+        .request_schema_ids
+        .iter()
+        .map(|&id| (id, "wire.request_schema_ids"))
+        .chain(
+            w.request_v2_schema_ids
+                .iter()
+                .map(|&id| (id, "wire.request_v2_schema_ids")),
+        )
+        .chain([
+            (w.reply_schema_id, "wire.reply_schema_id"),
+            (w.reply_v2_schema_id, "wire.reply_v2_schema_id"),
+            (w.dead_letter_schema_id, "wire.dead_letter_schema_id"),
+        ])
+        .collect();
+    ids.sort_unstable();
+    for pair in ids.windows(2) {
+        let [(a, first), (b, second)] = pair else {
+            continue;
+        };
+        r.check(a != b, second, || {
+            format!("schema id {a} is also used by {first}: each schema needs its own id")
+        });
+    }
+    r.check(w.max_tensors >= 1, "wire.max_tensors", || {
+        "must be >= 1".into()
+    });
     r.check(w.max_request_bytes >= 64, "wire.max_request_bytes", || {
         "must be >= 64".into()
     });

@@ -22,27 +22,30 @@ pub struct RetryPolicy {
     pub retry_delay: Duration,
 }
 
-/// Runs the rows at the given indices of the batch, filling the output buffer.
-pub type RunRows<'a> = dyn FnMut(&[usize], &mut Vec<f32>) -> Result<(), InferenceError> + 'a;
+/// Runs the rows at the given indices of the batch; on success returns one result per index,
+/// in the same order (what a row's result is, the caller decides: its output tensors).
+pub type RunRows<'a, R> = dyn FnMut(&[usize]) -> Result<Vec<R>, InferenceError> + 'a;
 
 /// What the re-runs found.
 #[derive(Debug)]
-pub struct Isolation {
-    /// Per request of the batch: its output row, or why it failed alone.
-    pub rows: Vec<Result<Vec<f32>, InferenceError>>,
+pub struct Isolation<R> {
+    /// Per request of the batch: its result, or why it failed alone.
+    pub rows: Vec<Result<R, InferenceError>>,
     /// Model calls made (the first, failed, call not included).
     pub calls: u32,
 }
 
-/// Runs `rows` of the batch (indices into it) through `run`, which fills `out` with one output
-/// row of `out_size` values per index. A panic inside `run` is a failure.
-pub fn guarded(
-    run: &mut RunRows<'_>,
-    rows: &[usize],
-    out: &mut Vec<f32>,
-) -> Result<(), InferenceError> {
-    match catch_unwind(AssertUnwindSafe(|| run(rows, out))) {
-        Ok(r) => r,
+/// Runs `rows` of the batch (indices into it) through `run`. A panic inside `run`, or a result
+/// count that does not match the rows, is a failure.
+pub fn guarded<R>(run: &mut RunRows<'_, R>, rows: &[usize]) -> Result<Vec<R>, InferenceError> {
+    match catch_unwind(AssertUnwindSafe(|| run(rows))) {
+        Ok(Ok(results)) if results.len() == rows.len() => Ok(results),
+        Ok(Ok(results)) => Err(InferenceError::OutputShape(format!(
+            "{} results for {} rows",
+            results.len(),
+            rows.len()
+        ))),
+        Ok(Err(e)) => Err(e),
         Err(panic) => {
             let what = panic
                 .downcast_ref::<&str>()
@@ -56,17 +59,15 @@ pub fn guarded(
 
 /// Re-runs a failed batch of `n` requests; `first` is the error of the whole-batch call.
 /// `sleep` is how the caller waits `retry_delay` (the worker thread sleeps; tests record).
-pub fn isolate(
+pub fn isolate<R>(
     n: usize,
-    out_size: usize,
     policy: RetryPolicy,
     first: InferenceError,
-    run: &mut RunRows<'_>,
+    run: &mut RunRows<'_, R>,
     sleep: &mut dyn FnMut(Duration),
-) -> Isolation {
-    let mut rows: Vec<Option<Result<Vec<f32>, InferenceError>>> = vec![None; n];
+) -> Isolation<R> {
+    let mut rows: Vec<Option<Result<R, InferenceError>>> = (0..n).map(|_| None).collect();
     let mut calls = 0;
-    let mut out = Vec::new();
     // (indices, attempts already made by this group as a whole, last error)
     let mut work: Vec<(Vec<usize>, u32, InferenceError)> = vec![((0..n).collect(), 1, first)];
     while let Some((group, attempts, err)) = work.pop() {
@@ -75,8 +76,8 @@ pub fn isolate(
             let (a, b) = group.split_at(group.len() / 2);
             for half in [b, a] {
                 calls += 1;
-                match guarded(run, half, &mut out) {
-                    Ok(()) => fill(&mut rows, half, &out, out_size),
+                match guarded(run, half) {
+                    Ok(results) => fill(&mut rows, half, results),
                     Err(e) => work.push((half.to_vec(), 1, e)),
                 }
             }
@@ -88,8 +89,8 @@ pub fn isolate(
         }
         sleep(policy.retry_delay);
         calls += 1;
-        match guarded(run, &group, &mut out) {
-            Ok(()) => fill(&mut rows, &group, &out, out_size),
+        match guarded(run, &group) {
+            Ok(results) => fill(&mut rows, &group, results),
             Err(e) => work.push((group, attempts + 1, e)),
         }
     }
@@ -102,22 +103,9 @@ pub fn isolate(
     }
 }
 
-fn fill(
-    rows: &mut [Option<Result<Vec<f32>, InferenceError>>],
-    group: &[usize],
-    out: &[f32],
-    out_size: usize,
-) {
-    for (k, &i) in group.iter().enumerate() {
-        let row = out.get(k * out_size..(k + 1) * out_size);
-        rows[i] = Some(match row {
-            Some(r) => Ok(r.to_vec()),
-            None => Err(InferenceError::OutputShape(format!(
-                "{} values for {} rows of {out_size}",
-                out.len(),
-                group.len()
-            ))),
-        });
+fn fill<R>(rows: &mut [Option<Result<R, InferenceError>>], group: &[usize], results: Vec<R>) {
+    for (&i, r) in group.iter().zip(results) {
+        rows[i] = Some(Ok(r));
     }
 }
 

@@ -16,19 +16,20 @@ fn policy(max_retries: u32) -> RetryPolicy {
     }
 }
 
+/// Row `i`'s output: `[i; OUT]`.
+fn rows_of(rows: &[usize]) -> Vec<Vec<f32>> {
+    rows.iter().map(|&r| vec![r as f32; OUT]).collect()
+}
+
 /// A model that fails any group holding a poisoned row; row `i`'s output is `[i; OUT]`.
 fn poisoned(
     poison: HashSet<usize>,
-) -> impl FnMut(&[usize], &mut Vec<f32>) -> Result<(), InferenceError> {
-    move |rows, out| {
+) -> impl FnMut(&[usize]) -> Result<Vec<Vec<f32>>, InferenceError> {
+    move |rows| {
         if rows.iter().any(|r| poison.contains(r)) {
             return Err(InferenceError::Run("poison".into()));
         }
-        out.clear();
-        for &r in rows {
-            out.extend(std::iter::repeat_n(r as f32, OUT));
-        }
-        Ok(())
+        Ok(rows_of(rows))
     }
 }
 
@@ -38,7 +39,6 @@ fn one_poisoned_request_fails_alone_after_its_retries() {
     let mut slept = Vec::new();
     let iso = isolate(
         32,
-        OUT,
         policy(2),
         InferenceError::Run("batch".into()),
         &mut run,
@@ -63,21 +63,15 @@ fn one_poisoned_request_fails_alone_after_its_retries() {
 #[test]
 fn a_transient_failure_heals_without_failing_anyone() {
     let mut failures = 2;
-    let mut run = move |rows: &[usize], out: &mut Vec<f32>| {
+    let mut run = move |rows: &[usize]| {
         if failures > 0 {
             failures -= 1;
             return Err(InferenceError::Run("device busy".into()));
         }
-        out.clear();
-        out.extend(
-            rows.iter()
-                .flat_map(|&r| std::iter::repeat_n(r as f32, OUT)),
-        );
-        Ok(())
+        Ok(rows_of(rows))
     };
     let iso = isolate(
         4,
-        OUT,
         policy(1),
         InferenceError::Run("busy".into()),
         &mut run,
@@ -88,20 +82,19 @@ fn a_transient_failure_heals_without_failing_anyone() {
 
 #[test]
 fn a_panicking_model_is_a_failure_not_a_dead_thread() {
-    let mut run = |rows: &[usize], _: &mut Vec<f32>| -> Result<(), InferenceError> {
+    let mut run = |rows: &[usize]| -> Result<Vec<Vec<f32>>, InferenceError> {
         if rows.contains(&1) {
             panic!("segment overflow in row {}", rows[0]);
         }
-        Ok(())
+        Ok(rows_of(rows))
     };
-    let mut out = Vec::new();
-    let err = guarded(&mut run, &[0, 1], &mut out).unwrap_err();
+    let err = guarded(&mut run, &[0, 1]).unwrap_err();
     assert!(
         err.to_string()
             .contains("the model panicked: segment overflow"),
         "{err}"
     );
-    let iso = isolate(2, 0, policy(0), err, &mut run, &mut |_| {});
+    let iso = isolate(2, policy(0), err, &mut run, &mut |_| {});
     assert!(iso.rows[0].is_ok());
     assert!(iso.rows[1]
         .as_ref()
@@ -116,7 +109,6 @@ fn without_retries_a_lone_request_fails_at_once() {
     let mut slept = 0;
     let iso = isolate(
         1,
-        OUT,
         policy(0),
         InferenceError::Run("x".into()),
         &mut run,
@@ -136,7 +128,7 @@ proptest! {
     ) {
         let poison: HashSet<usize> = poison.into_iter().filter(|&p| p < n).collect();
         let mut run = poisoned(poison.clone());
-        let iso = isolate(n, OUT, policy(retries), InferenceError::Run("b".into()), &mut run, &mut |_| {});
+        let iso = isolate(n, policy(retries), InferenceError::Run("b".into()), &mut run, &mut |_| {});
         prop_assert_eq!(iso.rows.len(), n);
         // A lone request whose only call failed has no second chance without retries.
         let lone_without_retry = n == 1 && retries == 0;
@@ -146,4 +138,14 @@ proptest! {
         let bound = 2 * n as u32 - 1 + n as u32 * retries;
         prop_assert!(iso.calls <= bound, "{} calls > {}", iso.calls, bound);
     }
+}
+
+#[test]
+fn a_result_count_that_does_not_match_the_rows_is_a_failure() {
+    let mut short = |rows: &[usize]| Ok(rows_of(&rows[1..]));
+    let err = guarded(&mut short, &[0, 1, 2]).unwrap_err();
+    assert_eq!(
+        err,
+        InferenceError::OutputShape("2 results for 3 rows".into())
+    );
 }

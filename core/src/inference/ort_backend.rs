@@ -1,22 +1,23 @@
 //! The ONNX Runtime backend.
 //!
-//! Invariant: a constructed `OrtBackend` holds a session with one f32 input whose per-row dims
-//! are all static (only the batch dimension may be symbolic) and a first f32 output of static
-//! per-row size, read from the ONNX file itself; it has already run its warm-up batches, and is
-//! never handed a batch that `ModelInfo::check_input` rejects (in particular never an empty one:
-//! ORT's CPU LSTM kernel aborts the process on batch 0 instead of returning an error).
+//! Invariant: a constructed `OrtBackend` holds a session whose signature (every input and output,
+//! float32/float64/int32/int64, per-row dimensions fixed or dynamic) was read from the ONNX file
+//! itself; it has already run its warm-up batches, and is never handed a batch that
+//! `ModelInfo::check_input` rejects (in particular never an empty one: ORT's CPU LSTM kernel
+//! aborts the process on batch 0 instead of returning an error).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use ort::session::builder::SessionBuilder;
-use ort::session::Session;
-use ort::value::{TensorElementType, TensorRef, ValueType};
+use ort::session::{Session, SessionInputValue};
+use ort::value::{DynValue, TensorElementType, TensorRef, ValueType};
 
 use super::runtime::{self, Runtime};
 use super::{Backend, InferenceError, ModelInfo};
 use crate::config::{Device, ModelConfig};
-use crate::model::{ModelId, Signature};
+use crate::model::{stack_rows, zero_sample, BatchTensor, ModelId, Signature, WarmupSample};
+use crate::tensor::{DType, Dim, Tensor, TensorData, TensorSpec};
 
 /// Batch sizes used for warm-up grow up to this, so ORT's arena and per-shape caches are sized
 /// for realistic batches before live traffic rather than during the first large batch.
@@ -32,8 +33,8 @@ pub struct LoadSpec {
     pub ort_library_path: Option<PathBuf>,
     pub intra_op_threads: usize,
     pub warmup_batches: usize,
-    /// Input rows to warm up with, back to back (each `input_len` values); empty: zeros.
-    pub warmup_rows: Vec<f32>,
+    /// Requests to warm up with; none: zeros.
+    pub warmup_samples: Vec<WarmupSample>,
 }
 
 impl LoadSpec {
@@ -47,7 +48,7 @@ impl LoadSpec {
             ort_library_path: model.ort_library_path.clone(),
             intra_op_threads: model.intra_op_threads,
             warmup_batches: model.warmup_batches,
-            warmup_rows: Vec::new(),
+            warmup_samples: Vec::new(),
         }
     }
 }
@@ -56,9 +57,8 @@ impl LoadSpec {
 pub struct OrtBackend {
     session: Session,
     info: ModelInfo,
-    /// `[batch, ..input_shape]`; only the batch dimension changes between runs, so the shape
-    /// is kept here instead of being rebuilt per batch.
-    input_dims: Vec<i64>,
+    /// Per input, `[batch, ..row_shape]` of the current batch (kept so a run allocates no shape).
+    input_dims: Vec<Vec<i64>>,
 }
 
 impl fmt::Debug for OrtBackend {
@@ -87,22 +87,16 @@ impl OrtBackend {
         let signature = read_signature(&session)?;
         let info = ModelInfo {
             id: spec.id.clone(),
-            input_name: signature.input_name,
-            output_name: signature.output_name,
-            input_shape: signature.input_shape,
-            output_size: signature.output_size,
+            signature,
             device,
             library_path: runtime.library_path.clone(),
         };
-        let input_dims = std::iter::once(0)
-            .chain(info.input_shape.iter().map(|&d| d as i64))
-            .collect();
         let mut backend = Self {
             session,
+            input_dims: vec![Vec::new(); info.signature.inputs.len()],
             info,
-            input_dims,
         };
-        backend.warm_up(spec.warmup_batches, &spec.warmup_rows)?;
+        backend.warm_up(spec.warmup_batches, &spec.warmup_samples)?;
         tracing::info!(
             model = %backend.info.id.name,
             version = %backend.info.id.version,
@@ -114,27 +108,39 @@ impl OrtBackend {
         Ok(backend)
     }
 
-    /// Runs batches of 1, 2, 4 ... `MAX_WARMUP_BATCH` rows: `samples` repeated (whole rows), or
-    /// zeros when there are none.
-    fn warm_up(&mut self, batches: usize, samples: &[f32]) -> Result<(), InferenceError> {
-        let row = self.info.input_len();
-        if !samples.is_empty() && !samples.len().is_multiple_of(row) {
-            return Err(InferenceError::ModelMismatch(format!(
-                "warm-up samples hold {} values, not whole rows of {row}",
-                samples.len()
-            )));
-        }
-        let mut output = Vec::new();
-        let mut input = Vec::new();
-        for i in 0..batches {
-            let batch = (1usize << i.min(usize::BITS as usize - 1)).min(MAX_WARMUP_BATCH);
-            input.clear();
-            if samples.is_empty() {
-                input.resize(batch * row, 0.0);
-            } else {
-                input.extend(samples.iter().copied().cycle().take(batch * row));
+    /// Runs batches of 1, 2, 4 ... `MAX_WARMUP_BATCH` rows: the samples repeated, or zeros when
+    /// there are none. Samples of different shapes (dynamic dimensions) warm up in batches of
+    /// their own, as live traffic would run them.
+    fn warm_up(&mut self, batches: usize, samples: &[WarmupSample]) -> Result<(), InferenceError> {
+        let sig = &self.info.signature;
+        let requests: Vec<Vec<Tensor>> = if samples.is_empty() {
+            vec![zero_sample(sig)]
+        } else {
+            samples
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    s.tensors(sig).map_err(|e| {
+                        InferenceError::ModelMismatch(format!("warm-up sample {i}: {e}"))
+                    })
+                })
+                .collect::<Result<_, _>>()?
+        };
+        let mut classes: Vec<Vec<&[Tensor]>> = Vec::new();
+        for r in &requests {
+            let same = |c: &Vec<&[Tensor]>| c[0].iter().zip(r).all(|(a, b)| a.shape == b.shape);
+            match classes.iter_mut().find(|c| same(c)) {
+                Some(c) => c.push(r),
+                None => classes.push(vec![r]),
             }
-            self.infer(&input, batch, &mut output)?;
+        }
+        let (mut inputs, mut outputs) = (Vec::new(), Vec::new());
+        for i in 0..batches {
+            let rows = (1usize << i.min(usize::BITS as usize - 1)).min(MAX_WARMUP_BATCH);
+            for class in &classes {
+                let n = stack_rows(class.iter().copied().cycle().take(rows), &mut inputs);
+                self.infer(&inputs, n, &mut outputs)?;
+            }
         }
         Ok(())
     }
@@ -143,41 +149,107 @@ impl OrtBackend {
 impl Backend for OrtBackend {
     fn infer(
         &mut self,
-        input: &[f32],
-        batch_size: usize,
-        output: &mut Vec<f32>,
+        inputs: &[BatchTensor],
+        rows: usize,
+        outputs: &mut Vec<BatchTensor>,
     ) -> Result<(), InferenceError> {
         // Must stay first: an empty batch reaching ORT kills the process.
-        self.info.check_input(input, batch_size)?;
-        self.input_dims[0] = batch_size as i64;
-        // A borrowed view: ORT reads the caller's slice in place, no copy of the batch.
-        let tensor = TensorRef::from_array_view((self.input_dims.as_slice(), input))
-            .map_err(|e| InferenceError::Run(format!("cannot wrap input: {e}")))?;
-        let outputs = self
-            .session
-            .run(ort::inputs![tensor])
-            .map_err(|e| InferenceError::Run(e.to_string()))?;
-        let value = outputs.get(&self.info.output_name).ok_or_else(|| {
-            InferenceError::OutputShape(format!("no output named {:?}", self.info.output_name))
-        })?;
-        let (shape, data) = value
-            .try_extract_tensor::<f32>()
-            .map_err(|e| InferenceError::OutputShape(e.to_string()))?;
-        let expected = batch_size * self.info.output_size;
-        if shape.first().copied() != Some(batch_size as i64) || data.len() != expected {
-            return Err(InferenceError::OutputShape(format!(
-                "got shape {shape:?}, expected [{batch_size}, {}]",
-                self.info.output_size
-            )));
+        self.info.check_input(inputs, rows)?;
+        for (dims, input) in self.input_dims.iter_mut().zip(inputs) {
+            dims.clear();
+            dims.push(rows as i64);
+            dims.extend(input.row_shape.iter().map(|&d| d as i64));
         }
-        output.clear();
-        output.extend_from_slice(data);
+        // Borrowed views: ORT reads the caller's buffers in place, no copy of the batch.
+        let values = inputs
+            .iter()
+            .zip(&self.input_dims)
+            .map(|(input, dims)| view(dims, &input.data))
+            .collect::<Result<Vec<_>, _>>()?;
+        let run = self
+            .session
+            .run(values.as_slice())
+            .map_err(|e| InferenceError::Run(e.to_string()))?;
+        let specs = &self.info.signature.outputs;
+        outputs.resize_with(specs.len(), BatchTensor::default);
+        for (spec, out) in specs.iter().zip(outputs.iter_mut()) {
+            let value = run.get(&spec.name).ok_or_else(|| {
+                InferenceError::OutputShape(format!("no output named {:?}", spec.name))
+            })?;
+            extract(value, spec, rows, out)?;
+        }
         Ok(())
     }
 
     fn info(&self) -> &ModelInfo {
         &self.info
     }
+}
+
+/// A borrowed ONNX Runtime tensor over one input of the batch.
+fn view<'a>(
+    dims: &'a [i64],
+    data: &'a TensorData,
+) -> Result<SessionInputValue<'a>, InferenceError> {
+    let wrap = |e: ort::Error| InferenceError::Run(format!("cannot wrap input: {e}"));
+    Ok(match data {
+        TensorData::F32(v) => TensorRef::from_array_view((dims, v.as_slice()))
+            .map_err(wrap)?
+            .into(),
+        TensorData::F64(v) => TensorRef::from_array_view((dims, v.as_slice()))
+            .map_err(wrap)?
+            .into(),
+        TensorData::I32(v) => TensorRef::from_array_view((dims, v.as_slice()))
+            .map_err(wrap)?
+            .into(),
+        TensorData::I64(v) => TensorRef::from_array_view((dims, v.as_slice()))
+            .map_err(wrap)?
+            .into(),
+    })
+}
+
+/// Copies one output of the run into `out`, checking it holds `rows` rows of a shape the model
+/// declares.
+fn extract(
+    value: &DynValue,
+    spec: &TensorSpec,
+    rows: usize,
+    out: &mut BatchTensor,
+) -> Result<(), InferenceError> {
+    fn copy<T: ort::value::PrimitiveTensorElementType + Copy + std::fmt::Debug>(
+        value: &DynValue,
+        buf: &mut Vec<T>,
+    ) -> Result<Vec<i64>, InferenceError> {
+        let (shape, data) = value
+            .try_extract_tensor::<T>()
+            .map_err(|e| InferenceError::OutputShape(e.to_string()))?;
+        buf.extend_from_slice(data);
+        Ok(shape.to_vec())
+    }
+    out.data.clear_as(spec.dtype);
+    let shape = match &mut out.data {
+        TensorData::F32(v) => copy(value, v)?,
+        TensorData::F64(v) => copy(value, v)?,
+        TensorData::I32(v) => copy(value, v)?,
+        TensorData::I64(v) => copy(value, v)?,
+    };
+    out.row_shape.clear();
+    out.row_shape.extend(
+        shape
+            .iter()
+            .skip(1)
+            .map(|&d| usize::try_from(d).unwrap_or(0)),
+    );
+    let fits = shape.first().copied() == Some(rows as i64)
+        && spec.accepts(&out.row_shape)
+        && out.data.len() == rows * out.row_len();
+    if !fits {
+        return Err(InferenceError::OutputShape(format!(
+            "{}: got shape {shape:?}, expected {spec} with batch {rows}",
+            spec.name
+        )));
+    }
+    Ok(())
 }
 
 /// Builds the session on the configured device; CUDA trouble degrades to CPU instead of failing,
@@ -240,54 +312,62 @@ fn with_cuda(_builder: SessionBuilder, _device_id: i32) -> Result<SessionBuilder
     Err("kbatch was built without the `cuda` cargo feature".into())
 }
 
-/// Reads the request contract from the ONNX file: exactly one f32 input whose dims after the
-/// batch dimension are all static, and a first output of f32 with static per-row dims.
+/// Reads the request contract from the ONNX file: every input and output, each a tensor of a
+/// supported element type whose first dimension is the batch.
 fn read_signature(session: &Session) -> Result<Signature, InferenceError> {
-    let [input] = session.inputs() else {
-        return Err(InferenceError::ModelMismatch(format!(
-            "expected exactly one model input, found {}",
-            session.inputs().len()
-        )));
-    };
-    let Some(output) = session.outputs().first() else {
+    if session.inputs().is_empty() {
+        return Err(InferenceError::ModelMismatch("model has no inputs".into()));
+    }
+    if session.outputs().is_empty() {
         return Err(InferenceError::ModelMismatch("model has no outputs".into()));
-    };
-    let input_shape = per_row_dims("input", input.name(), input.dtype())?;
-    let output_dims = per_row_dims("output", output.name(), output.dtype())?;
-    Ok(Signature {
-        input_name: input.name().to_owned(),
-        input_shape,
-        output_name: output.name().to_owned(),
-        output_size: output_dims.iter().product(),
-    })
+    }
+    let inputs = session
+        .inputs()
+        .iter()
+        .map(|i| spec("input", i.name(), i.dtype()))
+        .collect::<Result<_, _>>()?;
+    let outputs = session
+        .outputs()
+        .iter()
+        .map(|o| spec("output", o.name(), o.dtype()))
+        .collect::<Result<_, _>>()?;
+    Ok(Signature { inputs, outputs })
 }
 
-/// The dims after the batch dimension of an f32 tensor; every one must be static and non-zero
-/// (requests of one batch are stacked row by row, so a per-row size has to be fixed).
-fn per_row_dims(role: &str, name: &str, dtype: &ValueType) -> Result<Vec<usize>, InferenceError> {
+/// One input or output: its element type, and its dimensions after the batch dimension (fixed,
+/// or dynamic where the file names a symbol or -1; zero-sized ones are refused).
+fn spec(role: &str, name: &str, dtype: &ValueType) -> Result<TensorSpec, InferenceError> {
     let mismatch = |what: String| InferenceError::ModelMismatch(format!("{role} {name:?}: {what}"));
     let ValueType::Tensor { ty, shape, .. } = dtype else {
         return Err(mismatch(format!("expected a tensor, found {dtype}")));
     };
-    if *ty != TensorElementType::Float32 {
-        return Err(mismatch(format!("expected f32 elements, found {ty}")));
-    }
+    let dtype = match ty {
+        TensorElementType::Float32 => DType::Float32,
+        TensorElementType::Float64 => DType::Float64,
+        TensorElementType::Int32 => DType::Int32,
+        TensorElementType::Int64 => DType::Int64,
+        other => {
+            return Err(mismatch(format!(
+                "element type {other} is not served (float32, float64, int32, int64 are)"
+            )))
+        }
+    };
     if shape.len() < 2 {
         return Err(mismatch(format!(
             "declares shape {shape:?}; expected [batch, ...] with at least one dimension per row"
         )));
     }
-    shape[1..]
+    let dims = shape[1..]
         .iter()
-        .map(|&d| {
-            usize::try_from(d).ok().filter(|&d| d > 0).ok_or_else(|| {
-                mismatch(format!(
-                    "declares shape {shape:?}; every dimension after the batch must be static \
-                     and non-zero"
-                ))
-            })
+        .map(|&d| match d {
+            d if d < 0 => Ok(Dim::Dynamic),
+            0 => Err(mismatch(format!(
+                "declares shape {shape:?}; a zero-sized dimension holds no data"
+            ))),
+            d => Ok(Dim::Fixed(d as usize)),
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    Ok(TensorSpec::new(name, dtype, dims))
 }
 
 #[cfg(test)]

@@ -11,7 +11,8 @@ use rand::{Rng, SeedableRng};
 
 use crate::config::{Device, ModelConfig};
 use crate::inference::{load_backend, Backend, InferenceError, LoadSpec, OrtBackend};
-use crate::model::ModelId;
+use crate::model::{parse_samples, BatchTensor, ModelId};
+use crate::tensor::TensorData;
 
 const TOLERANCE: f32 = 1e-5;
 
@@ -74,6 +75,23 @@ fn random_rows(rows: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
+/// `data` as a batch of cnn_lstm's one input ([64, 16] per row).
+fn batch(data: &[f32]) -> [BatchTensor; 1] {
+    [BatchTensor {
+        row_shape: vec![64, 16],
+        data: TensorData::F32(data.to_vec()),
+    }]
+}
+
+/// Runs `rows` rows of cnn_lstm input; the values of its one output.
+fn run(backend: &mut dyn Backend, data: &[f32], rows: usize) -> Result<Vec<f32>, InferenceError> {
+    let mut out = Vec::new();
+    backend.infer(&batch(data), rows, &mut out)?;
+    assert_eq!(out.len(), 1, "cnn_lstm has one output");
+    assert_eq!(out[0].row_shape, vec![3]);
+    Ok(out.remove(0).data.into_f32())
+}
+
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter()
@@ -86,10 +104,7 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 fn outputs_match_python_onnxruntime_reference() {
     let reference = reference();
     let mut backend = backend();
-    let mut output = Vec::new();
-    backend
-        .infer(&reference.input, reference.rows, &mut output)
-        .unwrap();
+    let output = run(&mut backend, &reference.input, reference.rows).unwrap();
     let diff = max_abs_diff(&output, &reference.output);
     assert!(diff <= TOLERANCE, "max |rust - python| = {diff}");
 }
@@ -99,12 +114,9 @@ fn batch_rows_equal_single_row_runs() {
     let rows = 7;
     let input = random_rows(rows, 11);
     let mut backend = backend();
-    let mut batched = Vec::new();
-    backend.infer(&input, rows, &mut batched).unwrap();
-
-    let mut single = Vec::new();
+    let batched = run(&mut backend, &input, rows).unwrap();
     for (i, row) in input.chunks_exact(64 * 16).enumerate() {
-        backend.infer(row, 1, &mut single).unwrap();
+        let single = run(&mut backend, row, 1).unwrap();
         let diff = max_abs_diff(&single, &batched[i * 3..(i + 1) * 3]);
         assert!(diff <= TOLERANCE, "row {i}: max diff {diff}");
     }
@@ -113,8 +125,7 @@ fn batch_rows_equal_single_row_runs() {
 #[test]
 fn outputs_are_probabilities() {
     let mut backend = backend();
-    let mut output = Vec::new();
-    backend.infer(&random_rows(16, 3), 16, &mut output).unwrap();
+    let output = run(&mut backend, &random_rows(16, 3), 16).unwrap();
     for row in output.chunks_exact(3) {
         assert!(row.iter().all(|p| (0.0..=1.0).contains(p)), "{row:?}");
         assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5, "{row:?}");
@@ -124,35 +135,39 @@ fn outputs_are_probabilities() {
 #[test]
 fn empty_batch_is_an_error_and_the_backend_survives() {
     let mut backend = backend();
-    let mut output = vec![42.0];
+    let marker = BatchTensor {
+        row_shape: vec![1],
+        data: TensorData::F32(vec![42.0]),
+    };
+    let mut output = vec![marker.clone()];
     assert_eq!(
-        backend.infer(&[], 0, &mut output),
+        backend.infer(&batch(&[]), 0, &mut output),
         Err(InferenceError::EmptyBatch)
     );
     assert_eq!(
         output,
-        vec![42.0],
+        vec![marker],
         "a rejected batch must not touch the output"
     );
-    backend.infer(&random_rows(1, 5), 1, &mut output).unwrap();
-    assert_eq!(output.len(), 3);
+    assert_eq!(run(&mut backend, &random_rows(1, 5), 1).unwrap().len(), 3);
 }
 
 #[test]
 fn wrong_input_length_is_an_error() {
     let mut backend = backend();
-    let mut output = Vec::new();
     let input = random_rows(2, 9);
     assert_eq!(
-        backend.infer(&input[..input.len() - 1], 2, &mut output),
+        run(&mut backend, &input[..input.len() - 1], 2),
         Err(InferenceError::InputLength {
+            input: "input".into(),
             expected: 2048,
             got: 2047
         })
     );
     assert_eq!(
-        backend.infer(&input, 3, &mut output),
+        run(&mut backend, &input, 3),
         Err(InferenceError::InputLength {
+            input: "input".into(),
             expected: 3072,
             got: 2048
         })
@@ -162,20 +177,28 @@ fn wrong_input_length_is_an_error() {
 #[test]
 fn output_buffer_is_cleared_and_reused() {
     let mut backend = backend();
-    let mut output = vec![-1.0; 1000];
-    let capacity = output.capacity();
-    backend.infer(&random_rows(4, 1), 4, &mut output).unwrap();
-    assert_eq!(output.len(), 12);
-    assert_eq!(output.capacity(), capacity);
+    let mut output = vec![BatchTensor {
+        row_shape: vec![3],
+        data: TensorData::F32(vec![-1.0; 1000]),
+    }];
+    let TensorData::F32(before) = &output[0].data else {
+        unreachable!()
+    };
+    let capacity = before.capacity();
+    backend
+        .infer(&batch(&random_rows(4, 1)), 4, &mut output)
+        .unwrap();
+    let TensorData::F32(after) = &output[0].data else {
+        panic!("a float32 output")
+    };
+    assert_eq!(after.len(), 12);
+    assert_eq!(after.capacity(), capacity, "the buffer is reused");
 }
 
 #[test]
 fn large_batch_runs() {
     let mut backend = backend();
-    let mut output = Vec::new();
-    backend
-        .infer(&random_rows(256, 2), 256, &mut output)
-        .unwrap();
+    let output = run(&mut backend, &random_rows(256, 2), 256).unwrap();
     assert_eq!(output.len(), 256 * 3);
 }
 
@@ -213,14 +236,17 @@ fn the_signature_comes_from_the_file_not_from_constants() {
         ..test_config()
     };
     let mut backend = OrtBackend::new(&config).unwrap();
-    let sig = backend.info().signature();
     assert_eq!(
-        (sig.input_name.as_str(), sig.input_shape.as_slice()),
-        ("features", &[8][..])
+        backend.info().signature.to_string(),
+        "features: float32[batch, 8] -> risk: float32[batch, 2]"
     );
-    assert_eq!((sig.output_name.as_str(), sig.output_size), ("risk", 2));
+    let input = [BatchTensor {
+        row_shape: vec![8],
+        data: TensorData::F32(vec![0.5; 24]),
+    }];
     let mut out = Vec::new();
-    backend.infer(&[0.5; 24], 3, &mut out).unwrap();
+    backend.infer(&input, 3, &mut out).unwrap();
+    let out = out.remove(0).data.into_f32();
     assert_eq!(out.len(), 6);
     // Softmax rows.
     for row in out.chunks(2) {
@@ -229,18 +255,18 @@ fn the_signature_comes_from_the_file_not_from_constants() {
 }
 
 #[test]
-fn warm_up_samples_must_be_whole_rows() {
+fn warm_up_samples_must_fit_the_input() {
     let config = LoadSpec {
-        warmup_rows: vec![0.0; 1024 + 1],
+        warmup_samples: parse_samples(&format!("[{:?}]", vec![0.0; 1024 + 1])).unwrap(),
         ..test_config()
     };
     assert!(matches!(
         OrtBackend::new(&config),
-        Err(InferenceError::ModelMismatch(m)) if m.contains("whole rows")
+        Err(InferenceError::ModelMismatch(m)) if m.contains("warm-up sample 0") && m.contains("does not fit")
     ));
     let config = LoadSpec {
         warmup_batches: 3,
-        warmup_rows: vec![0.25; 2 * 1024],
+        warmup_samples: parse_samples(&format!("[{0:?}, {0:?}]", vec![0.25; 1024])).unwrap(),
         ..test_config()
     };
     assert!(OrtBackend::new(&config).is_ok());
@@ -272,10 +298,7 @@ fn cuda_request_degrades_to_cpu_when_unavailable() {
     // Without the feature CUDA can never be used; with it, the vendored CPU-only library refuses it.
     #[cfg(not(feature = "cuda"))]
     assert_eq!(backend.info().device, Device::Cpu);
-    let mut output = Vec::new();
-    backend
-        .infer(&reference.input, reference.rows, &mut output)
-        .unwrap();
+    let output = run(backend.as_mut(), &reference.input, reference.rows).unwrap();
     assert!(max_abs_diff(&output, &reference.output) <= TOLERANCE);
 }
 
@@ -284,12 +307,8 @@ fn info_reports_discovered_names_and_library() {
     let backend = backend();
     let info = backend.info();
     assert_eq!(
-        (info.input_name.as_str(), info.output_name.as_str()),
-        ("input", "output")
-    );
-    assert_eq!(
-        (info.input_shape.as_slice(), info.output_size),
-        (&[64, 16][..], 3)
+        info.signature.to_string(),
+        "input: float32[batch, 64, 16] -> output: float32[batch, 3]"
     );
     assert!(info
         .library_path
@@ -302,4 +321,111 @@ fn backend_is_send() {
     fn assert_send<T: Send>() {}
     assert_send::<OrtBackend>();
     assert_send::<Box<dyn Backend>>();
+}
+
+/// The bundled three-input model, with its numpy reference cases.
+fn txn_scorer() -> (OrtBackend, Vec<serde_json::Value>) {
+    let config = LoadSpec {
+        id: ModelId::new("txn_scorer", "1"),
+        path: models_dir().join("txn_scorer/1/model.onnx"),
+        ..test_config()
+    };
+    let backend = OrtBackend::new(&config).unwrap();
+    let text = std::fs::read_to_string(models_dir().join("txn_scorer.reference.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    (backend, json["cases"].as_array().unwrap().clone())
+}
+
+#[test]
+fn several_typed_inputs_and_outputs_match_the_numpy_reference() {
+    let (mut backend, cases) = txn_scorer();
+    assert_eq!(
+        backend.info().signature.to_string(),
+        "features: float32[batch, 8], merchant: int64[batch, 1], history: float32[batch, ?, 4] \
+         -> score: float32[batch, 2], label: int64[batch, 1]"
+    );
+    for (i, case) in cases.iter().enumerate() {
+        let sample = parse_samples(&format!("[{}]", case["inputs"])).unwrap();
+        let tensors = sample[0].tensors(&backend.info().signature).unwrap();
+        let mut inputs = Vec::new();
+        let rows = crate::model::stack_rows([tensors.as_slice()], &mut inputs);
+        let mut out = Vec::new();
+        backend.infer(&inputs, rows, &mut out).unwrap();
+        let score = out[0].data.clone().into_f32();
+        let want: Vec<f32> = case["outputs"]["score"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
+        assert!(
+            max_abs_diff(&score, &want) <= TOLERANCE,
+            "case {i}: {score:?} vs {want:?}"
+        );
+        let label = case["outputs"]["label"][0].as_i64().unwrap();
+        assert_eq!(out[1].data, TensorData::I64(vec![label]), "case {i}");
+        assert_eq!(
+            (out[0].row_shape.clone(), out[1].row_shape.clone()),
+            (vec![2], vec![1])
+        );
+    }
+}
+
+#[test]
+fn a_batch_with_a_dynamic_dimension_equals_its_rows_run_alone() {
+    let (mut backend, _) = txn_scorer();
+    let sig = backend.info().signature.clone();
+    let text = (0..5)
+        .map(|i| {
+            format!(
+                r#"{{"features": [{i}, 0.5, -0.25, 1, 0, 0.1, 0.2, 0.3], "merchant": [{}],
+                    "history": [[0.1, 0.2, 0.3, {i}], [0.5, 0.5, 0.5, 0.5], [-1, 0, 1, 2]]}}"#,
+                i * 13
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    let requests: Vec<_> = parse_samples(&format!("[{text}]"))
+        .unwrap()
+        .iter()
+        .map(|s| s.tensors(&sig).unwrap())
+        .collect();
+    let (mut inputs, mut batched) = (Vec::new(), Vec::new());
+    let rows = crate::model::stack_rows(requests.iter().map(Vec::as_slice), &mut inputs);
+    assert_eq!(inputs[2].row_shape, vec![3, 4], "three steps per row");
+    backend.infer(&inputs, rows, &mut batched).unwrap();
+    for (i, r) in requests.iter().enumerate() {
+        let mut single = Vec::new();
+        let n = crate::model::stack_rows([r.as_slice()], &mut inputs);
+        backend.infer(&inputs, n, &mut single).unwrap();
+        assert_eq!(
+            batched[0].row("score", i).unwrap(),
+            single[0].row("score", 0).unwrap()
+        );
+        assert_eq!(
+            batched[1].row("label", i).unwrap(),
+            single[1].row("label", 0).unwrap()
+        );
+    }
+}
+
+#[test]
+fn an_id_outside_the_embedding_table_fails_the_run_with_the_runtimes_reason() {
+    let (mut backend, cases) = txn_scorer();
+    let mut inputs_json = cases[0]["inputs"].clone();
+    inputs_json["merchant"] = serde_json::json!([64]);
+    let sample = parse_samples(&format!("[{inputs_json}]")).unwrap();
+    let tensors = sample[0].tensors(&backend.info().signature).unwrap();
+    let mut inputs = Vec::new();
+    let rows = crate::model::stack_rows([tensors.as_slice()], &mut inputs);
+    let err = backend.infer(&inputs, rows, &mut Vec::new()).unwrap_err();
+    assert!(
+        matches!(&err, InferenceError::Run(m) if m.contains("out of bounds") || m.contains("out of data bounds")),
+        "{err}"
+    );
+    // The session survives and the next batch runs.
+    let good = parse_samples(&format!("[{}]", cases[1]["inputs"])).unwrap();
+    let tensors = good[0].tensors(&backend.info().signature).unwrap();
+    let rows = crate::model::stack_rows([tensors.as_slice()], &mut inputs);
+    assert!(backend.infer(&inputs, rows, &mut Vec::new()).is_ok());
 }

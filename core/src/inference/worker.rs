@@ -3,8 +3,11 @@
 //! turn every request of a batch into one outcome. The threads are the inference thread budget
 //! every model shares; which model runs next is the batcher's choice.
 //!
-//! Invariants: a version holds one session per worker, so a worker with a batch always finds one; a batch is never empty when it reaches `Backend::infer` (the batcher never forms
-//! one and `check_input` rejects one); a failed batch fails only its own requests (each one
+//! Invariants: a version holds one session per worker, so a worker with a batch always finds one;
+//! a batch is never empty when it reaches `Backend::infer` (the batcher never forms one and
+//! `check_input` rejects one); rows of one model call share their input shapes (a model with
+//! dynamic dimensions runs a batch as one call per shape); a failed batch fails only its own
+//! requests (each one
 //! that fails alone gets MODEL_ERROR and a dead-letter copy), the worker keeps serving; the batch's permit is released only after its outcomes
 //! are handed on, so "worker idle" really means idle; every batch is reported back to the batcher
 //! (`BatchDone`) before its permit is released, so the batcher never forms the next batch on a
@@ -16,11 +19,13 @@ use std::thread::JoinHandle;
 use tokio::sync::{mpsc, Semaphore};
 
 use super::isolate::{guarded, isolate, RetryPolicy};
-use super::{Backend, InferenceError, ModelInfo};
+use super::{Backend, InferenceError};
+use crate::model::{stack_rows, BatchTensor};
 use crate::pipeline::{
     micros, now_ms, Admitted, Batch, BatchDone, LeaderResult, Outcome, WorkerPool,
 };
 use crate::telemetry::Alive;
+use crate::tensor::Tensor;
 use crate::wire::Timings;
 
 /// What one worker did.
@@ -68,8 +73,8 @@ pub fn spawn_workers(
             alive,
             policy,
             report: WorkerReport::default(),
-            input: Vec::new(),
-            output: Vec::new(),
+            input_bufs: Vec::new(),
+            output_bufs: Vec::new(),
         };
         let handle = std::thread::Builder::new()
             .name(format!("kbatch-infer-{i}"))
@@ -91,10 +96,17 @@ struct Worker {
     alive: Alive,
     policy: RetryPolicy,
     report: WorkerReport,
-    /// The batch's rows back to back (reused across batches).
-    input: Vec<f32>,
-    /// The model's outputs for the batch (reused across batches).
-    output: Vec<f32>,
+    /// The batch's inputs, rows back to back (buffers reused across batches).
+    input_bufs: Vec<BatchTensor>,
+    /// The model's outputs for the batch (buffers reused across batches).
+    output_bufs: Vec<BatchTensor>,
+}
+
+/// What one request of a batch got: its output tensors or the error that failed it alone, and
+/// the number of rows of the model call it ran in.
+struct RowResult {
+    result: Result<Vec<Tensor>, InferenceError>,
+    ran_with: usize,
 }
 
 impl Worker {
@@ -133,19 +145,30 @@ impl Worker {
             return;
         };
         self.alive.busy(true);
-        let rows = self.infer(session.as_mut(), &batch.requests);
+        let dynamic = session.info().signature.has_dynamic_inputs();
+        let mut results: Vec<Option<RowResult>> = batch.requests.iter().map(|_| None).collect();
+        let mut ok = true;
+        for group in shape_groups(&batch.requests, dynamic) {
+            let rows = self.infer(session.as_mut(), &batch.requests, &group);
+            ok &= rows.is_ok();
+            let each = rows.unwrap_or_else(|e| e);
+            for (&i, result) in group.iter().zip(each) {
+                let ran_with = group.len();
+                results[i] = Some(RowResult { result, ran_with });
+            }
+        }
         self.alive.busy(false);
         let inference_us = micros(started.elapsed());
         self.report.batches += 1;
         self.report.requests += batch.requests.len() as u64;
         self.report.inference_us += inference_us as u64;
         let ran = Ran {
-            rows: &rows,
-            output: &self.output,
+            results,
+            ok,
             started,
             inference_us,
         };
-        let done = hand_on(&mut batch, session.info(), &ran, &self.outputs.outcomes);
+        let done = hand_on(&mut batch, ran, &self.outputs.outcomes);
         model.put_back(session);
         // The batcher stops reading only after the last worker is gone; an error here means it
         // ended early (a failed stage), and the outcomes above are already on their way.
@@ -155,33 +178,42 @@ impl Worker {
         drop(permit);
     }
 
-    /// Runs `requests` as one batch; if that fails, re-runs them in parts to find the ones that
-    /// fail alone (after their retries).
-    fn infer(&mut self, backend: &mut dyn Backend, requests: &[Admitted]) -> Rows {
-        let input = &mut self.input;
-        let first = guarded(
-            &mut |_, out| run_batch(backend, requests, input, out),
-            &[],
-            &mut self.output,
-        );
-        let error = match first {
-            Ok(()) => return Rows::Batch,
+    /// Runs the requests at `group` (indices into `requests`, all of one input shape) as one
+    /// model call: `Ok` with every row's outputs when it succeeds; if it fails, re-runs them in
+    /// parts to find the ones that fail alone (after their retries), and returns `Err` with each
+    /// one's result.
+    #[allow(clippy::type_complexity)]
+    fn infer(
+        &mut self,
+        backend: &mut dyn Backend,
+        requests: &[Admitted],
+        group: &[usize],
+    ) -> Result<Vec<Result<Vec<Tensor>, InferenceError>>, Vec<Result<Vec<Tensor>, InferenceError>>>
+    {
+        let (inputs, outputs) = (&mut self.input_bufs, &mut self.output_bufs);
+        let mut run = |rows: &[usize]| {
+            let picked = rows
+                .iter()
+                .map(|&r| requests[group[r]].request.inputs.tensors());
+            run_rows(backend, picked, inputs, outputs)
+        };
+        let all: Vec<usize> = (0..group.len()).collect();
+        let error = match guarded(&mut run, &all) {
+            Ok(rows) => return Ok(rows.into_iter().map(Ok).collect()),
             Err(error) => error,
         };
         self.report.failed_batches += 1;
-        tracing::warn!(error = %error, size = requests.len(), "batch failed; re-running it in parts");
-        let out_size = backend.info().output_size;
+        tracing::warn!(error = %error, size = group.len(), "batch failed; re-running it in parts");
         let isolated = isolate(
-            requests.len(),
-            out_size,
+            group.len(),
             self.policy,
             error,
-            &mut |rows, out| run_rows(backend, requests, rows, input, out),
+            &mut run,
             &mut std::thread::sleep,
         );
         self.report.retry_calls += u64::from(isolated.calls);
         self.report.isolated += isolated.rows.iter().filter(|r| r.is_err()).count() as u64;
-        Rows::Each(isolated.rows)
+        Err(isolated.rows)
     }
 
     /// Answers every request of a batch whose model has no session with MODEL_ERROR.
@@ -236,100 +268,107 @@ fn log_links(requests: &[Admitted]) {
     tracing::debug!(requests = ?ids, links = ?links, "batch started");
 }
 
-/// How the requests of a batch turned out.
-enum Rows {
-    /// The whole batch ran: request `i`'s output is row `i` of the output buffer.
-    Batch,
-    /// The batch failed and was re-run in parts: each request's own result.
-    Each(Vec<Result<Vec<f32>, InferenceError>>),
-}
-
-/// Runs the requests at `rows` (indices into `requests`) as one batch.
-fn run_rows(
-    backend: &mut dyn Backend,
-    requests: &[Admitted],
-    rows: &[usize],
-    input: &mut Vec<f32>,
-    output: &mut Vec<f32>,
-) -> Result<(), InferenceError> {
-    input.clear();
-    for &i in rows {
-        input.extend_from_slice(&requests[i].request.data);
+/// Groups the requests of a batch by their input shapes (indices, in arrival order): one group
+/// for a model whose inputs are all fixed, one per distinct shape when some are dynamic.
+fn shape_groups(requests: &[Admitted], dynamic: bool) -> Vec<Vec<usize>> {
+    if !dynamic {
+        return vec![(0..requests.len()).collect()];
     }
-    backend.infer(input, rows.len(), output)
-}
-
-/// Copies the batch's rows into one contiguous input buffer (reused across batches) and runs it.
-fn run_batch(
-    backend: &mut dyn Backend,
-    requests: &[Admitted],
-    input: &mut Vec<f32>,
-    output: &mut Vec<f32>,
-) -> Result<(), InferenceError> {
-    input.clear();
-    for a in requests {
-        input.extend_from_slice(&a.request.data);
+    let shapes = |i: usize| {
+        requests[i]
+            .request
+            .inputs
+            .tensors()
+            .iter()
+            .map(|t| &t.shape)
+    };
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for i in 0..requests.len() {
+        match groups.iter_mut().find(|g| shapes(g[0]).eq(shapes(i))) {
+            Some(g) => g.push(i),
+            None => groups.push(vec![i]),
+        }
     }
-    backend.infer(input, requests.len(), output)
+    groups
 }
 
-/// A batch that ran: how its rows turned out, when it started and how long the model took.
-struct Ran<'a> {
-    rows: &'a Rows,
-    /// The model's outputs, row after row (meaningful for `Rows::Batch`).
-    output: &'a [f32],
+/// Stacks the given requests' tensors into the reused input buffers, runs them as one batch and
+/// splits the outputs into each row's named tensors.
+fn run_rows<'a>(
+    backend: &mut dyn Backend,
+    requests: impl Iterator<Item = &'a [Tensor]>,
+    inputs: &mut Vec<BatchTensor>,
+    outputs: &mut Vec<BatchTensor>,
+) -> Result<Vec<Vec<Tensor>>, InferenceError> {
+    let rows = stack_rows(requests, inputs);
+    backend.infer(inputs, rows, outputs)?;
+    let specs = &backend.info().signature.outputs;
+    (0..rows)
+        .map(|r| {
+            outputs
+                .iter()
+                .zip(specs)
+                .map(|(o, spec)| o.row(&spec.name, r))
+                .collect::<Option<Vec<Tensor>>>()
+                .ok_or_else(|| {
+                    InferenceError::OutputShape(format!("an output has fewer than {rows} rows"))
+                })
+        })
+        .collect()
+}
+
+/// A batch that ran: each request's result, whether every model call succeeded the first time,
+/// when it started and how long the model took.
+struct Ran {
+    results: Vec<Option<RowResult>>,
+    ok: bool,
     started: tokio::time::Instant,
     inference_us: i64,
 }
 
 /// Turns every request of the finished `batch` into its outcome and sends it on; returns what
 /// the batcher is told about the batch.
-fn hand_on(
-    batch: &mut Batch,
-    info: &ModelInfo,
-    ran: &Ran<'_>,
-    outcomes: &mpsc::Sender<Outcome>,
-) -> BatchDone {
+fn hand_on(batch: &mut Batch, ran: Ran, outcomes: &mpsc::Sender<Outcome>) -> BatchDone {
     let size = batch.requests.len();
     let mut done = BatchDone {
         model: batch.model.clone(),
         size,
         inference: std::time::Duration::from_micros(ran.inference_us.max(0) as u64),
-        ok: matches!(ran.rows, Rows::Batch),
+        ok: ran.ok,
         results: Vec::new(),
     };
-    for (i, admitted) in batch.requests.drain(..).enumerate() {
-        let result = match ran.rows {
-            Rows::Batch => Ok(&ran.output[i * info.output_size..(i + 1) * info.output_size]),
-            Rows::Each(each) => each[i].as_ref().map(Vec::as_slice),
-        };
+    for (admitted, row) in batch.requests.drain(..).zip(ran.results) {
+        let RowResult { result, ran_with } = row.unwrap_or_else(|| RowResult {
+            result: Err(InferenceError::Run("not run".into())),
+            ran_with: 0,
+        });
         let outcome = match result {
-            Ok(row) => {
+            Ok(outputs) => {
                 if let Some(key) = admitted.dedup_key {
                     done.results.push(LeaderResult {
                         key,
-                        outputs: Some(row.into()),
+                        outputs: Some(outputs.as_slice().into()),
                     });
                 }
                 let timings = Timings {
                     queue_wait_us: micros(
                         ran.started.saturating_duration_since(admitted.admitted_at),
                     ),
-                    batch_size: size as i32,
+                    batch_size: ran_with as i32,
                     inference_us: ran.inference_us,
                     end_to_end_us: 0,
                 };
-                Outcome::ok(admitted, row.to_vec(), timings, now_ms())
+                Outcome::ok(admitted, outputs, timings, now_ms())
             }
             Err(error) => {
                 if let Some(key) = admitted.dedup_key {
                     done.results.push(LeaderResult { key, outputs: None });
                 }
                 let run = BatchRun {
-                    size: size as i32,
+                    size: ran_with as i32,
                     inference_us: ran.inference_us,
                 };
-                model_error(admitted, error, run)
+                model_error(admitted, &error, run)
             }
         };
         if outcomes.blocking_send(outcome).is_err() {

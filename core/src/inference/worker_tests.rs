@@ -9,23 +9,34 @@ use tokio::time::Instant;
 
 use super::*;
 use crate::config::Device;
-use crate::model::{ModelId, ServedModel};
+use crate::model::{ModelId, ModelInfo, ServedModel, Signature};
 use crate::pipeline::{fixtures, FlushReason};
 use crate::telemetry::Health;
+use crate::tensor::{DType, Dim, Tensor, TensorData, TensorSpec};
 use crate::tier::Tier;
-use crate::wire::Status;
+use crate::wire::{Inputs, Outputs, Status};
 
 /// Output of a row is `[2x]` for input `[x]`; a row holding a negative value fails its batch.
 struct Doubler(ModelInfo);
 
 impl Backend for Doubler {
-    fn infer(&mut self, input: &[f32], n: usize, out: &mut Vec<f32>) -> Result<(), InferenceError> {
-        self.0.check_input(input, n)?;
+    fn infer(
+        &mut self,
+        inputs: &[BatchTensor],
+        n: usize,
+        out: &mut Vec<BatchTensor>,
+    ) -> Result<(), InferenceError> {
+        self.0.check_input(inputs, n)?;
+        let TensorData::F32(input) = &inputs[0].data else {
+            unreachable!("check_input passed a float32 input")
+        };
         if input.iter().any(|&x| x < 0.0) {
             return Err(InferenceError::Run("negative input".into()));
         }
-        out.clear();
-        out.extend(input.iter().map(|x| 2.0 * x));
+        *out = vec![BatchTensor {
+            row_shape: vec![1],
+            data: TensorData::F32(input.iter().map(|x| 2.0 * x).collect()),
+        }];
         Ok(())
     }
     fn info(&self) -> &ModelInfo {
@@ -36,10 +47,7 @@ impl Backend for Doubler {
 fn doubler() -> Arc<ServedModel> {
     let backend: Box<dyn Backend> = Box::new(Doubler(ModelInfo {
         id: ModelId::new("double", "1"),
-        input_name: "x".into(),
-        output_name: "y".into(),
-        input_shape: vec![1],
-        output_size: 1,
+        signature: Signature::float32("x", &[1], "y", 1),
         device: Device::Cpu,
         library_path: PathBuf::new(),
     }));
@@ -57,7 +65,7 @@ fn batch_of(model: &Arc<ServedModel>, values: &[f32]) -> Batch {
                 Tier::Normal,
                 Instant::now(),
             );
-            a.request.data = vec![x];
+            a.request.inputs = Inputs::v1(vec![1], vec![x]);
             a.model = model.clone();
             a
         })
@@ -106,7 +114,11 @@ async fn a_poisoned_request_fails_alone_and_its_batch_mates_are_answered() {
         if values[i] < 0.0 {
             assert_eq!(reply.status, Status::ModelError);
             let request = poisoned.expect("the poison request goes to the dead letters too");
-            assert_eq!(request.data, vec![values[i]], "the request itself is kept");
+            assert_eq!(
+                request.inputs,
+                Inputs::v1(vec![1], vec![values[i]]),
+                "the request itself is kept"
+            );
             assert!(reply
                 .error
                 .as_deref()
@@ -115,7 +127,13 @@ async fn a_poisoned_request_fails_alone_and_its_batch_mates_are_answered() {
         } else {
             assert!(poisoned.is_none(), "only the poison request is isolated");
             assert_eq!(reply.status, Status::Ok, "{:?}", reply.error);
-            assert_eq!(reply.outputs, vec![2.0 * values[i]]);
+            assert_eq!(
+                reply.outputs,
+                Outputs::V1 {
+                    output_shape: vec![1],
+                    outputs: vec![2.0 * values[i]]
+                }
+            );
         }
         statuses.insert(i, reply.status);
     }
@@ -137,4 +155,138 @@ async fn a_poisoned_request_fails_alone_and_its_batch_mates_are_answered() {
     assert_eq!(report[0].isolated, 1);
     // Halving 8 → 4 → 2 → 1 (two calls per level), then one retry of the poison alone.
     assert_eq!(report[0].retry_calls, 2 * 3 + 1);
+}
+
+/// `seq: float32[?, 1]` in; `sum: float32[1]` and `len: int64[1]` out. Counts its calls and
+/// refuses a batch whose rows differ in length (as ONNX Runtime would: one tensor, one shape).
+struct Summer {
+    info: ModelInfo,
+    calls: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Backend for Summer {
+    fn infer(
+        &mut self,
+        inputs: &[BatchTensor],
+        n: usize,
+        out: &mut Vec<BatchTensor>,
+    ) -> Result<(), InferenceError> {
+        self.info.check_input(inputs, n)?;
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let TensorData::F32(values) = &inputs[0].data else {
+            unreachable!("check_input passed a float32 input")
+        };
+        let len = inputs[0].row_len();
+        *out = vec![
+            BatchTensor {
+                row_shape: vec![1],
+                data: TensorData::F32(values.chunks(len).map(|r| r.iter().sum()).collect()),
+            },
+            BatchTensor {
+                row_shape: vec![1],
+                data: TensorData::I64(vec![len as i64; n]),
+            },
+        ];
+        Ok(())
+    }
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_of_different_dynamic_shapes_run_as_one_call_per_shape_with_named_outputs() {
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let summer = Summer {
+        info: ModelInfo {
+            id: ModelId::new("sum", "1"),
+            signature: Signature {
+                inputs: vec![TensorSpec::new(
+                    "seq",
+                    DType::Float32,
+                    vec![Dim::Dynamic, Dim::Fixed(1)],
+                )],
+                outputs: vec![
+                    TensorSpec::fixed("sum", DType::Float32, &[1]),
+                    TensorSpec::fixed("len", DType::Int64, &[1]),
+                ],
+            },
+            device: Device::Cpu,
+            library_path: PathBuf::new(),
+        },
+        calls: calls.clone(),
+    };
+    let model = Arc::new(
+        ServedModel::new(
+            vec![Box::new(summer) as Box<dyn Backend>],
+            Default::default(),
+        )
+        .expect("one session"),
+    );
+    // Lengths 2, 3, 2, 1, 3: three shapes among five requests.
+    let lengths = [2usize, 3, 2, 1, 3];
+    let requests = lengths
+        .iter()
+        .enumerate()
+        .map(|(i, &len)| {
+            let mut a = fixtures::admitted(
+                &format!("r{i}"),
+                (Tier::Normal, 0, i as i64),
+                Tier::Normal,
+                Instant::now(),
+            );
+            let values: Vec<f32> = (0..len).map(|k| (i * 10 + k) as f32).collect();
+            let seq = Tensor::new("seq", vec![len as i32, 1], TensorData::F32(values));
+            a.request.inputs = Inputs::V2(vec![seq]);
+            a.model = model.clone();
+            a
+        })
+        .collect();
+    let batch = Batch {
+        model: model.clone(),
+        requests,
+        flush_reason: FlushReason::Full,
+        formed_at: Instant::now(),
+        permit: None,
+    };
+    let (otx, mut orx) = mpsc::channel(16);
+    let (ftx, mut frx) = mpsc::channel(4);
+    let health = Arc::new(Health::new(Duration::from_secs(60)));
+    let policy = RetryPolicy {
+        max_retries: 0,
+        retry_delay: Duration::ZERO,
+    };
+    let outputs = WorkerOutputs {
+        outcomes: otx,
+        feedback: ftx,
+    };
+    let (pool, _handles) =
+        spawn_workers(vec![health.register("inference-0")], &outputs, policy).expect("spawn");
+    drop(outputs);
+    pool.batches.send(batch).await.expect("send");
+    let done = frx.recv().await.expect("feedback");
+    assert!(done.ok, "every shape ran at the first call");
+    assert_eq!(
+        calls.load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "one call per shape"
+    );
+    for _ in 0..lengths.len() {
+        let Some(Outcome::Reply { reply, .. }) = orx.recv().await else {
+            panic!("a reply per request");
+        };
+        let i: usize = reply.request_id[1..].parse().expect("id");
+        let len = lengths[i];
+        let sum: f32 = (0..len).map(|k| (i * 10 + k) as f32).sum();
+        let same_shape = lengths.iter().filter(|&&l| l == len).count() as i32;
+        assert_eq!(reply.status, Status::Ok, "{:?}", reply.error);
+        assert_eq!(reply.timings.batch_size, same_shape, "rows of its call");
+        assert_eq!(
+            reply.outputs,
+            Outputs::V2(vec![
+                Tensor::new("sum", vec![1], TensorData::F32(vec![sum])),
+                Tensor::new("len", vec![1], TensorData::I64(vec![len as i64])),
+            ])
+        );
+    }
 }

@@ -4,7 +4,7 @@
 //!
 //! Invariant: every record yields exactly one `Decision`, and every `Decision` carries the
 //! record's `Origin`; only `Admit` requests were routed to a served version, passed
-//! `wire::validate` against that version's input shape and `security.tier_access` for the tier
+//! `wire::validate` against that version's signature (their tensors in its input order) and `security.tier_access` for the tier
 //! they are served at.
 
 use std::sync::{Arc, Mutex, PoisonError};
@@ -128,7 +128,9 @@ impl Admission {
             Ok(m) => (m, None),
             Err(e) => (table.fallback.clone(), Some(e)),
         };
-        let validation = validate(&request, &model.info().input_shape);
+        let mut request = request;
+        let sig = &model.info().signature;
+        let validation = validate(&mut request, &sig.inputs, &sig.outputs);
         let reply_topic = self.reply_topics().resolve(request.reply_topic.as_deref());
         let (reply_topic, topic_refusal) = match reply_topic {
             Ok(topic) => (topic, None),
@@ -187,7 +189,7 @@ impl Admission {
 
     fn keyed(&self, mut a: Admitted) -> Admitted {
         if self.hash_inputs {
-            a.dedup_key = Some(dedup_key(a.model.id(), &a.request.shape, &a.request.data));
+            a.dedup_key = Some(dedup_key(a.model.id(), a.request.inputs.tensors()));
         }
         a
     }

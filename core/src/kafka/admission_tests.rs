@@ -6,18 +6,16 @@ use tokio::time::Instant;
 
 use super::*;
 use crate::config::{Device, Framing};
-use crate::model::{ModelId, ModelInfo};
+use crate::model::{ModelId, ModelInfo, Signature};
 use crate::registry::RoutingTable;
+use crate::wire::Inputs;
 
 const NOW_MS: i64 = 1_700_000_000_000;
 
 fn model() -> ModelInfo {
     ModelInfo {
         id: ModelId::new("cnn_lstm", "1"),
-        input_name: "input".into(),
-        output_name: "output".into(),
-        input_shape: vec![2, 3],
-        output_size: 3,
+        signature: Signature::float32("input", &[2, 3], "output", 3),
         device: Device::Cpu,
         library_path: PathBuf::new(),
     }
@@ -41,8 +39,7 @@ fn request() -> Request {
         priority: None,
         reply_topic: None,
         client_id: None,
-        shape: vec![2, 3],
-        data: vec![0.5; 6],
+        inputs: Inputs::v1(vec![2, 3], vec![0.5; 6]),
     }
 }
 
@@ -193,7 +190,7 @@ fn undecodable_records_are_dead_lettered_byte_for_byte() {
 #[test]
 fn invalid_content_gets_an_invalid_input_reply() {
     let mut req = request();
-    req.data[3] = f32::NAN;
+    req.inputs.v1_mut().unwrap().values[3] = f32::NAN;
     let (status, reply, reply_to, o) = reply_of(decide(Tier::Normal, &req));
     assert_eq!(status, Status::InvalidInput);
     assert_eq!(reply.request_id, "r-1");
@@ -202,8 +199,7 @@ fn invalid_content_gets_an_invalid_input_reply() {
     assert_eq!(o, origin(Tier::Normal));
 
     let mut req = request();
-    req.shape = vec![3, 2];
-    req.data = vec![0.0; 6];
+    req.inputs = Inputs::v1(vec![3, 2], vec![0.0; 6]);
     assert_eq!(reply_of(decide(Tier::Normal, &req)).0, Status::InvalidInput);
 }
 
@@ -211,8 +207,8 @@ fn invalid_content_gets_an_invalid_input_reply() {
 fn another_model_or_version_gets_unknown_model() {
     let mut req = request();
     req.model_name = Some("other".into());
-    req.shape = vec![9]; // its shape is the other model's business
-    req.data = vec![0.0; 9];
+    // Its shape is the other model's business.
+    req.inputs = Inputs::v1(vec![9], vec![0.0; 9]);
     assert_eq!(reply_of(decide(Tier::High, &req)).0, Status::UnknownModel);
 
     let mut req = request();
@@ -294,13 +290,13 @@ fn inputs_are_hashed_on_admission_only_when_deduplication_is_on() {
     // The key is the input's, not the request's: another id with the same tensor coalesces.
     assert_eq!(key_of(&on, &other_id), Some(same));
     let mut other_input = request();
-    other_input.data[5] = 0.25;
+    other_input.inputs.v1_mut().unwrap().values[5] = 0.25;
     assert_ne!(key_of(&on, &other_input), Some(same));
     let m = model();
     let r = request();
     assert_eq!(
         same,
-        crate::pipeline::dedup_key(&m.id, &r.shape, &r.data),
+        crate::pipeline::dedup_key(&m.id, r.inputs.tensors()),
         "the batcher's fallback must compute the same key"
     );
 }

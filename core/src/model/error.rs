@@ -49,9 +49,11 @@ pub enum InferenceError {
     #[error("empty batch: at least one row is required")]
     EmptyBatch,
 
-    /// The input slice does not hold exactly `batch_size * input_len` values.
-    #[error("input has {got} values, expected {expected}")]
+    /// An input does not hold exactly `batch_size` rows.
+    #[error("input {input} has {got} values, expected {expected}")]
     InputLength {
+        /// Which input.
+        input: String,
         /// `batch_size` times the per-row input length.
         expected: usize,
         /// Length of the slice that was passed.
@@ -62,7 +64,8 @@ pub enum InferenceError {
     #[error("inference run failed: {0}")]
     Run(String),
 
-    /// ONNX Runtime returned an output whose shape or type is not `[batch_size, output_size]` f32.
+    /// ONNX Runtime returned an output whose shape or type is not what the model declares for
+    /// a batch of this size.
     #[error("unexpected model output: {0}")]
     OutputShape(String),
 }

@@ -10,9 +10,11 @@ mod error;
 mod id;
 mod info;
 mod served;
+mod warmup;
 
-pub use backend::Backend;
+pub use backend::{stack_rows, Backend, BatchTensor};
 pub use error::InferenceError;
 pub use id::ModelId;
 pub use info::{ModelInfo, Signature};
 pub use served::{ModelBatching, ServedModel, TierWaits};
+pub use warmup::{parse_samples, zeros as zero_sample, WarmupSample};

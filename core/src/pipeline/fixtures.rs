@@ -7,9 +7,9 @@ use tokio::time::Instant;
 
 use super::{Admitted, Origin, ReplyTo};
 use crate::config::Device;
-use crate::model::{ModelId, ModelInfo, ServedModel};
+use crate::model::{ModelId, ModelInfo, ServedModel, Signature};
 use crate::tier::Tier;
-use crate::wire::Request;
+use crate::wire::{Inputs, Request};
 
 /// The model every fixture request is routed to: `m` version `1`, one value in, one out, no
 /// sessions (stage tests that run batches bring their own backend).
@@ -23,10 +23,7 @@ pub fn model() -> Arc<ServedModel> {
 pub fn model_info(name: &str) -> ModelInfo {
     ModelInfo {
         id: ModelId::new(name, "1"),
-        input_name: "input".into(),
-        output_name: "output".into(),
-        input_shape: vec![1],
-        output_size: 1,
+        signature: Signature::float32("input", &[1], "output", 1),
         device: Device::Cpu,
         library_path: PathBuf::new(),
     }
@@ -44,8 +41,7 @@ pub fn request(id: &str) -> Request {
         priority: None,
         reply_topic: None,
         client_id: None,
-        shape: vec![1],
-        data: vec![0.0],
+        inputs: Inputs::v1(vec![1], vec![0.0]),
     }
 }
 

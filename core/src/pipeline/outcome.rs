@@ -1,8 +1,9 @@
 //! The records exchanged between stages.
 //!
-//! Invariant: an `Admitted` request has passed `wire::validate` against the input shape of the
-//! model version it was routed to (`Admitted::model`), so its `data` can be copied into a batch
-//! row of that model as is; every reply names the version that answered.
+//! Invariant: an `Admitted` request has passed `wire::validate` against the signature of the
+//! model version it was routed to (`Admitted::model`), so its tensors, in that model's input
+//! order, can be copied into batch rows of that model as they are; every reply names the version
+//! that answered and uses the schema version of its request.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,9 +14,10 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::{DedupKey, FlushReason};
 use crate::model::ServedModel;
+use crate::tensor::Tensor;
 use crate::tier::Tier;
 use crate::wire::TraceContext;
-use crate::wire::{DeadLetter, Reply, Request, Status, Timings};
+use crate::wire::{DeadLetter, Outputs, Reply, Request, SchemaVersion, Status, Timings};
 
 /// Where a record came from. `topic_tier` names the topic (one per tier); `epoch` is the
 /// assignment epoch of its partition, so work finished after a revoke is never committed.
@@ -87,11 +89,12 @@ pub struct BatchDone {
     pub results: Vec<LeaderResult>,
 }
 
-/// A deduplicated leader's key and its outputs (`None` when the leader failed).
+/// A deduplicated leader's key and its outputs, every output of the model for its row (`None`
+/// when the leader failed).
 #[derive(Debug)]
 pub struct LeaderResult {
     pub key: DedupKey,
-    pub outputs: Option<Arc<[f32]>>,
+    pub outputs: Option<Arc<[Tensor]>>,
 }
 
 /// The single outcome of one consumed record. (`Clone` so that an exactly-once transaction that
@@ -128,17 +131,32 @@ impl Outcome {
         }
     }
 
-    /// An OK reply with `outputs` for `a`. `timings.end_to_end_us` is filled in here.
-    pub fn ok(a: Admitted, outputs: Vec<f32>, mut timings: Timings, now_ms: i64) -> Outcome {
+    /// An OK reply to `a` with the model's `outputs` for it (every output, in the model's
+    /// order), in the request's schema version: a version-1 reply carries the first output.
+    /// `timings.end_to_end_us` is filled in here.
+    pub fn ok(a: Admitted, outputs: Vec<Tensor>, mut timings: Timings, now_ms: i64) -> Outcome {
         timings.end_to_end_us = end_to_end_us(now_ms, a.record_timestamp_ms);
         let model = a.model.id();
+        let outputs = match a.request.inputs.version() {
+            SchemaVersion::V1 => {
+                // Admission sends version-1 requests only to models whose first output is
+                // float32 (`Signature::serves_version_1`), so this conversion is a move.
+                let first = outputs.into_iter().next();
+                let (output_shape, outputs) =
+                    first.map_or_else(Default::default, |t| (t.shape, t.data.into_f32()));
+                Outputs::V1 {
+                    output_shape,
+                    outputs,
+                }
+            }
+            SchemaVersion::V2 => Outputs::V2(outputs),
+        };
         let reply = Reply {
             request_id: a.request.request_id,
             status: Status::Ok,
             error: None,
             model_name: model.name.clone(),
             model_version: model.version.clone(),
-            output_shape: vec![outputs.len() as i32],
             outputs,
             tier: a.tier,
             timings,
@@ -205,8 +223,7 @@ fn error_reply(
         error: Some(error),
         model_name: model.name.clone(),
         model_version: model.version.clone(),
-        output_shape: Vec::new(),
-        outputs: Vec::new(),
+        outputs: Outputs::none(a.request.inputs.version()),
         tier: a.tier,
         timings,
         completed_at_ms: now_ms,

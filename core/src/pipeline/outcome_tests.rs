@@ -1,5 +1,6 @@
 use super::*;
 use crate::pipeline::fixtures;
+use crate::tensor::{Tensor, TensorData};
 
 #[test]
 fn end_to_end_time_saturates_on_any_producer_timestamp() {
@@ -20,7 +21,9 @@ fn replies_to_requests_with_extreme_timestamps_build_without_overflow() {
     for ts in [i64::MIN, i64::MIN + 1, -9_300_000_000_000_000, 0, i64::MAX] {
         let mut a = fixtures::admitted("r", (Tier::Low, 0, 1), Tier::Low, Instant::now());
         a.record_timestamp_ms = ts;
-        let Outcome::Reply { reply, .. } = Outcome::ok(a, vec![1.0], Timings::default(), now_ms())
+        let output = Tensor::new("y", vec![1], TensorData::F32(vec![1.0]));
+        let Outcome::Reply { reply, .. } =
+            Outcome::ok(a, vec![output], Timings::default(), now_ms())
         else {
             panic!("an OK outcome is a reply");
         };

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::RegistryError;
-use crate::model::{ModelBatching, Signature};
+use crate::model::{parse_samples, ModelBatching, Signature, WarmupSample};
 
 /// The manifest file's name, beside the versions (model level) or beside `model.onnx`.
 pub const MANIFEST: &str = "model.yaml";
@@ -129,31 +129,13 @@ impl Manifest {
     }
 }
 
-/// Reads a warm-up samples file: a JSON array of rows, flattened back to back.
-pub fn read_samples(path: &Path) -> Result<Vec<f32>, RegistryError> {
+/// Reads a warm-up samples file (the format `model::parse_samples` reads).
+pub fn read_samples(path: &Path) -> Result<Vec<WarmupSample>, RegistryError> {
     let text = std::fs::read_to_string(path).map_err(|e| RegistryError::io(path, &e))?;
-    let value: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| RegistryError::Manifest {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-    let mut out = Vec::new();
-    flatten(&value, &mut out).map_err(|message| RegistryError::Manifest {
+    parse_samples(&text).map_err(|message| RegistryError::Manifest {
         path: path.to_path_buf(),
         message,
-    })?;
-    Ok(out)
-}
-
-fn flatten(v: &serde_json::Value, out: &mut Vec<f32>) -> Result<(), String> {
-    match v {
-        serde_json::Value::Array(items) => items.iter().try_for_each(|i| flatten(i, out)),
-        serde_json::Value::Number(n) => {
-            out.push(n.as_f64().ok_or("a sample is not a finite number")? as f32);
-            Ok(())
-        }
-        other => Err(format!("samples must be arrays of numbers, found {other}")),
-    }
+    })
 }
 
 #[cfg(test)]

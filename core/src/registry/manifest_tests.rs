@@ -1,6 +1,7 @@
 //! Unit tests of `manifest`.
 
 use super::*;
+use crate::tensor::TensorData;
 
 fn parse(text: &str) -> Manifest {
     serde_yaml::from_str(text).expect("manifest")
@@ -29,7 +30,7 @@ fn version_policies_read_as_written() {
 fn batching_overrides_and_signature_are_read() {
     let m = parse(
         "batching: {max_batch_size: 8, tier_wait_ms: {critical: 1, low: 40}}\n\
-         signature: {input_name: x, input_shape: [4, 2], output_name: y, output_size: 3}",
+         signature:\n  inputs: [{name: x, dtype: float32, shape: [4, -1]}, {name: ids, dtype: INT64, shape: [1]}]\n  outputs: [{name: y, dtype: float32, shape: [3]}]",
     );
     assert_eq!(m.batching.max_batch_size, Some(8));
     assert_eq!(
@@ -37,8 +38,10 @@ fn batching_overrides_and_signature_are_read() {
         [Some(1.0), None, None, Some(40.0)]
     );
     let sig = m.signature.expect("signature");
-    assert_eq!(sig.input_shape, vec![4, 2]);
-    assert_eq!(sig.output_size, 3);
+    assert_eq!(
+        sig.to_string(),
+        "x: float32[batch, 4, ?], ids: int64[batch, 1] -> y: float32[batch, 3]"
+    );
 }
 
 #[test]
@@ -69,10 +72,18 @@ fn samples_flatten_nested_rows_and_refuse_non_numbers() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("warm.json");
     std::fs::write(&path, "[[[1, 2], [3, 4]], [[5, 6], [7, 8.5]]]").unwrap();
-    assert_eq!(
-        read_samples(&path).unwrap(),
-        vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.5]
-    );
+    let samples = read_samples(&path).unwrap();
+    assert_eq!(samples.len(), 2, "one sample per entry");
+    let sig = Signature::float32("x", &[2, 2], "y", 1);
+    let second = samples[1].tensors(&sig).unwrap();
+    assert_eq!(second[0].data, TensorData::F32(vec![5.0, 6.0, 7.0, 8.5]));
     std::fs::write(&path, "[[1, \"x\"]]").unwrap();
-    assert!(read_samples(&path).is_err());
+    let err = read_samples(&path).unwrap()[0].tensors(&sig).unwrap_err();
+    assert!(err.contains("samples hold numbers"), "{err}");
+    std::fs::write(&path, "{\"x\": [1]}").unwrap();
+    let err = read_samples(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("warm.json") && err.contains("JSON array"),
+        "{err}"
+    );
 }

@@ -4,15 +4,12 @@ use std::path::PathBuf;
 
 use super::*;
 use crate::config::Device;
-use crate::model::{ModelId, ModelInfo};
+use crate::model::{ModelId, ModelInfo, Signature};
 
 fn served(name: &str, version: &str) -> Arc<ServedModel> {
     Arc::new(ServedModel::unloaded(ModelInfo {
         id: ModelId::new(name, version),
-        input_name: "input".into(),
-        output_name: "output".into(),
-        input_shape: vec![2],
-        output_size: 1,
+        signature: Signature::float32("input", &[2], "output", 1),
         device: Device::Cpu,
         library_path: PathBuf::new(),
     }))

@@ -24,6 +24,7 @@ use crate::inference::{load_backend, Backend, LoadSpec};
 use crate::model::{ModelId, ModelInfo, ServedModel, Signature};
 use crate::telemetry::models::{ModelView, ModelsView, VersionState, VersionView};
 use crate::telemetry::Telemetry;
+use crate::tensor::{Dim, TensorSpec};
 
 /// How versions are loaded.
 #[derive(Debug, Clone)]
@@ -237,7 +238,7 @@ impl Registry {
         let result = self.try_load(&id, model, v).await;
         match result {
             Ok(served) => {
-                tracing::info!(model = %id, signature = %served.info().signature(), "model version ready");
+                tracing::info!(model = %id, signature = %served.info().signature, "model version ready");
                 self.failed.remove(key);
                 let served = Arc::new(served);
                 if let Some(old) = self.loaded.insert(
@@ -284,7 +285,7 @@ impl Registry {
             .or_else(|| shared.as_ref().and_then(|m| m.warmup.samples.clone()));
         let mut spec = LoadSpec::new(&self.settings.model, id.clone(), v.file.clone());
         if let Some(path) = samples {
-            spec.warmup_rows = read_samples(&path).map_err(|e| fail(e.to_string()))?;
+            spec.warmup_samples = read_samples(&path).map_err(|e| fail(e.to_string()))?;
         }
         let sessions = self.settings.sessions;
         let backends = tokio::task::spawn_blocking(move || {
@@ -312,15 +313,22 @@ impl Registry {
         own: Option<&Manifest>,
         shared: Option<&Manifest>,
     ) -> Result<(), String> {
-        let got = info.signature();
+        let got = &info.signature;
         if self.settings.model.file.is_some() {
             let m = &self.settings.model;
-            if let Some(shape) = m.input_shape.as_ref().filter(|s| **s != got.input_shape) {
+            let input = match got.inputs.as_slice() {
+                [only] => Some(only),
+                _ => None,
+            };
+            let shape_fits =
+                |shape: &Vec<usize>| input.is_some_and(|i| i.shape == fixed_dims(shape));
+            if let Some(shape) = m.input_shape.as_ref().filter(|s| !shape_fits(s)) {
                 return Err(format!(
                     "the file declares {got}, model.input_shape says {shape:?} per row"
                 ));
             }
-            if let Some(size) = m.output_size.filter(|s| *s != got.output_size) {
+            let output_len = got.outputs.first().and_then(TensorSpec::fixed_len);
+            if let Some(size) = m.output_size.filter(|s| Some(*s) != output_len) {
                 return Err(format!(
                     "the file declares {got}, model.output_size says {size} values per row"
                 ));
@@ -333,12 +341,12 @@ impl Registry {
             .and_then(|m| m.signature.as_ref())
             .or_else(|| shared.and_then(|m| m.signature.as_ref()));
         if let Some(want) = declared {
-            return check(&got, want, "its model.yaml declares");
+            return check(got, want, "its model.yaml declares");
         }
         if let Some(prev) = self.superseded(id) {
             return check(
-                &got,
-                &prev.info().signature(),
+                got,
+                &prev.info().signature,
                 &format!("version {} serves", prev.id().version),
             );
         }
@@ -505,7 +513,7 @@ fn served_view(m: &ServedModel, state: VersionState) -> VersionView {
     VersionView {
         version: info.id.version.clone(),
         state,
-        signature: Some(info.signature().to_string()),
+        signature: Some(info.signature.to_string()),
         device: Some(
             match info.device {
                 Device::Cpu => "cpu",
@@ -517,13 +525,18 @@ fn served_view(m: &ServedModel, state: VersionState) -> VersionView {
     }
 }
 
+/// `model.input_shape` as fixed dimensions.
+fn fixed_dims(shape: &[usize]) -> Vec<Dim> {
+    shape.iter().map(|&d| Dim::Fixed(d)).collect()
+}
+
 fn unloaded_info(name: &str) -> ModelInfo {
     ModelInfo {
         id: ModelId::new(name, ""),
-        input_name: String::new(),
-        output_name: String::new(),
-        input_shape: Vec::new(),
-        output_size: 0,
+        signature: Signature {
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+        },
         device: Device::Cpu,
         library_path: PathBuf::new(),
     }

@@ -5,6 +5,8 @@
 
 use thiserror::Error;
 
+use crate::tensor::{DType, Dim};
+
 #[derive(Debug, Clone, PartialEq, Error)]
 pub enum WireError {
     #[error("empty record value")]
@@ -12,13 +14,17 @@ pub enum WireError {
     #[error("unknown framing: first byte 0x{first_byte:02x} is neither Confluent (0x00), Avro single-object (0xc3 0x01) nor JSON ('{{')")]
     UnknownFraming { first_byte: u8 },
     #[error(
-        "Confluent schema id {id} is not an accepted request schema id (accepted: {accepted:?})"
+        "Confluent schema id {id} is not an accepted {schema} schema id (accepted: {accepted:?})"
     )]
-    UnknownSchemaId { id: u32, accepted: Vec<u32> },
-    #[error("Avro single-object fingerprint {fingerprint:016x} does not match schema {schema} ({expected:016x})")]
+    UnknownSchemaId {
+        id: u32,
+        accepted: Vec<u32>,
+        schema: &'static str,
+    },
+    #[error("Avro single-object fingerprint {fingerprint:016x} is not one of schema {schema}'s ({})", hex_list(.expected))]
     UnknownFingerprint {
         fingerprint: u64,
-        expected: u64,
+        expected: Vec<u64>,
         schema: &'static str,
     },
     #[error("record truncated while reading `{field}`")]
@@ -41,17 +47,44 @@ pub enum WireError {
 
     #[error("invalid request_id: {0}")]
     InvalidRequestId(&'static str),
-    #[error("invalid shape {shape:?}: {reason}")]
+    #[error("input {input:?}: invalid shape {shape:?}: {reason}")]
     InvalidShape {
+        input: String,
         shape: Vec<i32>,
         reason: &'static str,
     },
-    #[error("shape {got:?} does not match the model's input shape {expected:?}")]
-    ShapeMismatch { expected: Vec<usize>, got: Vec<i32> },
-    #[error("data has {got} values but shape needs {expected}")]
-    DataLength { expected: usize, got: usize },
-    #[error("data[{index}] is {value}: every value must be finite")]
-    NonFinite { index: usize, value: f32 },
+    #[error("input {input:?}: shape {got:?} does not match the model's input shape [{}]", dims(.expected))]
+    ShapeMismatch {
+        input: String,
+        expected: Vec<Dim>,
+        got: Vec<i32>,
+    },
+    #[error("input {input:?}: data has {got} values but shape needs {expected}")]
+    DataLength {
+        input: String,
+        expected: usize,
+        got: usize,
+    },
+    #[error("input {input:?}: data[{index}] is {value}: every value must be finite")]
+    NonFinite {
+        input: String,
+        index: usize,
+        value: f64,
+    },
+    #[error("input {input:?} is {got}, the model takes {expected}")]
+    DTypeMismatch {
+        input: String,
+        expected: DType,
+        got: DType,
+    },
+    #[error("input {input:?} is not an input of the model (its inputs: {expected})")]
+    UnknownInput { input: String, expected: String },
+    #[error("input {0:?} is given twice")]
+    DuplicateInput(String),
+    #[error("missing input {0}")]
+    MissingInput(String),
+    #[error("the model's signature is {signature}; a version-1 request carries one float32 input and gets one float32 output: send an io.kbatch.v2.InferenceRequest")]
+    NeedsVersion2 { signature: String },
     #[error("timeout_ms {0} must not be negative")]
     NegativeTimeout(i32),
 }
@@ -67,6 +100,11 @@ impl WireError {
                 | Self::ShapeMismatch { .. }
                 | Self::DataLength { .. }
                 | Self::NonFinite { .. }
+                | Self::DTypeMismatch { .. }
+                | Self::UnknownInput { .. }
+                | Self::DuplicateInput(_)
+                | Self::MissingInput(_)
+                | Self::NeedsVersion2 { .. }
                 | Self::NegativeTimeout(_)
         )
     }
@@ -88,7 +126,23 @@ impl WireError {
             Self::ShapeMismatch { .. } => "shape_mismatch",
             Self::DataLength { .. } => "data_length",
             Self::NonFinite { .. } => "non_finite",
+            Self::DTypeMismatch { .. } => "dtype_mismatch",
+            Self::UnknownInput { .. } => "unknown_input",
+            Self::DuplicateInput(_) => "duplicate_input",
+            Self::MissingInput(_) => "missing_input",
+            Self::NeedsVersion2 { .. } => "needs_version_2",
             Self::NegativeTimeout(_) => "negative_timeout",
         }
     }
+}
+
+fn dims(d: &[Dim]) -> String {
+    d.iter().map(Dim::to_string).collect::<Vec<_>>().join(", ")
+}
+
+fn hex_list(fps: &[u64]) -> String {
+    fps.iter()
+        .map(|f| format!("{f:016x}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

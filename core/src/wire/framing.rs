@@ -13,7 +13,9 @@ use super::error::WireError;
 pub use crate::config::Framing;
 
 pub const REQUEST_SCHEMA: &str = include_str!("../../../schemas/request.avsc");
+pub const REQUEST_V2_SCHEMA: &str = include_str!("../../../schemas/request_v2.avsc");
 pub const REPLY_SCHEMA: &str = include_str!("../../../schemas/reply.avsc");
+pub const REPLY_V2_SCHEMA: &str = include_str!("../../../schemas/reply_v2.avsc");
 pub const DEAD_LETTER_SCHEMA: &str = include_str!("../../../schemas/dead_letter.avsc");
 
 const CONFLUENT_MAGIC: u8 = 0x00;
@@ -22,7 +24,9 @@ const SINGLE_OBJECT_MAGIC: [u8; 2] = [0xc3, 0x01];
 /// CRC-64-AVRO (Rabin) fingerprints of the bundled schemas' canonical forms.
 pub struct Fingerprints {
     pub request: u64,
+    pub request_v2: u64,
     pub reply: u64,
+    pub reply_v2: u64,
     pub dead_letter: u64,
 }
 
@@ -30,7 +34,9 @@ pub struct Fingerprints {
 /// run time unless the binary itself is broken.
 pub static FINGERPRINTS: LazyLock<Fingerprints> = LazyLock::new(|| Fingerprints {
     request: fingerprint(REQUEST_SCHEMA),
+    request_v2: fingerprint(REQUEST_V2_SCHEMA),
     reply: fingerprint(REPLY_SCHEMA),
+    reply_v2: fingerprint(REPLY_V2_SCHEMA),
     dead_letter: fingerprint(DEAD_LETTER_SCHEMA),
 });
 
@@ -44,21 +50,26 @@ fn fingerprint(schema: &str) -> u64 {
     )
 }
 
-/// Which schema a frame must carry.
-pub struct Expect<'a> {
-    pub schema: &'static str,
+/// One schema (version) a frame may carry: the Confluent ids and the fingerprint that name it.
+pub struct Expect<'a, V> {
+    pub version: V,
     pub confluent_ids: &'a [u32],
     pub fingerprint: u64,
 }
 
-/// The payload of a frame.
-pub enum Body<'a> {
-    Avro(&'a [u8]),
+/// The payload of a frame: Avro in the version its header names, or JSON (which names none).
+pub enum Body<'a, V> {
+    Avro(&'a [u8], V),
     Json(&'a [u8]),
 }
 
-/// Strips and checks the framing header.
-pub fn split<'a>(value: &'a [u8], expect: &Expect<'_>) -> Result<Body<'a>, WireError> {
+/// Strips and checks the framing header against the versions of record `schema` we read;
+/// returns the body with the version its header names.
+pub fn split<'a, V: Copy>(
+    value: &'a [u8],
+    schema: &'static str,
+    versions: &[Expect<'_, V>],
+) -> Result<Body<'a, V>, WireError> {
     match value {
         [] => Err(WireError::Empty),
         [CONFLUENT_MAGIC, rest @ ..] => {
@@ -68,13 +79,17 @@ pub fn split<'a>(value: &'a [u8], expect: &Expect<'_>) -> Result<Body<'a>, WireE
                 });
             };
             let id = u32::from_be_bytes(*id);
-            if !expect.confluent_ids.contains(&id) {
-                return Err(WireError::UnknownSchemaId {
+            match versions.iter().find(|v| v.confluent_ids.contains(&id)) {
+                Some(v) => Ok(Body::Avro(body, v.version)),
+                None => Err(WireError::UnknownSchemaId {
                     id,
-                    accepted: expect.confluent_ids.to_vec(),
-                });
+                    accepted: versions
+                        .iter()
+                        .flat_map(|v| v.confluent_ids.iter().copied())
+                        .collect(),
+                    schema,
+                }),
             }
-            Ok(Body::Avro(body))
         }
         [0xc3, 0x01, rest @ ..] => {
             let Some((fp, body)) = rest.split_first_chunk::<8>() else {
@@ -83,14 +98,14 @@ pub fn split<'a>(value: &'a [u8], expect: &Expect<'_>) -> Result<Body<'a>, WireE
                 });
             };
             let fingerprint = u64::from_le_bytes(*fp);
-            if fingerprint != expect.fingerprint {
-                return Err(WireError::UnknownFingerprint {
+            match versions.iter().find(|v| v.fingerprint == fingerprint) {
+                Some(v) => Ok(Body::Avro(body, v.version)),
+                None => Err(WireError::UnknownFingerprint {
                     fingerprint,
-                    expected: expect.fingerprint,
-                    schema: expect.schema,
-                });
+                    expected: versions.iter().map(|v| v.fingerprint).collect(),
+                    schema,
+                }),
             }
-            Ok(Body::Avro(body))
         }
         _ => match value.iter().find(|b| !b.is_ascii_whitespace()) {
             Some(b'{') => Ok(Body::Json(value)),

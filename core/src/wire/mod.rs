@@ -21,9 +21,12 @@ pub use crate::config::WireConfig;
 pub use crate::tier::Tier;
 pub use dead_letter::{DeadLetter, Header};
 pub use error::WireError;
-pub use framing::{Framing, DEAD_LETTER_SCHEMA, FINGERPRINTS, REPLY_SCHEMA, REQUEST_SCHEMA};
-pub use reply::{Reply, Status, Timings};
-pub use request::Request;
+pub use framing::{
+    Framing, DEAD_LETTER_SCHEMA, FINGERPRINTS, REPLY_SCHEMA, REPLY_V2_SCHEMA, REQUEST_SCHEMA,
+    REQUEST_V2_SCHEMA,
+};
+pub use reply::{Outputs, Reply, Status, Timings};
+pub use request::{Inputs, Request, SchemaVersion, V1Mut};
 pub use trace::TraceContext;
 pub use validate::{validate, MAX_REQUEST_ID_BYTES};
 
@@ -44,7 +47,8 @@ impl WireCodec {
         &self.cfg
     }
 
-    /// Decodes a request in any framing. Does not validate its content: see [`validate`].
+    /// Decodes a request of either schema version in any framing. Does not validate its
+    /// content: see [`validate`].
     pub fn decode_request(&self, value: &[u8]) -> Result<Request, WireError> {
         if value.len() > self.cfg.max_request_bytes {
             return Err(WireError::TooLarge {
@@ -53,11 +57,26 @@ impl WireCodec {
                 limit: self.cfg.max_request_bytes,
             });
         }
-        let req: Request = self.decode(value, &self.cfg.request_schema_ids)?;
-        if matches!(value.first(), Some(b) if *b != 0x00 && *b != 0xc3) {
-            self.check_json_limits(&req)?;
+        let versions = [
+            Expect {
+                version: SchemaVersion::V1,
+                confluent_ids: &self.cfg.request_schema_ids,
+                fingerprint: FINGERPRINTS.request,
+            },
+            Expect {
+                version: SchemaVersion::V2,
+                confluent_ids: &self.cfg.request_v2_schema_ids,
+                fingerprint: FINGERPRINTS.request_v2,
+            },
+        ];
+        match split(value, "InferenceRequest", &versions)? {
+            Body::Avro(body, version) => Request::decode_avro(body, version, &self.cfg),
+            Body::Json(body) => {
+                let req = json(body)?;
+                self.check_json_limits(&req)?;
+                Ok(req)
+            }
         }
-        Ok(req)
     }
 
     /// JSON is parsed by serde before we can look at sizes; the record-size limit already bounds
@@ -70,8 +89,14 @@ impl WireCodec {
                 Ok(())
             }
         };
-        too_large("data", req.data.len(), self.cfg.max_tensor_elements)?;
-        too_large("shape", req.shape.len(), self.cfg.max_shape_rank)?;
+        let c = &self.cfg;
+        let tensors = req.inputs.tensors();
+        too_large("inputs", tensors.len(), c.max_tensors)?;
+        too_large("data", req.inputs.element_count(), c.max_tensor_elements)?;
+        for t in tensors {
+            too_large("shape", t.shape.len(), c.max_shape_rank)?;
+            too_large("string", t.name.len(), c.max_string_bytes)?;
+        }
         let strings = [
             Some(&req.request_id),
             req.model_name.as_ref(),
@@ -80,115 +105,93 @@ impl WireCodec {
             req.client_id.as_ref(),
         ];
         for s in strings.into_iter().flatten() {
-            too_large("string", s.len(), self.cfg.max_string_bytes)?;
+            too_large("string", s.len(), c.max_string_bytes)?;
         }
         Ok(())
     }
 
-    /// Appends `req` in `framing` to `out` (used by producers and the load generator).
+    /// Appends `req` in `framing` and in its own schema version to `out` (used by producers and
+    /// the load generator).
     pub fn encode_request(&self, req: &Request, framing: Framing, out: &mut Vec<u8>) {
-        let id = self
-            .cfg
-            .request_schema_ids
-            .first()
-            .copied()
-            .unwrap_or_default();
-        encode(req, framing, id, out);
+        let (ids, fingerprint) = match req.inputs.version() {
+            SchemaVersion::V1 => (&self.cfg.request_schema_ids, FINGERPRINTS.request),
+            SchemaVersion::V2 => (&self.cfg.request_v2_schema_ids, FINGERPRINTS.request_v2),
+        };
+        let id = ids.first().copied().unwrap_or_default();
+        encode(req, framing, id, fingerprint, out, Request::encode_avro);
     }
 
-    /// Appends `reply` in the configured reply framing to `out`.
+    /// Appends `reply` in the configured reply framing, in its own schema version, to `out`.
     pub fn encode_reply(&self, reply: &Reply, out: &mut Vec<u8>) {
-        encode(reply, self.cfg.reply_format, self.cfg.reply_schema_id, out);
+        let (id, fingerprint) = match reply.outputs.version() {
+            SchemaVersion::V1 => (self.cfg.reply_schema_id, FINGERPRINTS.reply),
+            SchemaVersion::V2 => (self.cfg.reply_v2_schema_id, FINGERPRINTS.reply_v2),
+        };
+        let framing = self.cfg.reply_format;
+        encode(reply, framing, id, fingerprint, out, Reply::encode_avro);
     }
 
-    /// Decodes a reply in any framing (used by callers and the load generator).
+    /// Decodes a reply of either schema version in any framing (used by callers and the load
+    /// generator).
     pub fn decode_reply(&self, value: &[u8]) -> Result<Reply, WireError> {
-        self.decode(value, &[self.cfg.reply_schema_id])
+        let versions = [
+            Expect {
+                version: SchemaVersion::V1,
+                confluent_ids: std::slice::from_ref(&self.cfg.reply_schema_id),
+                fingerprint: FINGERPRINTS.reply,
+            },
+            Expect {
+                version: SchemaVersion::V2,
+                confluent_ids: std::slice::from_ref(&self.cfg.reply_v2_schema_id),
+                fingerprint: FINGERPRINTS.reply_v2,
+            },
+        ];
+        match split(value, "InferenceReply", &versions)? {
+            Body::Avro(body, version) => Reply::decode_avro(body, version, &self.cfg),
+            Body::Json(body) => json(body),
+        }
     }
 
     /// Appends `dl` in the configured reply framing to `out`.
     pub fn encode_dead_letter(&self, dl: &DeadLetter, out: &mut Vec<u8>) {
-        encode(
-            dl,
-            self.cfg.reply_format,
-            self.cfg.dead_letter_schema_id,
-            out,
-        );
+        let (framing, id) = (self.cfg.reply_format, self.cfg.dead_letter_schema_id);
+        let fingerprint = FINGERPRINTS.dead_letter;
+        encode(dl, framing, id, fingerprint, out, DeadLetter::encode_avro);
     }
 
     /// Decodes a dead letter in any framing.
     pub fn decode_dead_letter(&self, value: &[u8]) -> Result<DeadLetter, WireError> {
-        self.decode(value, &[self.cfg.dead_letter_schema_id])
-    }
-
-    fn decode<R: Record>(&self, value: &[u8], confluent_ids: &[u32]) -> Result<R, WireError> {
-        let expect = Expect {
-            schema: R::NAME,
-            confluent_ids,
-            fingerprint: R::fingerprint(),
-        };
-        match split(value, &expect)? {
-            Body::Avro(body) => R::decode_avro(body, &self.cfg),
-            Body::Json(body) => {
-                serde_json::from_slice(body).map_err(|e| WireError::Json(e.to_string()))
+        let only = [Expect {
+            version: (),
+            confluent_ids: std::slice::from_ref(&self.cfg.dead_letter_schema_id),
+            fingerprint: FINGERPRINTS.dead_letter,
+        }];
+        match split(value, "DeadLetter", &only)? {
+            // A dead letter wraps a whole record plus headers: allow it twice the record limit.
+            Body::Avro(body, ()) => {
+                DeadLetter::decode_avro(body, self.cfg.max_request_bytes.saturating_mul(2))
             }
+            Body::Json(body) => json(body),
         }
     }
 }
 
-fn encode<R: Record>(record: &R, framing: Framing, confluent_id: u32, out: &mut Vec<u8>) {
-    write_header(framing, confluent_id, R::fingerprint(), out);
+fn json<R: serde::de::DeserializeOwned>(body: &[u8]) -> Result<R, WireError> {
+    serde_json::from_slice(body).map_err(|e| WireError::Json(e.to_string()))
+}
+
+fn encode<R: serde::Serialize>(
+    record: &R,
+    framing: Framing,
+    confluent_id: u32,
+    fingerprint: u64,
+    out: &mut Vec<u8>,
+    encode_avro: fn(&R, &mut Vec<u8>),
+) {
+    write_header(framing, confluent_id, fingerprint, out);
     match framing {
         // Our records hold only strings, numbers and byte vectors: JSON cannot fail on them.
         Framing::Json => serde_json::to_writer(out, record).expect("record serializes to JSON"),
-        _ => record.encode_avro(out),
-    }
-}
-
-/// One of the three bundled record types.
-trait Record: serde::Serialize + serde::de::DeserializeOwned {
-    const NAME: &'static str;
-    fn fingerprint() -> u64;
-    fn encode_avro(&self, out: &mut Vec<u8>);
-    fn decode_avro(body: &[u8], limits: &WireConfig) -> Result<Self, WireError>;
-}
-
-impl Record for Request {
-    const NAME: &'static str = "InferenceRequest";
-    fn fingerprint() -> u64 {
-        FINGERPRINTS.request
-    }
-    fn encode_avro(&self, out: &mut Vec<u8>) {
-        Request::encode_avro(self, out)
-    }
-    fn decode_avro(body: &[u8], limits: &WireConfig) -> Result<Self, WireError> {
-        Request::decode_avro(body, limits)
-    }
-}
-
-impl Record for Reply {
-    const NAME: &'static str = "InferenceReply";
-    fn fingerprint() -> u64 {
-        FINGERPRINTS.reply
-    }
-    fn encode_avro(&self, out: &mut Vec<u8>) {
-        Reply::encode_avro(self, out)
-    }
-    fn decode_avro(body: &[u8], limits: &WireConfig) -> Result<Self, WireError> {
-        Reply::decode_avro(body, limits)
-    }
-}
-
-impl Record for DeadLetter {
-    const NAME: &'static str = "DeadLetter";
-    fn fingerprint() -> u64 {
-        FINGERPRINTS.dead_letter
-    }
-    fn encode_avro(&self, out: &mut Vec<u8>) {
-        DeadLetter::encode_avro(self, out)
-    }
-    /// A dead letter wraps a whole record plus headers: allow it twice the record limit.
-    fn decode_avro(body: &[u8], limits: &WireConfig) -> Result<Self, WireError> {
-        DeadLetter::decode_avro(body, limits.max_request_bytes.saturating_mul(2))
+        _ => encode_avro(record, out),
     }
 }

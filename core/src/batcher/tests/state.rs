@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use super::*;
 use super::{entry, ids, policy, start};
 use crate::pipeline::{fixtures, Admitted, FlushReason, LeaderResult, Outcome};
+use crate::tensor::{Tensor, TensorData};
 use crate::tier::Tier;
 use crate::wire::Status;
 
@@ -65,7 +66,11 @@ fn the_starvation_bound_expires_requests_as_overloaded() {
 
 #[test]
 fn the_memory_bound_closes_a_batch_but_a_lone_large_request_still_runs() {
-    let one = entry(0, Tier::Normal, Instant::now()).request.data.len() * 4;
+    let one = entry(0, Tier::Normal, Instant::now())
+        .request
+        .inputs
+        .element_count()
+        * 4;
     let mut s = State::new(BatchPolicy {
         max_batch_bytes: 2 * one,
         ..policy()
@@ -339,7 +344,9 @@ async fn identical_requests_run_once_and_every_requester_gets_the_result() {
     let key = batch.requests[0]
         .dedup_key
         .expect("the leader carries its key");
-    let outputs: std::sync::Arc<[f32]> = vec![0.25, 0.5, 0.25].into();
+    let values = vec![0.25, 0.5, 0.25];
+    let output = Tensor::new("output", vec![3], TensorData::F32(values.clone()));
+    let outputs: std::sync::Arc<[Tensor]> = vec![output].into();
     drop(batch);
     let done = BatchDone {
         model: fixtures::model(),
@@ -364,8 +371,8 @@ async fn identical_requests_run_once_and_every_requester_gets_the_result() {
             panic!("no reply")
         };
         assert_eq!(
-            (reply.status, reply.outputs.as_slice()),
-            (Status::Ok, &outputs[..])
+            (reply.status, reply.outputs.first_f32()),
+            (Status::Ok, &values[..])
         );
         got.push(reply.request_id);
     }
@@ -426,7 +433,7 @@ async fn a_failed_batch_shrinks_the_adaptive_target_of_the_next_one() {
     let t0 = Instant::now();
     for i in 0..8 {
         let mut a = entry(i, Tier::Normal, t0);
-        a.request.data = vec![i as f32];
+        a.request.inputs = crate::wire::Inputs::v1(vec![1], vec![i as f32]);
         h.tiers[2].send(a).await.unwrap();
     }
     let first = h.batches.recv().await.unwrap();

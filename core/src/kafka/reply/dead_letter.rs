@@ -70,7 +70,7 @@ pub fn poison_dead_letter(
         request,
         error,
     } = *poison;
-    let mut value = Vec::with_capacity(64 + 4 * request.data.len());
+    let mut value = Vec::with_capacity(64 + request.inputs.element_count() * 8);
     codec.encode_request(request, cfg.wire.reply_format, &mut value);
     let mut headers = vec![Header::new(
         "request-id".to_owned(),

@@ -13,10 +13,29 @@ use proptest::option;
 use proptest::prelude::*;
 
 use super::*;
+use crate::tensor::{DType, Dim, Tensor, TensorData, TensorSpec};
 use crate::wire::avro::{Reader, Writer};
 
-/// The bundled model's per-request input shape.
-const MODEL_SHAPE: [usize; 2] = [64, 16];
+/// The bundled models' signatures: cnn_lstm (one float32 input) and txn_scorer (three inputs,
+/// one of them int64 and one with a dynamic dimension).
+fn signatures() -> [(Vec<TensorSpec>, Vec<TensorSpec>); 2] {
+    let cnn = (
+        vec![TensorSpec::fixed("input", DType::Float32, &[64, 16])],
+        vec![TensorSpec::fixed("output", DType::Float32, &[3])],
+    );
+    let txn = (
+        vec![
+            TensorSpec::fixed("features", DType::Float32, &[8]),
+            TensorSpec::fixed("merchant", DType::Int64, &[1]),
+            TensorSpec::new("history", DType::Float32, vec![Dim::Dynamic, Dim::Fixed(4)]),
+        ],
+        vec![
+            TensorSpec::fixed("score", DType::Float32, &[2]),
+            TensorSpec::fixed("label", DType::Int64, &[1]),
+        ],
+    );
+    [cnn, txn]
+}
 
 const FRAMINGS: [Framing; 3] = [Framing::Confluent, Framing::SingleObject, Framing::Json];
 
@@ -59,9 +78,23 @@ fn check(codec: &WireCodec, value: &[u8]) -> Result<Request, WireError> {
     match &decoded {
         Ok(req) => {
             assert_within_limits(codec.config(), value, req);
-            if let Err(e) = validate(req, &MODEL_SHAPE) {
-                assert!(e.is_validation(), "validate gave a decode error: {e:?}");
-                assert!(!e.to_string().is_empty());
+            for (inputs, outputs) in signatures() {
+                let mut req = req.clone();
+                match validate(&mut req, &inputs, &outputs) {
+                    Err(e) => {
+                        assert!(e.is_validation(), "validate gave a decode error: {e:?}");
+                        assert!(!e.to_string().is_empty());
+                    }
+                    // What passes is in the model's order, each input where the model wants it.
+                    Ok(()) => {
+                        let names: Vec<&str> = match &req.inputs {
+                            Inputs::V1(_) => vec![inputs[0].name.as_str()],
+                            Inputs::V2(ts) => ts.iter().map(|t| t.name.as_str()).collect(),
+                        };
+                        let want: Vec<&str> = inputs.iter().map(|s| s.name.as_str()).collect();
+                        assert_eq!(names, want);
+                    }
+                }
             }
         }
         Err(e) => {
@@ -77,12 +110,18 @@ fn check(codec: &WireCodec, value: &[u8]) -> Result<Request, WireError> {
 /// record's own size (Avro: by construction; JSON: the record limit bounds serde's growth).
 fn assert_within_limits(cfg: &WireConfig, value: &[u8], req: &Request) {
     assert!(value.len() <= cfg.max_request_bytes);
+    let tensors = req.inputs.tensors();
     assert!(
-        req.data.len() <= cfg.max_tensor_elements,
-        "{}",
-        req.data.len()
+        tensors.len() <= cfg.max_tensors,
+        "{} tensors",
+        tensors.len()
     );
-    assert!(req.shape.len() <= cfg.max_shape_rank, "{:?}", req.shape);
+    let elements = req.inputs.element_count();
+    assert!(elements <= cfg.max_tensor_elements, "{elements}");
+    for t in tensors {
+        assert!(t.shape.len() <= cfg.max_shape_rank, "{:?}", t.shape);
+        assert!(t.name.len() <= cfg.max_string_bytes, "{:?}", t.name);
+    }
     let strings = [
         Some(&req.request_id),
         req.model_name.as_ref(),
@@ -99,13 +138,15 @@ fn assert_within_limits(cfg: &WireConfig, value: &[u8], req: &Request) {
         Some(0x00 | 0xc3) => value.len() / 2,
         _ => value.len(),
     };
-    assert!(
-        req.data.capacity() <= bound.max(4),
-        "data capacity {} for a {}-byte record",
-        req.data.capacity(),
-        value.len()
-    );
-    assert!(req.shape.capacity() <= value.len().max(4));
+    for t in tensors {
+        assert!(
+            t.data.capacity() <= bound.max(4),
+            "data capacity {} for a {}-byte record",
+            t.data.capacity(),
+            value.len()
+        );
+        assert!(t.shape.capacity() <= value.len().max(4));
+    }
 }
 
 /// `cases` cases (or `PROPTEST_CASES`, for a long run) with the XorShift generator: ChaCha, the
@@ -149,6 +190,7 @@ prop_compose! {
         client_id in option::of("\\PC{0,4}"),
         shape in vec(-2i32..80, 0..4),
         data in vec(any_f32(), 0..40),
+        v2 in option::of(vec(any_tensor(), 0..5)),
     ) -> Request {
         Request {
             request_id,
@@ -160,8 +202,58 @@ prop_compose! {
             priority: priority.and_then(Tier::from_index),
             reply_topic,
             client_id,
-            shape,
-            data,
+            inputs: v2.map_or_else(|| Inputs::v1(shape, data), Inputs::V2),
+        }
+    }
+}
+
+/// Values of any element type, floats including the classes the validator must catch.
+fn any_data() -> impl Strategy<Value = TensorData> {
+    prop_oneof![
+        3 => vec(any_f32(), 0..24).prop_map(TensorData::F32),
+        1 => vec(any::<f64>(), 0..12).prop_map(TensorData::F64),
+        1 => vec(any::<i32>(), 0..12).prop_map(TensorData::I32),
+        2 => vec(any::<i64>(), 0..12).prop_map(TensorData::I64),
+    ]
+}
+
+prop_compose! {
+    /// A named tensor, named like a bundled model's input more often than not.
+    fn any_tensor()(
+        name in prop_oneof![
+            Just("input".to_owned()),
+            Just("features".to_owned()),
+            Just("merchant".to_owned()),
+            Just("history".to_owned()),
+            "[a-z]{0,6}",
+        ],
+        shape in vec(-2i32..10, 0..4),
+        data in any_data(),
+    ) -> Tensor {
+        Tensor::new(name, shape, data)
+    }
+}
+
+prop_compose! {
+    /// A version-2 request txn_scorer accepts (in a shuffled order), so mutations also reach
+    /// version-2 validation's success path.
+    fn txn_request()(seed in any::<u32>(), steps in 1i32..6, rotate in 0usize..3) -> Request {
+        let features = Tensor::new("features", vec![8], TensorData::F32(vec![seed as f32 * 1e-6; 8]));
+        let merchant = Tensor::new("merchant", vec![1], TensorData::I64(vec![i64::from(seed % 50)]));
+        let history = Tensor::new("history", vec![steps, 4], TensorData::F32(vec![0.5; steps as usize * 4]));
+        let mut inputs = vec![features, merchant, history];
+        inputs.rotate_left(rotate);
+        Request {
+            request_id: format!("t-{seed}"),
+            created_at_ms: 1_700_000_000_000,
+            deadline_ms: None,
+            timeout_ms: None,
+            model_name: Some("txn_scorer".into()),
+            model_version: None,
+            priority: None,
+            reply_topic: None,
+            client_id: None,
+            inputs: Inputs::V2(inputs),
         }
     }
 }
@@ -179,14 +271,13 @@ prop_compose! {
             priority: tier.and_then(Tier::from_index),
             reply_topic: None,
             client_id: None,
-            shape: vec![64, 16],
-            data: (0..1024u32).map(|i| (i ^ seed) as f32 * 1e-3).collect(),
+            inputs: Inputs::v1(vec![64, 16], (0..1024u32).map(|i| (i ^ seed) as f32 * 1e-3).collect()),
         }
     }
 }
 
 fn any_request() -> impl Strategy<Value = Request> {
-    prop_oneof![8 => small_request(), 1 => model_request()]
+    prop_oneof![8 => small_request(), 1 => model_request(), 1 => txn_request()]
 }
 
 fn encoded(codec: &WireCodec, req: &Request, framing: Framing) -> Vec<u8> {
@@ -351,7 +442,8 @@ proptest! {
                 prop_assert!(got.is_err(), "{framing:?} cut at {cut} decoded: {got:?}");
             }
             // serde_json writes non-finite floats as null, so only finite data round-trips as JSON.
-            if framing != Framing::Json || req.data.iter().all(|v| v.is_finite()) {
+            let finite = req.inputs.tensors().iter().all(|t| t.data.first_non_finite().is_none());
+            if framing != Framing::Json || finite {
                 let whole = check(&codec, &value).expect("the whole record decodes");
                 assert_same(&whole, &req, framing);
             }
@@ -362,16 +454,35 @@ proptest! {
 /// `got` is `want`, comparing floats by bits (NaN included); JSON may move a float by one ulp
 /// (serde_json parses through f64 and narrows).
 fn assert_same(got: &Request, want: &Request, framing: Framing) {
-    let without_data = |r: &Request| Request {
-        data: Vec::new(),
-        ..r.clone()
+    let without_data = |r: &Request| {
+        let mut r = r.clone();
+        r.inputs = Inputs::V2(Vec::new());
+        r
     };
     assert_eq!(without_data(got), without_data(want), "{framing:?}");
-    assert_eq!(got.data.len(), want.data.len(), "{framing:?}");
+    assert_eq!(got.inputs.version(), want.inputs.version(), "{framing:?}");
+    let (got, want) = (got.inputs.tensors(), want.inputs.tensors());
+    assert_eq!(got.len(), want.len(), "{framing:?}");
     let ulps = if framing == Framing::Json { 1 } else { 0 };
-    for (g, w) in got.data.iter().zip(&want.data) {
-        let d = i64::from(g.to_bits()) - i64::from(w.to_bits());
-        assert!(d.abs() <= ulps, "{framing:?}: {g:e} != {w:e}");
+    for (g, w) in got.iter().zip(want) {
+        assert_eq!((&g.name, &g.shape), (&w.name, &w.shape), "{framing:?}");
+        match (&g.data, &w.data) {
+            (TensorData::F32(g), TensorData::F32(w)) => {
+                assert_eq!(g.len(), w.len(), "{framing:?}");
+                for (g, w) in g.iter().zip(w) {
+                    let d = i64::from(g.to_bits()) - i64::from(w.to_bits());
+                    assert!(d.abs() <= ulps, "{framing:?}: {g:e} != {w:e}");
+                }
+            }
+            (TensorData::F64(g), TensorData::F64(w)) => {
+                assert_eq!(g.len(), w.len(), "{framing:?}");
+                for (g, w) in g.iter().zip(w) {
+                    let d = i128::from(g.to_bits()) - i128::from(w.to_bits());
+                    assert!(d.abs() <= i128::from(ulps), "{framing:?}: {g:e} != {w:e}");
+                }
+            }
+            (g, w) => assert_eq!(g, w, "{framing:?}"),
+        }
     }
 }
 
@@ -614,10 +725,14 @@ fn json_float_overflow_decodes_to_infinity_and_validation_refuses_it() {
         r#"{{"request_id":"j","created_at_ms":1,"shape":[64,16],"data":[{}]}}"#,
         data.join(",")
     );
-    let req = check(&default_codec(), value.as_bytes()).expect("decodes");
-    assert_eq!(req.data[7], f32::INFINITY);
+    let mut req = check(&default_codec(), value.as_bytes()).expect("decodes");
+    assert_eq!(
+        req.inputs.tensors()[0].data.first_non_finite(),
+        Some((7, f64::INFINITY))
+    );
+    let [(inputs, outputs), _] = signatures();
     assert!(matches!(
-        validate(&req, &MODEL_SHAPE),
+        validate(&mut req, &inputs, &outputs),
         Err(WireError::NonFinite { index: 7, .. })
     ));
 }
