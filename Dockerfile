@@ -27,6 +27,7 @@ COPY --from=build /src/vendor/onnxruntime/libonnxruntime.so.1.31.1 /opt/kbatch/b
 # The bundled registry: <model>/<version>/model.onnx and the model.yaml files.
 COPY models/cnn_lstm /opt/kbatch/models/cnn_lstm
 COPY models/risk_mlp /opt/kbatch/models/risk_mlp
+COPY models/txn_scorer /opt/kbatch/models/txn_scorer
 COPY config /opt/kbatch/config
 ENV PATH=/opt/kbatch/bin:$PATH \
     KBATCH_CONFIG=/opt/kbatch/config/default.yaml \

@@ -31,7 +31,7 @@ k="$STAGE/kbatch/rootfs"
 objcopy --strip-debug "$BIN" "$k/opt/kbatch/bin/kbatch"
 cp -L "$ORT" "$k/opt/kbatch/bin/"
 # The bundled registry: <model>/<version>/model.onnx and the model.yaml files.
-cp -r "$REPO"/models/cnn_lstm "$REPO"/models/risk_mlp "$k/opt/kbatch/models/"
+cp -r "$REPO"/models/cnn_lstm "$REPO"/models/risk_mlp "$REPO"/models/txn_scorer "$k/opt/kbatch/models/"
 cp -r "$REPO/config" "$k/opt/kbatch/config"
 copy_libs "$k" "$BIN" "$ORT"
 cp "$REPO/deploy/image/Containerfile.local" "$STAGE/kbatch/Containerfile"

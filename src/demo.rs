@@ -19,8 +19,8 @@ use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
 use crate::bench::{
-    self, new_run_id, parse_duration, BenchError, BenchReport, LiveStats, RunControl, RunSpec,
-    TierMix,
+    self, new_run_id, parse_duration, BenchError, BenchReport, LiveStats, RecordFormat, RunControl,
+    RunSpec, TierMix,
 };
 use crate::launcher::{KafkaHome, KafkaOptions, KafkaProcess, LaunchError, TansuProcess};
 use crate::output::ReportArgs;
@@ -29,6 +29,7 @@ use kbatch_core::app::{AppError, ServeReport};
 use kbatch_core::config::{Config, ConfigError, Framing};
 use kbatch_core::kafka::{all_topics, ensure_named_topics, ensure_topics, KafkaError};
 use kbatch_core::telemetry::table::Table;
+use kbatch_core::wire::SchemaVersion;
 
 /// Why the demo could not run to its report.
 #[derive(Debug, Error)]
@@ -474,7 +475,10 @@ async fn run_with_broker(
         reply_topic,
         reply_from_start,
         wire: cfg.wire.clone(),
-        framing: Framing::Confluent,
+        format: RecordFormat {
+            framing: Framing::Confluent,
+            contract: SchemaVersion::V1,
+        },
         correlation_header: cfg.replies.correlation_header.clone(),
         total,
         rate: args.rate,

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{create_topic, mock_cluster, with_timeout, Topics, WAIT};
-use kbatch::bench::{self, BenchReport, RunControl, RunSpec, TierMix};
+use kbatch::bench::{self, BenchReport, RecordFormat, RunControl, RunSpec, TierMix};
 use kbatch_core::config::{Config, Framing};
 use kbatch_core::tensor::{DType, TensorSpec};
 use kbatch_core::tier::Tier;
@@ -154,7 +154,10 @@ fn spec(bootstrap: &str, cfg: &Config, total: u64, rate: f64, bad: f64) -> RunSp
         reply_topic: format!("bench-echo-replies-{run_id}"),
         reply_from_start: true,
         wire: cfg.wire.clone(),
-        framing: Framing::Confluent,
+        format: RecordFormat {
+            framing: Framing::Confluent,
+            contract: SchemaVersion::V1,
+        },
         correlation_header: cfg.replies.correlation_header.clone(),
         total,
         rate,

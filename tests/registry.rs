@@ -269,7 +269,7 @@ async fn sighup_rescans_at_once_and_a_failed_warm_up_is_reported() {
     let (telemetry, serving) = serve_observed(&cfg);
     wait_state(&telemetry, "cnn_lstm", "1", VersionState::Ready).await;
     install(root.path(), "cnn_lstm", "2", "cnn_lstm/2/model.onnx");
-    // Version 3's warm-up samples are not whole rows of 64 x 16 values: its warm-up fails.
+    // Version 3's warm-up sample (3 values) does not fit its 64 x 16 input: its warm-up fails.
     install(root.path(), "cnn_lstm", "3", "cnn_lstm/2/model.onnx");
     std::fs::write(root.path().join("cnn_lstm/3/warm.json"), "[[1, 2, 3]]").unwrap();
     std::fs::write(
@@ -297,7 +297,7 @@ async fn sighup_rescans_at_once_and_a_failed_warm_up_is_reported() {
         .find(|v| v.version == "3")
         .unwrap();
     assert!(
-        v3.error.as_deref().unwrap().contains("whole rows"),
+        v3.error.as_deref().unwrap().contains("does not fit"),
         "{v3:?}"
     );
     stop(serving).await;

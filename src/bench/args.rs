@@ -6,10 +6,11 @@ use std::time::Duration;
 use clap::Args;
 
 use super::pacing::parse_duration;
-use super::{BenchError, RunSpec, TierMix};
+use super::{BenchError, RecordFormat, RunSpec, TierMix};
 use crate::output::ReportArgs;
 use crate::source::ConfigSource;
 use kbatch_core::config::{Config, Framing, LoadOptions};
+use kbatch_core::wire::SchemaVersion;
 
 /// Requests sent when neither `--count` nor `--duration` says how many.
 const DEFAULT_DURATION: Duration = Duration::from_secs(10);
@@ -55,6 +56,10 @@ pub struct BenchArgs {
     /// Request framing: confluent, single-object or json.
     #[arg(long, default_value = "confluent", value_parser = parse_framing)]
     pub framing: Framing,
+    /// Request contract: v1 (`shape`/`data`, float32) or v2 (the same tensor as a named
+    /// version-2 tensor).
+    #[arg(long, default_value = "v1", value_parser = parse_contract)]
+    pub contract: SchemaVersion,
     /// Seed of the tier/kind plan and of the tensor data.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -170,7 +175,10 @@ impl BenchArgs {
             reply_topic,
             reply_from_start,
             wire: cfg.wire.clone(),
-            framing: self.framing,
+            format: RecordFormat {
+                framing: self.framing,
+                contract: self.contract,
+            },
             correlation_header: cfg.replies.correlation_header.clone(),
             total,
             rate,
@@ -210,6 +218,15 @@ pub fn plan_size(
 /// A short random id (8 hex digits) naming one run.
 pub fn new_run_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..8].to_owned()
+}
+
+/// `--contract`: v1 or v2.
+pub fn parse_contract(s: &str) -> Result<SchemaVersion, String> {
+    match s {
+        "v1" | "1" => Ok(SchemaVersion::V1),
+        "v2" | "2" => Ok(SchemaVersion::V2),
+        other => Err(format!("unknown contract {other:?}: expected v1 or v2")),
+    }
 }
 
 /// The name `--framing` takes for `f`.

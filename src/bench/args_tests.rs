@@ -35,7 +35,8 @@ fn arguments_build_a_run_spec_with_config_defaults() {
     let s = a.run_spec(&cfg).unwrap();
     assert_eq!((s.total, s.rate), (400, 200.0));
     assert_eq!(s.brokers, cfg.kafka.brokers);
-    assert_eq!(s.framing, Framing::Confluent);
+    assert_eq!(s.format.framing, Framing::Confluent);
+    assert_eq!(s.format.contract, SchemaVersion::V1);
     assert_eq!(
         s.reply_topic,
         format!("inference.replies.bench-{}", s.run_id)
@@ -53,13 +54,16 @@ fn arguments_build_a_run_spec_with_config_defaults() {
         "shared",
         "--framing",
         "single-object",
+        "--contract",
+        "v2",
     ]);
     let s = b.run_spec(&cfg).unwrap();
     assert_eq!((s.total, s.rate), (5000, 0.0));
     assert_eq!(s.brokers, "k:1");
     assert_eq!(s.reply_topic, "shared");
     assert!(!s.reply_from_start, "a shared topic is read from its end");
-    assert_eq!(s.framing, Framing::SingleObject);
+    assert_eq!(s.format.framing, Framing::SingleObject);
+    assert_eq!(s.format.contract, SchemaVersion::V2);
 }
 
 #[test]
@@ -85,6 +89,7 @@ fn bad_arguments_are_rejected() {
     assert!(parse(&["--timeout-ms=-1"]).run_spec(&cfg).is_err());
     assert!(Cli::try_parse_from(["bench", "--tier-mix", "1,2"]).is_err());
     assert!(Cli::try_parse_from(["bench", "--framing", "xml"]).is_err());
+    assert!(Cli::try_parse_from(["bench", "--contract", "v3"]).is_err());
     assert!(Cli::try_parse_from(["bench", "--duration", "soon"]).is_err());
 }
 

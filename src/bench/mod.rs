@@ -43,10 +43,13 @@ pub use producer::{warm_up, SendLog, Sent};
 pub use report::{BatchSummary, BenchReport, LatencySummary, PerTier, Throughput};
 pub use steps::{saturation_rps, StepResult, StepRule, StepsReport};
 pub use timeline::{LatencyBy, SecondLatency, Timeline, TimelineMark, TimelinePoint};
-pub use workload::{IdKind, Kind, Plan, RecordFactory, RequestIds, TierMix, MODEL_SHAPE};
+pub use workload::{
+    IdKind, Kind, Plan, RecordFactory, RecordFormat, RequestIds, TierMix, MODEL_SHAPE,
+};
 
-use kbatch_core::config::{Framing, TierTopics, WireConfig};
+use kbatch_core::config::{TierTopics, WireConfig};
 use kbatch_core::telemetry::table::Table;
+use kbatch_core::wire::SchemaVersion;
 
 /// Errors of the load generator (`kbatch bench`, `kbatch bench-model`, the demo's load); only
 /// the command's entry point (`main.rs`) turns them into `anyhow`.
@@ -114,8 +117,8 @@ pub struct RunSpec {
     pub reply_from_start: bool,
     /// Decode limits and schema ids.
     pub wire: WireConfig,
-    /// Framing of the requests.
-    pub framing: Framing,
+    /// Framing and contract version of the requests.
+    pub format: RecordFormat,
     /// Header that carries the correlation id (the request id is sent in it).
     pub correlation_header: String,
     /// Requests to send.
@@ -379,10 +382,14 @@ impl RunSpec {
             "as a backlog (as fast as possible)".to_owned()
         };
         format!(
-            "kbatch bench: {} requests {rate}, tiers {}, framing {}, brokers {}, reply topic {}, run {}",
+            "kbatch bench: {} requests {rate}, tiers {}, framing {} ({}), brokers {}, reply topic {}, run {}",
             self.total,
             self.mix,
-            args::framing_name(self.framing),
+            args::framing_name(self.format.framing),
+            match self.format.contract {
+                SchemaVersion::V1 => "version 1",
+                SchemaVersion::V2 => "version 2",
+            },
             self.brokers,
             self.reply_topic,
             self.run_id

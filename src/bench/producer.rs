@@ -147,7 +147,7 @@ pub(super) async fn produce(
     let producer = create_producer(&spec)?;
     let mut factory = RecordFactory::new(
         WireCodec::new(&spec.wire),
-        spec.framing,
+        spec.format,
         spec.seed,
         &spec.reply_topic,
         spec.timeout_ms,
@@ -317,7 +317,7 @@ pub async fn warm_up(
     let codec = WireCodec::new(&spec.wire);
     let mut factory = RecordFactory::new(
         codec.clone(),
-        spec.framing,
+        spec.format,
         spec.seed,
         &spec.reply_topic,
         None,

@@ -17,6 +17,7 @@ use super::workload::{Kind, Plan};
 use super::{RunSpec, SendLog};
 use kbatch_core::telemetry::table::{Grid, Table};
 use kbatch_core::tier::Tier;
+use kbatch_core::wire::SchemaVersion;
 use kbatch_core::wire::Status;
 
 /// Answered requests per second, two ways.
@@ -175,6 +176,8 @@ pub struct BenchReport {
     pub brokers: String,
     pub reply_topic: String,
     pub framing: String,
+    /// Request contract version: `v1` or `v2`.
+    pub contract: SchemaVersion,
     /// Offered rate (requests/s); 0 for a backlog run.
     pub rate: f64,
     /// Wall-clock time of the first send, in milliseconds since the Unix epoch.
@@ -274,7 +277,8 @@ impl BenchReport {
             run_id: spec.run_id.clone(),
             brokers: spec.brokers.clone(),
             reply_topic: spec.reply_topic.clone(),
-            framing: super::args::framing_name(spec.framing).to_owned(),
+            framing: super::args::framing_name(spec.format.framing).to_owned(),
+            contract: spec.format.contract,
             rate: spec.rate,
             started_unix_ms: sent.first_send_wall.and_then(|t| {
                 let ms = t.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis();
@@ -364,6 +368,13 @@ impl BenchReport {
                 ),
             )
             .row("framing", &self.framing)
+            .row(
+                "contract",
+                match self.contract {
+                    SchemaVersion::V1 => "version 1",
+                    SchemaVersion::V2 => "version 2",
+                },
+            )
             .row("reply topic", &self.reply_topic);
 
         t.section("sent")

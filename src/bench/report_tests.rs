@@ -4,8 +4,9 @@ use std::time::Duration;
 
 use super::*;
 use crate::bench::collector::Matcher;
-use crate::bench::{RequestIds, TierMix};
+use crate::bench::{RecordFormat, RequestIds, TierMix};
 use kbatch_core::config::{Framing, TierTopics, WireConfig};
+use kbatch_core::wire::SchemaVersion;
 use kbatch_core::wire::{Outputs, Reply, Timings};
 
 /// An OK critical-tier reply to `request_id` from a batch of `batch_size`.
@@ -72,7 +73,10 @@ impl BenchReport {
             reply_topic: "replies".into(),
             reply_from_start: true,
             wire: WireConfig::default(),
-            framing: Framing::Confluent,
+            format: RecordFormat {
+                framing: Framing::Confluent,
+                contract: SchemaVersion::V1,
+            },
             correlation_header: "correlation-id".into(),
             total: 100,
             rate: 100.0,

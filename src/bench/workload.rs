@@ -12,8 +12,9 @@ use rand::{Rng, SeedableRng};
 
 use super::SendLog;
 use kbatch_core::config::Framing;
+use kbatch_core::tensor::{Tensor, TensorData};
 use kbatch_core::tier::Tier;
-use kbatch_core::wire::{Inputs, Request, WireCodec};
+use kbatch_core::wire::{Inputs, Request, SchemaVersion, WireCodec};
 
 /// One request's tensor shape for the bundled model (no batch dimension).
 pub const MODEL_SHAPE: [i32; 2] = [64, 16];
@@ -242,6 +243,14 @@ impl RequestIds {
     }
 }
 
+/// How the records of a run are written: their framing and request contract version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordFormat {
+    pub framing: Framing,
+    /// Version 1 (`shape`/`data`) or version 2 (the same tensor, named `input`, as bytes).
+    pub contract: SchemaVersion,
+}
+
 /// Encodes the records of a run: seeded tensors, one reusable request per tensor.
 pub struct RecordFactory {
     codec: WireCodec,
@@ -252,7 +261,7 @@ pub struct RecordFactory {
 impl RecordFactory {
     pub fn new(
         codec: WireCodec,
-        framing: Framing,
+        format: RecordFormat,
         seed: u64,
         reply_topic: &str,
         timeout_ms: Option<i32>,
@@ -270,8 +279,8 @@ impl RecordFactory {
                 priority: None,
                 reply_topic: Some(reply_topic.to_owned()),
                 client_id: Some("kbatch-bench".to_owned()),
-                inputs: Inputs::v1(
-                    MODEL_SHAPE.to_vec(),
+                inputs: inputs(
+                    format.contract,
                     (0..ELEMENTS)
                         .map(|_| rng.random_range(-1.0f32..1.0))
                         .collect(),
@@ -280,7 +289,7 @@ impl RecordFactory {
             .collect();
         Self {
             codec,
-            framing,
+            framing: format.framing,
             templates,
         }
     }
@@ -300,14 +309,32 @@ impl RecordFactory {
         req.request_id.clear();
         req.request_id.push_str(id);
         req.created_at_ms = now_ms;
-        if let (Kind::Invalid, Some(v1)) = (kind, req.inputs.v1_mut()) {
+        if kind == Kind::Invalid {
             // 64 × 15 ≠ 1,024 values: decodes, then fails validation.
-            v1.shape[1] = MODEL_SHAPE[1] - 1;
+            shape_of(req)[1] = MODEL_SHAPE[1] - 1;
         }
         self.codec.encode_request(req, self.framing, out);
-        if let Some(v1) = req.inputs.v1_mut() {
-            v1.shape[1] = MODEL_SHAPE[1];
-        }
+        shape_of(req)[1] = MODEL_SHAPE[1];
+    }
+}
+
+/// One request's input for the bundled model, in the contract's version.
+fn inputs(contract: SchemaVersion, values: Vec<f32>) -> Inputs {
+    match contract {
+        SchemaVersion::V1 => Inputs::v1(MODEL_SHAPE.to_vec(), values),
+        SchemaVersion::V2 => Inputs::V2(vec![Tensor::new(
+            "input",
+            MODEL_SHAPE.to_vec(),
+            TensorData::F32(values),
+        )]),
+    }
+}
+
+/// The shape of a template's one tensor, to spoil and restore it in place.
+fn shape_of(req: &mut Request) -> &mut Vec<i32> {
+    match &mut req.inputs {
+        Inputs::V1(t) => &mut t.shape,
+        Inputs::V2(ts) => &mut ts[0].shape,
     }
 }
 

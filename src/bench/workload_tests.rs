@@ -3,7 +3,7 @@
 use super::*;
 use kbatch_core::config::WireConfig;
 use kbatch_core::tensor::{DType, TensorSpec};
-use kbatch_core::wire::{validate, Request};
+use kbatch_core::wire::{validate, Inputs, Request, SchemaVersion};
 
 /// Validates against the bundled model's signature (64 x 16 float32 in, 3 float32 out).
 fn valid(mut req: Request) -> bool {
@@ -85,7 +85,11 @@ fn request_ids_round_trip_and_reject_other_runs() {
 fn factory_encodes_valid_invalid_and_undecodable_records() {
     let wire = WireConfig::default();
     let codec = WireCodec::new(&wire);
-    let mut f = RecordFactory::new(codec.clone(), Framing::Confluent, 3, "replies.x", Some(250));
+    let format = RecordFormat {
+        framing: Framing::Confluent,
+        contract: SchemaVersion::V1,
+    };
+    let mut f = RecordFactory::new(codec.clone(), format, 3, "replies.x", Some(250));
     let mut buf = Vec::new();
     f.encode(5, Kind::Valid, "r-5", 1234, &mut buf);
     assert_eq!(buf[0], 0x00, "Confluent magic byte");
@@ -106,4 +110,28 @@ fn factory_encodes_valid_invalid_and_undecodable_records() {
 
     f.encode(5, Kind::Undecodable, "r-8", 1234, &mut buf);
     assert!(codec.decode_request(&buf).is_err());
+
+    // Version 2: the same values as one named tensor, valid and invalid alike.
+    let v2 = RecordFormat {
+        framing: Framing::Confluent,
+        contract: SchemaVersion::V2,
+    };
+    let mut f2 = RecordFactory::new(codec.clone(), v2, 3, "replies.x", Some(250));
+    f2.encode(5, Kind::Valid, "r-9", 1234, &mut buf);
+    assert_eq!(&buf[..5], &[0, 0, 0, 0, 4], "the version-2 schema id");
+    let req = codec.decode_request(&buf).unwrap();
+    let Inputs::V2(tensors) = &req.inputs else {
+        panic!("a version-2 request")
+    };
+    assert_eq!(tensors[0].name, "input");
+    f.encode(5, Kind::Valid, "r-9", 1234, &mut buf);
+    let same = codec.decode_request(&buf).unwrap();
+    assert_eq!(
+        tensors[0].data,
+        same.inputs.tensors()[0].data,
+        "same values"
+    );
+    assert!(valid(req));
+    f2.encode(5, Kind::Invalid, "r-10", 1234, &mut buf);
+    assert!(!valid(codec.decode_request(&buf).unwrap()));
 }
