@@ -195,6 +195,9 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let loaded = load(&args.source.load_options())?;
     kbatch_core::telemetry::init_tracing(&loaded.config.logging);
+    for note in &loaded.notes {
+        tracing::info!(note = note.as_str(), "configuration adjusted");
+    }
     let cancel = CancellationToken::new();
     tokio::spawn(cancel_on_signal(cancel.clone()));
     let opts = kbatch_core::app::ServeOptions {
@@ -285,6 +288,9 @@ fn validate_config(args: &ConfigSource) -> ExitCode {
                 },
                 kbatch_core::config::REDACTED
             );
+            for note in &loaded.notes {
+                println!("# note: {note}");
+            }
             // API keys and sensitive librdkafka properties are masked: this output gets pasted.
             match serde_yaml::to_string(&kbatch_core::config::redacted(&loaded.config)) {
                 Ok(yaml) => print!("{yaml}"),

@@ -15,7 +15,7 @@ use tokio::process::Command;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, Device};
+use std::sync::Arc;
 
 /// One reading; fractions are in 0..=1.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -125,21 +125,49 @@ pub fn parse_nvidia_smi(line: &str) -> Option<(f64, f64)> {
     })
 }
 
+/// Which CUDA device the served models run on now (`None`: none runs on a GPU, for instance
+/// after a fallback to CPU), asked at every sample.
+#[derive(Clone)]
+pub struct GpuInUse(Arc<dyn Fn() -> Option<i32> + Send + Sync>);
+
+impl GpuInUse {
+    pub fn new(probe: impl Fn() -> Option<i32> + Send + Sync + 'static) -> Self {
+        Self(Arc::new(probe))
+    }
+
+    /// No GPU, ever.
+    pub fn none() -> Self {
+        Self::new(|| None)
+    }
+
+    fn device(&self) -> Option<i32> {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for GpuInUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("GpuInUse").field(&self.device()).finish()
+    }
+}
+
 /// Where the readings come from; the roots are parameters so tests can point them at fixtures.
 #[derive(Debug, Clone)]
 pub struct Sources {
     pub proc_root: PathBuf,
     pub cgroup_root: PathBuf,
-    /// The CUDA device to query, when the model runs on one.
-    pub gpu: Option<i32>,
+    /// The CUDA device to query: the one the served models actually run on, not the configured
+    /// `model.device` (a CUDA fallback to CPU stops the GPU readings).
+    pub gpu: GpuInUse,
 }
 
 impl Sources {
-    pub fn from_config(cfg: &Config) -> Self {
+    /// The host's procfs and cgroup files, and the GPU `gpu` names.
+    pub fn host_with(gpu: GpuInUse) -> Self {
         Self {
             proc_root: "/proc".into(),
             cgroup_root: "/sys/fs/cgroup".into(),
-            gpu: (cfg.model.device == Device::Cuda).then_some(cfg.model.cuda_device_id),
+            gpu,
         }
     }
 
@@ -200,7 +228,8 @@ pub async fn run_sampler(
     tx: watch::Sender<Utilization>,
     cancel: CancellationToken,
 ) {
-    let mut gpu = sources.gpu;
+    // A device nvidia-smi could not answer for is not asked again (one warning, not one per tick).
+    let mut unanswered: Option<i32> = None;
     let mut tick = tokio::time::interval(period.max(Duration::from_millis(100)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -214,7 +243,7 @@ pub async fn run_sampler(
             rss_bytes,
             ..Utilization::default()
         };
-        if let Some(device) = gpu {
+        if let Some(device) = sources.gpu.device().filter(|d| Some(*d) != unanswered) {
             match query_gpu(device).await {
                 Ok((util, mem)) => {
                     reading.gpu = Some(util);
@@ -222,7 +251,7 @@ pub async fn run_sampler(
                 }
                 Err(why) => {
                     tracing::warn!(%why, device, "GPU utilization unavailable; adapting without it");
-                    gpu = None;
+                    unanswered = Some(device);
                 }
             }
         }

@@ -4,6 +4,7 @@
 use std::fs;
 
 use super::*;
+use crate::resources::GpuInUse;
 
 const MEMINFO: &str = "MemTotal:       16000000 kB\nMemFree:         1000000 kB\n\
                        MemAvailable:    4000000 kB\nBuffers:          100 kB\n";
@@ -74,7 +75,7 @@ fn fixture(limit: &str) -> (tempfile::TempDir, Sources) {
     let sources = Sources {
         proc_root,
         cgroup_root: dir.path().join("cg"),
-        gpu: None,
+        gpu: GpuInUse::none(),
     };
     (dir, sources)
 }
@@ -96,7 +97,7 @@ fn sources_read_the_cgroup_limit_when_set_and_the_machine_otherwise() {
 
 #[test]
 fn this_machine_reports_its_memory_and_rss() {
-    let (memory, rss) = Sources::from_config(&Config::default()).host();
+    let (memory, rss) = Sources::host_with(GpuInUse::none()).host();
     let m = memory.expect("procfs is readable here");
     assert!(m > 0.0 && m < 1.0, "fraction {m}");
     assert!(
@@ -109,7 +110,13 @@ fn this_machine_reports_its_memory_and_rss() {
 async fn the_sampler_publishes_until_cancelled_and_drops_a_missing_gpu() {
     let (_dir, mut sources) = fixture("400\n");
     // A device nvidia-smi cannot answer for (or no nvidia-smi at all): the GPU stays unknown.
-    sources.gpu = Some(9_999);
+    // The probe is asked at every sample: the device in use can change (a fallback to CPU).
+    let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = asked.clone();
+    sources.gpu = GpuInUse::new(move || {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Some(9_999)
+    });
     let (tx, mut rx) = watch::channel(Utilization::default());
     let cancel = CancellationToken::new();
     let task = tokio::spawn(run_sampler(
@@ -133,6 +140,10 @@ async fn the_sampler_publishes_until_cancelled_and_drops_a_missing_gpu() {
         .await
         .expect("stops when cancelled")
         .expect("no panic");
+    assert!(
+        asked.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+        "asked per sample"
+    );
 }
 
 #[test]

@@ -73,13 +73,7 @@ impl ModelBenchReport {
         let mut t = Table::new();
         t.section("raw ONNX Runtime")
             .row("model", &self.model)
-            .row(
-                "device",
-                match self.device {
-                    Device::Cpu => "cpu",
-                    Device::Cuda => "cuda",
-                },
-            )
+            .row("device", self.device.as_str())
             .row("intra-op threads", self.intra_op_threads)
             .row("seconds per batch size", self.seconds);
         let mut g = Grid::new(["batch", "calls", "items/s", "median µs"]);

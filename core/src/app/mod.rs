@@ -26,7 +26,7 @@ use crate::batcher::adaptive::AdaptiveParams;
 use crate::batcher::dedup::DedupParams;
 use crate::batcher::{run_batcher, BatchPolicy, BatcherParts};
 use crate::config::reload::{run_reloader, ReloadCounters};
-use crate::config::{Config, Delivery, LoadOptions};
+use crate::config::{Config, Delivery, Device, LoadOptions};
 use crate::inference::isolate::RetryPolicy;
 use crate::inference::{spawn_workers, WorkerOutputs, WorkerReport};
 use crate::kafka::{
@@ -34,7 +34,7 @@ use crate::kafka::{
 };
 use crate::pipeline::Admitted;
 use crate::registry::{run_registry, LoadSettings, Registry, Routes};
-use crate::resources::{run_sampler, Sources, Utilization};
+use crate::resources::{run_sampler, GpuInUse, Sources, Utilization};
 use crate::telemetry::{set_log_level, Telemetry, TelemetryError};
 
 /// Worker threads of the async runtime for `cores` cores (`TOKIO_WORKER_THREADS`, when set to a
@@ -293,7 +293,7 @@ async fn run_stages(
         .collect();
     let (pool, workers) = spawn_workers(alive, &outputs, retry_policy(&cfg))?;
     drop(outputs);
-    let (sampler, util_rx) = start_sampler(&cfg);
+    let (sampler, util_rx) = start_sampler(&cfg, &routes);
     let batcher = spawn_alive(
         &telemetry,
         "batcher",
@@ -389,18 +389,30 @@ struct Sampler {
     task: tokio::task::JoinHandle<()>,
 }
 
-/// Samples memory (and GPU) every `metrics_collection_interval` for the adaptive controller.
-fn start_sampler(cfg: &Config) -> (Sampler, watch::Receiver<Utilization>) {
+/// Samples memory (and the GPU, while a served version runs on one) every
+/// `metrics_collection_interval` for the adaptive controller.
+fn start_sampler(cfg: &Config, routes: &Routes) -> (Sampler, watch::Receiver<Utilization>) {
     let (tx, rx) = watch::channel(Utilization::default());
     let cancel = CancellationToken::new();
     let period = Duration::from_secs_f64(cfg.performance_monitoring.metrics_collection_interval);
+    let gpu = gpu_in_use(routes.clone(), cfg.model.cuda_device_id);
     let task = tokio::spawn(run_sampler(
-        Sources::from_config(cfg),
+        Sources::host_with(gpu),
         period,
         tx,
         cancel.clone(),
     ));
     (Sampler { cancel, task }, rx)
+}
+
+/// The CUDA device while some served version runs on it: what the sessions chose, not what
+/// `model.device` asked for (after a fallback to CPU, none).
+fn gpu_in_use(routes: Routes, device_id: i32) -> GpuInUse {
+    GpuInUse::new(move || {
+        let table = routes.current();
+        let on_cuda = table.served().any(|m| m.info().device == Device::Cuda);
+        on_cuda.then_some(device_id)
+    })
 }
 
 fn cores() -> usize {

@@ -38,6 +38,9 @@ pub struct Loaded {
     pub figment: Figment,
     /// Files that were read, in merge order.
     pub files: Vec<PathBuf>,
+    /// What loading changed on its own, one sentence each (a wait lowered to `BATCH_TIMEOUT_MS`):
+    /// `validate-config` prints them and `serve` logs them.
+    pub notes: Vec<String>,
 }
 
 /// Loads, merges and validates the configuration.
@@ -48,6 +51,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
     let vars = environment(opts);
     let (figment, files) = assemble(opts, &vars)?;
     let mut config: Config = figment.extract()?;
+    let notes = cap_waits_at_seed_timeout(&mut config, &vars);
     let mut issues = resolve_secrets(&mut config, &vars);
     issues.extend(validate(&config, Some(&figment)));
     if !issues.is_empty() {
@@ -57,7 +61,53 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
         config,
         figment,
         files,
+        notes,
     })
+}
+
+/// `BATCH_TIMEOUT_MS` is the predecessor's one bound on how long a request waits for its batch,
+/// so when it is set it bounds every wait: `max_wait_time_seconds` and the four tier waits are
+/// lowered to it where they exceed it (the seed's own default, 10 ms, is below the default low
+/// and normal tier waits, which would otherwise make the configuration invalid). Returns one
+/// note per lowered key.
+fn cap_waits_at_seed_timeout(config: &mut Config, vars: &[(String, String)]) -> Vec<String> {
+    if !vars.iter().any(|(k, _)| k == "BATCH_TIMEOUT_MS") {
+        return Vec::new();
+    }
+    let limit = config.batch_processing.batch_timeout_seconds;
+    let pq = &mut config.priority_queueing;
+    let waits: [(&str, &mut f64); 5] = [
+        (
+            "batch_processing.max_wait_time_seconds",
+            &mut config.batch_processing.max_wait_time_seconds,
+        ),
+        (
+            "priority_queueing.critical_priority_wait_time",
+            &mut pq.critical_priority_wait_time,
+        ),
+        (
+            "priority_queueing.high_priority_wait_time",
+            &mut pq.high_priority_wait_time,
+        ),
+        (
+            "priority_queueing.normal_priority_wait_time",
+            &mut pq.normal_priority_wait_time,
+        ),
+        (
+            "priority_queueing.low_priority_wait_time",
+            &mut pq.low_priority_wait_time,
+        ),
+    ];
+    let mut notes = Vec::new();
+    for (key, wait) in waits {
+        if *wait > limit {
+            notes.push(format!(
+                "{key} lowered from {wait} s to {limit} s: BATCH_TIMEOUT_MS bounds every wait"
+            ));
+            *wait = limit;
+        }
+    }
+    notes
 }
 
 /// The environment the layers and `env:` references read. Variables that are not UTF-8 are
@@ -233,12 +283,13 @@ impl Provider for KeyValues {
     }
 }
 
-const INHERITED_VARS: [&str; 5] = [
+const INHERITED_VARS: [&str; 6] = [
     "MAX_BATCH_SIZE",
     "BATCH_TIMEOUT_MS",
     "MODEL_REGISTRY_PATH",
     "DEVICE",
     "LOG_LEVEL",
+    "CACHE_TTL_SECONDS",
 ];
 
 impl InheritedEnv {
@@ -262,6 +313,7 @@ impl Provider for InheritedEnv {
                 "model_registry.path" => "MODEL_REGISTRY_PATH".into(),
                 "model.device" => "DEVICE".into(),
                 "logging.level" => "LOG_LEVEL".into(),
+                "deduplication.deduplication_ttl" => "CACHE_TTL_SECONDS".into(),
                 other => other.to_string(),
             }
         })
@@ -289,6 +341,14 @@ impl Provider for InheritedEnv {
                 "MODEL_REGISTRY_PATH" => (("model_registry", "path"), Value::from(raw.clone())),
                 "DEVICE" => (("model", "device"), Value::from(raw.trim().to_lowercase())),
                 "LOG_LEVEL" => (("logging", "level"), Value::from(raw.trim().to_lowercase())),
+                "CACHE_TTL_SECONDS" => {
+                    let s: f64 = raw.trim().parse().map_err(|_| {
+                        figment::Error::from(format!(
+                            "CACHE_TTL_SECONDS={raw:?} is not a number of seconds"
+                        ))
+                    })?;
+                    (("deduplication", "deduplication_ttl"), Value::from(s))
+                }
                 _ => continue,
             };
             let entry = dict

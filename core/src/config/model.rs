@@ -15,8 +15,24 @@ pub enum Device {
     #[default]
     Cpu,
     /// ONNX Runtime's CUDA execution provider (needs the `cuda` cargo feature and a CUDA build of
-    /// libonnxruntime); falls back to CPU with a warning when it cannot be registered.
+    /// libonnxruntime); falls back to CPU with a warning when it cannot be registered. `gpu`
+    /// (the predecessor's spelling) means the same.
+    #[serde(alias = "gpu")]
     Cuda,
+    /// CUDA when its execution provider initialises, else CPU; the choice is logged and each
+    /// version reports the device it runs on.
+    Auto,
+}
+
+impl Device {
+    /// The name the configuration, `/models` and reports use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Device::Cpu => "cpu",
+            Device::Cuda => "cuda",
+            Device::Auto => "auto",
+        }
+    }
 }
 
 /// The `model` configuration section: the default model and how sessions run.

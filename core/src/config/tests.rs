@@ -366,3 +366,58 @@ fn classic_only_properties_are_rejected_under_the_consumer_protocol() {
         "owned by kbatch"
     );
 }
+
+/// Loads the bundled `config/default.yaml` under exactly `env`.
+fn load_with_env(env: &[(&str, &str)]) -> Result<Loaded, ConfigError> {
+    load(&LoadOptions {
+        env: Some(vars(env)),
+        ..opts(None)
+    })
+}
+
+#[test]
+fn the_seeds_own_batch_timeout_is_valid_and_bounds_every_wait() {
+    // Without the cap, 10 ms is below the default low tier wait (20 ms): an invalid configuration.
+    let loaded = load_with_env(&[("BATCH_TIMEOUT_MS", "10")]).expect("valid");
+    let c = &loaded.config;
+    assert_eq!(c.batch_processing.batch_timeout_seconds, 0.01);
+    assert_eq!(c.priority_queueing.low_priority_wait_time, 0.01);
+    assert_eq!(c.priority_queueing.normal_priority_wait_time, 0.01);
+    assert_eq!(
+        c.priority_queueing.critical_priority_wait_time, 0.002,
+        "below: kept"
+    );
+    assert_eq!(
+        loaded.notes,
+        [
+            "priority_queueing.low_priority_wait_time lowered from 0.02 s to 0.01 s: \
+          BATCH_TIMEOUT_MS bounds every wait"
+        ]
+    );
+    // Without the variable nothing is adjusted, and the same bound from a file is still an error.
+    assert!(load_with_env(&[]).expect("valid").notes.is_empty());
+    let err = load(&LoadOptions {
+        overrides: vec!["batch_processing.batch_timeout_seconds=0.01".into()],
+        env: Some(Vec::new()),
+        ..opts(None)
+    })
+    .err()
+    .expect("a tier wait above the batch timeout");
+    assert!(err.to_string().contains("low_priority_wait_time"), "{err}");
+}
+
+#[test]
+fn device_accepts_gpu_and_auto_and_the_cache_ttl_has_its_variable() {
+    let device = |v: &str| load_with_env(&[("DEVICE", v)]).map(|l| l.config.model.device);
+    assert_eq!(device("gpu").unwrap(), Device::Cuda);
+    assert_eq!(device("GPU").unwrap(), Device::Cuda);
+    assert_eq!(device("auto").unwrap(), Device::Auto);
+    assert_eq!(device("cpu").unwrap(), Device::Cpu);
+    assert!(device("tpu").is_err());
+    let ttl = load_with_env(&[("CACHE_TTL_SECONDS", "5.5")]).unwrap();
+    assert_eq!(ttl.config.deduplication.deduplication_ttl, 5.5);
+    let err = load_with_env(&[("CACHE_TTL_SECONDS", "later")])
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("CACHE_TTL_SECONDS"), "{err}");
+}

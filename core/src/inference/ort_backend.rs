@@ -259,15 +259,24 @@ fn open_session(
     spec: &LoadSpec,
     path: &Path,
 ) -> Result<(Session, Device), InferenceError> {
-    if spec.device == Device::Cuda {
-        match build_session(runtime, spec, path, true) {
-            Ok(session) => return Ok((session, Device::Cuda)),
-            Err(e) => tracing::warn!(
+    match spec.device {
+        Device::Cpu => {}
+        Device::Cuda | Device::Auto => match build_session(runtime, spec, path, true) {
+            Ok(session) => {
+                tracing::info!(cuda_device_id = spec.cuda_device_id, "running on CUDA");
+                return Ok((session, Device::Cuda));
+            }
+            // Asked for CUDA outright: a fallback is worth a warning. `auto` expects either.
+            Err(e) if spec.device == Device::Cuda => tracing::warn!(
                 error = %e,
                 cuda_device_id = spec.cuda_device_id,
                 "CUDA execution provider unavailable; falling back to CPU"
             ),
-        }
+            Err(e) => tracing::info!(
+                reason = %e,
+                "model.device auto: CUDA is not available, running on CPU"
+            ),
+        },
     }
     Ok((build_session(runtime, spec, path, false)?, Device::Cpu))
 }

@@ -138,6 +138,11 @@ pub struct RoutingTable {
 }
 
 impl RoutingTable {
+    /// Every version the table routes to.
+    pub fn served(&self) -> impl Iterator<Item = &Arc<ServedModel>> {
+        self.models.values().flat_map(|m| m.versions.values())
+    }
+
     /// A table serving exactly `model`, as the default model (tools and tests that serve one
     /// model without a repository).
     pub fn single(model: Arc<ServedModel>) -> Self {

@@ -514,13 +514,7 @@ fn served_view(m: &ServedModel, state: VersionState) -> VersionView {
         version: info.id.version.clone(),
         state,
         signature: Some(info.signature.to_string()),
-        device: Some(
-            match info.device {
-                Device::Cpu => "cpu",
-                Device::Cuda => "cuda",
-            }
-            .into(),
-        ),
+        device: Some(info.device.as_str().into()),
         error: None,
     }
 }
