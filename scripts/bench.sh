@@ -22,7 +22,8 @@
 # for a tansu built with `--features libsql`, path relative to the repository; the file is
 # deleted first). SERVER=echo runs
 # examples/echo_server.rs (no model, no batching: the broker floor) instead of kbatch serve;
-# SERVER=/path/to/kbatch runs that build's `serve`. Each run ends with the CPU seconds of broker,
+# SERVER=/path/to/kbatch runs that build's `serve`. BENCH_ARGS adds load generator flags (e.g.
+# `--contract v2`: version-2 requests). Each run ends with the CPU seconds of broker,
 # server and load generator and the server's peak RSS; PERF=1 (drain) records the server's stacks.
 # Charts (SVG) go to PLOT_DIR (default /tmp): kbatch-<mode>.svg, each run second by second
 # (`kbatch bench --plot`); ratio also draws kbatch-batch-sizes.svg (raw items/s per batch size
@@ -131,7 +132,8 @@ usage() {
   echo "cpu seconds: broker $(cpu_s $broker), server $(cpu_s $serve), load generator $(cat /tmp/kbatch-bench-cpu 2>/dev/null)"
   echo "server peak RSS $(peak_mb $serve) MB"
 }
-bench=(/usr/bin/time -f '%U+%S' -o /tmp/kbatch-bench-cpu ./target/release/kbatch bench --plot "$plots/kbatch-$mode.svg")
+read -ra bench_args <<< "${BENCH_ARGS:-}"
+bench=(/usr/bin/time -f '%U+%S' -o /tmp/kbatch-bench-cpu ./target/release/kbatch bench --plot "$plots/kbatch-$mode.svg" "${bench_args[@]}")
 # Waits until the server answers /ready (model loaded, group joined, producer up).
 http_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 export KBATCH_HTTP__PORT=$http_port

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::config::Config;
+use crate::config::{Config, StrategyKind};
 use crate::model::ModelBatching;
 use crate::tier::Tier;
 
@@ -36,6 +36,8 @@ pub struct BatchPolicy {
     pub min_interval: Duration,
     /// Most tensor bytes in one batch (a single larger request still runs, alone).
     pub max_batch_bytes: usize,
+    /// Which strategy closes and fills batches (`batch_processing.strategy`).
+    pub strategy: StrategyKind,
 }
 
 impl BatchPolicy {
@@ -66,6 +68,7 @@ impl BatchPolicy {
             starvation_bound: p.starvation_bound(),
             min_interval: b.min_interval(),
             max_batch_bytes: b.max_batch_bytes().max(1),
+            strategy: b.strategy,
         }
     }
 

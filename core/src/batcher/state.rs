@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::policy::BatchPolicy;
 use super::queue::{Entry, Expiry, TierQueue};
-use super::strategy::{BatchStrategy, PriorityStrategy, QueueStats, QueueView};
+use super::strategy::{strategy_for, BatchStrategy, QueueStats, QueueView};
 use crate::pipeline::{Admitted, FlushReason};
 use crate::tier::Tier;
 
@@ -34,8 +34,10 @@ pub struct State {
 }
 
 impl State {
+    /// A state running the strategy `policy.strategy` names.
     pub fn new(policy: BatchPolicy) -> Self {
-        Self::with_strategy(policy, Box::new(PriorityStrategy))
+        let strategy = strategy_for(policy.strategy);
+        Self::with_strategy(policy, strategy)
     }
 
     pub fn with_strategy(policy: BatchPolicy, strategy: Box<dyn BatchStrategy>) -> Self {
@@ -58,9 +60,13 @@ impl State {
         self.strategy.name()
     }
 
-    /// Applies a reloaded policy. Queued requests keep the expiry they were given.
+    /// Applies a reloaded policy (a changed `strategy` takes over from the next batch). Queued
+    /// requests keep the expiry they were given.
     pub fn set_policy(&mut self, policy: BatchPolicy) {
         self.target = self.target.min(policy.max_batch_size).max(1);
+        if policy.strategy != self.policy.strategy {
+            self.strategy = strategy_for(policy.strategy);
+        }
         self.policy = policy;
     }
 

@@ -17,7 +17,16 @@
 use tokio::time::Instant;
 
 use super::policy::BatchPolicy;
+use crate::config::StrategyKind;
 use crate::pipeline::FlushReason;
+
+/// The strategy `kind` names.
+pub fn strategy_for(kind: StrategyKind) -> Box<dyn BatchStrategy> {
+    match kind {
+        StrategyKind::Priority => Box::new(PriorityStrategy),
+        StrategyKind::Latency => Box::new(LatencyStrategy),
+    }
+}
 
 /// What a strategy sees of one queue.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -162,6 +171,58 @@ impl BatchStrategy for PriorityStrategy {
 
     fn name(&self) -> &'static str {
         "priority"
+    }
+}
+
+/// Latency first (`batch_processing.strategy: latency`): closes a batch the moment a critical
+/// request is queued or any queued request's tier wait has run out, whatever `min_batch_size`
+/// says (the batch timeout and fullness close it too), and fills it in strict tier order. Under
+/// a backlog a lower tier then waits for the higher ones to empty; only the starvation bound
+/// (an OVERLOADED reply) limits its wait.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LatencyStrategy;
+
+impl BatchStrategy for LatencyStrategy {
+    fn due(&self, view: &QueueView<'_>, now: Instant) -> Option<FlushReason> {
+        if view.len >= view.target || view.bytes >= view.policy.max_batch_bytes {
+            return Some(FlushReason::Full);
+        }
+        if view.policy.priority && view.queues[0].len > 0 {
+            return Some(FlushReason::Wait);
+        }
+        let oldest = view.oldest()?;
+        if now >= oldest + view.policy.batch_timeout {
+            return Some(FlushReason::Timeout);
+        }
+        match self.wake_at(view) {
+            Some(at) if now >= at => Some(FlushReason::Wait),
+            _ => None,
+        }
+    }
+
+    fn wake_at(&self, view: &QueueView<'_>) -> Option<Instant> {
+        let p = view.policy;
+        let mut at = view.oldest()? + p.batch_timeout;
+        for (q, stats) in view.queues.iter().enumerate() {
+            if let Some(oldest) = stats.oldest {
+                at = at.min(oldest + PriorityStrategy::wait_of(p, q));
+            }
+        }
+        Some(at)
+    }
+
+    fn plan(&self, view: &QueueView<'_>, room: usize, _now: Instant) -> [usize; 4] {
+        let mut take = [0; 4];
+        let mut left = room;
+        for (q, slot) in take.iter_mut().enumerate() {
+            *slot = view.queues[q].len.min(left);
+            left -= *slot;
+        }
+        take
+    }
+
+    fn name(&self) -> &'static str {
+        "latency"
     }
 }
 

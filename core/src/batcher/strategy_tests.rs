@@ -3,6 +3,8 @@
 use std::time::Duration;
 
 use super::*;
+use crate::batcher::State;
+use crate::config::StrategyKind;
 
 /// Production-like sizes: batches of up to 32, a boost quota of 8 (a quarter).
 fn policy() -> BatchPolicy {
@@ -19,6 +21,7 @@ fn policy() -> BatchPolicy {
         starvation_bound: None,
         min_interval: Duration::ZERO,
         max_batch_bytes: usize::MAX,
+        strategy: StrategyKind::Priority,
     }
 }
 
@@ -94,4 +97,78 @@ fn unused_slots_still_go_to_lower_tiers() {
     assert_eq!(plan(&p, [3, 0, 0, 500], [5, 0, 0, 200], 32), [3, 0, 0, 29]);
     // Nothing boosted (short and young): strict priority fills the batch in tier order.
     assert_eq!(plan(&p, [3, 4, 0, 5], [1, 1, 0, 1], 32), [3, 4, 0, 5]);
+}
+
+/// A view of `lens` queued per tier, the oldest `ages_ms` old at `now`.
+fn view_at(p: &BatchPolicy, lens: [usize; 4], ages_ms: [u64; 4], now: Instant) -> QueueView<'_> {
+    QueueView {
+        queues: std::array::from_fn(|q| QueueStats {
+            len: lens[q],
+            oldest: (lens[q] > 0).then(|| now - Duration::from_millis(ages_ms[q])),
+        }),
+        len: lens.iter().sum(),
+        bytes: 0,
+        target: p.max_batch_size,
+        policy: p,
+    }
+}
+
+#[test]
+fn latency_closes_at_once_for_critical_and_never_holds_for_size() {
+    let p = BatchPolicy {
+        min_batch_size: 8,
+        strategy: StrategyKind::Latency,
+        ..policy()
+    };
+    let now = Instant::now() + Duration::from_secs(10);
+    let (latency, priority) = (LatencyStrategy, PriorityStrategy);
+    // One critical request, just admitted: latency runs it now; the default waits its 2 ms.
+    let v = view_at(&p, [1, 0, 0, 0], [0, 0, 0, 0], now);
+    assert_eq!(latency.due(&v, now), Some(FlushReason::Wait));
+    assert_eq!(priority.due(&v, now), None);
+    // Three normal requests past their 10 ms wait, under min_batch_size 8: latency runs them;
+    // the default holds them for size until the 50 ms batch timeout.
+    let v = view_at(&p, [0, 0, 3, 0], [0, 0, 12, 0], now);
+    assert_eq!(latency.due(&v, now), Some(FlushReason::Wait));
+    assert_eq!(priority.due(&v, now), None);
+    assert_eq!(
+        priority.wake_at(&v),
+        Some(now - Duration::from_millis(12) + p.batch_timeout)
+    );
+    // Before any wait runs out, latency waits too.
+    let v = view_at(&p, [0, 0, 3, 0], [0, 0, 4, 0], now);
+    assert_eq!(latency.due(&v, now), None);
+    assert_eq!(
+        latency.wake_at(&v),
+        Some(now - Duration::from_millis(4) + Duration::from_millis(10))
+    );
+}
+
+#[test]
+fn latency_fills_in_strict_tier_order_without_boost_shares() {
+    let p = policy();
+    let now = Instant::now() + Duration::from_secs(10);
+    // A long, aged low tier: the default gives it its quota; latency gives it what is left.
+    let v = view_at(&p, [500, 0, 0, 500], [5, 0, 0, 200], now);
+    assert_eq!(PriorityStrategy.plan(&v, 32, now), [24, 0, 0, 8]);
+    assert_eq!(LatencyStrategy.plan(&v, 32, now), [32, 0, 0, 0]);
+    let v = view_at(&p, [3, 4, 0, 500], [5, 5, 0, 200], now);
+    assert_eq!(LatencyStrategy.plan(&v, 32, now), [3, 4, 0, 25]);
+}
+
+#[test]
+fn the_configured_strategy_is_the_one_a_state_runs_and_a_reload_swaps_it() {
+    let mut s = State::new(policy());
+    assert_eq!(s.strategy_name(), "priority");
+    s.set_policy(BatchPolicy {
+        strategy: StrategyKind::Latency,
+        ..policy()
+    });
+    assert_eq!(s.strategy_name(), "latency");
+    let mut cfg = crate::config::Config::default();
+    cfg.batch_processing.strategy = StrategyKind::Latency;
+    assert_eq!(
+        State::new(BatchPolicy::from_config(&cfg)).strategy_name(),
+        "latency"
+    );
 }

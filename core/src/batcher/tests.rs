@@ -31,6 +31,7 @@ pub(super) fn policy() -> BatchPolicy {
         starvation_bound: None,
         min_interval: Duration::ZERO,
         max_batch_bytes: usize::MAX,
+        strategy: crate::config::StrategyKind::Priority,
     }
 }
 

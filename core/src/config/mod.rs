@@ -28,7 +28,7 @@ pub use load::{load, LoadOptions, Loaded, PROFILES};
 pub use model::{Device, ModelConfig, ModelRegistryConfig, RegistryType, SingleFile};
 pub use sections::{
     AdaptiveBatching, BatchProcessing, Deduplication, LogFormat, Logging, OptimizationTarget,
-    PerformanceMonitoring, PriorityQueueing, QueueFull, ResourceManagement,
+    PerformanceMonitoring, PriorityQueueing, QueueFull, ResourceManagement, StrategyKind,
 };
 pub use security::{
     is_sensitive_property, redacted, resolve_secrets, RateLimit, Secret, SecurityConfig,

@@ -42,6 +42,31 @@ pub struct BatchProcessing {
     pub max_retries: u32,
     /// Seconds between two attempts of a request failing on its own (0..=10).
     pub retry_delay: f64,
+    /// When batches close and which tiers fill them (`priority`, the default; `latency`).
+    pub strategy: StrategyKind,
+}
+
+/// The batching strategies `batch_processing.strategy` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StrategyKind {
+    /// Per-tier waits and the batch timeout close a batch (after `min_batch_size`); strict
+    /// priority between tiers with boost and aging, so no tier starves.
+    #[default]
+    Priority,
+    /// Latency first: a batch closes as soon as a critical request is queued or any request's
+    /// tier wait has run out, never held back for `min_batch_size`; tiers fill it in strict
+    /// priority order (no boost shares), as the predecessor's `LatencyOptimizedStrategy` did.
+    Latency,
+}
+
+impl StrategyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StrategyKind::Priority => "priority",
+            StrategyKind::Latency => "latency",
+        }
+    }
 }
 
 /// The overflow rule of `batch_processing.when_queue_full`.
@@ -68,6 +93,7 @@ impl Default for BatchProcessing {
             when_queue_full: QueueFull::Pause,
             max_retries: 2,
             retry_delay: 0.05,
+            strategy: StrategyKind::Priority,
         }
     }
 }

@@ -161,11 +161,12 @@ impl TensorData {
     /// Values of `dtype` read from little-endian bytes; a trailing partial element is ignored
     /// (callers check the length first).
     pub fn from_le_bytes(dtype: DType, bytes: &[u8]) -> Self {
-        fn read<T, const N: usize>(bytes: &[u8], f: fn([u8; N]) -> T) -> Vec<T> {
-            bytes
-                .chunks_exact(N)
-                .map(|c| f(c.try_into().expect("chunks_exact yields N bytes")))
-                .collect()
+        // Whole arrays and a conversion known at compile time (a generic, not a `fn` pointer):
+        // the loop then compiles to a plain copy on little-endian hosts; a call through a
+        // pointer per value made it 5x slower than version 1's float decoding.
+        fn read<T, const N: usize>(bytes: &[u8], f: impl Fn([u8; N]) -> T) -> Vec<T> {
+            let (whole, _partial) = bytes.as_chunks::<N>();
+            whole.iter().map(|&c| f(c)).collect()
         }
         match dtype {
             DType::Float32 => TensorData::F32(read(bytes, f32::from_le_bytes)),
@@ -240,7 +241,7 @@ impl TensorData {
 /// `values` as little-endian bytes, 4 KiB at a time through a stack buffer.
 fn le_chunks<T: Copy, const N: usize>(
     values: &[T],
-    le: fn(T) -> [u8; N],
+    le: impl Fn(T) -> [u8; N],
     f: &mut impl FnMut(&[u8]),
 ) {
     const CHUNK: usize = 4096;
