@@ -36,9 +36,12 @@ fn every_batch_size_runs_the_real_model_and_reports_its_rate() {
     );
     for p in points {
         assert!(p.calls > 0 && p.items_per_s > 0.0, "{p:?}");
-        // items/s is calls x batch over the measured time, which covers the median call.
-        let bound = 1e6 / p.median_batch_us * p.batch as f64;
-        assert!(p.items_per_s <= bound * 1.05, "{p:?} vs {bound}");
+        assert!(p.median_batch_us > 0.0, "{p:?}");
+        // items/s is calls x batch over the measured time, and the measurement lasts at least
+        // `seconds`. (Not a bound from the median call: on a loaded machine the mean call can be
+        // well below the median, which once failed this test under a parallel test run.)
+        let bound = p.calls as f64 * p.batch as f64 / 0.05;
+        assert!(p.items_per_s <= bound, "{p:?} vs {bound}");
     }
 }
 

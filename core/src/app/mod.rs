@@ -35,6 +35,7 @@ use crate::kafka::{
 use crate::pipeline::Admitted;
 use crate::registry::{run_registry, LoadSettings, Registry, Routes};
 use crate::resources::{run_sampler, GpuInUse, Sources, Utilization};
+use crate::telemetry::health::run_liveness_checker;
 use crate::telemetry::{set_log_level, Telemetry, TelemetryError};
 
 /// Worker threads of the async runtime for `cores` cores (`TOKIO_WORKER_THREADS`, when set to a
@@ -117,6 +118,13 @@ pub async fn serve_with(
     // start from a dead one.
     let http = start_http(&cfg, &telemetry).await?;
     tokio::spawn(mark_draining(cancel.clone(), telemetry.clone()));
+    let checker_stop = cancel.child_token();
+    tokio::spawn(run_liveness_checker(
+        telemetry.health.clone(),
+        Duration::from_secs(cfg.performance_monitoring.health_check_interval),
+        telemetry.metrics.live.clone(),
+        checker_stop.clone(),
+    ));
     let threads = inference_threads(&cfg, cores());
     let registry = start_registry(&cfg, threads, &telemetry).await?;
     telemetry.health.set_model_ready(true);
@@ -128,6 +136,7 @@ pub async fn serve_with(
     let report = run_stages(cfg, threads, registry.routes, shared, cancel.clone()).await;
     registry.stop.cancel();
     reload.stop.cancel();
+    checker_stop.cancel();
     telemetry.health.set_draining();
     if let Some(http) = http {
         http.stop.cancel();

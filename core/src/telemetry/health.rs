@@ -248,6 +248,35 @@ impl Drop for Alive {
     }
 }
 
+/// The liveness checker (`performance_monitoring.health_check_interval`): every `period` it
+/// evaluates liveness, publishes the verdict on `live` (1 or 0), and logs each change of verdict
+/// with its reasons, so a stalled or dead stage is on record and on a dashboard even when no
+/// probe asks `/healthz`. Returns at `cancel`.
+pub async fn run_liveness_checker(
+    health: Arc<Health>,
+    period: Duration,
+    live: prometheus::IntGauge,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    let mut tick = tokio::time::interval(period.max(Duration::from_millis(10)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut was_live = true;
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let verdict = health.liveness();
+        live.set(i64::from(verdict.is_ok()));
+        match (&verdict, was_live) {
+            (Err(why), true) => tracing::error!(reasons = %why, "liveness check failed"),
+            (Ok(()), false) => tracing::info!("liveness check passes again"),
+            _ => {}
+        }
+        was_live = verdict.is_ok();
+    }
+}
+
 #[cfg(test)]
 #[path = "health_tests.rs"]
 mod tests;

@@ -70,3 +70,28 @@ fn a_panicking_thread_is_reported_as_such() {
     assert!(joined.is_err());
     assert!(h.liveness().unwrap_err().to_string().contains("panicked"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_liveness_checker_runs_at_its_interval_and_publishes_the_verdict() {
+    let h = Arc::new(Health::new(Duration::from_secs(60)));
+    let live = prometheus::IntGauge::new("live", "test").unwrap();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let worker = h.register("inference-0");
+    let task = tokio::spawn(run_liveness_checker(
+        h.clone(),
+        Duration::from_secs(30),
+        live.clone(),
+        cancel.clone(),
+    ));
+    // The first check runs at once.
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(live.get(), 1);
+    // A stage ends; the verdict changes only at the next check, 30 s after the first.
+    drop(worker);
+    tokio::time::sleep(Duration::from_secs(29)).await;
+    assert_eq!(live.get(), 1, "not checked again before the interval");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(live.get(), 0, "checked at 30 s");
+    cancel.cancel();
+    task.await.unwrap();
+}

@@ -163,6 +163,7 @@ pub struct Metrics {
     pub resident_memory_bytes: IntGauge,
     pub consumer_lag: IntGaugeVec,
     pub paused_topics: IntGauge,
+    pub live: IntGauge,
     pub delivery_retries: IntCounter,
     pub deliveries_retrying: IntGauge,
     pub dedup_hits: IntCounter,
@@ -268,6 +269,10 @@ impl Metrics {
             paused_topics: r.reg(IntGauge::new(
                 "kbatch_consumer_paused_topics",
                 "Tier topics paused by backpressure.",
+            )?)?,
+            live: r.reg(IntGauge::new(
+                "kbatch_liveness_ratio",
+                "1 when the last liveness check (every health_check_interval) passed, else 0.",
             )?)?,
             delivery_retries: r.reg(IntCounter::new(
                 "kbatch_delivery_retries_total",
