@@ -60,6 +60,11 @@ pub struct ModelBenchReport {
     /// The execution device, as configured (`model.device`).
     pub device: Device,
     pub intra_op_threads: usize,
+    /// `resource_management.enable_model_compilation` as run.
+    pub compiled: bool,
+    /// Time to load the model: session creation (graph optimization, or reading the cached
+    /// optimized graph) and its warm-up batches, in milliseconds.
+    pub load_ms: f64,
     /// Measured seconds per batch size (after as long a warm-up, at most one second).
     pub seconds: f64,
     /// One point per batch size, in the order asked.
@@ -75,6 +80,18 @@ impl ModelBenchReport {
             .row("model", &self.model)
             .row("device", self.device.as_str())
             .row("intra-op threads", self.intra_op_threads)
+            .row(
+                "graph optimization",
+                if self.compiled {
+                    "full, cached on disk"
+                } else {
+                    "off"
+                },
+            )
+            .row(
+                "load (session + warm-up)",
+                format!("{:.0} ms", self.load_ms),
+            )
             .row("seconds per batch size", self.seconds);
         let mut g = Grid::new(["batch", "calls", "items/s", "median µs"]);
         for p in &self.points {
@@ -109,9 +126,12 @@ pub fn run_model_bench(args: &ModelBenchArgs) -> Result<ModelBenchReport, BenchE
     }
     let (id, path) = default_model_file(&loaded.config)
         .map_err(|e| BenchError::InvalidArgument(e.to_string()))?;
-    let spec = LoadSpec::new(&model, id.clone(), path.clone());
+    let mut spec = LoadSpec::new(&model, id.clone(), path.clone());
+    spec.compile = loaded.config.resource_management.enable_model_compilation;
+    let load_started = Instant::now();
     let mut backend =
         load_backend(&spec).map_err(|e| BenchError::InvalidArgument(e.to_string()))?;
+    let load_ms = load_started.elapsed().as_secs_f64() * 1e3;
     let max = args.batch_sizes.iter().copied().max().unwrap_or(1);
     let requests = random_requests(&backend.info().signature, max);
     let mut out = Vec::new();
@@ -154,6 +174,8 @@ pub fn run_model_bench(args: &ModelBenchArgs) -> Result<ModelBenchReport, BenchE
         model: format!("{id} ({})", path.display()),
         device: model.device,
         intra_op_threads: model.intra_op_threads,
+        compiled: spec.compile,
+        load_ms,
         seconds: args.seconds,
         points,
         best,

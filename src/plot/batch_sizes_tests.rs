@@ -180,6 +180,8 @@ fn the_reports_the_commands_write_are_read() {
         model: "m.onnx".into(),
         device: kbatch_core::config::Device::Cpu,
         intra_op_threads: 2,
+        compiled: true,
+        load_ms: 120.0,
         seconds: 1.0,
         points: vec![point(1, 10.0), point(16, 90.0)],
         best: Some(point(16, 90.0)),

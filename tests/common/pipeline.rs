@@ -16,6 +16,7 @@ use kbatch_core::tensor::Tensor;
 use kbatch_core::tier::Tier;
 use kbatch_core::wire::{Framing, Inputs, Reply, Request, WireCodec};
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
@@ -271,7 +272,15 @@ pub async fn collect_replies(
         let Ok(msg) = tokio::time::timeout_at(deadline, consumer.recv()).await else {
             break;
         };
-        let msg = msg.expect("reply consumer error");
+        let msg = match msg {
+            Ok(m) => m,
+            // The reader's own connection during a broker outage (the fault tests stop the
+            // broker): librdkafka reconnects by itself, and what matters is what arrives after.
+            Err(KafkaError::MessageConsumption(
+                RDKafkaErrorCode::AllBrokersDown | RDKafkaErrorCode::BrokerTransportFailure,
+            )) => continue,
+            Err(e) => panic!("reply consumer error: {e}"),
+        };
         let reply = codec
             .decode_reply(msg.payload().unwrap_or_default())
             .expect("reply decodes");

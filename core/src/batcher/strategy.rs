@@ -124,17 +124,7 @@ fn boost_shares(view: &QueueView<'_>, boosted: [bool; 4], room: usize) -> [usize
 
 impl BatchStrategy for PriorityStrategy {
     fn due(&self, view: &QueueView<'_>, now: Instant) -> Option<FlushReason> {
-        if view.len >= view.target || view.bytes >= view.policy.max_batch_bytes {
-            return Some(FlushReason::Full);
-        }
-        let oldest = view.oldest()?;
-        if now >= oldest + view.policy.batch_timeout {
-            return Some(FlushReason::Timeout);
-        }
-        match self.wake_at(view) {
-            Some(at) if now >= at => Some(FlushReason::Wait),
-            _ => None,
-        }
+        closes(view, now, self.wake_at(view))
     }
 
     fn wake_at(&self, view: &QueueView<'_>) -> Option<Instant> {
@@ -174,6 +164,21 @@ impl BatchStrategy for PriorityStrategy {
     }
 }
 
+/// Why a batch closes at `now` for reasons every strategy shares: full (size or bytes), the
+/// batch timeout of its oldest request, or the strategy's own wake-up time (`wake_at`) passed.
+fn closes(view: &QueueView<'_>, now: Instant, wake_at: Option<Instant>) -> Option<FlushReason> {
+    if view.len >= view.target || view.bytes >= view.policy.max_batch_bytes {
+        return Some(FlushReason::Full);
+    }
+    if now >= view.oldest()? + view.policy.batch_timeout {
+        return Some(FlushReason::Timeout);
+    }
+    match wake_at {
+        Some(at) if now >= at => Some(FlushReason::Wait),
+        _ => None,
+    }
+}
+
 /// Latency first (`batch_processing.strategy: latency`): closes a batch the moment a critical
 /// request is queued or any queued request's tier wait has run out, whatever `min_batch_size`
 /// says (the batch timeout and fullness close it too), and fills it in strict tier order. Under
@@ -190,14 +195,7 @@ impl BatchStrategy for LatencyStrategy {
         if view.policy.priority && view.queues[0].len > 0 {
             return Some(FlushReason::Wait);
         }
-        let oldest = view.oldest()?;
-        if now >= oldest + view.policy.batch_timeout {
-            return Some(FlushReason::Timeout);
-        }
-        match self.wake_at(view) {
-            Some(at) if now >= at => Some(FlushReason::Wait),
-            _ => None,
-        }
+        closes(view, now, self.wake_at(view))
     }
 
     fn wake_at(&self, view: &QueueView<'_>) -> Option<Instant> {

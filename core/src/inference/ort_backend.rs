@@ -9,7 +9,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use ort::session::builder::SessionBuilder;
+use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 use ort::session::{Session, SessionInputValue};
 use ort::value::{DynValue, TensorElementType, TensorRef, ValueType};
 
@@ -35,6 +35,10 @@ pub struct LoadSpec {
     pub warmup_batches: usize,
     /// Requests to warm up with; none: zeros.
     pub warmup_samples: Vec<WarmupSample>,
+    /// `resource_management.enable_model_compilation`: ONNX Runtime's full graph optimization
+    /// (constant folding, node fusions, layout transforms), with the optimized graph kept on disk
+    /// beside the model so the next load skips the work; off: no graph optimization at all.
+    pub compile: bool,
 }
 
 impl LoadSpec {
@@ -49,6 +53,7 @@ impl LoadSpec {
             intra_op_threads: model.intra_op_threads,
             warmup_batches: model.warmup_batches,
             warmup_samples: Vec::new(),
+            compile: true,
         }
     }
 }
@@ -299,9 +304,115 @@ fn build_session(
     if cuda {
         builder = with_cuda(builder, spec.cuda_device_id).map_err(load_error)?;
     }
-    builder
-        .commit_from_file(path)
-        .map_err(|e| load_error(e.to_string()))
+    let device = if cuda { Device::Cuda } else { Device::Cpu };
+    let plan = compile_plan(spec.compile, path, device);
+    builder = builder
+        .with_optimization_level(plan.level)
+        .map_err(|e| load_error(e.to_string()))?;
+    if let Some(write) = &plan.write_to {
+        builder = builder
+            .with_optimized_model_path(write)
+            .map_err(|e| load_error(e.to_string()))?;
+    }
+    let session = builder.commit_from_file(&plan.read_from).map_err(|e| {
+        if let Some(write) = &plan.write_to {
+            let _ = std::fs::remove_file(write);
+        }
+        load_error(e.to_string())
+    })?;
+    if let (Some(write), Some(cache)) = (&plan.write_to, &plan.cache) {
+        // Renamed into place only once whole, so another loader never reads half a graph.
+        if let Err(e) = std::fs::rename(write, cache) {
+            tracing::info!(error = %e, cache = %cache.display(), "optimized model not cached");
+        }
+    }
+    Ok(session)
+}
+
+/// Where a session's graph comes from and goes to.
+struct CompilePlan {
+    level: GraphOptimizationLevel,
+    /// The file to load: the model, or its cached optimized graph.
+    read_from: PathBuf,
+    /// Where ONNX Runtime writes the optimized graph (a temporary name beside the cache).
+    write_to: Option<PathBuf>,
+    /// The cache file `write_to` becomes.
+    cache: Option<PathBuf>,
+}
+
+/// Compilation off: no graph optimization. On: the cached optimized graph of this exact file
+/// (size and modification time in its name) and device when there is one, loaded without
+/// optimizing again; else full optimization, saved for the next load. A cache directory that
+/// cannot be made (a read-only registry) only costs the saving.
+fn compile_plan(compile: bool, model: &Path, device: Device) -> CompilePlan {
+    let plain = |level| CompilePlan {
+        level,
+        read_from: model.to_path_buf(),
+        write_to: None,
+        cache: None,
+    };
+    if !compile {
+        return plain(GraphOptimizationLevel::Disable);
+    }
+    let Some(cache) = cache_path(model, device) else {
+        return plain(GraphOptimizationLevel::Level3);
+    };
+    if cache.is_file() {
+        return CompilePlan {
+            level: GraphOptimizationLevel::Disable,
+            read_from: cache,
+            write_to: None,
+            cache: None,
+        };
+    }
+    let made = cache
+        .parent()
+        .is_some_and(|d| std::fs::create_dir_all(d).is_ok());
+    if !made {
+        return plain(GraphOptimizationLevel::Level3);
+    }
+    let write_to = cache.with_extension(format!("tmp-{}", std::process::id()));
+    CompilePlan {
+        level: GraphOptimizationLevel::Level3,
+        read_from: model.to_path_buf(),
+        write_to: Some(write_to),
+        cache: Some(cache),
+    }
+}
+
+/// `<dir>/.optimized/<stem>-<size>-<mtime ns>-<device>.onnx`: a changed file or another device
+/// never reads an old graph (the hidden directory is invisible to registry scans). A CPU graph
+/// with layout optimizations only runs on CPUs with the same vector extensions, so the CPU's
+/// widest one is part of the device tag (a registry on a volume shared by unlike nodes).
+fn cache_path(model: &Path, device: Device) -> Option<PathBuf> {
+    let meta = std::fs::metadata(model).ok()?;
+    let mtime = meta
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_nanos();
+    let stem = model.file_stem()?.to_str()?;
+    let tag = match device {
+        Device::Cpu => format!("cpu-{}", cpu_extensions()),
+        other => other.as_str().to_owned(),
+    };
+    let name = format!("{stem}-{}-{mtime}-{tag}.onnx", meta.len());
+    Some(model.parent()?.join(".optimized").join(name))
+}
+
+/// The widest vector extension ONNX Runtime's CPU kernels may have been laid out for.
+fn cpu_extensions() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return "avx512";
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            return "avx2";
+        }
+    }
+    std::env::consts::ARCH
 }
 
 #[cfg(feature = "cuda")]

@@ -9,10 +9,12 @@ use std::path::PathBuf;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use super::{cache_path, compile_plan};
 use crate::config::{Device, ModelConfig};
 use crate::inference::{load_backend, Backend, InferenceError, LoadSpec, OrtBackend};
 use crate::model::{parse_samples, BatchTensor, ModelId};
 use crate::tensor::TensorData;
+use ort::session::builder::GraphOptimizationLevel;
 
 const TOLERANCE: f32 = 1e-5;
 
@@ -428,4 +430,72 @@ fn an_id_outside_the_embedding_table_fails_the_run_with_the_runtimes_reason() {
     let tensors = good[0].tensors(&backend.info().signature).unwrap();
     let rows = crate::model::stack_rows([tensors.as_slice()], &mut inputs);
     assert!(backend.infer(&inputs, rows, &mut Vec::new()).is_ok());
+}
+
+#[test]
+fn compilation_caches_the_optimized_graph_and_gives_the_same_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model.onnx");
+    std::fs::copy(models_dir().join("cnn_lstm/1/model.onnx"), &model).unwrap();
+    let reference = reference();
+    let run_with = |compile: bool| {
+        let spec = LoadSpec {
+            path: model.clone(),
+            compile,
+            ..test_config()
+        };
+        let mut b = OrtBackend::new(&spec).unwrap();
+        run(&mut b, &reference.input, reference.rows).unwrap()
+    };
+    let plain = run_with(false);
+    assert!(
+        !dir.path().join(".optimized").exists(),
+        "off: nothing written"
+    );
+    // First load optimizes and writes the cache; the second reads it.
+    let first = run_with(true);
+    let cached: Vec<_> = std::fs::read_dir(dir.path().join(".optimized"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    assert!(
+        cached[0].starts_with("model-") && cached[0].contains("-cpu-"),
+        "{cached:?}"
+    );
+    let plan = compile_plan(true, &model, Device::Cpu);
+    assert_eq!(
+        plan.level,
+        GraphOptimizationLevel::Disable,
+        "the cache is already optimized"
+    );
+    assert!(plan.read_from.ends_with(&cached[0]));
+    let second = run_with(true);
+    for out in [&first, &second] {
+        assert!(max_abs_diff(out, &plain) <= TOLERANCE);
+        assert!(max_abs_diff(out, &reference.output) <= TOLERANCE);
+    }
+}
+
+#[test]
+fn a_changed_model_or_another_device_never_reads_an_old_graph() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model.onnx");
+    std::fs::write(&model, b"one").unwrap();
+    let cpu = cache_path(&model, Device::Cpu).unwrap();
+    assert_ne!(cpu, cache_path(&model, Device::Cuda).unwrap());
+    std::fs::write(&model, b"longer").unwrap();
+    assert_ne!(
+        cpu,
+        cache_path(&model, Device::Cpu).unwrap(),
+        "size is in the name"
+    );
+    let off = compile_plan(false, &model, Device::Cpu);
+    assert_eq!(
+        (off.level, off.write_to, off.read_from),
+        (GraphOptimizationLevel::Disable, None, model.clone())
+    );
+    let on = compile_plan(true, &model, Device::Cpu);
+    assert_eq!(on.level, GraphOptimizationLevel::Level3);
+    assert!(on.write_to.unwrap().to_string_lossy().contains(".tmp-"));
 }

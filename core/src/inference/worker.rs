@@ -102,11 +102,21 @@ struct Worker {
     output_bufs: Vec<BatchTensor>,
 }
 
-/// What one request of a batch got: its output tensors or the error that failed it alone, and
-/// the number of rows of the model call it ran in.
+/// One request's outputs (every output of the model, named), or the error that failed it alone.
+type RowOutputs = Result<Vec<Tensor>, InferenceError>;
+
+/// What one request of a batch got, and the number of rows of the model call it ran in.
 struct RowResult {
-    result: Result<Vec<Tensor>, InferenceError>,
+    result: RowOutputs,
     ran_with: usize,
+}
+
+/// How the requests of one model call turned out.
+struct CallOutcome {
+    /// Per request of the call, in its order.
+    rows: Vec<RowOutputs>,
+    /// The call succeeded the first time (no re-runs in parts).
+    first_try: bool,
 }
 
 impl Worker {
@@ -149,10 +159,9 @@ impl Worker {
         let mut results: Vec<Option<RowResult>> = batch.requests.iter().map(|_| None).collect();
         let mut ok = true;
         for group in shape_groups(&batch.requests, dynamic) {
-            let rows = self.infer(session.as_mut(), &batch.requests, &group);
-            ok &= rows.is_ok();
-            let each = rows.unwrap_or_else(|e| e);
-            for (&i, result) in group.iter().zip(each) {
+            let call = self.infer(session.as_mut(), &batch.requests, &group);
+            ok &= call.first_try;
+            for (&i, result) in group.iter().zip(call.rows) {
                 let ran_with = group.len();
                 results[i] = Some(RowResult { result, ran_with });
             }
@@ -179,17 +188,14 @@ impl Worker {
     }
 
     /// Runs the requests at `group` (indices into `requests`, all of one input shape) as one
-    /// model call: `Ok` with every row's outputs when it succeeds; if it fails, re-runs them in
-    /// parts to find the ones that fail alone (after their retries), and returns `Err` with each
-    /// one's result.
-    #[allow(clippy::type_complexity)]
+    /// model call; if it fails, re-runs them in parts to find the ones that fail alone (after
+    /// their retries).
     fn infer(
         &mut self,
         backend: &mut dyn Backend,
         requests: &[Admitted],
         group: &[usize],
-    ) -> Result<Vec<Result<Vec<Tensor>, InferenceError>>, Vec<Result<Vec<Tensor>, InferenceError>>>
-    {
+    ) -> CallOutcome {
         let (inputs, outputs) = (&mut self.input_bufs, &mut self.output_bufs);
         let mut run = |rows: &[usize]| {
             let picked = rows
@@ -199,7 +205,12 @@ impl Worker {
         };
         let all: Vec<usize> = (0..group.len()).collect();
         let error = match guarded(&mut run, &all) {
-            Ok(rows) => return Ok(rows.into_iter().map(Ok).collect()),
+            Ok(rows) => {
+                return CallOutcome {
+                    rows: rows.into_iter().map(Ok).collect(),
+                    first_try: true,
+                }
+            }
             Err(error) => error,
         };
         self.report.failed_batches += 1;
@@ -213,7 +224,10 @@ impl Worker {
         );
         self.report.retry_calls += u64::from(isolated.calls);
         self.report.isolated += isolated.rows.iter().filter(|r| r.is_err()).count() as u64;
-        Err(isolated.rows)
+        CallOutcome {
+            rows: isolated.rows,
+            first_try: false,
+        }
     }
 
     /// Answers every request of a batch whose model has no session with MODEL_ERROR.

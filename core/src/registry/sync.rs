@@ -34,6 +34,9 @@ pub struct LoadSettings {
     pub registry: ModelRegistryConfig,
     /// Sessions per version: one per inference worker.
     pub sessions: usize,
+    /// `resource_management.enable_model_compilation`: full graph optimization and the
+    /// optimized-model cache.
+    pub compile: bool,
 }
 
 impl LoadSettings {
@@ -44,6 +47,7 @@ impl LoadSettings {
             model,
             registry: cfg.model_registry.clone(),
             sessions: sessions.max(1),
+            compile: cfg.resource_management.enable_model_compilation,
         }
     }
 }
@@ -284,6 +288,7 @@ impl Registry {
             .and_then(|m| m.warmup.samples.clone())
             .or_else(|| shared.as_ref().and_then(|m| m.warmup.samples.clone()));
         let mut spec = LoadSpec::new(&self.settings.model, id.clone(), v.file.clone());
+        spec.compile = self.settings.compile;
         if let Some(path) = samples {
             spec.warmup_samples = read_samples(&path).map_err(|e| fail(e.to_string()))?;
         }
