@@ -9,10 +9,11 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
+use ort::session::builder::GraphOptimizationLevel;
 use ort::session::{Session, SessionInputValue};
 use ort::value::{DynValue, TensorElementType, TensorRef, ValueType};
 
+use super::cuda::CudaTuning;
 use super::runtime::{self, Runtime};
 use super::{Backend, InferenceError, ModelInfo};
 use crate::config::{Device, ModelConfig};
@@ -39,6 +40,9 @@ pub struct LoadSpec {
     /// (constant folding, node fusions, layout transforms), with the optimized graph kept on disk
     /// beside the model so the next load skips the work; off: no graph optimization at all.
     pub compile: bool,
+    /// `resource_management.enable_gpu_optimization`: the tuned CUDA execution provider options
+    /// (`inference::cuda`), on CUDA only.
+    pub gpu_optimization: bool,
 }
 
 impl LoadSpec {
@@ -54,6 +58,7 @@ impl LoadSpec {
             warmup_batches: model.warmup_batches,
             warmup_samples: Vec::new(),
             compile: true,
+            gpu_optimization: true,
         }
     }
 }
@@ -302,7 +307,13 @@ fn build_session(
         .with_intra_threads(spec.intra_op_threads)
         .map_err(|e| load_error(e.to_string()))?;
     if cuda {
-        builder = with_cuda(builder, spec.cuda_device_id).map_err(load_error)?;
+        // The device's memory only matters for the tuned arena limit.
+        let memory = spec
+            .gpu_optimization
+            .then(|| super::cuda::device_memory(spec.cuda_device_id))
+            .flatten();
+        let tuning = CudaTuning::new(spec.cuda_device_id, spec.gpu_optimization, memory);
+        builder = super::cuda::register(builder, tuning).map_err(load_error)?;
     }
     let device = if cuda { Device::Cuda } else { Device::Cpu };
     let plan = compile_plan(spec.compile, path, device);
@@ -413,23 +424,6 @@ fn cpu_extensions() -> &'static str {
         }
     }
     std::env::consts::ARCH
-}
-
-#[cfg(feature = "cuda")]
-fn with_cuda(builder: SessionBuilder, device_id: i32) -> Result<SessionBuilder, String> {
-    // error_on_failure: without it ort only logs and silently runs on CPU while we report CUDA.
-    let cuda = ort::ep::CUDA::default()
-        .with_device_id(device_id)
-        .build()
-        .error_on_failure();
-    builder
-        .with_execution_providers([cuda])
-        .map_err(|e| format!("cannot register CUDA execution provider: {e}"))
-}
-
-#[cfg(not(feature = "cuda"))]
-fn with_cuda(_builder: SessionBuilder, _device_id: i32) -> Result<SessionBuilder, String> {
-    Err("kbatch was built without the `cuda` cargo feature".into())
 }
 
 /// Reads the request contract from the ONNX file: every input and output, each a tensor of a

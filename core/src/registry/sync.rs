@@ -37,6 +37,8 @@ pub struct LoadSettings {
     /// `resource_management.enable_model_compilation`: full graph optimization and the
     /// optimized-model cache.
     pub compile: bool,
+    /// `resource_management.enable_gpu_optimization`: tuned CUDA options on CUDA sessions.
+    pub gpu_optimization: bool,
 }
 
 impl LoadSettings {
@@ -48,6 +50,7 @@ impl LoadSettings {
             registry: cfg.model_registry.clone(),
             sessions: sessions.max(1),
             compile: cfg.resource_management.enable_model_compilation,
+            gpu_optimization: cfg.resource_management.enable_gpu_optimization,
         }
     }
 }
@@ -289,6 +292,7 @@ impl Registry {
             .or_else(|| shared.as_ref().and_then(|m| m.warmup.samples.clone()));
         let mut spec = LoadSpec::new(&self.settings.model, id.clone(), v.file.clone());
         spec.compile = self.settings.compile;
+        spec.gpu_optimization = self.settings.gpu_optimization;
         if let Some(path) = samples {
             spec.warmup_samples = read_samples(&path).map_err(|e| fail(e.to_string()))?;
         }
