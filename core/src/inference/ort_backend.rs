@@ -9,7 +9,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use ort::session::builder::GraphOptimizationLevel;
+use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 use ort::session::{Session, SessionInputValue};
 use ort::value::{DynValue, TensorElementType, TensorRef, ValueType};
 
@@ -301,35 +301,53 @@ fn build_session(
         path: path.to_path_buf(),
         message,
     };
-    let mut builder = Session::builder(&runtime.environment)
-        .map_err(|e| load_error(e.to_string()))?
-        // 0 lets ORT pick one thread per physical core.
-        .with_intra_threads(spec.intra_op_threads)
-        .map_err(|e| load_error(e.to_string()))?;
-    if cuda {
-        // The device's memory only matters for the tuned arena limit.
-        let memory = spec
-            .gpu_optimization
-            .then(|| super::cuda::device_memory(spec.cuda_device_id))
-            .flatten();
-        let tuning = CudaTuning::new(spec.cuda_device_id, spec.gpu_optimization, memory);
-        builder = super::cuda::register(builder, tuning).map_err(load_error)?;
-    }
+    let builder = || -> Result<SessionBuilder, InferenceError> {
+        let mut builder = Session::builder(&runtime.environment)
+            .map_err(|e| load_error(e.to_string()))?
+            // 0 lets ORT pick one thread per physical core.
+            .with_intra_threads(spec.intra_op_threads)
+            .map_err(|e| load_error(e.to_string()))?;
+        if cuda {
+            // The device's memory only matters for the tuned arena limit.
+            let memory = spec
+                .gpu_optimization
+                .then(|| super::cuda::device_memory(spec.cuda_device_id))
+                .flatten();
+            let tuning = CudaTuning::new(spec.cuda_device_id, spec.gpu_optimization, memory);
+            builder = super::cuda::register(builder, tuning).map_err(load_error)?;
+        }
+        Ok(builder)
+    };
     let device = if cuda { Device::Cuda } else { Device::Cpu };
     let plan = compile_plan(spec.compile, path, device);
-    builder = builder
+    match commit(builder()?, &plan).map_err(load_error) {
+        // A cached graph that no longer loads (a newer ONNX Runtime, a damaged file) is
+        // dropped and the model optimized again.
+        Err(e) if plan.read_from != path => {
+            tracing::warn!(error = %e, cache = %plan.read_from.display(), "cached optimized model dropped");
+            let _ = std::fs::remove_file(&plan.read_from);
+            let plan = compile_plan(spec.compile, path, device);
+            commit(builder()?, &plan).map_err(load_error)
+        }
+        other => other,
+    }
+}
+
+/// Makes the session `plan` describes, and puts its optimized graph in the cache.
+fn commit(builder: SessionBuilder, plan: &CompilePlan) -> Result<Session, String> {
+    let mut builder = builder
         .with_optimization_level(plan.level)
-        .map_err(|e| load_error(e.to_string()))?;
+        .map_err(|e| e.to_string())?;
     if let Some(write) = &plan.write_to {
         builder = builder
             .with_optimized_model_path(write)
-            .map_err(|e| load_error(e.to_string()))?;
+            .map_err(|e| e.to_string())?;
     }
     let session = builder.commit_from_file(&plan.read_from).map_err(|e| {
         if let Some(write) = &plan.write_to {
             let _ = std::fs::remove_file(write);
         }
-        load_error(e.to_string())
+        e.to_string()
     })?;
     if let (Some(write), Some(cache)) = (&plan.write_to, &plan.cache) {
         // Renamed into place only once whole, so another loader never reads half a graph.
@@ -382,7 +400,10 @@ fn compile_plan(compile: bool, model: &Path, device: Device) -> CompilePlan {
     if !made {
         return plain(GraphOptimizationLevel::Level3);
     }
-    let write_to = cache.with_extension(format!("tmp-{}", std::process::id()));
+    // Unique per load: two registries in one process may optimize the same file at once.
+    static LOADS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = LOADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let write_to = cache.with_extension(format!("tmp-{}-{n}", std::process::id()));
     CompilePlan {
         level: GraphOptimizationLevel::Level3,
         read_from: model.to_path_buf(),

@@ -499,3 +499,24 @@ fn a_changed_model_or_another_device_never_reads_an_old_graph() {
     assert_eq!(on.level, GraphOptimizationLevel::Level3);
     assert!(on.write_to.unwrap().to_string_lossy().contains(".tmp-"));
 }
+
+#[test]
+fn a_damaged_cached_graph_is_dropped_and_the_model_optimized_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model.onnx");
+    std::fs::copy(models_dir().join("cnn_lstm/1/model.onnx"), &model).unwrap();
+    let cache = cache_path(&model, Device::Cpu).unwrap();
+    std::fs::create_dir_all(cache.parent().unwrap()).unwrap();
+    std::fs::write(&cache, b"not a graph").unwrap();
+    let spec = LoadSpec {
+        path: model.clone(),
+        compile: true,
+        ..test_config()
+    };
+    let reference = reference();
+    let mut b = OrtBackend::new(&spec).expect("loads from the model instead");
+    let out = run(&mut b, &reference.input, reference.rows).unwrap();
+    assert!(max_abs_diff(&out, &reference.output) <= TOLERANCE);
+    let rewritten = std::fs::read(&cache).unwrap();
+    assert_ne!(rewritten, b"not a graph", "the cache holds the new graph");
+}
