@@ -128,16 +128,8 @@ impl BatchStrategy for PriorityStrategy {
     }
 
     fn wake_at(&self, view: &QueueView<'_>) -> Option<Instant> {
-        let p = view.policy;
-        let mut at = view.oldest()? + p.batch_timeout;
-        if view.len >= p.min_batch_size {
-            for (q, stats) in view.queues.iter().enumerate() {
-                if let Some(oldest) = stats.oldest {
-                    at = at.min(oldest + Self::wait_of(p, q));
-                }
-            }
-        }
-        Some(at)
+        // Fewer than min_batch_size queued: only the batch timeout, no tier wait.
+        wake(view, view.len >= view.policy.min_batch_size)
     }
 
     fn plan(&self, view: &QueueView<'_>, room: usize, now: Instant) -> [usize; 4] {
@@ -162,6 +154,21 @@ impl BatchStrategy for PriorityStrategy {
     fn name(&self) -> &'static str {
         "priority"
     }
+}
+
+/// The batch timeout of the oldest request, or the first queue's tier wait running out sooner
+/// when `tier_waits` count.
+fn wake(view: &QueueView<'_>, tier_waits: bool) -> Option<Instant> {
+    let p = view.policy;
+    let mut at = view.oldest()? + p.batch_timeout;
+    if tier_waits {
+        for (q, stats) in view.queues.iter().enumerate() {
+            if let Some(oldest) = stats.oldest {
+                at = at.min(oldest + PriorityStrategy::wait_of(p, q));
+            }
+        }
+    }
+    Some(at)
 }
 
 /// Why a batch closes at `now` for reasons every strategy shares: full (size or bytes), the
@@ -199,14 +206,7 @@ impl BatchStrategy for LatencyStrategy {
     }
 
     fn wake_at(&self, view: &QueueView<'_>) -> Option<Instant> {
-        let p = view.policy;
-        let mut at = view.oldest()? + p.batch_timeout;
-        for (q, stats) in view.queues.iter().enumerate() {
-            if let Some(oldest) = stats.oldest {
-                at = at.min(oldest + PriorityStrategy::wait_of(p, q));
-            }
-        }
-        Some(at)
+        wake(view, true)
     }
 
     fn plan(&self, view: &QueueView<'_>, room: usize, _now: Instant) -> [usize; 4] {
