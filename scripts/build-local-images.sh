@@ -32,6 +32,8 @@ objcopy --strip-debug "$BIN" "$k/opt/kbatch/bin/kbatch"
 cp -L "$ORT" "$k/opt/kbatch/bin/"
 # The bundled registry: <model>/<version>/model.onnx and the model.yaml files.
 cp -r "$REPO"/models/cnn_lstm "$REPO"/models/risk_mlp "$REPO"/models/txn_scorer "$k/opt/kbatch/models/"
+# Optimized-graph caches of local runs are this machine's (its CPU): the image builds its own.
+find "$k/opt/kbatch/models" -name .optimized -type d -prune -exec rm -rf {} +
 cp -r "$REPO/config" "$k/opt/kbatch/config"
 copy_libs "$k" "$BIN" "$ORT"
 cp "$REPO/deploy/image/Containerfile.local" "$STAGE/kbatch/Containerfile"
