@@ -5,6 +5,7 @@
 //! (where a run's final report goes: a table, or JSON with `--json`) and `plot` (SVG charts of
 //! the benchmarks' reports).
 
+pub mod alerts;
 pub mod bench;
 pub mod demo;
 pub mod launcher;

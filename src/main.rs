@@ -27,6 +27,9 @@ enum Command {
     Serve(ServeArgs),
     /// Load, merge and validate the configuration; print it (YAML) or every error with its source.
     ValidateConfig(ConfigSource),
+    /// Print the Prometheus alert rules of the configuration (its latency and error-rate
+    /// thresholds): `kbatch alert-rules --profile P > kbatch-alerts.yml`.
+    AlertRules(ConfigSource),
     /// Load generator: send requests to the tier topics (fixed rate or backlog), measure replies.
     Bench(kbatch::bench::BenchArgs),
     /// Raw ONNX Runtime throughput of the configured model per batch size (no Kafka).
@@ -110,6 +113,7 @@ impl StatsArgs {
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::ValidateConfig(args) => return validate_config(&args),
+        Command::AlertRules(args) => alert_rules(&args),
         Command::Serve(args) => runtime().and_then(|rt| rt.block_on(serve(args))),
         Command::Bench(args) => runtime().and_then(|rt| {
             let (output, plot) = (args.output.clone(), args.plot.clone());
@@ -269,6 +273,19 @@ async fn cancel_on_signal(cancel: CancellationToken) {
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupt: draining"),
     }
     cancel.cancel();
+}
+
+/// `kbatch alert-rules`: the rules for the loaded configuration, on stdout.
+fn alert_rules(args: &ConfigSource) -> anyhow::Result<()> {
+    let loaded = load(&args.load_options())?;
+    let source = match (&args.profile, &args.config) {
+        (Some(p), _) if !p.is_empty() => format!("profile {p}"),
+        (_, Some(file)) => file.display().to_string(),
+        _ if !args.overrides.is_empty() => "the defaults with --set overrides".to_owned(),
+        _ => kbatch::alerts::DEFAULTS.to_owned(),
+    };
+    print!("{}", kbatch::alerts::render(&loaded.config, &source));
+    Ok(())
 }
 
 fn validate_config(args: &ConfigSource) -> ExitCode {

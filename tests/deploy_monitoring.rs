@@ -592,3 +592,14 @@ fn the_expression_scanner_reads_selectors_and_grouping() {
     assert_eq!(threshold("x >= 5"), Some(5.0));
     assert!(is_duration("1h30m") && is_duration("0m") && !is_duration("5") && !is_duration(""));
 }
+
+#[test]
+fn the_shipped_rules_are_what_kbatch_alert_rules_writes_for_the_defaults() {
+    let shipped = std::fs::read_to_string(path(RULES)).expect("read");
+    let written = kbatch::alerts::render(&Config::default(), kbatch::alerts::DEFAULTS);
+    assert!(
+        shipped == written,
+        "deploy/prometheus/kbatch-alerts.yml is not `kbatch alert-rules` output: regenerate it \
+         with `cargo run -q -- alert-rules > deploy/prometheus/kbatch-alerts.yml`"
+    );
+}
