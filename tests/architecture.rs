@@ -30,6 +30,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "config",
             "model",
             "pipeline",
+            "resources",
             "telemetry",
             "tensor",
             "tier",

@@ -129,6 +129,7 @@ pub fn run_model_bench(args: &ModelBenchArgs) -> Result<ModelBenchReport, BenchE
     let mut spec = LoadSpec::new(&model, id.clone(), path.clone());
     spec.compile = loaded.config.resource_management.enable_model_compilation;
     spec.gpu_optimization = loaded.config.resource_management.enable_gpu_optimization;
+    spec.cleanup_interval = loaded.config.resource_management.cleanup_interval();
     let load_started = Instant::now();
     let mut backend =
         load_backend(&spec).map_err(|e| BenchError::InvalidArgument(e.to_string()))?;

@@ -286,7 +286,8 @@ pub struct ResourceManagement {
     pub enable_gpu_optimization: bool,
     /// Full graph optimization of the ONNX model at load.
     pub enable_model_compilation: bool,
-    /// Periodically release cached device memory.
+    /// Periodically give ONNX Runtime's unused arena memory back (a session's next run after
+    /// each `cleanup_interval_seconds` shrinks its arena).
     pub enable_memory_cleanup: bool,
     /// Seconds between memory clean-ups (> 0).
     pub cleanup_interval_seconds: u64,
@@ -294,6 +295,14 @@ pub struct ResourceManagement {
     pub cpu_affinity_enabled: bool,
     /// Threads for inference work (1..=64).
     pub thread_pool_size: usize,
+}
+
+impl ResourceManagement {
+    /// How often a session shrinks its arena; `None` with memory cleanup off.
+    pub fn cleanup_interval(&self) -> Option<std::time::Duration> {
+        self.enable_memory_cleanup
+            .then(|| std::time::Duration::from_secs(self.cleanup_interval_seconds))
+    }
 }
 
 impl Default for ResourceManagement {

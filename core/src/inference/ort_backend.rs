@@ -43,6 +43,10 @@ pub struct LoadSpec {
     /// `resource_management.enable_gpu_optimization`: the tuned CUDA execution provider options
     /// (`inference::cuda`), on CUDA only.
     pub gpu_optimization: bool,
+    /// `resource_management.enable_memory_cleanup` with `cleanup_interval_seconds`: at most this
+    /// often a run ends by shrinking ONNX Runtime's memory arena (what the run no longer uses
+    /// goes back to the system); `None`: never.
+    pub cleanup_interval: Option<std::time::Duration>,
 }
 
 impl LoadSpec {
@@ -59,6 +63,7 @@ impl LoadSpec {
             warmup_samples: Vec::new(),
             compile: true,
             gpu_optimization: true,
+            cleanup_interval: None,
         }
     }
 }
@@ -69,6 +74,16 @@ pub struct OrtBackend {
     info: ModelInfo,
     /// Per input, `[batch, ..row_shape]` of the current batch (kept so a run allocates no shape).
     input_dims: Vec<Vec<i64>>,
+    /// Periodic arena shrinking (`LoadSpec::cleanup_interval`).
+    cleanup: Option<Cleanup>,
+}
+
+/// When the arena was last shrunk, how often it may be, and the run options that ask for it.
+struct Cleanup {
+    every: std::time::Duration,
+    last: std::time::Instant,
+    options: ort::session::RunOptions,
+    done: u64,
 }
 
 impl fmt::Debug for OrtBackend {
@@ -101,12 +116,20 @@ impl OrtBackend {
             device,
             library_path: runtime.library_path.clone(),
         };
+        let cleanup = match spec.cleanup_interval {
+            Some(every) => Some(cleanup_options(every, device, spec.cuda_device_id)?),
+            None => None,
+        };
         let mut backend = Self {
             session,
             input_dims: vec![Vec::new(); info.signature.inputs.len()],
             info,
+            cleanup: None,
         };
         backend.warm_up(spec.warmup_batches, &spec.warmup_samples)?;
+        // After the warm-up, which sizes the arena for real batches: shrinking it then would
+        // undo what it is for.
+        backend.cleanup = cleanup;
         tracing::info!(
             model = %backend.info.id.name,
             version = %backend.info.id.version,
@@ -176,10 +199,27 @@ impl Backend for OrtBackend {
             .zip(&self.input_dims)
             .map(|(input, dims)| view(dims, &input.data))
             .collect::<Result<Vec<_>, _>>()?;
-        let run = self
-            .session
-            .run(values.as_slice())
-            .map_err(|e| InferenceError::Run(e.to_string()))?;
+        let due = self
+            .cleanup
+            .as_mut()
+            .filter(|c| c.last.elapsed() >= c.every);
+        let run = match due {
+            None => self.session.run(values.as_slice()),
+            Some(c) => {
+                let before = rss_mb();
+                let run = self.session.run_with_options(values.as_slice(), &c.options);
+                c.last = std::time::Instant::now();
+                c.done += 1;
+                tracing::info!(
+                    model = %self.info.id,
+                    rss_before_mb = before,
+                    rss_after_mb = rss_mb(),
+                    "memory cleanup: ONNX Runtime arena shrunk after the run"
+                );
+                run
+            }
+        }
+        .map_err(|e| InferenceError::Run(e.to_string()))?;
         let specs = &self.info.signature.outputs;
         outputs.resize_with(specs.len(), BatchTensor::default);
         for (spec, out) in specs.iter().zip(outputs.iter_mut()) {
@@ -193,6 +233,44 @@ impl Backend for OrtBackend {
 
     fn info(&self) -> &ModelInfo {
         &self.info
+    }
+}
+
+/// Run options that shrink the arena of `device` after the run.
+fn cleanup_options(
+    every: std::time::Duration,
+    device: Device,
+    cuda_device_id: i32,
+) -> Result<Cleanup, InferenceError> {
+    let fail = |e: ort::Error| InferenceError::Run(format!("cannot make cleanup run options: {e}"));
+    let mut options = ort::session::RunOptions::new().map_err(fail)?;
+    let arenas = match device {
+        Device::Cuda => format!("cpu:0;gpu:{cuda_device_id}"),
+        _ => "cpu:0".to_owned(),
+    };
+    options
+        .set("memory.enable_memory_arena_shrinkage", &arenas)
+        .map_err(fail)?;
+    Ok(Cleanup {
+        every,
+        last: std::time::Instant::now(),
+        options,
+        done: 0,
+    })
+}
+
+/// The process's resident set in MB, for the cleanup's log line (-1: unreadable).
+fn rss_mb() -> i64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| crate::resources::parse_rss(&s))
+        .map_or(-1, |b| (b / (1024 * 1024)) as i64)
+}
+
+impl OrtBackend {
+    /// Arena shrinks done so far (`LoadSpec::cleanup_interval`).
+    pub fn cleanups(&self) -> u64 {
+        self.cleanup.as_ref().map_or(0, |c| c.done)
     }
 }
 

@@ -520,3 +520,27 @@ fn a_damaged_cached_graph_is_dropped_and_the_model_optimized_again() {
     let rewritten = std::fs::read(&cache).unwrap();
     assert_ne!(rewritten, b"not a graph", "the cache holds the new graph");
 }
+
+#[test]
+fn memory_cleanup_shrinks_the_arena_at_its_interval_and_keeps_the_outputs() {
+    let reference = reference();
+    let runs = |interval: Option<std::time::Duration>| {
+        let spec = LoadSpec {
+            cleanup_interval: interval,
+            ..test_config()
+        };
+        let mut b = OrtBackend::new(&spec).unwrap();
+        for _ in 0..3 {
+            let out = run(&mut b, &reference.input, reference.rows).unwrap();
+            assert!(max_abs_diff(&out, &reference.output) <= TOLERANCE);
+        }
+        b.cleanups()
+    };
+    assert_eq!(runs(Some(std::time::Duration::ZERO)), 3, "due at every run");
+    assert_eq!(
+        runs(Some(std::time::Duration::from_secs(3600))),
+        0,
+        "not due yet"
+    );
+    assert_eq!(runs(None), 0, "off");
+}

@@ -39,6 +39,9 @@ pub struct LoadSettings {
     pub compile: bool,
     /// `resource_management.enable_gpu_optimization`: tuned CUDA options on CUDA sessions.
     pub gpu_optimization: bool,
+    /// `enable_memory_cleanup` / `cleanup_interval_seconds`: how often a session shrinks its
+    /// arena (`None`: never).
+    pub cleanup_interval: Option<Duration>,
 }
 
 impl LoadSettings {
@@ -51,6 +54,7 @@ impl LoadSettings {
             sessions: sessions.max(1),
             compile: cfg.resource_management.enable_model_compilation,
             gpu_optimization: cfg.resource_management.enable_gpu_optimization,
+            cleanup_interval: cfg.resource_management.cleanup_interval(),
         }
     }
 }
@@ -293,6 +297,7 @@ impl Registry {
         let mut spec = LoadSpec::new(&self.settings.model, id.clone(), v.file.clone());
         spec.compile = self.settings.compile;
         spec.gpu_optimization = self.settings.gpu_optimization;
+        spec.cleanup_interval = self.settings.cleanup_interval;
         if let Some(path) = samples {
             spec.warmup_samples = read_samples(&path).map_err(|e| fail(e.to_string()))?;
         }
