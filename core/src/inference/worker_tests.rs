@@ -79,33 +79,57 @@ fn batch_of(model: &Arc<ServedModel>, values: &[f32]) -> Batch {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_poisoned_request_fails_alone_and_its_batch_mates_are_answered() {
-    let (otx, mut orx) = mpsc::channel(64);
-    let (ftx, mut frx) = mpsc::channel(4);
+/// One inference worker thread and the channels its results arrive on.
+struct Started {
+    pool: crate::pipeline::WorkerPool,
+    handles: Vec<std::thread::JoinHandle<WorkerReport>>,
+    health: Arc<Health>,
+    outcomes: mpsc::Receiver<Outcome>,
+    feedback: mpsc::Receiver<BatchDone>,
+}
+
+fn start_one_worker(policy: RetryPolicy) -> Started {
+    let (otx, outcomes) = mpsc::channel(64);
+    let (ftx, feedback) = mpsc::channel(4);
     let health = Arc::new(Health::new(Duration::from_secs(60)));
-    let policy = RetryPolicy {
-        max_retries: 1,
-        retry_delay: Duration::from_millis(1),
-    };
     let outputs = WorkerOutputs {
         outcomes: otx,
         feedback: ftx,
     };
     let alive = vec![health.register("inference-0")];
     let (pool, handles) = spawn_workers(alive, &outputs, policy).expect("spawn");
-    drop(outputs);
+    Started {
+        pool,
+        handles,
+        health,
+        outcomes,
+        feedback,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poisoned_request_fails_alone_and_its_batch_mates_are_answered() {
+    let Started {
+        pool,
+        handles,
+        health,
+        mut outcomes,
+        mut feedback,
+    } = start_one_worker(RetryPolicy {
+        max_retries: 1,
+        retry_delay: Duration::from_millis(1),
+    });
     let values = [1.0, 2.0, 3.0, -1.0, 5.0, 6.0, 7.0, 8.0];
     pool.batches
         .send(batch_of(&doubler(), &values))
         .await
         .expect("send");
-    let done = frx.recv().await.expect("feedback");
+    let done = feedback.recv().await.expect("feedback");
     assert_eq!(done.size, 8);
     assert!(!done.ok, "the batch as formed failed");
     let mut statuses = std::collections::BTreeMap::new();
     for _ in 0..8 {
-        let (reply, poisoned) = match orx.recv().await {
+        let (reply, poisoned) = match outcomes.recv().await {
             Some(Outcome::Reply { reply, .. }) => (reply, None),
             Some(Outcome::Poison { reply, request, .. }) => (reply, Some(request)),
             other => panic!("a reply per request, got {other:?}"),
@@ -249,22 +273,17 @@ async fn rows_of_different_dynamic_shapes_run_as_one_call_per_shape_with_named_o
         formed_at: Instant::now(),
         permit: None,
     };
-    let (otx, mut orx) = mpsc::channel(16);
-    let (ftx, mut frx) = mpsc::channel(4);
-    let health = Arc::new(Health::new(Duration::from_secs(60)));
-    let policy = RetryPolicy {
+    let Started {
+        pool,
+        mut outcomes,
+        mut feedback,
+        ..
+    } = start_one_worker(RetryPolicy {
         max_retries: 0,
         retry_delay: Duration::ZERO,
-    };
-    let outputs = WorkerOutputs {
-        outcomes: otx,
-        feedback: ftx,
-    };
-    let (pool, _handles) =
-        spawn_workers(vec![health.register("inference-0")], &outputs, policy).expect("spawn");
-    drop(outputs);
+    });
     pool.batches.send(batch).await.expect("send");
-    let done = frx.recv().await.expect("feedback");
+    let done = feedback.recv().await.expect("feedback");
     assert!(done.ok, "every shape ran at the first call");
     assert_eq!(
         calls.load(std::sync::atomic::Ordering::SeqCst),
@@ -272,7 +291,7 @@ async fn rows_of_different_dynamic_shapes_run_as_one_call_per_shape_with_named_o
         "one call per shape"
     );
     for _ in 0..lengths.len() {
-        let Some(Outcome::Reply { reply, .. }) = orx.recv().await else {
+        let Some(Outcome::Reply { reply, .. }) = outcomes.recv().await else {
             panic!("a reply per request");
         };
         let i: usize = reply.request_id[1..].parse().expect("id");
