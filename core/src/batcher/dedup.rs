@@ -23,6 +23,8 @@
 //!   `cancel_expired` (DEADLINE_EXCEEDED), so a slow leader never holds it past its deadline.
 //! - **Memory.** At most `cache_size` results are kept. Followers are not bounded here: each one
 //!   is an admitted request counted against the caller's queue bound, like a queued request.
+//!   Expired results also go when the cache is next used; with a `purge_interval` the caller
+//!   purges them at `next_purge` too, so an idle instance does not hold stale results for good.
 //! - **Disabled.** `admit` returns `Run` and nothing is stored or counted.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -44,6 +46,9 @@ pub struct DedupParams {
     pub cache_size: usize,
     /// How long a result may be reused after it was computed.
     pub ttl: Duration,
+    /// `resource_management.enable_memory_cleanup` with `cleanup_interval_seconds`: how often
+    /// expired results are released even when nothing uses the cache (`None`: only on use).
+    pub purge_interval: Option<Duration>,
 }
 
 impl DedupParams {
@@ -53,6 +58,7 @@ impl DedupParams {
             enabled: d.enable_deduplication,
             cache_size: d.deduplication_cache_size,
             ttl: d.ttl(),
+            purge_interval: config.resource_management.cleanup_interval(),
         }
     }
 }
@@ -66,6 +72,15 @@ pub enum Admit {
     Cached(Admitted, Arc<[Tensor]>),
     /// An identical request is queued or running; this one waits for its result.
     Joined,
+}
+
+/// What one `purge` released.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Purged {
+    /// Expired results dropped.
+    pub results: usize,
+    /// Their output tensors' value bytes.
+    pub bytes: usize,
 }
 
 /// Counters (totals since start) and gauges (`cached`, `pending`, `waiting`: now).
@@ -127,6 +142,9 @@ pub struct Coalescer {
     deadlines: BTreeSet<(Instant, u64, DedupKey)>,
     waiting: usize,
     next_seq: u64,
+    /// When expired results were last purged, or when the cache last went from empty to
+    /// holding a result: `next_purge` counts the interval from it.
+    purged_at: Option<Instant>,
     /// Counters only; the gauges are filled in by `stats`.
     counters: DedupStats,
 }
@@ -141,6 +159,7 @@ impl Coalescer {
             deadlines: BTreeSet::new(),
             waiting: 0,
             next_seq: 0,
+            purged_at: None,
             counters: DedupStats::default(),
         }
     }
@@ -247,6 +266,27 @@ impl Coalescer {
         out
     }
 
+    /// When `purge` is next due: an interval after the last purge, while results are held and
+    /// a `purge_interval` is set.
+    pub fn next_purge(&self) -> Option<Instant> {
+        let interval = self.params.purge_interval?;
+        if self.results.is_empty() {
+            return None;
+        }
+        self.purged_at.map(|at| at + interval)
+    }
+
+    /// Releases every result whose TTL has passed and restarts the purge interval at `now`.
+    pub fn purge(&mut self, now: Instant) -> Purged {
+        let before = self.counters.expired;
+        let bytes = self.expire(now);
+        self.purged_at = Some(now);
+        Purged {
+            results: (self.counters.expired - before) as usize,
+            bytes,
+        }
+    }
+
     /// The earliest deadline of a waiting follower: when `cancel_expired` has work.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.deadlines.first().map(|&(at, _, _)| at)
@@ -284,6 +324,9 @@ impl Coalescer {
 
     fn store(&mut self, key: DedupKey, outputs: Arc<[Tensor]>, now: Instant) {
         let seq = self.take_seq();
+        if self.results.is_empty() {
+            self.purged_at = Some(now);
+        }
         let fresh = CachedResult {
             outputs,
             stored_at: now,
@@ -307,19 +350,27 @@ impl Coalescer {
         }
     }
 
-    /// Drops results older than the TTL. Store order is age order (`now` never goes back), so
-    /// only the front is checked.
-    fn expire(&mut self, now: Instant) {
+    /// Drops results older than the TTL and returns their value bytes. Store order is age order
+    /// (`now` never goes back), so only the front is checked.
+    fn expire(&mut self, now: Instant) -> usize {
         let ttl = self.params.ttl;
+        let mut bytes = 0;
         while let Some(oldest) = self.by_age.first_entry() {
             let stored_at = self.results.get(oldest.get()).map(|r| r.stored_at);
             if stored_at.is_some_and(|at| fresh(at, now, ttl)) {
                 break;
             }
             let key = oldest.remove();
-            self.results.remove(&key);
+            if let Some(gone) = self.results.remove(&key) {
+                bytes += gone
+                    .outputs
+                    .iter()
+                    .map(|t| t.data.byte_len())
+                    .sum::<usize>();
+            }
             self.counters.expired += 1;
         }
+        bytes
     }
 }
 

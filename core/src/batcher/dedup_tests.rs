@@ -17,6 +17,7 @@ fn params(cache_size: usize) -> DedupParams {
         enabled: true,
         cache_size,
         ttl: TTL,
+        purge_interval: None,
     }
 }
 
@@ -348,7 +349,55 @@ fn params_come_from_the_deduplication_section() {
         DedupParams {
             enabled: true,
             cache_size: 1000,
-            ttl: Duration::from_millis(1500)
+            ttl: Duration::from_millis(1500),
+            purge_interval: Some(Duration::from_secs(30)),
         }
     );
+    config.resource_management.enable_memory_cleanup = false;
+    assert_eq!(DedupParams::from_config(&config).purge_interval, None);
+}
+
+#[test]
+fn purge_releases_expired_results_on_its_interval_without_any_use_of_the_cache() {
+    let t0 = Instant::now();
+    let every = Duration::from_secs(30);
+    let mut c = Coalescer::new(DedupParams {
+        purge_interval: Some(every),
+        ..params(10)
+    });
+    assert_eq!(c.next_purge(), None, "nothing held, nothing to purge");
+    for (i, at) in [(0.0f32, t0), (1.0, t0 + Duration::from_secs(20))] {
+        let (a, key) = req(&format!("r{i}"), Tier::Normal, &[i], at);
+        assert!(matches!(c.admit(a, key, at), Admit::Run(_)));
+        c.complete(&key, outputs(&[i, i, i]), at);
+    }
+    // The interval counts from when the cache began holding results.
+    assert_eq!(c.next_purge(), Some(t0 + every));
+    assert_eq!(c.purge(t0 + every), Purged::default(), "both still fresh");
+    assert_eq!(c.next_purge(), Some(t0 + 2 * every));
+    // At 60 s the first result's TTL has passed, the second's (stored at 20 s) has not.
+    let purged = c.purge(t0 + 2 * every);
+    assert_eq!(
+        purged,
+        Purged {
+            results: 1,
+            bytes: 12
+        }
+    );
+    assert_eq!(c.stats().cached, 1);
+    assert_eq!(c.stats().expired, 1);
+    let purged = c.purge(t0 + 3 * every);
+    assert_eq!(purged.results, 1);
+    assert_eq!(c.stats().cached, 0);
+    assert_eq!(c.next_purge(), None, "an empty cache needs no timer");
+}
+
+#[test]
+fn without_a_purge_interval_no_purge_is_ever_due() {
+    let t0 = Instant::now();
+    let mut c = Coalescer::new(params(10));
+    let (a, key) = req("a", Tier::Normal, &[1.0], t0);
+    assert!(matches!(c.admit(a, key, t0), Admit::Run(_)));
+    c.complete(&key, outputs(&[1.0]), t0);
+    assert_eq!(c.next_purge(), None);
 }

@@ -151,6 +151,7 @@ pub async fn run_batcher(parts: BatcherParts) -> BatcherReport {
                 .filter_map(|l| l.state.next_expiry())
                 .min(),
             batcher.coalescer.next_deadline(),
+            batcher.coalescer.next_purge(),
         ]
         .into_iter()
         .flatten()
@@ -477,6 +478,17 @@ impl Batcher {
             self.report.expired += 1;
             self.answer_error(f, Status::DeadlineExceeded, DEADLINE_MSG)
                 .await;
+        }
+        if self.coalescer.next_purge().is_some_and(|at| at <= now) {
+            let purged = self.coalescer.purge(now);
+            if purged.results > 0 {
+                tracing::info!(
+                    results = purged.results,
+                    bytes = purged.bytes,
+                    cached = self.coalescer.stats().cached,
+                    "deduplication: expired results released"
+                );
+            }
         }
     }
 

@@ -327,6 +327,7 @@ fn dedup_on() -> dedup::DedupParams {
         enabled: true,
         cache_size: 16,
         ttl: Duration::from_secs(60),
+        purge_interval: None,
     }
 }
 
@@ -384,6 +385,49 @@ async fn identical_requests_run_once_and_every_requester_gets_the_result() {
         (report.batches, report.dedup.joins, report.dedup.hits),
         (1, 2, 1)
     );
+}
+
+/// With a purge interval, an expired result is released while the instance sits idle; without
+/// one it stays until the cache is next used.
+#[tokio::test(start_paused = true)]
+async fn an_idle_batcher_releases_expired_results_at_the_purge_interval() {
+    use super::start_with;
+    use crate::pipeline::BatchDone;
+    for purge_interval in [Some(Duration::from_secs(2)), None] {
+        let params = dedup::DedupParams {
+            ttl: Duration::from_secs(1),
+            purge_interval,
+            ..dedup_on()
+        };
+        let mut h = start_with(policy(), 1, None, params);
+        h.tiers[2]
+            .send(entry(1, Tier::Normal, Instant::now()))
+            .await
+            .unwrap();
+        let batch = h.batches.recv().await.unwrap();
+        let key = batch.requests[0].dedup_key.unwrap();
+        drop(batch);
+        let output = Tensor::new("output", vec![1], TensorData::F32(vec![1.0]));
+        let done = BatchDone {
+            model: fixtures::model(),
+            size: 1,
+            inference: ms(1),
+            ok: true,
+            results: vec![LeaderResult {
+                key,
+                outputs: Some(vec![output].into()),
+            }],
+        };
+        h.feedback.send(done).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        drop(h.tiers);
+        let report = h.task.await.unwrap();
+        let released = (report.dedup.expired, report.dedup.cached);
+        match purge_interval {
+            Some(_) => assert_eq!(released, (1, 0), "purged while idle"),
+            None => assert_eq!(released, (0, 1), "held until the cache is used"),
+        }
+    }
 }
 
 #[tokio::test(start_paused = true)]
