@@ -288,6 +288,23 @@ fn alert_rules(args: &ConfigSource) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `yaml` with each top-level section line followed by how a reload treats it.
+fn with_reload_notes(yaml: &str) -> String {
+    let mut out = String::with_capacity(yaml.len() + 1024);
+    for line in yaml.lines() {
+        out.push_str(line);
+        let section = line
+            .strip_suffix(':')
+            .filter(|s| !s.starts_with([' ', '#']));
+        if let Some(section) = section {
+            out.push_str("  # ");
+            out.push_str(&kbatch_core::config::reload::reload_note(section));
+        }
+        out.push('\n');
+    }
+    out
+}
+
 fn validate_config(args: &ConfigSource) -> ExitCode {
     match load(&args.load_options()) {
         Ok(loaded) => {
@@ -308,9 +325,13 @@ fn validate_config(args: &ConfigSource) -> ExitCode {
             for note in &loaded.notes {
                 println!("# note: {note}");
             }
+            println!(
+                "# each section says how a running `kbatch serve` takes a change to it: live \
+                 (from the next batch, on file change or SIGHUP) or restart"
+            );
             // API keys and sensitive librdkafka properties are masked: this output gets pasted.
             match serde_yaml::to_string(&kbatch_core::config::redacted(&loaded.config)) {
-                Ok(yaml) => print!("{yaml}"),
+                Ok(yaml) => print!("{}", with_reload_notes(&yaml)),
                 Err(e) => {
                     eprintln!("error: cannot print the configuration: {e}");
                     return ExitCode::FAILURE;

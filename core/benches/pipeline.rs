@@ -27,7 +27,6 @@ use kbatch_core::batcher::adaptive::AdaptiveParams;
 use kbatch_core::batcher::dedup::DedupParams;
 use kbatch_core::batcher::{run_batcher, BatchPolicy, BatcherParts};
 use kbatch_core::config::{Config, Framing};
-use kbatch_core::inference::isolate::RetryPolicy;
 use kbatch_core::inference::{load_backend, spawn_workers, Backend, LoadSpec, WorkerOutputs};
 use kbatch_core::kafka::{Admission, Decision, RecordParts};
 use kbatch_core::model::{BatchTensor, ServedModel};
@@ -150,16 +149,12 @@ fn start(rt: &tokio::runtime::Runtime, cfg: &Config) -> Pipeline {
     let (otx, mut orx) = mpsc::channel::<Outcome>(4 * 256);
     let (ftx, frx) = mpsc::channel(16);
     let _guard = rt.enter();
-    let retry = RetryPolicy {
-        max_retries: cfg.batch_processing.max_retries,
-        retry_delay: cfg.batch_processing.retry_delay(),
-    };
     let outputs = WorkerOutputs {
         outcomes: otx.clone(),
         feedback: ftx,
     };
     let alive = vec![telemetry.health.register("inference-0")];
-    let (pool, _workers) = spawn_workers(alive, &outputs, retry).expect("workers");
+    let (pool, _workers) = spawn_workers(alive, &outputs).expect("workers");
     drop(outputs);
     rt.spawn(run_batcher(BatcherParts {
         policy,

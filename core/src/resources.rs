@@ -224,18 +224,30 @@ async fn query_gpu(device: i32) -> Result<(f64, f64), String> {
 /// Publishes a reading every `period` until `cancel`; the first one at once.
 pub async fn run_sampler(
     sources: Sources,
-    period: Duration,
+    mut period: watch::Receiver<Duration>,
     tx: watch::Sender<Utilization>,
     cancel: CancellationToken,
 ) {
+    const FLOOR: Duration = Duration::from_millis(100);
     // A device nvidia-smi could not answer for is not asked again (one warning, not one per tick).
     let mut unanswered: Option<i32> = None;
-    let mut tick = tokio::time::interval(period.max(Duration::from_millis(100)));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut tick = crate::telemetry::ticker(*period.borrow_and_update(), FLOOR);
+    let mut reloads = true;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tick.tick() => {}
+            changed = period.changed(), if reloads => {
+                match changed {
+                    Ok(()) => {
+                        let every = *period.borrow_and_update();
+                        tick = crate::telemetry::ticker(every, FLOOR);
+                        tracing::info!(?every, "resource sampling period reloaded");
+                    }
+                    Err(_) => reloads = false,
+                }
+                continue;
+            }
         }
         let (host_memory, rss_bytes) = sources.host();
         let mut reading = Utilization {

@@ -121,7 +121,7 @@ async fn the_sampler_publishes_until_cancelled_and_drops_a_missing_gpu() {
     let cancel = CancellationToken::new();
     let task = tokio::spawn(run_sampler(
         sources,
-        Duration::from_millis(100),
+        watch::channel(Duration::from_millis(100)).1,
         tx,
         cancel.clone(),
     ));
@@ -144,6 +144,34 @@ async fn the_sampler_publishes_until_cancelled_and_drops_a_missing_gpu() {
         asked.load(std::sync::atomic::Ordering::SeqCst) >= 2,
         "asked per sample"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reloaded_sampling_period_applies_at_once() {
+    let (_dir, mut sources) = fixture("400\n");
+    sources.gpu = GpuInUse::new(|| None);
+    let (tx, mut rx) = watch::channel(Utilization::default());
+    let readings = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = readings.clone();
+    tokio::spawn(async move {
+        while rx.changed().await.is_ok() {
+            rx.borrow_and_update();
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let (period, period_rx) = watch::channel(Duration::from_secs(10));
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(run_sampler(sources, period_rx, tx, cancel.clone()));
+    let count = || readings.load(std::sync::atomic::Ordering::SeqCst);
+    // At 0, 10 and 20 s.
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    assert_eq!(count(), 3);
+    // Reloaded to 1 s: one reading at the change, then one a second.
+    period.send(Duration::from_secs(1)).unwrap();
+    tokio::time::sleep(Duration::from_millis(4_500)).await;
+    assert_eq!(count(), 3 + 5);
+    cancel.cancel();
+    task.await.unwrap();
 }
 
 #[test]

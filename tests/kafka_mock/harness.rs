@@ -181,6 +181,7 @@ pub fn start(cfg: &Arc<Config>, tier_capacity: usize, echo_delay: Duration) -> P
         tiers: txs.try_into().expect("four senders"),
         outcomes: out_tx,
         telemetry: telemetry.clone(),
+        config: tokio::sync::watch::channel(Arc::new(cfg.as_ref().clone())).1,
     };
     let routes = Routes::fixed(RoutingTable::single(Arc::new(ServedModel::unloaded(
         model(),

@@ -25,9 +25,8 @@ pub use report::{
 use crate::batcher::adaptive::AdaptiveParams;
 use crate::batcher::dedup::DedupParams;
 use crate::batcher::{run_batcher, BatchPolicy, BatcherParts};
-use crate::config::reload::{run_reloader, ReloadCounters};
+use crate::config::reload::{follow, run_reloader, ReloadCounters};
 use crate::config::{Config, Delivery, Device, LoadOptions};
-use crate::inference::isolate::RetryPolicy;
 use crate::inference::{spawn_workers, WorkerOutputs, WorkerReport};
 use crate::kafka::{
     run_consumer, run_replier, run_transactional_replier, ConsumerInputs, SharedTracker,
@@ -118,17 +117,19 @@ pub async fn serve_with(
     // start from a dead one.
     let http = start_http(&cfg, &telemetry).await?;
     tokio::spawn(mark_draining(cancel.clone(), telemetry.clone()));
+    let reload = start_reload(&cfg, opts.reload, &telemetry);
     let checker_stop = cancel.child_token();
     tokio::spawn(run_liveness_checker(
         telemetry.health.clone(),
-        Duration::from_secs(cfg.performance_monitoring.health_check_interval),
+        follow(reload.config.clone(), |c| {
+            c.performance_monitoring.health_period()
+        }),
         telemetry.metrics.live.clone(),
         checker_stop.clone(),
     ));
     let threads = inference_threads(&cfg, cores());
     let registry = start_registry(&cfg, threads, &telemetry).await?;
     telemetry.health.set_model_ready(true);
-    let reload = start_reload(&cfg, opts.reload, &telemetry);
     let shared = Shared {
         telemetry: telemetry.clone(),
         config: reload.config.clone(),
@@ -233,7 +234,7 @@ async fn apply_reloads(
             // Validation accepted the level, so this is a filter syntax it cannot check.
             Err(e) => tracing::warn!(error = %e, "log level not reloaded"),
         }
-        telemetry.set_performance_logging(&cfg.performance_monitoring);
+        telemetry.reconfigure(&cfg.performance_monitoring);
     }
 }
 
@@ -300,9 +301,9 @@ async fn run_stages(
     let alive = (0..threads.sessions)
         .map(|i| telemetry.health.register(format!("inference-{i}")))
         .collect();
-    let (pool, workers) = spawn_workers(alive, &outputs, retry_policy(&cfg))?;
+    let (pool, workers) = spawn_workers(alive, &outputs)?;
     drop(outputs);
-    let (sampler, util_rx) = start_sampler(&cfg, &routes);
+    let (sampler, util_rx) = start_sampler(&cfg, &routes, &shared.config);
     let batcher = spawn_alive(
         &telemetry,
         "batcher",
@@ -316,13 +317,14 @@ async fn run_stages(
             feedback: feedback_rx,
             utilization: util_rx,
             telemetry: telemetry.clone(),
-            config: shared.config,
+            config: shared.config.clone(),
         }),
     );
     let inputs = ConsumerInputs {
         tiers: array(tier_txs),
         outcomes: outcome_tx,
         telemetry: telemetry.clone(),
+        config: shared.config,
     };
     let consumer = spawn_alive(
         &telemetry,
@@ -350,13 +352,6 @@ async fn run_stages(
         workers,
         replier: replier?,
     })
-}
-
-fn retry_policy(cfg: &Config) -> RetryPolicy {
-    RetryPolicy {
-        max_retries: cfg.batch_processing.max_retries,
-        retry_delay: cfg.batch_processing.retry_delay(),
-    }
 }
 
 /// Spawns `fut` registered with the liveness probe for as long as it runs. Every stage's
@@ -400,10 +395,16 @@ struct Sampler {
 
 /// Samples memory (and the GPU, while a served version runs on one) every
 /// `metrics_collection_interval` for the adaptive controller.
-fn start_sampler(cfg: &Config, routes: &Routes) -> (Sampler, watch::Receiver<Utilization>) {
+fn start_sampler(
+    cfg: &Config,
+    routes: &Routes,
+    config: &watch::Receiver<Arc<Config>>,
+) -> (Sampler, watch::Receiver<Utilization>) {
     let (tx, rx) = watch::channel(Utilization::default());
     let cancel = CancellationToken::new();
-    let period = Duration::from_secs_f64(cfg.performance_monitoring.metrics_collection_interval);
+    let period = follow(config.clone(), |c| {
+        c.performance_monitoring.metrics_period()
+    });
     let gpu = gpu_in_use(routes.clone(), cfg.model.cuda_device_id);
     let task = tokio::spawn(run_sampler(
         Sources::host_with(gpu),
@@ -461,3 +462,7 @@ fn array<T>(v: Vec<T>) -> [T; 4] {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+#[path = "live_tests.rs"]
+mod live_tests;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::config::{Config, StrategyKind};
 use crate::model::ModelBatching;
+use crate::pipeline::RetryPolicy;
 use crate::tier::Tier;
 
 /// What the batcher needs to know to form batches.
@@ -38,6 +39,8 @@ pub struct BatchPolicy {
     pub max_batch_bytes: usize,
     /// Which strategy closes and fills batches (`batch_processing.strategy`).
     pub strategy: StrategyKind,
+    /// Retries of a request failing alone, handed to the workers with each batch.
+    pub retry: RetryPolicy,
 }
 
 impl BatchPolicy {
@@ -69,6 +72,7 @@ impl BatchPolicy {
             min_interval: b.min_interval(),
             max_batch_bytes: b.max_batch_bytes().max(1),
             strategy: b.strategy,
+            retry: RetryPolicy::from_config(cfg),
         }
     }
 

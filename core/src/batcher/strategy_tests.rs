@@ -22,6 +22,10 @@ fn policy() -> BatchPolicy {
         min_interval: Duration::ZERO,
         max_batch_bytes: usize::MAX,
         strategy: StrategyKind::Priority,
+        retry: crate::pipeline::RetryPolicy {
+            max_retries: 0,
+            retry_delay: Duration::ZERO,
+        },
     }
 }
 

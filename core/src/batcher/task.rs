@@ -116,7 +116,6 @@ pub async fn run_batcher(parts: BatcherParts) -> BatcherReport {
         telemetry,
         mut config,
     } = parts;
-    let followers_cap = policy.tier_capacity * Tier::ALL.len();
     let mut batcher = Batcher {
         lanes: Vec::new(),
         policy,
@@ -157,6 +156,8 @@ pub async fn run_batcher(parts: BatcherParts) -> BatcherReport {
         .flatten()
         .min();
         batcher.publish_depths();
+        // Followers are bounded like queued requests (the queue bound, reloadable).
+        let followers_cap = batcher.policy.tier_capacity * Tier::ALL.len();
         let followers_room = batcher.coalescer.stats().waiting < followers_cap;
         let room = Tier::ALL.map(|t| open[t.index()] && batcher.has_room(t) && followers_room);
         let [critical, high, normal, low] = &mut tiers;
@@ -365,6 +366,7 @@ impl Batcher {
             flush_reason: reason,
             formed_at: now,
             permit: Some(permit),
+            retry: self.policy.retry,
         })
     }
 

@@ -32,6 +32,10 @@ pub(super) fn policy() -> BatchPolicy {
         min_interval: Duration::ZERO,
         max_batch_bytes: usize::MAX,
         strategy: crate::config::StrategyKind::Priority,
+        retry: crate::pipeline::RetryPolicy {
+            max_retries: 0,
+            retry_delay: Duration::ZERO,
+        },
     }
 }
 
@@ -337,7 +341,7 @@ async fn closing_the_inputs_drains_everything_then_ends() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_reloaded_max_batch_size_applies_from_the_next_batch() {
+async fn a_reloaded_max_batch_size_and_retry_policy_apply_from_the_next_batch() {
     let mut h = start(policy(), 1);
     let t0 = Instant::now();
     for i in 0..8 {
@@ -349,6 +353,8 @@ async fn a_reloaded_max_batch_size_applies_from_the_next_batch() {
     let mut cfg = crate::config::Config::default();
     cfg.adaptive_batching.enable_adaptive_batching = false;
     cfg.batch_processing.max_batch_size = 8;
+    cfg.batch_processing.max_retries = 5;
+    cfg.batch_processing.retry_delay = 0.25;
     h.config.send(Arc::new(cfg)).unwrap();
     tokio::time::sleep(Duration::from_millis(1)).await;
     for i in 8..16 {
@@ -358,5 +364,13 @@ async fn a_reloaded_max_batch_size_applies_from_the_next_batch() {
     assert_eq!(
         (batch.requests.len(), batch.flush_reason),
         (8, FlushReason::Full)
+    );
+    // The workers retry this batch's lone failures by the reloaded policy.
+    assert_eq!(
+        batch.retry,
+        crate::pipeline::RetryPolicy {
+            max_retries: 5,
+            retry_delay: Duration::from_millis(250)
+        }
     );
 }

@@ -43,6 +43,62 @@ pub const FIXED_AT_START: &[&str] = &[
     "batch_processing.when_queue_full",
 ];
 
+/// A value derived from the running configuration, republished after each applied reload that
+/// changes it (a sampler's period, a checker's). The task behind it ends when the configuration
+/// channel closes or nobody holds the returned receiver.
+pub fn follow<T>(
+    mut config: watch::Receiver<Arc<Config>>,
+    derive: fn(&Config) -> T,
+) -> watch::Receiver<T>
+where
+    T: PartialEq + Send + Sync + 'static,
+{
+    let (tx, rx) = watch::channel(derive(&config.borrow_and_update()));
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = tx.closed() => return,
+                changed = config.changed() => if changed.is_err() { return },
+            }
+            let value = derive(&config.borrow_and_update());
+            tx.send_if_modified(|current| {
+                let differs = *current != value;
+                if differs {
+                    *current = value;
+                }
+                differs
+            });
+        }
+    });
+    rx
+}
+
+/// How a reload treats the top-level `section`, in words for `validate-config`: `live`,
+/// `live, except X (restart)`, `restart, except Y (live)` or `restart`.
+pub fn reload_note(section: &str) -> String {
+    let below = |list: &[&str]| -> Vec<String> {
+        list.iter()
+            .filter_map(|k| k.strip_prefix(section)?.strip_prefix('.'))
+            .map(str::to_string)
+            .collect()
+    };
+    if RELOADABLE.contains(&section) {
+        let fixed = below(FIXED_AT_START);
+        if fixed.is_empty() {
+            "live".to_string()
+        } else {
+            format!("live, except {} (restart)", fixed.join(", "))
+        }
+    } else {
+        let live = below(RELOADABLE);
+        if live.is_empty() {
+            "restart".to_string()
+        } else {
+            format!("restart, except {} (live)", live.join(", "))
+        }
+    }
+}
+
 /// Whether the setting at dotted `key` may change at run time.
 pub fn is_reloadable(key: &str) -> bool {
     let under = |prefix: &&str| {

@@ -407,3 +407,46 @@ async fn the_reloader_stops_on_cancel_and_when_receivers_are_gone() {
         .unwrap()
         .unwrap();
 }
+
+#[test]
+fn reload_notes_name_the_exceptions_of_each_section() {
+    assert_eq!(
+        reload_note("batch_processing"),
+        "live, except when_queue_full (restart)"
+    );
+    assert_eq!(reload_note("deduplication"), "live");
+    assert_eq!(reload_note("logging"), "restart, except level (live)");
+    assert_eq!(reload_note("kafka"), "restart");
+}
+
+/// The bundled configuration tells its reader, per section, what `reload_note` says: the file
+/// users edit cannot promise a reload the code does not make.
+#[test]
+fn every_section_of_the_bundled_config_states_how_it_reloads() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/default.yaml");
+    let text = std::fs::read_to_string(path).expect("config/default.yaml");
+    let sections: Vec<(&str, &str)> = text
+        .lines()
+        .filter(|l| l.starts_with(|c: char| c.is_ascii_lowercase()))
+        .filter_map(|l| l.split_once(':'))
+        .collect();
+    let tree = serde_json::to_value(Config::default()).expect("serializes");
+    let mut names: Vec<&str> = sections.iter().map(|(s, _)| *s).collect();
+    names.sort_unstable();
+    let mut expected: Vec<&str> = tree
+        .as_object()
+        .expect("a map")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    expected.sort_unstable();
+    assert_eq!(names, expected, "every section is in the bundled file");
+    for (section, rest) in sections {
+        let note = format!("# reload: {}", reload_note(section));
+        assert!(
+            rest.trim_start().starts_with(&note),
+            "{section}: expected `{note}`, found `{}`",
+            rest.trim()
+        );
+    }
+}

@@ -337,6 +337,24 @@ pub struct PerformanceMonitoring {
     pub alert_threshold_error_rate: f64,
 }
 
+impl PerformanceMonitoring {
+    /// The resource sampler's period (`metrics_collection_interval`).
+    pub fn metrics_period(&self) -> std::time::Duration {
+        secs(self.metrics_collection_interval)
+    }
+
+    /// The liveness checker's period (`health_check_interval`).
+    pub fn health_period(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.health_check_interval)
+    }
+
+    /// How long one inference call may run before liveness fails: far over the latency alert
+    /// threshold (600 times it, at least a minute), so only a stuck call, not a slow one, trips it.
+    pub fn stall_bound(&self) -> std::time::Duration {
+        secs((self.alert_threshold_latency_ms / 1000.0 * 600.0).max(60.0))
+    }
+}
+
 impl Default for PerformanceMonitoring {
     fn default() -> Self {
         Self {

@@ -12,15 +12,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
 use super::InferenceError;
-
-/// How often, and how far apart, a request that fails alone is retried
-/// (`batch_processing.max_retries`, `batch_processing.retry_delay`).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RetryPolicy {
-    /// Attempts of a request failing alone, beyond its first.
-    pub max_retries: u32,
-    pub retry_delay: Duration,
-}
+pub use crate::pipeline::RetryPolicy;
 
 /// Runs the rows at the given indices of the batch; on success returns one result per index,
 /// in the same order (what a row's result is, the caller decides: its output tensors).

@@ -56,7 +56,6 @@ pub struct WorkerOutputs {
 pub fn spawn_workers(
     alive: Vec<Alive>,
     outputs: &WorkerOutputs,
-    policy: RetryPolicy,
 ) -> std::io::Result<(WorkerPool, Vec<JoinHandle<WorkerReport>>)> {
     let n = alive.len();
     // Capacity n: permits already bound what is in flight; the channel never holds more.
@@ -71,7 +70,6 @@ pub fn spawn_workers(
                 feedback: outputs.feedback.clone(),
             },
             alive,
-            policy,
             report: WorkerReport::default(),
             input_bufs: Vec::new(),
             output_bufs: Vec::new(),
@@ -94,7 +92,6 @@ pub fn spawn_workers(
 struct Worker {
     outputs: WorkerOutputs,
     alive: Alive,
-    policy: RetryPolicy,
     report: WorkerReport,
     /// The batch's inputs, rows back to back (buffers reused across batches).
     input_bufs: Vec<BatchTensor>,
@@ -159,7 +156,7 @@ impl Worker {
         let mut results: Vec<Option<RowResult>> = batch.requests.iter().map(|_| None).collect();
         let mut ok = true;
         for group in shape_groups(&batch.requests, dynamic) {
-            let call = self.infer(session.as_mut(), &batch.requests, &group);
+            let call = self.infer(session.as_mut(), &batch.requests, &group, batch.retry);
             ok &= call.first_try;
             for (&i, result) in group.iter().zip(call.rows) {
                 let ran_with = group.len();
@@ -195,6 +192,7 @@ impl Worker {
         backend: &mut dyn Backend,
         requests: &[Admitted],
         group: &[usize],
+        retry: RetryPolicy,
     ) -> CallOutcome {
         let (inputs, outputs) = (&mut self.input_bufs, &mut self.output_bufs);
         let mut run = |rows: &[usize]| {
@@ -215,13 +213,7 @@ impl Worker {
         };
         self.report.failed_batches += 1;
         tracing::warn!(error = %error, size = group.len(), "batch failed; re-running it in parts");
-        let isolated = isolate(
-            group.len(),
-            self.policy,
-            error,
-            &mut run,
-            &mut std::thread::sleep,
-        );
+        let isolated = isolate(group.len(), retry, error, &mut run, &mut std::thread::sleep);
         self.report.retry_calls += u64::from(isolated.calls);
         self.report.isolated += isolated.rows.iter().filter(|r| r.is_err()).count() as u64;
         CallOutcome {

@@ -54,7 +54,7 @@ fn doubler() -> Arc<ServedModel> {
     Arc::new(ServedModel::new(vec![backend], Default::default()).expect("one session"))
 }
 
-fn batch_of(model: &Arc<ServedModel>, values: &[f32]) -> Batch {
+fn batch_of(model: &Arc<ServedModel>, values: &[f32], retry: RetryPolicy) -> Batch {
     let requests = values
         .iter()
         .enumerate()
@@ -76,6 +76,7 @@ fn batch_of(model: &Arc<ServedModel>, values: &[f32]) -> Batch {
         flush_reason: FlushReason::Full,
         formed_at: Instant::now(),
         permit: None,
+        retry,
     }
 }
 
@@ -88,7 +89,7 @@ struct Started {
     feedback: mpsc::Receiver<BatchDone>,
 }
 
-fn start_one_worker(policy: RetryPolicy) -> Started {
+fn start_one_worker() -> Started {
     let (otx, outcomes) = mpsc::channel(64);
     let (ftx, feedback) = mpsc::channel(4);
     let health = Arc::new(Health::new(Duration::from_secs(60)));
@@ -97,7 +98,7 @@ fn start_one_worker(policy: RetryPolicy) -> Started {
         feedback: ftx,
     };
     let alive = vec![health.register("inference-0")];
-    let (pool, handles) = spawn_workers(alive, &outputs, policy).expect("spawn");
+    let (pool, handles) = spawn_workers(alive, &outputs).expect("spawn");
     Started {
         pool,
         handles,
@@ -115,13 +116,14 @@ async fn a_poisoned_request_fails_alone_and_its_batch_mates_are_answered() {
         health,
         mut outcomes,
         mut feedback,
-    } = start_one_worker(RetryPolicy {
+    } = start_one_worker();
+    let values = [1.0, 2.0, 3.0, -1.0, 5.0, 6.0, 7.0, 8.0];
+    let retry = RetryPolicy {
         max_retries: 1,
         retry_delay: Duration::from_millis(1),
-    });
-    let values = [1.0, 2.0, 3.0, -1.0, 5.0, 6.0, 7.0, 8.0];
+    };
     pool.batches
-        .send(batch_of(&doubler(), &values))
+        .send(batch_of(&doubler(), &values, retry))
         .await
         .expect("send");
     let done = feedback.recv().await.expect("feedback");
@@ -179,6 +181,47 @@ async fn a_poisoned_request_fails_alone_and_its_batch_mates_are_answered() {
     assert_eq!(report[0].isolated, 1);
     // Halving 8 → 4 → 2 → 1 (two calls per level), then one retry of the poison alone.
     assert_eq!(report[0].retry_calls, 2 * 3 + 1);
+}
+
+/// The retry policy travels with each batch, so a reloaded `max_retries` applies from the next
+/// batch the same worker runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_batch_is_retried_by_the_policy_it_was_formed_with() {
+    let Started {
+        pool,
+        handles,
+        mut outcomes,
+        mut feedback,
+        ..
+    } = start_one_worker();
+    for max_retries in [0, 3] {
+        let retry = RetryPolicy {
+            max_retries,
+            retry_delay: Duration::ZERO,
+        };
+        pool.batches
+            .send(batch_of(&doubler(), &[-1.0], retry))
+            .await
+            .expect("send");
+        assert!(!feedback.recv().await.expect("feedback").ok);
+        assert!(matches!(
+            outcomes.recv().await,
+            Some(Outcome::Poison { .. })
+        ));
+    }
+    drop(pool);
+    let report = tokio::task::spawn_blocking(move || {
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    // A lone failing request: no halving, then its retries: 0 for the first batch, 3 for the
+    // second.
+    assert_eq!(report[0].failed_batches, 2);
+    assert_eq!(report[0].retry_calls, 3);
 }
 
 /// `seq: float32[?, 1]` in; `sum: float32[1]` and `len: int64[1]` out. Counts its calls and
@@ -272,16 +315,17 @@ async fn rows_of_different_dynamic_shapes_run_as_one_call_per_shape_with_named_o
         flush_reason: FlushReason::Full,
         formed_at: Instant::now(),
         permit: None,
+        retry: RetryPolicy {
+            max_retries: 0,
+            retry_delay: Duration::ZERO,
+        },
     };
     let Started {
         pool,
         mut outcomes,
         mut feedback,
         ..
-    } = start_one_worker(RetryPolicy {
-        max_retries: 0,
-        retry_delay: Duration::ZERO,
-    });
+    } = start_one_worker();
     pool.batches.send(batch).await.expect("send");
     let done = feedback.recv().await.expect("feedback");
     assert!(done.ok, "every shape ran at the first call");

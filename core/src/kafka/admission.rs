@@ -79,6 +79,14 @@ pub struct Admission {
     guard: Option<Arc<Mutex<ClientGuard>>>,
 }
 
+/// Per tier: `priority_queueing.<tier>_default_timeout_ms`, `None` when unset.
+fn default_timeouts_ms(cfg: &Config) -> [Option<i64>; 4] {
+    Tier::ALL.map(|t| {
+        let d = cfg.priority_queueing.default_timeout(t)?;
+        i64::try_from(d.as_millis()).ok()
+    })
+}
+
 impl Admission {
     pub fn new(cfg: &Config, routes: Routes) -> Self {
         Self {
@@ -87,10 +95,7 @@ impl Admission {
             reply_topics: Arc::new(Mutex::new(ReplyTopics::new(cfg))),
             correlation_header: cfg.replies.correlation_header.clone(),
             processor: cfg.kafka.client_id.clone(),
-            default_timeout_ms: Tier::ALL.map(|t| {
-                let d = cfg.priority_queueing.default_timeout(t)?;
-                i64::try_from(d.as_millis()).ok()
-            }),
+            default_timeout_ms: default_timeouts_ms(cfg),
             hash_inputs: cfg.deduplication.enable_deduplication,
             guard: cfg
                 .security
@@ -98,6 +103,13 @@ impl Admission {
                 .is_restricted()
                 .then(|| Arc::new(Mutex::new(ClientGuard::new(&cfg.security)))),
         }
+    }
+
+    /// A reloaded configuration: the tiers' default timeouts and whether inputs are hashed for
+    /// deduplication apply to the next record decided. (The rest is restart-only.)
+    pub fn reconfigure(&mut self, cfg: &Config) {
+        self.default_timeout_ms = default_timeouts_ms(cfg);
+        self.hash_inputs = cfg.deduplication.enable_deduplication;
     }
 
     /// Decides the fate of `rec`, read from the topic of `origin.topic_tier`. `now` and `now_ms`

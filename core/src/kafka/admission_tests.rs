@@ -302,6 +302,42 @@ fn inputs_are_hashed_on_admission_only_when_deduplication_is_on() {
 }
 
 #[test]
+fn a_reloaded_default_timeout_and_deduplication_apply_to_the_next_record() {
+    let value = encode(&request());
+    let rec = RecordParts {
+        topic: "inference.requests.low",
+        partition: 0,
+        offset: 0,
+        key: None,
+        value: Some(&value),
+        headers: &[],
+        timestamp_ms: Some(NOW_MS),
+    };
+    let admit = |adm: &Admission| match adm.decide(&rec, origin(Tier::Low), Instant::now(), NOW_MS)
+    {
+        Decision::Admit(a) => a,
+        other => panic!("not admitted: {other:?}"),
+    };
+    let mut adm = Admission::new(&Config::default(), routes());
+    let before = admit(&adm);
+    assert_eq!((before.deadline, before.dedup_key), (None, None));
+    let mut cfg = Config::default();
+    cfg.priority_queueing.low_default_timeout_ms = 5_000;
+    cfg.deduplication.enable_deduplication = true;
+    adm.reconfigure(&cfg);
+    let after = admit(&adm);
+    let left = after
+        .deadline
+        .expect("the reloaded default timeout")
+        .duration_since(Instant::now());
+    assert!(
+        left > Duration::from_secs(4) && left <= Duration::from_secs(5),
+        "{left:?}"
+    );
+    assert!(after.dedup_key.is_some(), "hashed once deduplication is on");
+}
+
+#[test]
 fn a_request_its_full_queue_cannot_take_is_answered_overloaded() {
     let cfg = Config::default();
     let Decision::Admit(a) = decide(Tier::High, &request()) else {

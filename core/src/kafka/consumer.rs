@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{BorrowedMessage, Message};
 use tokio::sync::mpsc::Sender;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::admission::{Admission, Decision, RecordParts};
@@ -68,6 +69,9 @@ pub struct ConsumerInputs {
     /// Immediate outcomes: dead letters, INVALID_INPUT and UNKNOWN_MODEL replies.
     pub outcomes: Sender<Outcome>,
     pub telemetry: Arc<Telemetry>,
+    /// Reloaded configurations: admission's default timeouts and input hashing, and the tier
+    /// gate, follow them from the next record. A closed channel means no reloads.
+    pub config: watch::Receiver<Arc<Config>>,
 }
 
 /// What the consumer did, returned when it stops.
@@ -141,6 +145,7 @@ pub async fn run_consumer(
             source,
         })?;
     let admission = Admission::new(&cfg, routes);
+    let reloads = inputs.config;
     let watermarks = CachedWatermarks::new(&k.topics);
     let thread = tokio::task::spawn_blocking(move || {
         let now = Instant::now();
@@ -148,6 +153,7 @@ pub async fn run_consumer(
             consumer: &consumer,
             cfg: &cfg,
             admission,
+            reloads,
             cancel,
             report: ConsumerReport::default(),
             read: [0; 4],
@@ -167,7 +173,7 @@ pub async fn run_consumer(
 
 /// The tier gate the configuration asks for: a held tier's share in memory stays under the
 /// batcher's boost threshold (see `TierGate`).
-fn tier_gate(cfg: &Config) -> TierGate {
+pub(crate) fn tier_gate(cfg: &Config) -> TierGate {
     let p = &cfg.priority_queueing;
     TierGate::new(
         p.tier_aware_intake && p.enable_priority_queueing,
@@ -179,6 +185,7 @@ struct PollLoop<'a> {
     consumer: &'a BaseConsumer<KbatchContext>,
     cfg: &'a Config,
     admission: Admission,
+    reloads: watch::Receiver<Arc<Config>>,
     cancel: CancellationToken,
     report: ConsumerReport,
     /// Records read per topic tier (the gate watches them move).
@@ -219,6 +226,9 @@ impl<'a> PollLoop<'a> {
         let full_interval = (interval * FULL_COMMIT_EVERY).max(MIN_FULL_COMMIT);
         let mut next_full_commit = Instant::now() + full_interval;
         while !self.cancel.is_cancelled() {
+            if self.reloads.has_changed().unwrap_or(false) {
+                self.apply_reload();
+            }
             let backpressure = self.flush_stash()?;
             let now = Instant::now();
             if now >= self.next_gate {
@@ -361,6 +371,16 @@ impl<'a> PollLoop<'a> {
 
     /// Decides the tier gate from each tier's lag and in-flight count, applies its changes, and
     /// publishes what it decided from.
+    /// A reloaded configuration: what admission and the tier gate read from it.
+    fn apply_reload(&mut self) {
+        let cfg = self.reloads.borrow_and_update().clone();
+        self.admission.reconfigure(&cfg);
+        let wanted = tier_gate(&cfg);
+        self.ctx()
+            .gate()
+            .configure(wanted.enabled(), wanted.share());
+    }
+
     fn decide_gate(&mut self, now: Instant) {
         self.next_gate = now + GATE_EVERY;
         let Some(watermarks) = &self.watermarks else {

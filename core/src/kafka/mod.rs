@@ -35,6 +35,8 @@ pub use admin::{
 };
 pub use admission::{deadline_instant, Admission, Decision, RecordParts};
 pub use client::{consumer_config, producer_config};
+#[cfg(test)]
+pub(crate) use consumer::tier_gate;
 pub use consumer::{run_consumer, ConsumerInputs, ConsumerReport};
 pub use error::KafkaError;
 pub use guard::ClientGuard;

@@ -130,6 +130,13 @@ impl TierGate {
         }
     }
 
+    /// A reloaded `tier_aware_intake` / `priority_boost_threshold`: the next `decide` follows
+    /// them (disabled: every hold is released there).
+    pub fn configure(&mut self, enabled: bool, share: usize) {
+        self.enabled = enabled;
+        self.share = share.max(1);
+    }
+
     /// Partitions of `tier` were assigned at `now`: its lag is worth waiting for (up to
     /// [`STALE`]) even before it reads anything.
     pub fn assigned(&mut self, tier: Tier, now: Instant) {

@@ -243,3 +243,24 @@ fn a_lag_of_a_share_or_more_holds_at_once() {
     );
     assert_eq!(held(&g), [false, true, true, true]);
 }
+
+#[test]
+fn a_reload_that_turns_the_gate_off_releases_every_hold_at_the_next_decision() {
+    let t0 = Instant::now();
+    let mut g = gate(t0);
+    let busy = [0, 50, 50, 50];
+    let lag = [Some(3), Some(5), Some(0), Some(9)];
+    g.decide(&inputs(lag, busy, [1, 0, 0, 0]), t0);
+    let later = t0 + SETTLE;
+    g.decide(&inputs(lag, busy, [2, 0, 0, 0]), later);
+    assert_eq!(held(&g), [false, true, true, true]);
+    g.configure(false, SHARE);
+    let changes = g.decide(&inputs(lag, busy, [3, 0, 0, 0]), later + SETTLE);
+    assert_eq!(changes.len(), 3, "each held tier is resumed");
+    assert_eq!(held(&g), [false; 4]);
+    // On again with a larger share: 50 in flight is now under it, so nothing is held.
+    g.configure(true, 100);
+    assert_eq!(g.share(), 100);
+    g.decide(&inputs(lag, busy, [4, 0, 0, 0]), later + 2 * SETTLE);
+    assert_eq!(held(&g), [false; 4]);
+}

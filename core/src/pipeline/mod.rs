@@ -31,6 +31,6 @@ pub use crate::model::ModelId;
 pub use dedup_key::{dedup_key, DedupKey};
 pub use flush::{FlushCounts, FlushReason};
 pub use outcome::{
-    micros, now_ms, Admitted, Batch, BatchDone, LeaderResult, Origin, Outcome, ReplyTo,
+    micros, now_ms, Admitted, Batch, BatchDone, LeaderResult, Origin, Outcome, ReplyTo, RetryPolicy,
 };
 pub use workers::WorkerPool;

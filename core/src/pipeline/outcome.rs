@@ -73,6 +73,27 @@ pub struct Batch {
     pub flush_reason: FlushReason,
     pub formed_at: Instant,
     pub permit: Option<OwnedSemaphorePermit>,
+    /// How a request failing alone in it is retried: the batcher's policy when it formed the
+    /// batch, so a reloaded `max_retries` / `retry_delay` applies from the next batch.
+    pub retry: RetryPolicy,
+}
+
+/// How often, and how far apart, a request that fails alone is retried
+/// (`batch_processing.max_retries`, `batch_processing.retry_delay`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryPolicy {
+    /// Attempts of a request failing alone, beyond its first.
+    pub max_retries: u32,
+    pub retry_delay: std::time::Duration,
+}
+
+impl RetryPolicy {
+    pub fn from_config(cfg: &crate::config::Config) -> Self {
+        Self {
+            max_retries: cfg.batch_processing.max_retries,
+            retry_delay: cfg.batch_processing.retry_delay(),
+        }
+    }
 }
 
 /// What a worker reports to the batcher about a batch it finished (adaptive sizing and

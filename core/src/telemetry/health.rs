@@ -105,7 +105,8 @@ pub struct Health {
     draining: AtomicBool,
     /// The reply producer failed fatally and no replacement has delivered yet.
     producer_failed: AtomicBool,
-    stall_bound: Duration,
+    /// Reloadable (`set_stall_bound`).
+    stall_bound: Mutex<Duration>,
 }
 
 /// Marks its component ended when dropped (a task returning or panicking, a thread exiting).
@@ -125,8 +126,24 @@ impl Health {
             broker_up: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             producer_failed: AtomicBool::new(false),
-            stall_bound,
+            stall_bound: Mutex::new(stall_bound),
         }
+    }
+
+    /// A reloaded stall bound, applied from the next liveness check.
+    pub fn set_stall_bound(&self, bound: Duration) {
+        *self
+            .stall_bound
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = bound;
+    }
+
+    /// How long one inference call may run before liveness fails.
+    pub fn stall_bound(&self) -> Duration {
+        *self
+            .stall_bound
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Component>> {
@@ -181,6 +198,7 @@ impl Health {
     fn liveness_reasons(&self) -> Vec<Unhealthy> {
         let draining = self.draining.load(Ordering::Acquire);
         let now = Instant::now();
+        let stall_bound = self.stall_bound();
         let mut why = Vec::new();
         for component in self.lock().iter() {
             match (component.ended, component.busy_since) {
@@ -188,11 +206,11 @@ impl Health {
                     stage: component.name.clone(),
                     how,
                 }),
-                (None, Some(since)) if now.duration_since(since) > self.stall_bound => {
+                (None, Some(since)) if now.duration_since(since) > stall_bound => {
                     why.push(Unhealthy::Stalled {
                         stage: component.name.clone(),
                         running: now.duration_since(since),
-                        bound: self.stall_bound,
+                        bound: stall_bound,
                     })
                 }
                 _ => {}
@@ -251,20 +269,31 @@ impl Drop for Alive {
 /// The liveness checker (`performance_monitoring.health_check_interval`): every `period` it
 /// evaluates liveness, publishes the verdict on `live` (1 or 0), and logs each change of verdict
 /// with its reasons, so a stalled or dead stage is on record and on a dashboard even when no
-/// probe asks `/healthz`. Returns at `cancel`.
+/// probe asks `/healthz`. A new period (a reload) restarts the ticks. Returns at `cancel`.
 pub async fn run_liveness_checker(
     health: Arc<Health>,
-    period: Duration,
+    mut period: tokio::sync::watch::Receiver<Duration>,
     live: prometheus::IntGauge,
     cancel: tokio_util::sync::CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(period.max(Duration::from_millis(10)));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut tick = crate::telemetry::ticker(*period.borrow_and_update(), Duration::from_millis(10));
     let mut was_live = true;
+    let mut reloads = true;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tick.tick() => {}
+            changed = period.changed(), if reloads => {
+                match changed {
+                    Ok(()) => {
+                        let every = *period.borrow_and_update();
+                        tick = crate::telemetry::ticker(every, Duration::from_millis(10));
+                        tracing::info!(?every, "liveness check period reloaded");
+                    }
+                    Err(_) => reloads = false,
+                }
+                continue;
+            }
         }
         let verdict = health.liveness();
         live.set(i64::from(verdict.is_ok()));

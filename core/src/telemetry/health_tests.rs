@@ -77,9 +77,10 @@ async fn the_liveness_checker_runs_at_its_interval_and_publishes_the_verdict() {
     let live = prometheus::IntGauge::new("live", "test").unwrap();
     let cancel = tokio_util::sync::CancellationToken::new();
     let worker = h.register("inference-0");
+    let (period, period_rx) = tokio::sync::watch::channel(Duration::from_secs(30));
     let task = tokio::spawn(run_liveness_checker(
         h.clone(),
-        Duration::from_secs(30),
+        period_rx,
         live.clone(),
         cancel.clone(),
     ));
@@ -92,6 +93,25 @@ async fn the_liveness_checker_runs_at_its_interval_and_publishes_the_verdict() {
     assert_eq!(live.get(), 1, "not checked again before the interval");
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(live.get(), 0, "checked at 30 s");
+    // A reloaded period of 5 s: the checker ticks at once on the change, then every 5 s, so a
+    // recovery is seen within 5 s rather than 30.
+    period.send(Duration::from_secs(5)).unwrap();
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    h.set_draining();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(live.get(), 1, "checked again within the reloaded 5 s");
     cancel.cancel();
     task.await.unwrap();
+}
+
+#[test]
+fn a_reloaded_stall_bound_applies_to_the_next_check() {
+    let h = Arc::new(Health::new(Duration::from_secs(3600)));
+    let worker = h.register("inference-0");
+    worker.busy(true);
+    std::thread::sleep(Duration::from_millis(20));
+    assert!(h.liveness().is_ok(), "20 ms is far within an hour");
+    h.set_stall_bound(Duration::from_millis(10));
+    let why = h.liveness().unwrap_err().to_string();
+    assert!(why.contains("inference-0"), "{why}");
 }

@@ -164,6 +164,10 @@ pub struct Metrics {
     pub consumer_lag: IntGaugeVec,
     pub paused_topics: IntGauge,
     pub live: IntGauge,
+    /// The running `alert_threshold_latency_ms` / `alert_threshold_error_rate` (reloadable),
+    /// for dashboards to draw the line the alert rules use.
+    pub alert_latency_threshold_ms: Gauge,
+    pub alert_error_rate_threshold: Gauge,
     pub delivery_retries: IntCounter,
     pub deliveries_retrying: IntGauge,
     pub dedup_hits: IntCounter,
@@ -273,6 +277,14 @@ impl Metrics {
             live: r.reg(IntGauge::new(
                 "kbatch_liveness_ratio",
                 "1 when the last liveness check (every health_check_interval) passed, else 0.",
+            )?)?,
+            alert_latency_threshold_ms: r.reg(Gauge::new(
+                "kbatch_alert_latency_threshold_ms",
+                "performance_monitoring.alert_threshold_latency_ms of the running configuration.",
+            )?)?,
+            alert_error_rate_threshold: r.reg(Gauge::new(
+                "kbatch_alert_error_rate_threshold_ratio",
+                "performance_monitoring.alert_threshold_error_rate of the running configuration.",
             )?)?,
             delivery_retries: r.reg(IntCounter::new(
                 "kbatch_delivery_retries_total",

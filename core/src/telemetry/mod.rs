@@ -38,6 +38,14 @@ fn log_every(p: &PerformanceMonitoring) -> u64 {
     }
 }
 
+/// A periodic timer of `period` (at least `floor`) whose late ticks are delayed, not bunched:
+/// what every sampler and checker ticks on.
+pub fn ticker(period: Duration, floor: Duration) -> tokio::time::Interval {
+    let mut tick = tokio::time::interval(period.max(floor));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick
+}
+
 /// Metrics, health and statistics of one serving instance.
 pub struct Telemetry {
     pub metrics: Metrics,
@@ -54,18 +62,17 @@ pub struct Telemetry {
 
 impl Telemetry {
     pub fn new(cfg: &Config) -> Result<Arc<Self>, TelemetryError> {
-        // An inference call this far over the latency alert threshold is stuck, not slow.
-        let stall = Duration::from_secs_f64(
-            (cfg.performance_monitoring.alert_threshold_latency_ms / 1000.0 * 600.0).max(60.0),
-        );
-        Ok(Arc::new(Self {
+        let stall = cfg.performance_monitoring.stall_bound();
+        let telemetry = Self {
             metrics: Metrics::new(cfg.batch_processing.max_batch_size)?,
             health: Arc::new(Health::new(stall)),
             stats: Stats::new(),
             log_every: AtomicU64::new(log_every(&cfg.performance_monitoring)),
             reloads: OnceLock::new(),
             http_addr: OnceLock::new(),
-        }))
+        };
+        telemetry.reconfigure(&cfg.performance_monitoring);
+        Ok(Arc::new(telemetry))
     }
 
     /// One outcome acknowledged by the broker: metrics, statistics, and every
@@ -122,8 +129,20 @@ impl Telemetry {
     }
 
     /// A reloaded `performance_monitoring` section.
-    pub fn set_performance_logging(&self, p: &PerformanceMonitoring) {
+    /// A reloaded `performance_monitoring`: the log interval and the stall bound apply at once.
+    pub fn reconfigure(&self, p: &PerformanceMonitoring) {
         self.log_every.store(log_every(p), Ordering::Relaxed);
+        self.health.set_stall_bound(p.stall_bound());
+        let m = &self.metrics;
+        m.alert_latency_threshold_ms
+            .set(p.alert_threshold_latency_ms);
+        m.alert_error_rate_threshold
+            .set(p.alert_threshold_error_rate);
+    }
+
+    /// Outcomes between two performance log lines (0: none).
+    pub fn log_every(&self) -> u64 {
+        self.log_every.load(Ordering::Relaxed)
     }
 
     pub fn set_reload_counters(&self, c: Arc<ReloadCounters>) {
