@@ -154,7 +154,7 @@ fn start(rt: &tokio::runtime::Runtime, cfg: &Config) -> Pipeline {
         feedback: ftx,
     };
     let alive = vec![telemetry.health.register("inference-0")];
-    let (pool, _workers) = spawn_workers(alive, &outputs).expect("workers");
+    let (pool, _workers) = spawn_workers(alive, &outputs, None).expect("workers");
     drop(outputs);
     rt.spawn(run_batcher(BatcherParts {
         policy,

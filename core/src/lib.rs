@@ -9,6 +9,7 @@
 //! The load generator, the demo and the broker launcher are tools around this crate (the
 //! `kbatch` package); nothing here depends on them.
 
+pub mod affinity;
 pub mod app;
 pub mod batcher;
 pub mod config;

@@ -22,6 +22,7 @@ pub use report::{
     ServeSummary,
 };
 
+use crate::affinity::{self, CorePlan};
 use crate::batcher::adaptive::AdaptiveParams;
 use crate::batcher::dedup::DedupParams;
 use crate::batcher::{run_batcher, BatchPolicy, BatcherParts};
@@ -128,13 +129,19 @@ pub async fn serve_with(
         checker_stop.clone(),
     ));
     let threads = inference_threads(&cfg, cores());
-    let registry = start_registry(&cfg, threads, &telemetry).await?;
+    let plan = core_plan(&cfg, threads);
+    let registry = start_registry(&cfg, threads, plan.as_ref(), &telemetry).await?;
     telemetry.health.set_model_ready(true);
     let shared = Shared {
         telemetry: telemetry.clone(),
         config: reload.config.clone(),
     };
-    let report = run_stages(cfg, threads, registry.routes, shared, cancel.clone()).await;
+    let stages = Stages {
+        threads,
+        plan,
+        routes: registry.routes,
+    };
+    let report = run_stages(cfg, stages, shared, cancel.clone()).await;
     registry.stop.cancel();
     reload.stop.cancel();
     checker_stop.cancel();
@@ -238,14 +245,47 @@ async fn apply_reloads(
     }
 }
 
+/// What the stages run on: the inference threads, where they are pinned, the served versions.
+struct Stages {
+    threads: InferenceThreads,
+    plan: Option<CorePlan>,
+    routes: Routes,
+}
+
+/// `resource_management.cpu_affinity_enabled`: splits the usable cores between inference and
+/// the rest, and moves every thread running now onto the rest (threads created later inherit
+/// it). `None` when off, or when the split cannot be made (logged).
+fn core_plan(cfg: &Config, threads: InferenceThreads) -> Option<CorePlan> {
+    if !cfg.resource_management.cpu_affinity_enabled {
+        return None;
+    }
+    let planned = affinity::allowed_cores()
+        .and_then(|allowed| CorePlan::split(&allowed, threads.sessions * threads.intra_op))
+        .and_then(|plan| affinity::pin_process(&plan.io).map(|pinned| (plan, pinned)));
+    match planned {
+        Ok((plan, pinned)) => {
+            tracing::info!(%plan, threads_moved = pinned, "CPU affinity");
+            Some(plan)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "CPU affinity not applied; threads run on any core");
+            None
+        }
+    }
+}
+
 /// Starts consumer, batcher, workers and replier, and waits for them to drain in order.
 async fn run_stages(
     cfg: Arc<Config>,
-    threads: InferenceThreads,
-    routes: Routes,
+    stages: Stages,
     shared: Shared,
     cancel: CancellationToken,
 ) -> Result<ServeReport, AppError> {
+    let Stages {
+        threads,
+        plan,
+        routes,
+    } = stages;
     let telemetry = shared.telemetry;
     let tracker = SharedTracker::default();
     let max_batch = cfg.batch_processing.max_batch_size;
@@ -301,7 +341,8 @@ async fn run_stages(
     let alive = (0..threads.sessions)
         .map(|i| telemetry.health.register(format!("inference-{i}")))
         .collect();
-    let (pool, workers) = spawn_workers(alive, &outputs)?;
+    let inference_cores = plan.as_ref().map(|p| p.inference.as_slice());
+    let (pool, workers) = spawn_workers(alive, &outputs, inference_cores)?;
     drop(outputs);
     let (sampler, util_rx) = start_sampler(&cfg, &routes, &shared.config);
     let batcher = spawn_alive(
@@ -440,6 +481,7 @@ struct RegistryTask {
 async fn start_registry(
     cfg: &Config,
     threads: InferenceThreads,
+    plan: Option<&CorePlan>,
     telemetry: &Arc<Telemetry>,
 ) -> Result<RegistryTask, AppError> {
     tracing::info!(
@@ -448,7 +490,8 @@ async fn start_registry(
         cores = cores(),
         "inference threads"
     );
-    let settings = LoadSettings::from_config(cfg, threads.sessions, threads.intra_op);
+    let mut settings = LoadSettings::from_config(cfg, threads.sessions, threads.intra_op);
+    settings.intra_op_affinity = plan.and_then(|p| p.ort_intra_op_affinities(threads.intra_op));
     let (registry, routes) = Registry::start(settings, telemetry.clone()).await?;
     let stop = CancellationToken::new();
     tokio::spawn(run_registry(registry, stop.clone()));

@@ -47,6 +47,10 @@ pub struct LoadSpec {
     /// often a run ends by shrinking ONNX Runtime's memory arena (what the run no longer uses
     /// goes back to the system); `None`: never.
     pub cleanup_interval: Option<std::time::Duration>,
+    /// `resource_management.cpu_affinity_enabled`: ONNX Runtime's
+    /// `session.intra_op_thread_affinities` (`affinity::CorePlan::ort_intra_op_affinities`), so
+    /// the threads ORT creates run on the inference cores; `None`: wherever the OS puts them.
+    pub intra_op_affinity: Option<String>,
 }
 
 impl LoadSpec {
@@ -64,6 +68,7 @@ impl LoadSpec {
             compile: true,
             gpu_optimization: true,
             cleanup_interval: None,
+            intra_op_affinity: None,
         }
     }
 }
@@ -385,6 +390,11 @@ fn build_session(
             // 0 lets ORT pick one thread per physical core.
             .with_intra_threads(spec.intra_op_threads)
             .map_err(|e| load_error(e.to_string()))?;
+        if let Some(cores) = &spec.intra_op_affinity {
+            builder = builder
+                .with_config_entry("session.intra_op_thread_affinities", cores)
+                .map_err(|e| load_error(format!("intra-op thread affinity {cores}: {e}")))?;
+        }
         if cuda {
             // The device's memory only matters for the tuned arena limit.
             let memory = spec

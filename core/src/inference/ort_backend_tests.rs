@@ -544,3 +544,29 @@ fn memory_cleanup_shrinks_the_arena_at_its_interval_and_keeps_the_outputs() {
     );
     assert_eq!(runs(None), 0, "off");
 }
+
+/// `cpu_affinity_enabled` hands ONNX Runtime its intra-op threads' cores: a valid list serves
+/// the same outputs, and ORT itself reads the option (a malformed one fails the load, named).
+#[test]
+fn intra_op_threads_take_the_affinity_they_are_given() {
+    let reference = reference();
+    let allowed = crate::affinity::allowed_cores().unwrap();
+    let plan = crate::affinity::CorePlan {
+        inference: vec![allowed[0]],
+        io: Vec::new(),
+    };
+    let mut spec = test_config();
+    spec.intra_op_threads = 2;
+    spec.intra_op_affinity = plan.ort_intra_op_affinities(2);
+    let mut backend = OrtBackend::new(&spec).expect("loads with the affinity");
+    let output = run(&mut backend, &reference.input, reference.rows).unwrap();
+    let diff = max_abs_diff(&output, &reference.output);
+    assert!(diff <= TOLERANCE, "max |rust - python| = {diff}");
+
+    spec.intra_op_affinity = Some("not-a-core".into());
+    let Err(err) = OrtBackend::new(&spec) else {
+        panic!("ORT refuses a malformed affinity");
+    };
+    let err = err.to_string();
+    assert!(err.contains("not-a-core"), "{err}");
+}

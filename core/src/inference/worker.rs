@@ -53,9 +53,11 @@ pub struct WorkerOutputs {
 /// Starts one thread per liveness handle, the `i`th reporting through `alive[i]` (the caller
 /// registers them, with every other stage). Returns the pool the batcher feeds and the threads'
 /// handles; the threads end when the pool's last sender is dropped and the queue is empty.
+/// With `cores`, each thread pins itself to them first (`resource_management.cpu_affinity_enabled`).
 pub fn spawn_workers(
     alive: Vec<Alive>,
     outputs: &WorkerOutputs,
+    cores: Option<&[usize]>,
 ) -> std::io::Result<(WorkerPool, Vec<JoinHandle<WorkerReport>>)> {
     let n = alive.len();
     // Capacity n: permits already bound what is in flight; the channel never holds more.
@@ -74,9 +76,17 @@ pub fn spawn_workers(
             input_bufs: Vec::new(),
             output_bufs: Vec::new(),
         };
+        let cores = cores.map(<[usize]>::to_vec);
         let handle = std::thread::Builder::new()
             .name(format!("kbatch-infer-{i}"))
-            .spawn(move || worker.run(&rx))?;
+            .spawn(move || {
+                if let Some(cores) = cores {
+                    if let Err(e) = crate::affinity::pin_current_thread(&cores) {
+                        tracing::warn!(error = %e, "inference thread left unpinned");
+                    }
+                }
+                worker.run(&rx)
+            })?;
         handles.push(handle);
     }
     Ok((

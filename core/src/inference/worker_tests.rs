@@ -98,7 +98,7 @@ fn start_one_worker() -> Started {
         feedback: ftx,
     };
     let alive = vec![health.register("inference-0")];
-    let (pool, handles) = spawn_workers(alive, &outputs).expect("spawn");
+    let (pool, handles) = spawn_workers(alive, &outputs, None).expect("spawn");
     Started {
         pool,
         handles,
@@ -351,5 +351,54 @@ async fn rows_of_different_dynamic_shapes_run_as_one_call_per_shape_with_named_o
                 Tensor::new("len", vec![1], TensorData::I64(vec![len as i64])),
             ])
         );
+    }
+}
+
+/// The cores each thread of this process named `name` may run on, from /proc (other tests may
+/// run workers of the same name at the same time).
+fn cores_of_threads(name: &str) -> Vec<String> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter(|t| {
+            let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+            comm.trim() == name
+        })
+        .filter_map(|t| {
+            let status = std::fs::read_to_string(t.path().join("status")).ok()?;
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                .map(|v| v.trim().to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn workers_given_cores_pin_themselves_to_them() {
+    let last = *crate::affinity::allowed_cores().unwrap().last().unwrap();
+    let (otx, _outcomes) = mpsc::channel(4);
+    let (ftx, _feedback) = mpsc::channel(4);
+    let health = Arc::new(Health::new(Duration::from_secs(60)));
+    let outputs = WorkerOutputs {
+        outcomes: otx,
+        feedback: ftx,
+    };
+    let alive = vec![health.register("inference-0")];
+    let (pool, handles) = spawn_workers(alive, &outputs, Some(&[last])).expect("spawn");
+    // The thread pins itself as it starts: wait for it (bounded).
+    let pinned = (0..200).any(|_| {
+        let found = cores_of_threads("kbatch-infer-0").contains(&last.to_string());
+        if !found {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        found
+    });
+    assert!(pinned, "a kbatch-infer-0 thread on core {last} alone");
+    drop(pool);
+    for h in handles {
+        h.join().unwrap();
     }
 }

@@ -42,6 +42,8 @@ pub struct LoadSettings {
     /// `enable_memory_cleanup` / `cleanup_interval_seconds`: how often a session shrinks its
     /// arena (`None`: never).
     pub cleanup_interval: Option<Duration>,
+    /// `cpu_affinity_enabled`: where ONNX Runtime's intra-op threads run (`None`: anywhere).
+    pub intra_op_affinity: Option<String>,
 }
 
 impl LoadSettings {
@@ -55,6 +57,7 @@ impl LoadSettings {
             compile: cfg.resource_management.enable_model_compilation,
             gpu_optimization: cfg.resource_management.enable_gpu_optimization,
             cleanup_interval: cfg.resource_management.cleanup_interval(),
+            intra_op_affinity: None,
         }
     }
 }
@@ -298,6 +301,7 @@ impl Registry {
         spec.compile = self.settings.compile;
         spec.gpu_optimization = self.settings.gpu_optimization;
         spec.cleanup_interval = self.settings.cleanup_interval;
+        spec.intra_op_affinity = self.settings.intra_op_affinity.clone();
         if let Some(path) = samples {
             spec.warmup_samples = read_samples(&path).map_err(|e| fail(e.to_string()))?;
         }
