@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 /// Each layer of the core and the layers it may import. Order: bottom to top.
 const LAYERS: &[(&str, &[&str])] = &[
     ("tier", &[]),
+    // Which cores threads run on: a system call and a plan, nothing of kbatch's own.
+    ("affinity", &[]),
     // Element types, typed values and named tensors: what requests carry and models take.
     ("tensor", &[]),
     ("config", &["tier"]),
@@ -27,6 +29,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "inference",
         &[
+            "affinity",
             "config",
             "model",
             "pipeline",
@@ -78,6 +81,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "app",
         &[
+            "affinity",
             "batcher",
             "config",
             "inference",

@@ -50,6 +50,11 @@ fn config() -> Config {
     let mut cfg = Config::default();
     cfg.model_registry.path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models");
     cfg.model.intra_op_threads = 1;
+    // `KBATCH_BENCH_DEVICE=cuda` (or `auto`) runs the same benchmark on the GPU.
+    if let Ok(device) = std::env::var("KBATCH_BENCH_DEVICE") {
+        cfg.model.device = serde_yaml::from_str(&device)
+            .unwrap_or_else(|e| panic!("KBATCH_BENCH_DEVICE={device}: {e}"));
+    }
     cfg
 }
 

@@ -231,7 +231,7 @@ pub async fn run_sampler(
     const FLOOR: Duration = Duration::from_millis(100);
     // A device nvidia-smi could not answer for is not asked again (one warning, not one per tick).
     let mut unanswered: Option<i32> = None;
-    let mut tick = crate::telemetry::ticker(*period.borrow_and_update(), FLOOR);
+    let mut tick = crate::config::reload::ticker(*period.borrow_and_update(), FLOOR);
     let mut reloads = true;
     loop {
         tokio::select! {
@@ -241,7 +241,7 @@ pub async fn run_sampler(
                 match changed {
                     Ok(()) => {
                         let every = *period.borrow_and_update();
-                        tick = crate::telemetry::ticker(every, FLOOR);
+                        tick = crate::config::reload::ticker(every, FLOOR);
                         tracing::info!(?every, "resource sampling period reloaded");
                     }
                     Err(_) => reloads = false,

@@ -50,6 +50,9 @@ pub struct ModelPoint {
     pub calls: u64,
     pub items_per_s: f64,
     pub median_batch_us: f64,
+    /// The first call at this batch size, before any other: includes what ONNX Runtime does once
+    /// per input shape (on CUDA, cuDNN's convolution-algorithm search).
+    pub first_call_us: f64,
 }
 
 /// What `kbatch bench-model` measured.
@@ -57,8 +60,11 @@ pub struct ModelPoint {
 pub struct ModelBenchReport {
     /// The model file.
     pub model: String,
-    /// The execution device, as configured (`model.device`).
+    /// The device the session runs on (after a CUDA fallback: CPU, whatever was configured).
     pub device: Device,
+    /// Working memory one more row takes (ONNX Runtime's arena growth per row, measured at
+    /// load; what the `memory` batching strategy counts), when the arena reports it.
+    pub activation_bytes_per_row: Option<u64>,
     pub intra_op_threads: usize,
     /// `resource_management.enable_model_compilation` as run.
     pub compiled: bool,
@@ -92,14 +98,20 @@ impl ModelBenchReport {
                 "load (session + warm-up)",
                 format!("{:.0} ms", self.load_ms),
             )
+            .row(
+                "working memory per row",
+                self.activation_bytes_per_row
+                    .map_or_else(|| "not measured".to_string(), |b| format!("{b} bytes")),
+            )
             .row("seconds per batch size", self.seconds);
-        let mut g = Grid::new(["batch", "calls", "items/s", "median µs"]);
+        let mut g = Grid::new(["batch", "calls", "items/s", "median µs", "first call µs"]);
         for p in &self.points {
             g.row([
                 p.batch.to_string(),
                 p.calls.to_string(),
                 format!("{:.0}", p.items_per_s),
                 format!("{:.1}", p.median_batch_us),
+                format!("{:.1}", p.first_call_us),
             ]);
         }
         t.section("per batch size").grid(g);
@@ -146,6 +158,9 @@ pub fn run_model_bench(args: &ModelBenchArgs) -> Result<ModelBenchReport, BenchE
                 .infer(&inputs, rows, out)
                 .map_err(|e| BenchError::InvalidArgument(e.to_string()))
         };
+        let first = Instant::now();
+        infer(&mut out)?;
+        let first_call_us = first.elapsed().as_secs_f64() * 1e6;
         let warm = Instant::now();
         while warm.elapsed() < Duration::from_secs_f64(args.seconds.min(1.0)) {
             infer(&mut out)?;
@@ -164,6 +179,7 @@ pub fn run_model_bench(args: &ModelBenchArgs) -> Result<ModelBenchReport, BenchE
             calls: times.len() as u64,
             items_per_s: (times.len() * batch) as f64 / total,
             median_batch_us: times[times.len() / 2].as_secs_f64() * 1e6,
+            first_call_us,
         };
         eprintln!("batch {:>4}: {:.0} items/s", p.batch, p.items_per_s);
         points.push(p);
@@ -174,7 +190,8 @@ pub fn run_model_bench(args: &ModelBenchArgs) -> Result<ModelBenchReport, BenchE
         .cloned();
     Ok(ModelBenchReport {
         model: format!("{id} ({})", path.display()),
-        device: model.device,
+        device: backend.info().device,
+        activation_bytes_per_row: backend.activation_bytes_per_row(),
         intra_op_threads: model.intra_op_threads,
         compiled: spec.compile,
         load_ms,

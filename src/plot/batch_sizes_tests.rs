@@ -175,10 +175,12 @@ fn the_reports_the_commands_write_are_read() {
         calls: 3,
         items_per_s,
         median_batch_us: 10.0,
+        first_call_us: 30.0,
     };
     let model = ModelBenchReport {
         model: "m.onnx".into(),
         device: kbatch_core::config::Device::Cpu,
+        activation_bytes_per_row: Some(4096),
         intra_op_threads: 2,
         compiled: true,
         load_ms: 120.0,

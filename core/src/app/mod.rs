@@ -128,8 +128,16 @@ pub async fn serve_with(
         telemetry.metrics.live.clone(),
         checker_stop.clone(),
     ));
-    let threads = inference_threads(&cfg, cores());
+    // Counted before any pinning narrows this thread's mask.
+    let cores = cores();
+    let threads = inference_threads(&cfg, cores);
     let plan = core_plan(&cfg, threads);
+    tracing::info!(
+        sessions = threads.sessions,
+        intra_op_threads = threads.intra_op,
+        cores,
+        "inference threads"
+    );
     let registry = start_registry(&cfg, threads, plan.as_ref(), &telemetry).await?;
     telemetry.health.set_model_ready(true);
     let shared = Shared {
@@ -484,12 +492,6 @@ async fn start_registry(
     plan: Option<&CorePlan>,
     telemetry: &Arc<Telemetry>,
 ) -> Result<RegistryTask, AppError> {
-    tracing::info!(
-        sessions = threads.sessions,
-        intra_op_threads = threads.intra_op,
-        cores = cores(),
-        "inference threads"
-    );
     let mut settings = LoadSettings::from_config(cfg, threads.sessions, threads.intra_op);
     settings.intra_op_affinity = plan.and_then(|p| p.ort_intra_op_affinities(threads.intra_op));
     let (registry, routes) = Registry::start(settings, telemetry.clone()).await?;

@@ -41,6 +41,10 @@ pub struct BatchPolicy {
     pub strategy: StrategyKind,
     /// Retries of a request failing alone, handed to the workers with each batch.
     pub retry: RetryPolicy,
+    /// Bytes each request weighs against `max_batch_bytes` beyond its tensors: under the
+    /// `memory` strategy, the model's measured working memory per row (`with_activations`);
+    /// otherwise 0.
+    pub row_overhead_bytes: usize,
 }
 
 impl BatchPolicy {
@@ -72,7 +76,11 @@ impl BatchPolicy {
             min_interval: b.min_interval(),
             max_batch_bytes: b.max_batch_bytes().max(1),
             strategy: b.strategy,
-            retry: RetryPolicy::from_config(cfg),
+            retry: RetryPolicy {
+                max_retries: b.max_retries,
+                retry_delay: b.retry_delay(),
+            },
+            row_overhead_bytes: 0,
         }
     }
 
@@ -92,6 +100,16 @@ impl BatchPolicy {
             }
         }
         p
+    }
+
+    /// This policy for a model whose rows each take `per_row` bytes of working memory: counted
+    /// against the batch memory bound under the `memory` strategy, ignored under the others.
+    pub fn with_activations(mut self, per_row: Option<u64>) -> Self {
+        self.row_overhead_bytes = match self.strategy {
+            StrategyKind::Memory => per_row.map_or(0, |b| usize::try_from(b).unwrap_or(usize::MAX)),
+            StrategyKind::Priority | StrategyKind::Latency => 0,
+        };
+        self
     }
 
     /// Queue index of a tier: its own with priorities, the single shared one without.

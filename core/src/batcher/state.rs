@@ -128,7 +128,8 @@ impl State {
                 oldest: self.queues[q].oldest(),
             }),
             len: self.len,
-            bytes: self.queues.iter().map(TierQueue::bytes).sum(),
+            bytes: self.queues.iter().map(TierQueue::bytes).sum::<usize>()
+                + self.len.saturating_mul(self.policy.row_overhead_bytes),
             target: self.target,
             policy: &self.policy,
         }
@@ -215,6 +216,7 @@ impl State {
             let Some(next) = self.queues[q].front_bytes() else {
                 break;
             };
+            let next = next.saturating_add(self.policy.row_overhead_bytes);
             if !batch.is_empty() && *bytes + next > self.policy.max_batch_bytes {
                 break;
             }

@@ -25,6 +25,7 @@ pub fn strategy_for(kind: StrategyKind) -> Box<dyn BatchStrategy> {
     match kind {
         StrategyKind::Priority => Box::new(PriorityStrategy),
         StrategyKind::Latency => Box::new(LatencyStrategy),
+        StrategyKind::Memory => Box::new(MemoryStrategy),
     }
 }
 
@@ -183,6 +184,31 @@ fn closes(view: &QueueView<'_>, now: Instant, wake_at: Option<Instant>) -> Optio
     match wake_at {
         Some(at) if now >= at => Some(FlushReason::Wait),
         _ => None,
+    }
+}
+
+/// Memory-aware (`batch_processing.strategy: memory`): the default's rules; what differs is what
+/// a request weighs against `max_batch_bytes`: its tensors plus the model's measured working
+/// memory per row (`BatchPolicy::row_overhead_bytes`, which the state adds for this strategy),
+/// so a batch closes, full, before its activations would pass the bound.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MemoryStrategy;
+
+impl BatchStrategy for MemoryStrategy {
+    fn due(&self, view: &QueueView<'_>, now: Instant) -> Option<FlushReason> {
+        PriorityStrategy.due(view, now)
+    }
+
+    fn wake_at(&self, view: &QueueView<'_>) -> Option<Instant> {
+        PriorityStrategy.wake_at(view)
+    }
+
+    fn plan(&self, view: &QueueView<'_>, room: usize, now: Instant) -> [usize; 4] {
+        PriorityStrategy.plan(view, room, now)
+    }
+
+    fn name(&self) -> &'static str {
+        "memory"
     }
 }
 

@@ -26,6 +26,7 @@ fn policy() -> BatchPolicy {
             max_retries: 0,
             retry_delay: Duration::ZERO,
         },
+        row_overhead_bytes: 0,
     }
 }
 

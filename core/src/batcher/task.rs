@@ -101,6 +101,12 @@ struct Batcher {
     telemetry: Arc<Telemetry>,
 }
 
+/// Whether the `memory` strategy runs `model` without a measured working memory per row.
+fn policy_is_memory_without_figure(policy: &BatchPolicy, model: &ServedModel) -> bool {
+    policy.strategy == crate::config::StrategyKind::Memory
+        && model.activation_bytes_per_row().is_none()
+}
+
 /// Runs until every tier channel is closed and the queues are drained. The caller registers the
 /// task's liveness (with every other stage's).
 pub async fn run_batcher(parts: BatcherParts) -> BatcherReport {
@@ -259,6 +265,13 @@ impl Batcher {
         let mut state = State::new(policy);
         state.set_target(adaptive.target());
         tracing::debug!(model = %model.id(), "batcher: new model lane");
+        if policy_is_memory_without_figure(&self.policy, &model) {
+            tracing::warn!(
+                model = %model.id(),
+                "memory strategy: this version's working memory per row was not measured \
+                 (no arena statistics); its batches count their input tensors only"
+            );
+        }
         self.lanes.push(Lane {
             model,
             state,
@@ -271,7 +284,10 @@ impl Batcher {
     /// A model's batching rules and adaptive parameters: the service's, with the model's
     /// overrides, the controller never targeting more than the model's largest batch.
     fn settings_of(&self, model: &ServedModel) -> (BatchPolicy, AdaptiveParams) {
-        let policy = self.policy.for_model(model.batching());
+        let policy = self
+            .policy
+            .for_model(model.batching())
+            .with_activations(model.activation_bytes_per_row());
         let params = self.adaptive.capped_at(policy.max_batch_size);
         (policy, params)
     }

@@ -36,6 +36,7 @@ pub(super) fn policy() -> BatchPolicy {
             max_retries: 0,
             retry_delay: Duration::ZERO,
         },
+        row_overhead_bytes: 0,
     }
 }
 

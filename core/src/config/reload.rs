@@ -43,6 +43,14 @@ pub const FIXED_AT_START: &[&str] = &[
     "batch_processing.when_queue_full",
 ];
 
+/// A periodic timer of `period` (at least `floor`) whose late ticks are delayed, not bunched:
+/// what the samplers and checkers whose period follows reloads tick on.
+pub fn ticker(period: Duration, floor: Duration) -> Interval {
+    let mut tick = tokio::time::interval(period.max(floor));
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    tick
+}
+
 /// A value derived from the running configuration, republished after each applied reload that
 /// changes it (a sampler's period, a checker's). The task behind it ends when the configuration
 /// channel closes or nobody holds the returned receiver.

@@ -58,6 +58,10 @@ pub enum StrategyKind {
     /// tier wait has run out, never held back for `min_batch_size`; tiers fill it in strict
     /// priority order (no boost shares), as the predecessor's `LatencyOptimizedStrategy` did.
     Latency,
+    /// The default's rules, with each request counted against `max_batch_memory_mb` at its
+    /// tensors plus the working memory one row takes the model (measured from ONNX Runtime's
+    /// arena at load), as the predecessor's `MemoryAwareStrategy` bounded batch memory.
+    Memory,
 }
 
 impl StrategyKind {
@@ -65,6 +69,7 @@ impl StrategyKind {
         match self {
             StrategyKind::Priority => "priority",
             StrategyKind::Latency => "latency",
+            StrategyKind::Memory => "memory",
         }
     }
 }

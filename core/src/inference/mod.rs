@@ -4,6 +4,7 @@
 //! Invariant: a backend only ever sees batches that passed `ModelInfo::check_input`; a failed
 //! batch fails only its own requests.
 
+pub mod activations;
 pub mod cuda;
 pub mod isolate;
 mod ort_backend;

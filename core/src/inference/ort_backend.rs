@@ -13,6 +13,7 @@ use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 use ort::session::{Session, SessionInputValue};
 use ort::value::{DynValue, TensorElementType, TensorRef, ValueType};
 
+use super::activations;
 use super::cuda::CudaTuning;
 use super::runtime::{self, Runtime};
 use super::{Backend, InferenceError, ModelInfo};
@@ -81,6 +82,8 @@ pub struct OrtBackend {
     input_dims: Vec<Vec<i64>>,
     /// Periodic arena shrinking (`LoadSpec::cleanup_interval`).
     cleanup: Option<Cleanup>,
+    /// Working memory one more row of a batch takes (`inference::activations`), measured at load.
+    activation_bytes_per_row: Option<u64>,
 }
 
 /// When the arena was last shrunk, how often it may be, and the run options that ask for it.
@@ -130,8 +133,12 @@ impl OrtBackend {
             input_dims: vec![Vec::new(); info.signature.inputs.len()],
             info,
             cleanup: None,
+            activation_bytes_per_row: None,
         };
-        backend.warm_up(spec.warmup_batches, &spec.warmup_samples)?;
+        let requests = warmup_requests(&backend.info.signature, &spec.warmup_samples)?;
+        let warmed_rows = backend.warm_up(spec.warmup_batches, &requests)?;
+        backend.activation_bytes_per_row =
+            backend.measure_activations(&requests, warmed_rows, spec.cuda_device_id)?;
         // After the warm-up, which sizes the arena for real batches: shrinking it then would
         // undo what it is for.
         backend.cleanup = cleanup;
@@ -141,47 +148,91 @@ impl OrtBackend {
             path = %spec.path.display(),
             device = ?backend.info.device,
             intra_op_threads = spec.intra_op_threads,
+            activation_bytes_per_row = backend.activation_bytes_per_row,
             "model loaded"
         );
         Ok(backend)
     }
 
-    /// Runs batches of 1, 2, 4 ... `MAX_WARMUP_BATCH` rows: the samples repeated, or zeros when
-    /// there are none. Samples of different shapes (dynamic dimensions) warm up in batches of
-    /// their own, as live traffic would run them.
-    fn warm_up(&mut self, batches: usize, samples: &[WarmupSample]) -> Result<(), InferenceError> {
-        let sig = &self.info.signature;
-        let requests: Vec<Vec<Tensor>> = if samples.is_empty() {
-            vec![zero_sample(sig)]
-        } else {
-            samples
-                .iter()
-                .enumerate()
-                .map(|(i, s)| {
-                    s.tensors(sig).map_err(|e| {
-                        InferenceError::ModelMismatch(format!("warm-up sample {i}: {e}"))
-                    })
-                })
-                .collect::<Result<_, _>>()?
-        };
-        let mut classes: Vec<Vec<&[Tensor]>> = Vec::new();
-        for r in &requests {
-            let same = |c: &Vec<&[Tensor]>| c[0].iter().zip(r).all(|(a, b)| a.shape == b.shape);
-            match classes.iter_mut().find(|c| same(c)) {
-                Some(c) => c.push(r),
-                None => classes.push(vec![r]),
-            }
-        }
+    /// Runs batches of 1, 2, 4 ... `MAX_WARMUP_BATCH` rows of `requests` repeated. Requests of
+    /// different shapes (dynamic dimensions) warm up in batches of their own, as live traffic
+    /// would run them. Returns the most rows one batch had.
+    fn warm_up(
+        &mut self,
+        batches: usize,
+        requests: &[Vec<Tensor>],
+    ) -> Result<usize, InferenceError> {
+        let classes = shape_classes(requests);
         let (mut inputs, mut outputs) = (Vec::new(), Vec::new());
+        let mut most = 0;
         for i in 0..batches {
             let rows = (1usize << i.min(usize::BITS as usize - 1)).min(MAX_WARMUP_BATCH);
             for class in &classes {
                 let n = stack_rows(class.iter().copied().cycle().take(rows), &mut inputs);
                 self.infer(&inputs, n, &mut outputs)?;
+                most = most.max(n);
             }
         }
-        Ok(())
+        Ok(most)
     }
+
+    /// The arena's growth per row from a batch of `activations::MEASURE_ROWS` rows of the first
+    /// request's shape, past the `warmed_rows` the warm-up ran (`inference::activations`).
+    fn measure_activations(
+        &mut self,
+        requests: &[Vec<Tensor>],
+        warmed_rows: usize,
+        device_id: i32,
+    ) -> Result<Option<u64>, InferenceError> {
+        let device = self.info.device;
+        let Some(before) = activations::arena_peak(&self.session, device, device_id) else {
+            return Ok(None);
+        };
+        let Some(class) = shape_classes(requests).into_iter().next() else {
+            return Ok(None);
+        };
+        let (mut inputs, mut outputs) = (Vec::new(), Vec::new());
+        let rows = class
+            .iter()
+            .copied()
+            .cycle()
+            .take(activations::MEASURE_ROWS);
+        let n = stack_rows(rows, &mut inputs);
+        self.infer(&inputs, n, &mut outputs)?;
+        let after = activations::arena_peak(&self.session, device, device_id);
+        Ok(after.and_then(|after| activations::per_row(before, after, warmed_rows, n)))
+    }
+}
+
+/// What the warm-up runs: the model's samples, or zeros when it has none.
+fn warmup_requests(
+    sig: &Signature,
+    samples: &[WarmupSample],
+) -> Result<Vec<Vec<Tensor>>, InferenceError> {
+    if samples.is_empty() {
+        return Ok(vec![zero_sample(sig)]);
+    }
+    samples
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            s.tensors(sig)
+                .map_err(|e| InferenceError::ModelMismatch(format!("warm-up sample {i}: {e}")))
+        })
+        .collect()
+}
+
+/// `requests` grouped by the shapes of their tensors (one model call each), in first-seen order.
+fn shape_classes(requests: &[Vec<Tensor>]) -> Vec<Vec<&[Tensor]>> {
+    let mut classes: Vec<Vec<&[Tensor]>> = Vec::new();
+    for r in requests {
+        let same = |c: &Vec<&[Tensor]>| c[0].iter().zip(r).all(|(a, b)| a.shape == b.shape);
+        match classes.iter_mut().find(|c| same(c)) {
+            Some(c) => c.push(r),
+            None => classes.push(vec![r]),
+        }
+    }
+    classes
 }
 
 impl Backend for OrtBackend {
@@ -238,6 +289,10 @@ impl Backend for OrtBackend {
 
     fn info(&self) -> &ModelInfo {
         &self.info
+    }
+
+    fn activation_bytes_per_row(&self) -> Option<u64> {
+        self.activation_bytes_per_row
     }
 }
 

@@ -570,3 +570,19 @@ fn intra_op_threads_take_the_affinity_they_are_given() {
     let err = err.to_string();
     assert!(err.contains("not-a-core"), "{err}");
 }
+
+/// The working memory per row is measured from ONNX Runtime's arena at load: a figure for the
+/// bundled CNN+LSTM on CPU, and the measuring batch leaves the outputs unchanged.
+#[test]
+fn working_memory_per_row_is_measured_at_load() {
+    let mut backend = backend();
+    let per_row = backend
+        .activation_bytes_per_row()
+        .expect("the CPU arena keeps statistics");
+    // One row's input alone is 64 x 16 float32 = 4 KiB; its activations are at least that.
+    assert!(per_row >= 4096, "{per_row} bytes per row");
+    assert!(per_row < 64 << 20, "{per_row} bytes per row");
+    let reference = reference();
+    let output = run(&mut backend, &reference.input, reference.rows).unwrap();
+    assert!(max_abs_diff(&output, &reference.output) <= TOLERANCE);
+}

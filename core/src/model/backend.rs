@@ -48,6 +48,12 @@ pub trait Backend: Send {
 
     /// Static facts about the loaded model.
     fn info(&self) -> &ModelInfo;
+
+    /// Working memory (activations, scratch) one more row of a batch takes, as measured when
+    /// the session was made; `None` when it was not measured.
+    fn activation_bytes_per_row(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Stacks the tensors of several requests (each in the model's input order, all of one shape per

@@ -45,6 +45,8 @@ impl TierWaits {
 pub struct ServedModel {
     info: ModelInfo,
     batching: ModelBatching,
+    /// Measured by the first session (`Backend::activation_bytes_per_row`).
+    activation_bytes_per_row: Option<u64>,
     /// Idle sessions; a worker takes one for a batch and puts it back after.
     sessions: Mutex<Vec<Box<dyn Backend>>>,
     retired: AtomicBool,
@@ -63,10 +65,13 @@ impl ServedModel {
     /// A version served by `sessions` (one per inference worker, all of the same file); `None`
     /// when there is none.
     pub fn new(sessions: Vec<Box<dyn Backend>>, batching: ModelBatching) -> Option<Self> {
-        let info = sessions.first()?.info().clone();
+        let first = sessions.first()?;
+        let info = first.info().clone();
+        let activation_bytes_per_row = first.activation_bytes_per_row();
         Some(Self {
             info,
             batching,
+            activation_bytes_per_row,
             sessions: Mutex::new(sessions),
             retired: AtomicBool::new(false),
         })
@@ -78,6 +83,7 @@ impl ServedModel {
         Self {
             info,
             batching: ModelBatching::default(),
+            activation_bytes_per_row: None,
             sessions: Mutex::new(Vec::new()),
             retired: AtomicBool::new(false),
         }
@@ -91,6 +97,11 @@ impl ServedModel {
 
     pub fn id(&self) -> &ModelId {
         &self.info.id
+    }
+
+    /// Working memory one more row of a batch takes (measured at load), if known.
+    pub fn activation_bytes_per_row(&self) -> Option<u64> {
+        self.activation_bytes_per_row
     }
 
     pub fn info(&self) -> &ModelInfo {

@@ -87,15 +87,6 @@ pub struct RetryPolicy {
     pub retry_delay: std::time::Duration,
 }
 
-impl RetryPolicy {
-    pub fn from_config(cfg: &crate::config::Config) -> Self {
-        Self {
-            max_retries: cfg.batch_processing.max_retries,
-            retry_delay: cfg.batch_processing.retry_delay(),
-        }
-    }
-}
-
 /// What a worker reports to the batcher about a batch it finished (adaptive sizing and
 /// deduplication learn from it).
 #[derive(Debug)]

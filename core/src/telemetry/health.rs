@@ -276,7 +276,8 @@ pub async fn run_liveness_checker(
     live: prometheus::IntGauge,
     cancel: tokio_util::sync::CancellationToken,
 ) {
-    let mut tick = crate::telemetry::ticker(*period.borrow_and_update(), Duration::from_millis(10));
+    let mut tick =
+        crate::config::reload::ticker(*period.borrow_and_update(), Duration::from_millis(10));
     let mut was_live = true;
     let mut reloads = true;
     loop {
@@ -287,7 +288,7 @@ pub async fn run_liveness_checker(
                 match changed {
                     Ok(()) => {
                         let every = *period.borrow_and_update();
-                        tick = crate::telemetry::ticker(every, Duration::from_millis(10));
+                        tick = crate::config::reload::ticker(every, Duration::from_millis(10));
                         tracing::info!(?every, "liveness check period reloaded");
                     }
                     Err(_) => reloads = false,

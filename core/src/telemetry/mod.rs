@@ -17,7 +17,6 @@ pub mod table;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 pub use error::TelemetryError;
 pub use health::{Alive, Health, Reasons, Unhealthy};
@@ -36,14 +35,6 @@ fn log_every(p: &PerformanceMonitoring) -> u64 {
     } else {
         0
     }
-}
-
-/// A periodic timer of `period` (at least `floor`) whose late ticks are delayed, not bunched:
-/// what every sampler and checker ticks on.
-pub fn ticker(period: Duration, floor: Duration) -> tokio::time::Interval {
-    let mut tick = tokio::time::interval(period.max(floor));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick
 }
 
 /// Metrics, health and statistics of one serving instance.

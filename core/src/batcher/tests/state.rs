@@ -93,6 +93,48 @@ fn the_memory_bound_closes_a_batch_but_a_lone_large_request_still_runs() {
     assert_eq!(ids(&s.next_batch(t0).batch), ["r7"]);
 }
 
+/// Under the memory strategy each request also weighs the model's measured working memory per
+/// row, so the same queue yields a smaller batch; the other strategies ignore the figure.
+#[test]
+fn the_memory_strategy_counts_each_rows_activations_against_the_bound() {
+    use crate::config::StrategyKind;
+    let one = entry(0, Tier::Normal, Instant::now())
+        .request
+        .inputs
+        .element_count()
+        * 4;
+    let activations = 3 * one as u64;
+    let t0 = Instant::now();
+    let mut sizes = Vec::new();
+    for strategy in [
+        StrategyKind::Priority,
+        StrategyKind::Memory,
+        StrategyKind::Latency,
+    ] {
+        // Room for four requests' tensors, or one request with its activations (4 x one).
+        let policy = BatchPolicy {
+            max_batch_bytes: 4 * one,
+            strategy,
+            ..policy()
+        }
+        .with_activations(Some(activations));
+        let mut s = State::new(policy);
+        for i in 0..4 {
+            s.push(entry(i, Tier::Normal, t0));
+        }
+        assert_eq!(s.ready(t0), Some(FlushReason::Full), "{strategy:?}");
+        sizes.push(s.next_batch(t0).batch.len());
+    }
+    assert_eq!(sizes, [4, 1, 4]);
+    // Unmeasured: the memory strategy counts tensors only, like the default.
+    let unmeasured = BatchPolicy {
+        strategy: StrategyKind::Memory,
+        ..policy()
+    }
+    .with_activations(None);
+    assert_eq!(unmeasured.row_overhead_bytes, 0);
+}
+
 #[test]
 fn batches_start_at_least_the_minimum_interval_apart() {
     let mut s = State::new(BatchPolicy {
