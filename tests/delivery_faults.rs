@@ -632,6 +632,10 @@ async fn a_broker_outage_longer_than_a_delivery_timeout_delays_replies_but_stran
     );
     assert!(retries > 0, "the outage made deliveries fail");
     assert_eq!(report.replier.delivery_failures, 0);
+    assert!(
+        !report.consumer.final_commit_failed,
+        "the final commit waits for the consumer to reconnect after the outage"
+    );
     committed_reaches(&bootstrap, &cfg, Tier::Normal, N as i64).await;
 }
 

@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{BorrowedMessage, Message};
 use tokio::sync::mpsc::Sender;
 use tokio::sync::watch;
@@ -607,22 +608,99 @@ impl<'a> PollLoop<'a> {
                 "shutdown drain timed out; undelivered records will be re-read"
             );
         }
-        if self.ctx().commits_in_transactions {
-            // The replier's last transaction committed everything delivered.
-        } else if !self.ctx().telemetry.health.broker_up() {
-            // librdkafka's synchronous commit has no timeout: with no broker it would wait for a
-            // coordinator forever and hang the shutdown.
-            tracing::warn!("no broker reachable: final offset commit skipped; delivered records will be re-read");
-            self.report.final_commit_failed = true;
-        } else if let Err(e) = commit(
-            self.consumer,
-            topics,
-            &tracker.positions(),
-            CommitMode::Sync,
-        ) {
-            tracing::warn!(error = %e, "final offset commit failed; delivered records will be re-read");
-            self.report.final_commit_failed = true;
+        if !self.ctx().commits_in_transactions {
+            // Under transactions the replier's last one committed everything delivered.
+            self.report.final_commit_failed = !self.final_commit(deadline);
         }
         self.ctx().set_closing();
+    }
+
+    /// Commits every delivered record's offset before leaving; true when it is made. Just after
+    /// an outage the replies can be delivered before this consumer has reconnected (its
+    /// reconnect backoff grows to seconds) or found its group coordinator again, so a refusal
+    /// is retried until `deadline` rather than giving up a commit that is moments away.
+    fn final_commit(&mut self, deadline: Instant) -> bool {
+        let mut last_error = None;
+        loop {
+            // librdkafka's synchronous commit has no timeout: with no broker it would wait for
+            // a coordinator forever and hang the shutdown, so it is only tried while one is up.
+            if self.ctx().telemetry.health.broker_up() {
+                let ctx = self.ctx();
+                match commit(
+                    self.consumer,
+                    &ctx.topics,
+                    &ctx.tracker.positions(),
+                    CommitMode::Sync,
+                ) {
+                    Ok(()) => return true,
+                    Err(e) if !commit_may_succeed_later(&e) => {
+                        tracing::warn!(error = %e, "final offset commit refused; delivered records will be re-read");
+                        return false;
+                    }
+                    Err(e) => last_error = Some(e),
+                }
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            // Polling serves the statistics callback that tells when the broker is back.
+            let _ = self.consumer.poll(Duration::from_millis(100));
+        }
+        match last_error {
+            Some(e) => tracing::warn!(error = %e, "final offset commit failed; delivered records will be re-read"),
+            None => tracing::warn!("no broker reachable: final offset commit skipped; delivered records will be re-read"),
+        }
+        false
+    }
+}
+
+/// Whether a refused commit may succeed if tried again: the broker or its group coordinator
+/// was unreachable, moving or loading. A fenced or expelled member's commit never will.
+fn commit_may_succeed_later(e: &rdkafka::error::KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::OperationTimedOut
+                | RDKafkaErrorCode::RequestTimedOut
+                | RDKafkaErrorCode::NetworkException
+                | RDKafkaErrorCode::CoordinatorLoadInProgress
+                | RDKafkaErrorCode::CoordinatorNotAvailable
+                | RDKafkaErrorCode::NotCoordinator
+        )
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+    use super::commit_may_succeed_later;
+
+    #[test]
+    fn a_final_commit_is_retried_only_while_the_coordinator_may_come_back() {
+        for code in [
+            RDKafkaErrorCode::CoordinatorNotAvailable,
+            RDKafkaErrorCode::NotCoordinator,
+            RDKafkaErrorCode::CoordinatorLoadInProgress,
+            RDKafkaErrorCode::AllBrokersDown,
+        ] {
+            assert!(
+                commit_may_succeed_later(&KafkaError::ConsumerCommit(code)),
+                "{code:?}"
+            );
+        }
+        for code in [
+            RDKafkaErrorCode::UnknownMemberId,
+            RDKafkaErrorCode::IllegalGeneration,
+            RDKafkaErrorCode::FencedInstanceId,
+            RDKafkaErrorCode::GroupAuthorizationFailed,
+        ] {
+            assert!(
+                !commit_may_succeed_later(&KafkaError::ConsumerCommit(code)),
+                "{code:?}"
+            );
+        }
     }
 }
