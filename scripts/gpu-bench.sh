@@ -490,12 +490,22 @@ def cmd_summary(res, out):
                 row.append(f"{p['items_per_s']:,.0f} ({p['median_batch_us']:,.0f} µs)" if p else "-")
             w(f"| {b} | " + " | ".join(row) + " |")
         w("")
-        w("| run | threads | load ms | best batch | best items/s | on GPU |")
-        w("|---|---|---|---|---|---|")
+        w("First call per batch size, µs (what ONNX Runtime does once per new shape: on CUDA, cuDNN's search):\n")
+        w("| batch | " + " | ".join(names) + " |")
+        w("|---" * (len(names) + 1) + "|")
+        for b in batches:
+            row = []
+            for n in names:
+                p = next((p for p in sweeps[n]["points"] if p["batch"] == b), None)
+                row.append(f"{p['first_call_us']:,.0f}" if p and "first_call_us" in p else "-")
+            w(f"| {b} | " + " | ".join(row) + " |")
+        w("")
+        w("| run | session device | threads | load ms | best batch | best items/s | on GPU (nvidia-smi) |")
+        w("|---|---|---|---|---|---|---|")
         for n, j in sweeps.items():
             b = j.get("best") or {}
             seen = facts.get(f"gpu_seen_sweep-{n}", "-")
-            w(f"| {n} | {j.get('intra_op_threads')} | {j.get('load_ms', 0):.0f} | {b.get('batch')} | {b.get('items_per_s', 0):,.0f} | {seen} |")
+            w(f"| {n} | {j.get('device', '?')} | {j.get('intra_op_threads')} | {j.get('load_ms', 0):.0f} | {b.get('batch')} | {b.get('items_per_s', 0):,.0f} | {seen} |")
         cpu = [j["best"]["items_per_s"] for n, j in sweeps.items() if n.startswith("cpu") and j.get("best")]
         gpu = [j["best"]["items_per_s"] for n, j in sweeps.items() if n.startswith("cuda") and j.get("best")]
         if cpu and gpu:
@@ -999,6 +1009,10 @@ bench_model() { # label [args...]: kbatch bench-model under sampling, report to 
     watch_stop "${label}" kbatch
     fact "wall_${label}" "$(awk -v a="${t0}" -v b="${t1}" 'BEGIN { printf "%.2f", b - a }')"
     [[ ${rc} -eq 0 ]] || log "${label}: kbatch exited ${rc}: $(tail -3 "${RES}/${label}.err" | tr '\n' ' ')"
+    # The report names the device the session actually got (CPU after a CUDA fallback).
+    if [[ -f "${RES}/${label}.json" ]]; then
+        fact "session_device_${label}" "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("device", "?"))' "${RES}/${label}.json" 2>/dev/null || echo '?')"
+    fi
     return "${rc}"
 }
 
@@ -1026,8 +1040,16 @@ step_check_cuda() {
     cudnn="$(IFS=:; for d in ${CUDA_LD}; do ls "${d}"/libcudnn.so.9* 2>/dev/null || true; done | head -1)"
     echo "libcudnn.so.9: ${cudnn:-NOT FOUND (Conv/LSTM on CUDA need it)}"
     STEP_TIMEOUT=120 bench_model check-cuda --set model.device=cuda --batch-sizes 1,64 --seconds 0.3 || return 1
+    local got
+    got="$(grep '^session_device_check-cuda=' "${RES}/facts.txt" | tail -1 | cut -d= -f2)"
+    if [[ ${got} != cuda ]]; then
+        echo "kbatch asked for CUDA but its session runs on '${got}' (the CUDA provider did not register); see check-cuda.err."
+        echo "Why, from onnxruntime's Python API on the same libraries:"
+        pycheck_quick || true
+        return 1
+    fi
     if ! grep '^gpu_seen_check-cuda=' "${RES}/facts.txt" | tail -1 | grep -qE '=(yes|likely)'; then
-        echo "kbatch asked for CUDA but did not use the GPU: bench-model falls back to CPU silently (no log subscriber)."
+        echo "kbatch's session reports CUDA, but nvidia-smi saw neither its process nor a rise in GPU memory."
         echo "Why, from onnxruntime's Python API on the same libraries:"
         pycheck_quick || true
         echo "If it says 'no kernel image is available' or an invalid image: the sm_90-only library failed; send delta-1..3."
